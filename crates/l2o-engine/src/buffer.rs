@@ -1,0 +1,264 @@
+//! Device buffers and recorded dispatches. Upload and readback are explicit calls so a reader can count host
+//! round trips: nothing in a kernel launcher reads back.
+
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow, bail};
+use wgpu::util::DeviceExt;
+
+use crate::context::{CachedPipeline, Context};
+use crate::shaders::ShaderFamily;
+
+/// Element type of a device buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    /// f32 or f64, as the context's precision says.
+    Real,
+    U32,
+}
+
+/// A storage buffer of `len` elements.
+#[derive(Clone, Debug)]
+pub struct DBuf {
+    pub buf: wgpu::Buffer,
+    pub len: usize,
+    pub elem: Elem,
+    pub id: u64,
+}
+
+/// A batched vector view: element i of problem b is `buf[offset + b·stride + i]`, i < n.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub buf: &'a DBuf,
+    pub offset: usize,
+    pub stride: usize,
+}
+
+impl DBuf {
+    /// The whole buffer seen as `B` problems of `stride` contiguous elements.
+    pub fn view(&self, stride: usize) -> View<'_> {
+        View { buf: self, offset: 0, stride }
+    }
+    /// Slot `j` of a buffer holding `k` vectors of length n per problem (layout [B][k][n]).
+    pub fn slot(&self, j: usize, k: usize, n: usize) -> View<'_> {
+        View { buf: self, offset: j * n, stride: k * n }
+    }
+}
+
+impl View<'_> {
+    /// Fails unless every index touched by B problems of n elements is inside the buffer.
+    pub fn check(&self, what: &str, n: usize, batch: usize) -> Result<()> {
+        if n == 0 || batch == 0 {
+            bail!("{what}: empty problem (n = {n}, batch = {batch})");
+        }
+        let last = self.offset + (batch - 1) * self.stride + n;
+        if last > self.buf.len || (batch > 1 && self.stride < n && self.stride != 0) {
+            bail!(
+                "{what}: wrong dimensions: {batch} problems × {n} coordinates (offset {}, stride {}) do not fit a \
+                 buffer of {} elements",
+                self.offset,
+                self.stride,
+                self.buf.len
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One recorded kernel launch. Dispatches are built once (pipeline + bind group + grid) and replayed by
+/// [`Context::submit`] any number of times: per-step values live in device buffers, not in the dispatch.
+#[derive(Clone)]
+pub struct Dispatch {
+    pub(crate) pipeline: Arc<CachedPipeline>,
+    pub(crate) bind_group: wgpu::BindGroup,
+    pub(crate) groups: [u32; 3],
+    pub label: &'static str,
+}
+
+/// Grid for `units` workgroups in x (capped at the 65535 limit; kernels loop over the rest) × y × z.
+pub fn grid_x(units: usize) -> u32 {
+    units.clamp(1, 65535) as u32
+}
+
+impl Context {
+    fn check_size(&self, bytes: u64, what: &str) -> Result<()> {
+        let lim = self.limits.max_storage_buffer_binding_size as u64;
+        if bytes > lim {
+            bail!(
+                "{what} needs {bytes} bytes ({:.1} MiB) but this device's max_storage_buffer_binding_size is {lim} \
+                 bytes ({:.1} MiB): use a smaller batch or dimension, or a GPU with larger limits",
+                bytes as f64 / 1048576.0,
+                lim as f64 / 1048576.0
+            );
+        }
+        if bytes > self.limits.max_buffer_size as u64 {
+            bail!("{what} needs {bytes} bytes but max_buffer_size is {}", self.limits.max_buffer_size);
+        }
+        Ok(())
+    }
+
+    fn storage(&self, bytes: &[u8], len: usize, elem: Elem, label: &str) -> Result<DBuf> {
+        self.check_size(bytes.len() as u64, label)?;
+        // wgpu buffers must not be empty and bindings must be 4-byte multiples.
+        let buf = if bytes.is_empty() {
+            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &[0u8; 8],
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            })
+        } else {
+            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytes,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            })
+        };
+        Ok(DBuf { buf, len, elem, id: self.next_id() })
+    }
+
+    /// Upload host values (converted to the device precision). Refuses NaN/Inf and oversize buffers.
+    pub fn upload(&self, label: &str, v: &[f64]) -> Result<DBuf> {
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            bail!("{label}: value {} at index {i} is not finite", v[i]);
+        }
+        self.storage(&self.precision().encode(v), v.len(), Elem::Real, label)
+    }
+
+    /// A zero-filled buffer of `len` Real elements.
+    pub fn zeros(&self, label: &str, len: usize) -> Result<DBuf> {
+        let bytes = (len * self.precision().size()) as u64;
+        self.check_size(bytes, label)?;
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(8),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(DBuf { buf, len, elem: Elem::Real, id: self.next_id() })
+    }
+
+    pub fn upload_u32(&self, label: &str, v: &[u32]) -> Result<DBuf> {
+        self.storage(bytemuck::cast_slice(v), v.len(), Elem::U32, label)
+    }
+
+    /// Overwrite a Real buffer from the host (queued; takes effect before the next submit).
+    pub fn write(&self, dst: &DBuf, offset: usize, v: &[f64]) -> Result<()> {
+        if dst.elem != Elem::Real || offset + v.len() > dst.len {
+            bail!("write of {} values at {offset} does not fit a buffer of {}", v.len(), dst.len);
+        }
+        let bytes = self.precision().encode(v);
+        self.queue.write_buffer(&dst.buf, (offset * self.precision().size()) as u64, &bytes);
+        Ok(())
+    }
+
+    pub fn write_u32(&self, dst: &DBuf, offset: usize, v: &[u32]) -> Result<()> {
+        if dst.elem != Elem::U32 || offset + v.len() > dst.len {
+            bail!("write of {} values at {offset} does not fit a buffer of {}", v.len(), dst.len);
+        }
+        self.queue.write_buffer(&dst.buf, (offset * 4) as u64, bytemuck::cast_slice(v));
+        Ok(())
+    }
+
+    fn read_bytes(&self, src: &DBuf, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.max(4).next_multiple_of(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(&src.buf, 0, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        pollster::block_on(rx)
+            .map_err(|_| anyhow!("readback was cancelled (device lost?)"))?
+            .map_err(|e| anyhow!("readback failed: {e}"))?;
+        let data = staging.slice(..).get_mapped_range().map_err(|e| anyhow!("readback failed: {e:?}"))?;
+        let v = data[..bytes as usize].to_vec();
+        drop(data);
+        staging.unmap();
+        Ok(v)
+    }
+
+    /// Read a Real buffer back to the host as f64 (waits for all queued work; one round trip).
+    pub fn read(&self, src: &DBuf) -> Result<Vec<f64>> {
+        if src.elem != Elem::Real {
+            bail!("read: buffer is not a Real buffer");
+        }
+        let p = self.precision();
+        Ok(p.decode(&self.read_bytes(src, (src.len * p.size()) as u64)?))
+    }
+
+    pub fn read_u32(&self, src: &DBuf) -> Result<Vec<u32>> {
+        if src.elem != Elem::U32 {
+            bail!("read_u32: buffer is not a u32 buffer");
+        }
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(src, (src.len * 4) as u64)?))
+    }
+
+    /// A small uniform buffer of u32 parameters.
+    pub fn params(&self, words: &[u32]) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytemuck::cast_slice(words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    }
+
+    /// Record a dispatch of `entry` with `bindings` in layout order.
+    pub fn dispatch(
+        &self,
+        family: &ShaderFamily,
+        entry: &'static str,
+        bindings: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<Dispatch> {
+        if bindings.len() != family.layout.len() {
+            bail!("{}::{entry}: {} bindings given, {} expected", family.name, bindings.len(), family.layout.len());
+        }
+        for (axis, &g) in groups.iter().enumerate() {
+            if g > self.limits.max_compute_workgroups_per_dimension {
+                bail!(
+                    "{}::{entry}: {g} workgroups along axis {axis} exceed the device limit {} (batch too large?)",
+                    family.name,
+                    self.limits.max_compute_workgroups_per_dimension
+                );
+            }
+        }
+        let pipeline = self.pipeline(family, entry)?;
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(entry),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        Ok(Dispatch { pipeline, bind_group, groups, label: entry })
+    }
+
+    /// Record `dispatches` into one compute pass of one command encoder and submit it. Does not wait.
+    pub fn submit(&self, dispatches: &[Dispatch]) -> Result<()> {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        self.encode(&mut enc, dispatches);
+        self.queue.submit([enc.finish()]);
+        self.check()
+    }
+
+    /// Record `dispatches` into an encoder the caller owns (to batch several steps in one submit).
+    pub fn encode(&self, enc: &mut wgpu::CommandEncoder, dispatches: &[Dispatch]) {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("l2o"), timestamp_writes: None });
+        for d in dispatches {
+            pass.set_pipeline(&d.pipeline.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+        }
+    }
+}

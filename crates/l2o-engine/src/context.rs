@@ -1,0 +1,334 @@
+//! The wgpu context: adapter choice, device with the adapter's limits, precision, pipeline cache and error
+//! capture (validation errors and device loss become `anyhow` errors at the next call, never a panic).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use crate::precision::Precision;
+use crate::shaders::{Layout, ShaderFamily};
+
+/// How to choose the adapter and the arithmetic.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Restrict to these backends (`vulkan`, `metal`, `dx12`, `gl`, comma separated). `None`: the env var
+    /// `L2O_BACKEND`, else every backend.
+    pub backend: Option<String>,
+    /// Pick the first adapter whose name contains this (case-insensitive). `None`: `L2O_ADAPTER`, else prefer a
+    /// hardware GPU and fall back to a software adapter.
+    pub adapter: Option<String>,
+    /// f32 everywhere, or f64 where the adapter supports `SHADER_F64`.
+    pub precision: Precision,
+}
+
+impl ContextOptions {
+    pub fn with_precision(precision: Precision) -> Self {
+        Self { precision, ..Default::default() }
+    }
+}
+
+/// One adapter as seen by [`Context::adapters`], for `l2o info`.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub f64: bool,
+}
+
+/// A compiled pipeline and the bind-group layout shared by its kernel family.
+pub(crate) struct CachedPipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// The engine's handle on a device. Cheap to share by reference; all kernels take `&Context`.
+pub struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    /// Why this adapter was chosen (for `l2o info` and the log).
+    pub reason: String,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    precision: Precision,
+    pipelines: Mutex<HashMap<(&'static str, &'static str, Precision), Arc<CachedPipeline>>>,
+    layouts: Mutex<HashMap<(&'static str, Precision), wgpu::BindGroupLayout>>,
+    error: Arc<Mutex<Option<String>>>,
+    next_id: AtomicU64,
+}
+
+const NO_ADAPTER_HELP: &str = "no GPU adapter found. On Debian/Ubuntu install the software Vulkan driver: \
+`sudo apt-get install -y mesa-vulkan-drivers libvulkan1` (Mesa lavapipe); on macOS (Metal) and Windows (DX12) \
+a GPU driver is enough. Check with `l2o info`.";
+
+fn parse_backends(s: &str) -> Result<wgpu::Backends> {
+    let b = wgpu::Backends::from_comma_list(s);
+    if b.is_empty() {
+        bail!("unknown backend list {s:?}: use vulkan, metal, dx12 or gl (comma separated)");
+    }
+    Ok(b)
+}
+
+fn instance_for(backend: Option<&str>) -> Result<(wgpu::Instance, wgpu::Backends)> {
+    let backends = match backend {
+        Some(b) => parse_backends(b)?,
+        None => match std::env::var("L2O_BACKEND") {
+            Ok(b) if !b.is_empty() => parse_backends(&b)?,
+            _ => wgpu::Backends::all(),
+        },
+    };
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    Ok((wgpu::Instance::new(desc), backends))
+}
+
+fn rank(info: &wgpu::AdapterInfo) -> u32 {
+    // Prefer real GPUs, then Vulkan's software adapter (full f64 support) over GL.
+    let t = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let b = if info.backend == wgpu::Backend::Gl { 1 } else { 0 };
+    t * 2 + b
+}
+
+fn is_software(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu
+}
+
+impl Context {
+    /// Every adapter the selected backends expose.
+    pub fn adapters(backend: Option<&str>) -> Result<Vec<AdapterSummary>> {
+        let (instance, backends) = instance_for(backend)?;
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        Ok(adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                AdapterSummary {
+                    name: i.name.clone(),
+                    backend: format!("{:?}", i.backend),
+                    device_type: format!("{:?}", i.device_type),
+                    driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
+                    f64: a.features().contains(wgpu::Features::SHADER_F64),
+                }
+            })
+            .collect())
+    }
+
+    /// Choose an adapter and open a device on it.
+    pub fn new(options: &ContextOptions) -> Result<Self> {
+        let (instance, backends) = instance_for(options.backend.as_deref())?;
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            bail!("{NO_ADAPTER_HELP}");
+        }
+        let wanted = options.adapter.clone().or_else(|| std::env::var("L2O_ADAPTER").ok().filter(|s| !s.is_empty()));
+        let (adapter, reason) = if let Some(w) = wanted {
+            let lw = w.to_lowercase();
+            let pos = adapters
+                .iter()
+                .position(|a| a.get_info().name.to_lowercase().contains(&lw))
+                .ok_or_else(|| {
+                    let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                    anyhow!("no adapter name contains {w:?}; available: {}", names.join(", "))
+                })?;
+            (adapters.swap_remove(pos), format!("its name matches {w:?} (L2O_ADAPTER / --adapter)"))
+        } else {
+            adapters.sort_by_key(|a| rank(&a.get_info()));
+            let a = adapters.swap_remove(0);
+            let reason = if is_software(&a.get_info()) {
+                log::warn!("no hardware GPU found: falling back to the software adapter {}", a.get_info().name);
+                "no hardware GPU was found: software fallback".to_string()
+            } else {
+                "best hardware GPU (discrete > integrated > virtual)".to_string()
+            };
+            (a, reason)
+        };
+        let info = adapter.get_info();
+        log::info!("adapter: {} ({:?}, {:?}) — {reason}", info.name, info.backend, info.device_type);
+        let f64_ok = adapter.features().contains(wgpu::Features::SHADER_F64);
+        if options.precision == Precision::F64 && !f64_ok {
+            bail!(
+                "f64 was requested but the adapter {} ({:?}) has no SHADER_F64; use --precision f32 or pick \
+                 another adapter (the Vulkan software adapter lavapipe has f64, GL and Metal do not)",
+                info.name,
+                info.backend
+            );
+        }
+        let mut features = wgpu::Features::empty();
+        if f64_ok {
+            features |= wgpu::Features::SHADER_F64;
+        }
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("l2o"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| format!("could not open a device on {}", info.name))?;
+        Self::build(device, queue, info, reason, options.precision)
+    }
+
+    /// Embed l2o in another wgpu program: use its device and queue. f64 kernels need the device to have been
+    /// created with `Features::SHADER_F64`.
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue, precision: Precision) -> Result<Self> {
+        if precision == Precision::F64 && !device.features().contains(wgpu::Features::SHADER_F64) {
+            bail!("f64 was requested but the given device was created without Features::SHADER_F64");
+        }
+        let mut info = wgpu::AdapterInfo::new(wgpu::DeviceType::Other, wgpu::Backend::Noop);
+        info.name = "embedded device".into();
+        Self::build(device, queue, info, "supplied by the host program (Context::from_wgpu)".into(), precision)
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        reason: String,
+        precision: Precision,
+    ) -> Result<Self> {
+        let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let e1 = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut g = e1.lock().unwrap_or_else(|p| p.into_inner());
+            if g.is_none() {
+                *g = Some(format!("GPU error: {e}"));
+            }
+        }));
+        let e2 = error.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            let mut g = e2.lock().unwrap_or_else(|p| p.into_inner());
+            if g.is_none() && reason != wgpu::DeviceLostReason::Destroyed {
+                *g = Some(format!("the GPU device was lost ({reason:?}: {msg}); restart the program"));
+            }
+        });
+        Ok(Self {
+            limits: device.limits(),
+            features: device.features(),
+            device,
+            queue,
+            info,
+            reason,
+            precision,
+            pipelines: Mutex::new(HashMap::new()),
+            layouts: Mutex::new(HashMap::new()),
+            error,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    pub fn supports_f64(&self) -> bool {
+        self.features.contains(wgpu::Features::SHADER_F64)
+    }
+
+    pub fn is_software(&self) -> bool {
+        is_software(&self.info)
+    }
+
+    /// A one-line description: "llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu]".
+    pub fn describe(&self) -> String {
+        format!("{} [{:?}, {:?}]", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The first GPU error (validation, out of memory, device lost) seen since the last call, as an error.
+    pub fn check(&self) -> Result<()> {
+        let mut g = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        match g.take() {
+            Some(msg) => Err(anyhow!(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Block until the queue is idle, then report any GPU error.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("waiting for the GPU failed: {e}"))?;
+        self.check()
+    }
+
+    fn layout(&self, family: &ShaderFamily) -> wgpu::BindGroupLayout {
+        let mut layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+        layouts
+            .entry((family.name, self.precision))
+            .or_insert_with(|| {
+                let entries: Vec<wgpu::BindGroupLayoutEntry> = family
+                    .layout
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| wgpu::BindGroupLayoutEntry {
+                        binding: i as u32,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: match l {
+                                Layout::Uniform => wgpu::BufferBindingType::Uniform,
+                                Layout::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                                Layout::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                            },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    })
+                    .collect();
+                self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(family.name),
+                    entries: &entries,
+                })
+            })
+            .clone()
+    }
+
+    /// The pipeline for `entry` of a kernel family, compiled once per precision and cached.
+    pub(crate) fn pipeline(&self, family: &ShaderFamily, entry: &'static str) -> Result<Arc<CachedPipeline>> {
+        let key = (family.name, entry, self.precision);
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let layout = self.layout(family);
+        let src = family.source(self.precision);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(family.name),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        });
+        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(family.name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!("building kernel {}::{entry} ({}) failed: {e}", family.name, self.precision);
+        }
+        let p = Arc::new(CachedPipeline { pipeline, layout });
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, p.clone());
+        Ok(p)
+    }
+}

@@ -1,0 +1,3 @@
+//! Kernel launchers: each records [`Dispatch`](crate::Dispatch)es that can be replayed; none reads back.
+pub mod lincomb;
+pub mod reduce;

@@ -1,0 +1,128 @@
+//! Launchers for `shaders/reduce.wgsl`: batched dot products, sums and Gram matrices with workgroup tree sums
+//! and a deterministic two-pass reduction for n > 4096. Results land in a per-problem scalar buffer
+//! (`[B][stride]`), where the next kernel reads them: no readback.
+
+use anyhow::{Result, bail};
+
+use crate::buffer::{DBuf, Dispatch, View};
+use crate::context::Context;
+use crate::shaders::REDUCE;
+
+/// Coordinates reduced by one workgroup in pass 1 (256 threads × 16).
+pub const CHUNK: usize = 4096;
+/// Largest k for [`gram`] (2m + 2 with m = 20, plus room for memory vectors).
+pub const MAX_GRAM_K: usize = 64;
+
+/// Where per-problem scalar results go: `buf[b·stride + col ..]`.
+#[derive(Clone, Copy, Debug)]
+pub struct ScalarOut<'a> {
+    pub buf: &'a DBuf,
+    pub stride: usize,
+    pub col: usize,
+}
+
+impl ScalarOut<'_> {
+    fn check(&self, batch: usize, width: usize) -> Result<()> {
+        if self.col + width > self.stride || batch * self.stride > self.buf.len {
+            bail!(
+                "scalar output: {batch} problems × stride {} with {width} values at column {} do not fit a buffer of {}",
+                self.stride,
+                self.col,
+                self.buf.len
+            );
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reduce(
+    ctx: &Context,
+    mode: u32,
+    n: usize,
+    batch: usize,
+    a: View,
+    b: View,
+    k: usize,
+    vec_step: usize,
+    out: ScalarOut,
+    scale_col: Option<usize>,
+) -> Result<Vec<Dispatch>> {
+    let pairs = if mode == 2 { k * (k + 1) / 2 } else { 1 };
+    let chunks = n.div_ceil(CHUNK);
+    let partial = if chunks > 1 { ctx.zeros("reduce partials", batch * pairs * chunks)? } else { ctx.zeros("unused", 1)? };
+    let u = |x: usize| x as u32;
+    let params = ctx.params(&[
+        u(n),
+        u(a.offset),
+        u(a.stride),
+        u(b.offset),
+        u(b.stride),
+        u(chunks),
+        u(k),
+        u(out.col),
+        u(out.stride),
+        scale_col.map_or(u32::MAX, u),
+        mode,
+        u(vec_step),
+        u(pairs),
+        0,
+        0,
+        0,
+    ]);
+    let binds = [&params, &a.buf.buf, &b.buf.buf, &partial.buf, &out.buf.buf];
+    let mut d = vec![ctx.dispatch(&REDUCE, "partial_main", &binds, [u(chunks), u(pairs), u(batch)])?];
+    if chunks > 1 {
+        d.push(ctx.dispatch(&REDUCE, "finish_main", &binds, [u(pairs), 1, u(batch)])?);
+    }
+    Ok(d)
+}
+
+/// out[b] = scale_b · ⟨a_b, b_b⟩ for every problem b; scale_b = out.buf[b][scale_col] or 1.
+pub fn dot(
+    ctx: &Context,
+    n: usize,
+    batch: usize,
+    a: View,
+    b: View,
+    out: ScalarOut,
+    scale_col: Option<usize>,
+) -> Result<Vec<Dispatch>> {
+    a.check("dot: a", n, batch)?;
+    b.check("dot: b", n, batch)?;
+    out.check(batch, 1)?;
+    if let Some(c) = scale_col {
+        if c >= out.stride {
+            bail!("dot: scale column {c} outside stride {}", out.stride);
+        }
+    }
+    reduce(ctx, 0, n, batch, a, b, 1, 0, out, scale_col)
+}
+
+/// out[b] = Σ_i a_b[i].
+pub fn sum(ctx: &Context, n: usize, batch: usize, a: View, out: ScalarOut) -> Result<Vec<Dispatch>> {
+    a.check("sum", n, batch)?;
+    out.check(batch, 1)?;
+    reduce(ctx, 1, n, batch, a, a, 1, 0, out, None)
+}
+
+/// The k×k Gram matrix of the k vectors v_j = `first` shifted by j·vec_step, written row-major (k² values) at
+/// out.col of each problem. For a buffer laid out [B][k][n] use `buf.slot(0, k, n)` and vec_step = n.
+pub fn gram(
+    ctx: &Context,
+    n: usize,
+    batch: usize,
+    k: usize,
+    first: View,
+    vec_step: usize,
+    out: ScalarOut,
+) -> Result<Vec<Dispatch>> {
+    if k == 0 || k > MAX_GRAM_K {
+        bail!("gram: k = {k} must be in 1..={MAX_GRAM_K}");
+    }
+    let last = View { buf: first.buf, offset: first.offset + (k - 1) * vec_step, stride: first.stride };
+    first.check("gram: first vector", n, batch)?;
+    last.check("gram: last vector", n, batch)?;
+    out.check(batch, k * k)?;
+    reduce(ctx, 2, n, batch, first, first, k, vec_step, out, None)
+}

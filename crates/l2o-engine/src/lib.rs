@@ -1,0 +1,92 @@
+//! # l2o-engine
+//!
+//! The bottom layer of l2o: a wgpu [`Context`] (adapter choice, f32/f64 precision, pipeline cache, error
+//! capture), device buffers laid out as B problems × n coordinates, and the batched linear-algebra kernels that
+//! every optimizer is built from: inner products and Gram matrices ([`kernels::reduce`]), linear combinations
+//! with per-problem device coefficients ([`kernels::lincomb`]). Every kernel has an f64 CPU oracle in
+//! [`oracle`]; WGSL sources live in the top-level `shaders/` directory.
+//!
+//! ```no_run
+//! use l2o_engine::{Context, ContextOptions, Precision};
+//! let ctx = Context::new(&ContextOptions::with_precision(Precision::F32))?;
+//! println!("{}", ctx.describe());
+//! # anyhow::Ok(())
+//! ```
+
+pub mod buffer;
+pub mod context;
+pub mod kernels;
+pub mod oracle;
+pub mod precision;
+pub mod shaders;
+
+pub use buffer::{DBuf, Dispatch, Elem, View, grid_x};
+pub use context::{AdapterSummary, Context, ContextOptions};
+pub use kernels::lincomb::{Scalars, Term, lincomb};
+pub use kernels::reduce::{ScalarOut, dot, gram, sum};
+pub use precision::Precision;
+
+/// Status codes of a problem (see `shaders/status.wgsl`).
+pub mod status {
+    pub const RUNNING: u32 = 0;
+    pub const CONVERGED: u32 = 1;
+    pub const DIVERGED: u32 = 2;
+    pub const LINE_SEARCH_FAILED: u32 = 3;
+    pub fn name(code: u32) -> &'static str {
+        match code {
+            RUNNING => "running",
+            CONVERGED => "converged",
+            DIVERGED => "diverged",
+            LINE_SEARCH_FAILED => "line search failed",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Per-problem scalar columns shared by every optimizer (first four columns of the scalar buffer).
+pub mod cols {
+    pub const F: usize = 0;
+    pub const G2: usize = 1;
+    pub const ITER: usize = 2;
+    pub const NFEV: usize = 3;
+}
+
+/// Scalar columns of the L-BFGS kernels (mirror of the constants at the top of `shaders/lbfgs.wgsl`).
+pub mod lbfgs_cols {
+    pub use super::cols::*;
+    pub const T: usize = 4;
+    pub const GD: usize = 5;
+    pub const FT: usize = 6;
+    pub const GDT: usize = 7;
+    pub const PENDING: usize = 8;
+    pub const PHASE: usize = 9;
+    pub const NLS: usize = 10;
+    pub const TLO: usize = 11;
+    pub const FLO: usize = 12;
+    pub const GLO: usize = 13;
+    pub const THI: usize = 14;
+    pub const FHI: usize = 15;
+    pub const GHI: usize = 16;
+    pub const F0: usize = 17;
+    pub const GD0: usize = 18;
+    pub const DA: usize = 19;
+    pub const DB: usize = 20;
+    pub const GAMMA: usize = 21;
+    pub const HASP: usize = 22;
+    pub const SY: usize = 23;
+    pub const YY: usize = 24;
+    pub const SS: usize = 25;
+    pub const RHO0: usize = 26;
+    pub fn rho(i: usize) -> usize {
+        RHO0 + i
+    }
+    pub fn alpha(m: usize, i: usize) -> usize {
+        RHO0 + m + i
+    }
+    pub fn beta(m: usize, i: usize) -> usize {
+        RHO0 + 2 * m + i
+    }
+    pub fn stride(m: usize) -> usize {
+        RHO0 + 3 * m
+    }
+}

@@ -1,0 +1,101 @@
+//! WGSL sources (as consts, compiled once per precision by the [`Context`](crate::Context) pipeline cache) and
+//! the bind-group layout of each kernel family. Every family shares one layout across its entry points.
+
+use crate::precision::Precision;
+
+pub const PRELUDE_F32: &str = include_str!("../../../shaders/prelude_f32.wgsl");
+pub const PRELUDE_F64: &str = include_str!("../../../shaders/prelude_f64.wgsl");
+
+/// How a binding is declared in WGSL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+use Layout::{Read as R, ReadWrite as W, Uniform as U};
+
+/// One `shaders/<name>.wgsl` file: its source (without prelude) and bindings 0.. in order.
+#[derive(Debug)]
+pub struct ShaderFamily {
+    pub name: &'static str,
+    pub body: &'static str,
+    pub layout: &'static [Layout],
+    /// Entry points, all validated by the naga tests.
+    pub entries: &'static [&'static str],
+}
+
+impl ShaderFamily {
+    /// The full WGSL for a precision: prelude (defines `Real`, `is_finite`, `r_exp`, `r_log`) + body.
+    pub fn source(&self, precision: Precision) -> String {
+        let prelude = match precision {
+            Precision::F32 => PRELUDE_F32,
+            Precision::F64 => PRELUDE_F64,
+        };
+        format!("{prelude}\n{}", self.body)
+    }
+}
+
+pub static REDUCE: ShaderFamily = ShaderFamily {
+    name: "reduce",
+    body: include_str!("../../../shaders/reduce.wgsl"),
+    layout: &[U, R, R, W, W],
+    entries: &["partial_main", "finish_main"],
+};
+
+pub static LINCOMB: ShaderFamily = ShaderFamily {
+    name: "lincomb",
+    body: include_str!("../../../shaders/lincomb.wgsl"),
+    layout: &[U, R, W, R, R, R, R, R, R],
+    entries: &["lincomb_main"],
+};
+
+pub static MAPS: ShaderFamily = ShaderFamily {
+    name: "maps",
+    body: include_str!("../../../shaders/maps.wgsl"),
+    layout: &[U, R, W, R, W, W, W, R],
+    entries: &["sgd", "heavy_ball", "nesterov", "rmsprop", "adam", "adagrad", "adam_powers"],
+};
+
+pub static STATUS: ShaderFamily = ShaderFamily {
+    name: "status",
+    body: include_str!("../../../shaders/status.wgsl"),
+    layout: &[U, R, W, W, W],
+    entries: &["update_status", "record"],
+};
+
+pub static LBFGS: ShaderFamily = ShaderFamily {
+    name: "lbfgs",
+    body: include_str!("../../../shaders/lbfgs.wgsl"),
+    layout: &[U, R, W, W, W],
+    entries: &["ls_begin", "ls_update", "pair_update"],
+};
+
+/// Every family the engine ships (tasks register theirs in `l2o-tasks`).
+pub fn engine_families() -> Vec<&'static ShaderFamily> {
+    vec![&REDUCE, &LINCOMB, &MAPS, &STATUS, &LBFGS]
+}
+
+/// Parse and validate a family with naga for both precisions, without a device.
+pub fn validate(family: &ShaderFamily) -> anyhow::Result<()> {
+    for precision in [Precision::F32, Precision::F64] {
+        let src = family.source(precision);
+        let module = naga::front::wgsl::parse_str(&src)
+            .map_err(|e| anyhow::anyhow!("{} ({precision}): {}", family.name, e.emit_to_string(&src)))?;
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::FLOAT64)
+            .validate(&module)
+            .map_err(|e| anyhow::anyhow!("{} ({precision}): {}", family.name, e.emit_to_string(&src)))?;
+        for e in family.entries {
+            if !module.entry_points.iter().any(|ep| ep.name == *e) {
+                anyhow::bail!("{}: entry point {e} missing", family.name);
+            }
+        }
+        let used: Vec<u32> = module.global_variables.iter().filter_map(|(_, g)| g.binding.as_ref().map(|b| b.binding)).collect();
+        let max = used.iter().copied().max().map(|m| m + 1).unwrap_or(0) as usize;
+        if max != family.layout.len() {
+            anyhow::bail!("{}: WGSL declares {max} bindings, layout has {}", family.name, family.layout.len());
+        }
+    }
+    Ok(())
+}

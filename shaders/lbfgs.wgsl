@@ -1,0 +1,190 @@
+// L-BFGS per-problem scalar logic (engine kernel family `lbfgs`), one thread per problem. The vector work of
+// the two-loop recursion is done by the `reduce` and `lincomb` kernels; these entries keep every per-problem
+// scalar (step, line-search state, ρ_i, γ) on the device.
+//
+// Columns of scal[b][·] (mirrored by `l2o_engine::lbfgs_cols` in Rust):
+const F: u32 = 0u;      const G2: u32 = 1u;     const ITER: u32 = 2u;   const NFEV: u32 = 3u;
+const T: u32 = 4u;      const GD: u32 = 5u;     const FT: u32 = 6u;     const GDT: u32 = 7u;
+const PENDING: u32 = 8u; const PHASE: u32 = 9u; const NLS: u32 = 10u;
+const TLO: u32 = 11u;   const FLO: u32 = 12u;   const GLO: u32 = 13u;
+const THI: u32 = 14u;   const FHI: u32 = 15u;   const GHI: u32 = 16u;
+const F0: u32 = 17u;    const GD0: u32 = 18u;   const DA: u32 = 19u;    const DB: u32 = 20u;
+const GAMMA: u32 = 21u; const HASP: u32 = 22u;  const SY: u32 = 23u;    const YY: u32 = 24u;  const SS: u32 = 25u;
+const RHO0: u32 = 26u;  // ρ_0..ρ_{m−1}, then α_0..α_{m−1}, then β_0..β_{m−1}
+
+struct Params { batch: u32, stride: u32, method: u32, max_ls: u32, slot: u32, m: u32, q0: u32, q1: u32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> cst: array<Real>; // [c1, c2, t_max, curvature ε]
+@group(0) @binding(2) var<storage, read_write> scal: array<Real>;
+@group(0) @binding(3) var<storage, read_write> status: array<u32>;
+@group(0) @binding(4) var<storage, read_write> pending: array<atomic<u32>>;
+
+const METHOD_CONSTANT: u32 = 0u;
+const METHOD_ARMIJO: u32 = 1u;
+const METHOD_WOLFE: u32 = 2u;
+
+// Line search start. d is the two-loop direction and scal[GD] = gᵀd. If d is not a descent direction
+// (gᵀd ≥ 0 or not finite, possible in f32 or with a bad history) the direction is reset to −g: the caller then
+// applies d ← DA·d + DB·g. First trial step: 1, or min(1, 1/‖g‖) while the history is empty (Nocedal & Wright).
+@compute @workgroup_size(64)
+fn ls_begin(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let s = b * p.stride;
+    if (status[b] != 0u) { scal[s + PENDING] = 0.0; return; }
+    var gd = scal[s + GD];
+    if (gd < 0.0 && is_finite(gd)) {
+        scal[s + DA] = 1.0;
+        scal[s + DB] = 0.0;
+    } else {
+        scal[s + DA] = 0.0;
+        scal[s + DB] = -1.0;
+        gd = -scal[s + G2];
+    }
+    var t: Real = 1.0;
+    if (scal[s + HASP] == 0.0) { t = min(1.0, 1.0 / sqrt(scal[s + G2])); }
+    let f = scal[s + F];
+    scal[s + GD] = gd;
+    scal[s + GD0] = gd;
+    scal[s + F0] = f;
+    scal[s + T] = t;
+    scal[s + PENDING] = 1.0;
+    scal[s + PHASE] = 0.0;
+    scal[s + NLS] = 0.0;
+    scal[s + TLO] = 0.0;
+    scal[s + FLO] = f;
+    scal[s + GLO] = gd;
+}
+
+// Safeguarded cubic interpolation of φ on [lo, hi] from values and slopes (Nocedal & Wright eq. 3.59), falling
+// back to bisection when the cubic has no minimiser, is not finite, or lands within 10 % of either end.
+fn interp(tl: Real, fl: Real, gl: Real, th: Real, fh: Real, gh: Real) -> Real {
+    let mid = 0.5 * (tl + th);
+    let d1 = gl + gh - 3.0 * (fl - fh) / (tl - th);
+    let rad = d1 * d1 - gl * gh;
+    if (!(rad >= 0.0) || !is_finite(rad)) { return mid; }
+    var d2 = sqrt(rad);
+    if (th < tl) { d2 = -d2; }
+    let tc = th - (th - tl) * (gh + d2 - d1) / (gh - gl + 2.0 * d2);
+    let a = min(tl, th);
+    let w = max(tl, th) - a;
+    if (!(tc >= a + 0.1 * w && tc <= a + 0.9 * w)) { return mid; }
+    return tc;
+}
+
+fn accept(s: u32) {
+    scal[s + F] = scal[s + FT];
+    scal[s + PENDING] = 0.0;
+}
+
+fn set_hi(s: u32, t: Real, f: Real, g: Real) {
+    scal[s + THI] = t; scal[s + FHI] = f; scal[s + GHI] = g;
+}
+
+fn set_lo(s: u32, t: Real, f: Real, g: Real) {
+    scal[s + TLO] = t; scal[s + FLO] = f; scal[s + GLO] = g;
+}
+
+fn zoom_next(s: u32) {
+    scal[s + PHASE] = 2.0;
+    scal[s + T] = interp(scal[s + TLO], scal[s + FLO], scal[s + GLO], scal[s + THI], scal[s + FHI], scal[s + GHI]);
+}
+
+// One line-search round after φ(t) = scal[FT] and φ'(t) = scal[GDT] were evaluated at the trial point.
+// constant: accept t. Armijo backtracking: accept if φ(t) ≤ φ(0) + c1·t·φ'(0), else t ← c2·t.
+// strong Wolfe: Nocedal & Wright Algorithms 3.5 (bracketing, expansion ×4 up to t_max) and 3.6 (zoom with the
+// safeguarded cubic above), conditions φ(t) ≤ φ(0) + c1·t·φ'(0) and |φ'(t)| ≤ c2·|φ'(0)|. A non-finite trial
+// counts as failing sufficient decrease. After max_ls trials without success, Wolfe falls back to the best
+// point with sufficient decrease (t_lo, one more evaluation) if there is one; otherwise the problem is frozen
+// with status 3 (line search failed). Problems still searching are counted in `pending[0]`.
+@compute @workgroup_size(64)
+fn ls_update(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let s = b * p.stride;
+    if (status[b] != 0u || scal[s + PENDING] == 0.0) { return; }
+    let t = scal[s + T];
+    let ft = scal[s + FT];
+    let gt = scal[s + GDT];
+    let f0 = scal[s + F0];
+    let gd0 = scal[s + GD0];
+    let c1 = cst[0];
+    let c2 = cst[1];
+    let nls = scal[s + NLS] + 1.0;
+    scal[s + NLS] = nls;
+    scal[s + NFEV] = scal[s + NFEV] + 1.0;
+    let finite = is_finite(ft) && is_finite(gt);
+    let armijo = finite && ft <= f0 + c1 * t * gd0;
+    let phase = scal[s + PHASE];
+    if (p.method == METHOD_CONSTANT || phase == 3.0) {
+        accept(s);
+        return;
+    }
+    if (p.method == METHOD_ARMIJO) {
+        if (armijo) { accept(s); return; }
+        scal[s + T] = cst[1] * t;
+    } else {
+        let curv = abs(gt) <= -c2 * gd0;
+        if (phase < 2.0) {
+            if (!armijo || (phase == 1.0 && ft >= scal[s + FLO])) {
+                if (finite) { set_hi(s, t, ft, gt); } else { set_hi(s, t, REAL_MAX, 0.0); }
+                zoom_next(s);
+            } else if (curv) {
+                accept(s); return;
+            } else if (gt >= 0.0) {
+                set_hi(s, scal[s + TLO], scal[s + FLO], scal[s + GLO]);
+                set_lo(s, t, ft, gt);
+                zoom_next(s);
+            } else {
+                set_lo(s, t, ft, gt);
+                scal[s + PHASE] = 1.0;
+                scal[s + T] = min(4.0 * t, cst[2]);
+            }
+        } else {
+            if (!armijo || ft >= scal[s + FLO]) {
+                if (finite) { set_hi(s, t, ft, gt); } else { set_hi(s, t, REAL_MAX, 0.0); }
+            } else {
+                if (curv) { accept(s); return; }
+                if (gt * (scal[s + THI] - scal[s + TLO]) >= 0.0) {
+                    set_hi(s, scal[s + TLO], scal[s + FLO], scal[s + GLO]);
+                }
+                set_lo(s, t, ft, gt);
+            }
+            zoom_next(s);
+        }
+    }
+    if (nls >= Real(p.max_ls)) {
+        if (p.method == METHOD_WOLFE && scal[s + TLO] > 0.0) {
+            scal[s + PHASE] = 3.0;
+            scal[s + T] = scal[s + TLO];
+        } else {
+            status[b] = 3u;
+            scal[s + PENDING] = 0.0;
+            return;
+        }
+    }
+    atomicAdd(&pending[0], 1u);
+}
+
+// After the step: the new pair (s, y) in ring slot p.slot with sᵀy, yᵀy, sᵀs in SY, YY, SS.
+// Accepted iff sᵀy > ε·‖s‖·‖y‖ (ε = cst[3]: a relative curvature threshold, Nocedal & Wright p. 537 skip the
+// pair when it fails). ρ = 1/sᵀy, and γ = sᵀy/yᵀy from the newest accepted pair (seed 003, Algorithm 1).
+// A skipped pair keeps its ring slot with ρ = 0, which removes it from both loops.
+@compute @workgroup_size(64)
+fn pair_update(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let s = b * p.stride;
+    if (status[b] != 0u) { return; }
+    let sy = scal[s + SY];
+    let yy = scal[s + YY];
+    let ss = scal[s + SS];
+    if (is_finite(sy) && is_finite(yy) && is_finite(ss) && sy > cst[3] * sqrt(ss * yy) && yy > 0.0) {
+        scal[s + RHO0 + p.slot] = 1.0 / sy;
+        scal[s + GAMMA] = sy / yy;
+        scal[s + HASP] = 1.0;
+    } else {
+        scal[s + RHO0 + p.slot] = 0.0;
+    }
+}

@@ -1,0 +1,62 @@
+// Precision prelude (f64). Prepended to every kernel family by the engine; kernels are written once for `Real`.
+// WGSL exp/log on f64 return garbage on Vulkan (GLSL.std.450 defines them for 16/32-bit floats only), so the
+// transcendentals here use only + − × ÷, floor and f32 builtins; tested against Rust's f64 on the device.
+alias Real = f64;
+const REAL_MAX: Real = 1.7976931348623157e308;
+const NONE: u32 = 0xffffffffu;
+fn is_finite(x: Real) -> bool { return abs(x) <= REAL_MAX; }
+
+// 2^k for integer k in [-1100, 1100], by binary powering (exact).
+fn pow2i(k: i32) -> f64 {
+    var base: f64 = 2.0;
+    if (k < 0) { base = 0.5; }
+    var e: u32 = u32(abs(k));
+    var r: f64 = 1.0;
+    loop {
+        if (e == 0u) { break; }
+        if ((e & 1u) == 1u) { r = r * base; }
+        base = base * base;
+        e = e >> 1u;
+    }
+    return r;
+}
+
+// exp: x = k ln2 + r with |r| <= ln2/2 (Cody–Waite split of ln2), exp(r) by its Taylor series to degree 14
+// (truncation < 1e-18 relative), times 2^k. Saturates to 0 below -745 and to REAL_MAX·2 (= +Inf) above 709.8.
+fn r_exp(x: f64) -> f64 {
+    if (!(x == x)) { return x; }
+    if (x > 709.78) { let big: f64 = REAL_MAX; return big * (x - 708.0); }
+    if (x < -745.2) { return f64(0.0); }
+    let k = floor(x * 1.4426950408889634 + 0.5);
+    let r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+    var p: f64 = 1.0 / 87178291200.0; // 1/14!
+    p = p * r + 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    let ki = i32(k);
+    // Split the scaling so 2^k never overflows or underflows on its own.
+    let k1 = ki / 2;
+    return p * pow2i(k1) * pow2i(ki - k1);
+}
+
+// log for x in [1e-37, 1e37] (the f32 normal range; outside it the result is clamped there): an f32 first guess
+// refined by two Newton steps y <- y - 1 + x·exp(-y) (quadratic convergence: 1e-7 -> 1e-14 -> 1e-16 relative).
+fn r_log(x: f64) -> f64 {
+    if (!(x > 0.0)) { if (x == 0.0) { return -REAL_MAX * (2.0 - x); } return (x - x) / (x - x); }
+    let xc = clamp(x, 1e-37, 1e37);
+    var y: f64 = f64(log(f32(xc)));
+    y = y - 1.0 + xc * r_exp(-y);
+    y = y - 1.0 + xc * r_exp(-y);
+    return y;
+}

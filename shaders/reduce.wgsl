@@ -1,0 +1,121 @@
+// Batched inner products, Gram matrices and sums (engine kernel family `reduce`).
+//
+// Operands are views into buffers laid out per problem: element i of problem b is at off + b·stride + i.
+// Pass 1 (`partial_main`): workgroup (chunk, pair, b) reduces CHUNK = 256·16 coordinates of one pair with a
+// per-thread sequential sum of 16 terms and a pairwise tree over the 256 threads. With one chunk it writes the
+// result directly; otherwise it writes a partial and pass 2 (`finish_main`) tree-reduces the partials of each
+// (pair, b) in a fixed order (deterministic: no atomics).
+//
+// Modes: 0 dot ⟨a,b⟩ (one pair); 1 sum Σ a_i; 2 Gram: the k×k matrix G_ij = ⟨v_i, v_j⟩ of the k vectors
+// v_j = a[off + j·vec_step ..], pairs i ≤ j enumerated row by row, written symmetric (row-major) at out_col.
+// The dot result is multiplied by scal[b][scale_col] when scale_col != NONE (ρ_i·⟨s_i, q⟩ in the two-loop).
+
+struct Params {
+    n: u32, a_off: u32, a_stride: u32, b_off: u32,
+    b_stride: u32, chunks: u32, k: u32, out_col: u32,
+    out_stride: u32, scale_col: u32, mode: u32, vec_step: u32,
+    pairs: u32, p0: u32, p1: u32, p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> va: array<Real>;
+@group(0) @binding(2) var<storage, read> vb: array<Real>;
+@group(0) @binding(3) var<storage, read_write> partial: array<Real>;
+@group(0) @binding(4) var<storage, read_write> scal: array<Real>;
+
+const WG: u32 = 256u;
+const ITEMS: u32 = 16u;
+const CHUNK: u32 = 4096u;
+
+var<workgroup> sh: array<Real, 256>;
+
+fn pair_ij(pair: u32) -> vec2<u32> {
+    var i = 0u;
+    var rem = pair;
+    loop {
+        let row = p.k - i;
+        if (rem < row) { break; }
+        rem = rem - row;
+        i = i + 1u;
+    }
+    return vec2<u32>(i, i + rem);
+}
+
+fn tree(lid: u32) {
+    var s = WG / 2u;
+    loop {
+        if (s == 0u) { break; }
+        workgroupBarrier();
+        if (lid < s) { sh[lid] = sh[lid] + sh[lid + s]; }
+        s = s / 2u;
+    }
+    workgroupBarrier();
+}
+
+fn write_out(pair: u32, b: u32, v: Real) {
+    let base = b * p.out_stride + p.out_col;
+    if (p.mode == 2u) {
+        let ij = pair_ij(pair);
+        scal[base + ij.x * p.k + ij.y] = v;
+        scal[base + ij.y * p.k + ij.x] = v;
+    } else {
+        var s: Real = 1.0;
+        if (p.scale_col != NONE) { s = scal[b * p.out_stride + p.scale_col]; }
+        scal[base] = s * v;
+    }
+}
+
+@compute @workgroup_size(256)
+fn partial_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let chunk = wid.x;
+    let pair = wid.y;
+    let b = wid.z;
+    var ao = p.a_off + b * p.a_stride;
+    var bo = p.b_off + b * p.b_stride;
+    if (p.mode == 2u) {
+        let ij = pair_ij(pair);
+        ao = p.a_off + b * p.a_stride + ij.x * p.vec_step;
+        bo = p.a_off + b * p.a_stride + ij.y * p.vec_step;
+    }
+    var acc: Real = 0.0;
+    let start = chunk * CHUNK + lid;
+    for (var t = 0u; t < ITEMS; t = t + 1u) {
+        let i = start + t * WG;
+        if (i < p.n) {
+            if (p.mode == 1u) {
+                acc = acc + va[ao + i];
+            } else if (p.mode == 2u) {
+                acc = acc + va[ao + i] * va[bo + i];
+            } else {
+                acc = acc + va[ao + i] * vb[bo + i];
+            }
+        }
+    }
+    sh[lid] = acc;
+    tree(lid);
+    if (lid == 0u) {
+        if (p.chunks == 1u) {
+            write_out(pair, b, sh[0]);
+        } else {
+            partial[(b * p.pairs + pair) * p.chunks + chunk] = sh[0];
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn finish_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let pair = wid.x;
+    let b = wid.z;
+    let base = (b * p.pairs + pair) * p.chunks;
+    var acc: Real = 0.0;
+    for (var c = lid; c < p.chunks; c = c + WG) {
+        acc = acc + partial[base + c];
+    }
+    sh[lid] = acc;
+    tree(lid);
+    if (lid == 0u) {
+        write_out(pair, b, sh[0]);
+    }
+}

@@ -1,0 +1,47 @@
+// Per-problem status and trace (engine kernel family `status`), one thread per problem.
+// Columns shared by every optimizer: scal[b][0] = f, [1] = ‖g‖², [2] = iterations taken, [3] = f evaluations.
+// Status codes: 0 running, 1 converged (‖g‖ < ε_g), 2 diverged (f or ‖g‖² not finite), 3 line search failed.
+// A problem that is not running is frozen: every update kernel skips it.
+
+struct Params { batch: u32, scal_stride: u32, count_step: u32, trace_row: u32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> cst: array<Real>;     // [ε_g]
+@group(0) @binding(2) var<storage, read_write> scal: array<Real>;
+@group(0) @binding(3) var<storage, read_write> status: array<u32>;
+@group(0) @binding(4) var<storage, read_write> trace: array<Real>; // [rows][B][4]: f, ‖g‖², status, iterations
+
+const F: u32 = 0u;
+const G2: u32 = 1u;
+const ITER: u32 = 2u;
+const NFEV: u32 = 3u;
+
+@compute @workgroup_size(64)
+fn update_status(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch || status[b] != 0u) { return; }
+    let s = b * p.scal_stride;
+    if (p.count_step == 1u) {
+        scal[s + ITER] = scal[s + ITER] + 1.0;
+        scal[s + NFEV] = scal[s + NFEV] + 1.0;
+    }
+    let f = scal[s + F];
+    let g2 = scal[s + G2];
+    if (!is_finite(f) || !is_finite(g2)) {
+        status[b] = 2u;
+    } else if (sqrt(g2) < cst[0]) {
+        status[b] = 1u;
+    }
+}
+
+@compute @workgroup_size(64)
+fn record(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let s = b * p.scal_stride;
+    let o = (p.trace_row * p.batch + b) * 4u;
+    trace[o] = scal[s + F];
+    trace[o + 1u] = scal[s + G2];
+    trace[o + 2u] = Real(status[b]);
+    trace[o + 3u] = scal[s + ITER];
+}

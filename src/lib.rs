@@ -1,0 +1,49 @@
+//! l2o: a GPU compute engine for learned optimizers (wgpu + WGSL). This umbrella crate re-exports the layers:
+//! [`engine`] → [`tasks`] → [`optim`]. See README.md.
+pub use l2o_engine as engine;
+pub use l2o_optim as optim;
+pub use l2o_tasks as tasks;
+
+/// Helpers shared by the integration tests in `tests/` (an injected device, explicit tolerances).
+#[doc(hidden)]
+pub mod testing {
+    use l2o_engine::{Context, ContextOptions, Precision};
+
+    /// The device every test runs on: the backend in `L2O_BACKEND` (default Vulkan, where CI has lavapipe).
+    /// Without one the test fails with the install hint, unless `L2O_SKIP_GPU_TESTS=1` (then `None`).
+    pub fn ctx(precision: Precision) -> Option<Context> {
+        let backend = std::env::var("L2O_BACKEND").unwrap_or_else(|_| "vulkan".into());
+        match Context::new(&ContextOptions { backend: Some(backend), adapter: None, precision }) {
+            Ok(c) => Some(c),
+            Err(e) if std::env::var("L2O_SKIP_GPU_TESTS").as_deref() == Ok("1") => {
+                eprintln!("SKIPPED (L2O_SKIP_GPU_TESTS=1): {e:#}");
+                None
+            }
+            Err(e) => panic!("no device for the tests: {e:#}\n(set L2O_SKIP_GPU_TESTS=1 to skip device tests)"),
+        }
+    }
+
+    /// Both precisions where the adapter allows (f64 on lavapipe and most Vulkan GPUs).
+    pub fn each_precision(mut body: impl FnMut(&Context)) {
+        for p in [Precision::F32, Precision::F64] {
+            if let Some(c) = ctx(p) {
+                body(&c);
+            }
+        }
+    }
+
+    /// A tolerance, stated once per test and printed on failure.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Tol {
+        pub f32: f64,
+        pub f64: f64,
+    }
+    impl Tol {
+        pub fn of(&self, p: Precision) -> f64 {
+            match p {
+                Precision::F32 => self.f32,
+                Precision::F64 => self.f64,
+            }
+        }
+    }
+}
