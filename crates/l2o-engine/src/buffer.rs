@@ -75,6 +75,12 @@ pub struct Dispatch {
     pub label: &'static str,
 }
 
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dispatch({} {:?})", self.label, self.groups)
+    }
+}
+
 /// Grid for `units` workgroups in x (capped at the 65535 limit; kernels loop over the rest) × y × z.
 pub fn grid_x(units: usize) -> u32 {
     units.clamp(1, 65535) as u32
