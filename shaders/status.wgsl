@@ -21,10 +21,9 @@ fn update_status(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
     if (b >= p.batch || status[b] != 0u) { return; }
     let s = b * p.scal_stride;
-    if (p.count_step == 1u) {
-        scal[s + ITER] = scal[s + ITER] + 1.0;
-        scal[s + NFEV] = scal[s + NFEV] + 1.0;
-    }
+    // count_step: bit 0 counts an iteration, bit 1 a function evaluation.
+    if ((p.count_step & 1u) != 0u) { scal[s + ITER] = scal[s + ITER] + 1.0; }
+    if ((p.count_step & 2u) != 0u) { scal[s + NFEV] = scal[s + NFEV] + 1.0; }
     let f = scal[s + F];
     let g2 = scal[s + G2];
     if (!is_finite(f) || !is_finite(g2)) {

@@ -258,6 +258,17 @@ impl Context {
         self.check()
     }
 
+    /// Zero `clear` (e.g. a counter), then run `dispatches`, in one submit. Does not wait.
+    pub fn submit_after_clear(&self, clear: &[&DBuf], dispatches: &[Dispatch]) -> Result<()> {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        for b in clear {
+            enc.clear_buffer(&b.buf, 0, None);
+        }
+        self.encode(&mut enc, dispatches);
+        self.queue.submit([enc.finish()]);
+        self.check()
+    }
+
     /// Record `dispatches` into an encoder the caller owns (to batch several steps in one submit).
     pub fn encode(&self, enc: &mut wgpu::CommandEncoder, dispatches: &[Dispatch]) {
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("l2o"), timestamp_writes: None });

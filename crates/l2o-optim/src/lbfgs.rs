@@ -1,0 +1,459 @@
+//! L-BFGS for B problems at once (Liu & Nocedal 1989; seed 003 Algorithm 1), with the step-size rule as a
+//! separate piece ([`LineSearch`]): constant t = 1, Armijo backtracking, or strong Wolfe.
+//!
+//! Direction, by the two-loop recursion over the ring of the last m pairs s_i = x_{i+1} − x_i,
+//! y_i = g_{i+1} − g_i, ρ_i = 1/(s_iᵀy_i), computed on the device as a sequence of `reduce`/`lincomb`
+//! dispatches with every scalar kept on the device:
+//! ```text
+//!   q ← −g
+//!   for i = newest … oldest:  α_i ← ρ_i s_iᵀq ;  q ← q − α_i y_i
+//!   r ← γ q,   γ = s_jᵀy_j / y_jᵀy_j of the newest accepted pair j (γ = 1 before any)
+//!   for i = oldest … newest:  β_i ← ρ_i y_iᵀr ;  r ← r + (α_i − β_i) s_i
+//!   d ← r    (= −H g; since the recursion is linear in g, starting from −g gives d directly)
+//! ```
+//! Skipped pairs: a new pair is accepted iff s_iᵀy_i > ε_c·‖s_i‖·‖y_i‖ (ε_c = 1e-5 in f32, 1e-10 in f64:
+//! above the rounding noise of the inner product); a rejected pair keeps its ring slot with ρ_i = 0, which
+//! removes it from both loops (so the memory holds the accepted pairs among the last m iterations).
+//! If gᵀd ≥ 0 the direction is reset to −g. The first trial step is 1, or min(1, 1/‖g‖) while no pair has
+//! been accepted. The line-search state machines are in `shaders/lbfgs.wgsl`; [`reference`] is the f64 CPU
+//! implementation of exactly the same algorithm.
+//!
+//! Host round trips: none for the constant step; for a line search, one 4-byte read of the number of problems
+//! still searching after each round of trial evaluations (to stop early instead of running max_ls rounds).
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use l2o_engine::lbfgs_cols as c;
+use l2o_engine::shaders::LBFGS;
+use l2o_engine::{Context, DBuf, Dispatch, Precision, Scalars, Term, dot, lincomb};
+use l2o_tasks::Task;
+
+use crate::driver::{Optimizer, State};
+
+/// Step-size rule of L-BFGS.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LineSearch {
+    /// t = 1 every step (seed 003's "baseline L-BFGS").
+    Constant,
+    /// Backtracking until f(x + t d) ≤ f(x) + c1·t·gᵀd, t ← c2·t (seed 003: c1 = 0.25, c2 = 0.5).
+    Armijo { c1: f64, c2: f64 },
+    /// Strong Wolfe conditions (Nocedal & Wright 2006, Algorithms 3.5 and 3.6 with safeguarded cubic
+    /// interpolation), usually c1 = 1e-4, c2 = 0.9.
+    Wolfe { c1: f64, c2: f64 },
+}
+
+impl LineSearch {
+    pub fn armijo() -> Self {
+        LineSearch::Armijo { c1: 0.25, c2: 0.5 }
+    }
+    pub fn wolfe() -> Self {
+        LineSearch::Wolfe { c1: 1e-4, c2: 0.9 }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "constant" | "none" => LineSearch::Constant,
+            "armijo" | "backtracking" => Self::armijo(),
+            "wolfe" | "strong-wolfe" => Self::wolfe(),
+            _ => anyhow::bail!("unknown line search {s:?}: use constant, armijo or wolfe"),
+        })
+    }
+    fn method(self) -> u32 {
+        match self {
+            LineSearch::Constant => 0,
+            LineSearch::Armijo { .. } => 1,
+            LineSearch::Wolfe { .. } => 2,
+        }
+    }
+    fn constants(self) -> (f64, f64) {
+        match self {
+            LineSearch::Constant => (0.0, 0.0),
+            LineSearch::Armijo { c1, c2 } | LineSearch::Wolfe { c1, c2 } => (c1, c2),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            LineSearch::Constant => "constant",
+            LineSearch::Armijo { .. } => "armijo",
+            LineSearch::Wolfe { .. } => "wolfe",
+        }
+    }
+}
+
+/// L-BFGS settings.
+#[derive(Clone, Copy, Debug)]
+pub struct LbfgsConfig {
+    /// History length m (ring of the last m pairs), default 5.
+    pub m: usize,
+    pub line_search: LineSearch,
+    /// Trial evaluations per line search before it gives up (status 3: line search failed).
+    pub max_ls: usize,
+    /// Largest trial step of the Wolfe bracketing phase.
+    pub t_max: f64,
+    /// Relative curvature threshold ε_c; None: 1e-5 (f32) or 1e-10 (f64).
+    pub curvature_eps: Option<f64>,
+}
+
+impl Default for LbfgsConfig {
+    fn default() -> Self {
+        Self { m: 5, line_search: LineSearch::wolfe(), max_ls: 25, t_max: 1e10, curvature_eps: None }
+    }
+}
+
+impl LbfgsConfig {
+    pub fn curvature_eps(&self, p: Precision) -> f64 {
+        self.curvature_eps.unwrap_or(match p {
+            Precision::F32 => 1e-5,
+            Precision::F64 => 1e-10,
+        })
+    }
+}
+
+struct Bufs {
+    d: DBuf,
+    theta_t: DBuf,
+    grad_t: DBuf,
+    s: DBuf,
+    y: DBuf,
+    cst: DBuf,
+    pending: DBuf,
+}
+
+pub struct Lbfgs {
+    pub cfg: LbfgsConfig,
+    bufs: Option<Bufs>,
+    direction: HashMap<(usize, usize), Vec<Dispatch>>,
+    begin: Vec<Dispatch>,
+    round: Vec<Dispatch>,
+    finish: Vec<Vec<Dispatch>>,
+    /// Pairs inserted so far (all problems insert in lockstep; skipped pairs have ρ = 0).
+    inserted: usize,
+}
+
+impl Lbfgs {
+    pub fn new(cfg: LbfgsConfig) -> Self {
+        Self { cfg, bufs: None, direction: HashMap::new(), begin: vec![], round: vec![], finish: vec![], inserted: 0 }
+    }
+
+    fn lbfgs_dispatch(&self, ctx: &Context, st: &State, entry: &'static str, slot: usize) -> Result<Dispatch> {
+        let b = self.bufs.as_ref().expect("init");
+        let p = ctx.params(&[
+            st.batch as u32,
+            st.stride as u32,
+            self.cfg.line_search.method(),
+            self.cfg.max_ls as u32,
+            slot as u32,
+            self.cfg.m as u32,
+            0,
+            0,
+        ]);
+        ctx.dispatch(&LBFGS, entry, &[&p, &b.cst.buf, &st.scal.buf, &st.status.buf, &b.pending.buf], [st.batch.div_ceil(64) as u32, 1, 1])
+    }
+
+    /// Two-loop recursion dispatches for a ring whose newest pair is in `head` and which holds `count` pairs.
+    fn record_direction(&self, ctx: &Context, st: &State, head: usize, count: usize) -> Result<Vec<Dispatch>> {
+        let bf = self.bufs.as_ref().expect("init");
+        let (n, bt, m) = (st.n, st.batch, self.cfg.m);
+        let sc = Scalars { scal: &st.scal, stride: st.stride, status: Some(&st.status), mask_col: None };
+        let dv = bf.d.view(n);
+        let mut d = vec![lincomb(ctx, n, bt, dv, None, &[Term::new(st.grad.view(n), -1.0)], sc)?];
+        let order: Vec<usize> = (0..count).map(|j| (head + m - j) % m).collect(); // newest → oldest
+        for &i in &order {
+            d.extend(dot(ctx, n, bt, bf.s.slot(i, m, n), dv, st.out(c::alpha(m, i)), Some(c::rho(i)))?);
+            d.push(lincomb(ctx, n, bt, dv, Some((1.0, None)), &[Term::scaled(bf.y.slot(i, m, n), -1.0, c::alpha(m, i))], sc)?);
+        }
+        d.push(lincomb(ctx, n, bt, dv, Some((1.0, Some(c::GAMMA))), &[], sc)?);
+        for &i in order.iter().rev() {
+            d.extend(dot(ctx, n, bt, bf.y.slot(i, m, n), dv, st.out(c::beta(m, i)), Some(c::rho(i)))?);
+            let terms = [Term::scaled(bf.s.slot(i, m, n), 1.0, c::alpha(m, i)), Term::scaled(bf.s.slot(i, m, n), -1.0, c::beta(m, i))];
+            d.push(lincomb(ctx, n, bt, dv, Some((1.0, None)), &terms, sc)?);
+        }
+        Ok(d)
+    }
+}
+
+impl Optimizer for Lbfgs {
+    fn name(&self) -> String {
+        format!("lbfgs(m={},{})", self.cfg.m, self.cfg.line_search.name())
+    }
+    fn scalar_columns(&self) -> usize {
+        c::stride(self.cfg.m)
+    }
+    fn initial_scalars(&self) -> Vec<(usize, f64)> {
+        vec![(c::GAMMA, 1.0)]
+    }
+    fn counts_evaluations(&self) -> bool {
+        true
+    }
+
+    fn init(&mut self, ctx: &Context, task: &dyn Task, st: &State) -> Result<()> {
+        let (n, bt, m) = (st.n, st.batch, self.cfg.m);
+        anyhow::ensure!((1..=64).contains(&m), "L-BFGS history m = {m} must be in 1..=64");
+        let (c1, c2) = self.cfg.line_search.constants();
+        self.bufs = Some(Bufs {
+            d: ctx.zeros("d", bt * n)?,
+            theta_t: ctx.zeros("theta_trial", bt * n)?,
+            grad_t: ctx.zeros("grad_trial", bt * n)?,
+            s: ctx.zeros("s history", bt * m * n)?,
+            y: ctx.zeros("y history", bt * m * n)?,
+            cst: ctx.upload("lbfgs consts", &[c1, c2, self.cfg.t_max, self.cfg.curvature_eps(ctx.precision())])?,
+            pending: ctx.upload_u32("pending", &[0])?,
+        });
+        self.inserted = 0;
+        self.direction.clear();
+        let bf = self.bufs.as_ref().expect("just set");
+        let sc = Scalars { scal: &st.scal, stride: st.stride, status: Some(&st.status), mask_col: None };
+        let pend = Scalars { mask_col: Some(c::PENDING), ..sc };
+        let (dv, tv, gv) = (bf.d.view(n), bf.theta_t.view(n), bf.grad_t.view(n));
+        // Line-search start: gᵀd, ls_begin, then d ← DA·d + DB·g (reset to −g when d is not a descent direction).
+        let mut begin = dot(ctx, n, bt, st.grad.view(n), dv, st.out(c::GD), None)?;
+        begin.push(self.lbfgs_dispatch(ctx, st, "ls_begin", 0)?);
+        begin.push(lincomb(ctx, n, bt, dv, Some((1.0, Some(c::DA))), &[Term::scaled(st.grad.view(n), 1.0, c::DB)], sc)?);
+        // One round of trials for the problems still searching.
+        let mut round = vec![lincomb(ctx, n, bt, tv, None, &[Term::new(st.theta.view(n), 1.0), Term::scaled(dv, 1.0, c::T)], pend)?];
+        round.extend(task.loss_and_grad(ctx, tv, gv, st.out(c::FT))?);
+        round.extend(dot(ctx, n, bt, gv, dv, st.out(c::GDT), None)?);
+        round.push(self.lbfgs_dispatch(ctx, st, "ls_update", 0)?);
+        // Accept: s ← θ_t − θ, y ← g_t − g, θ ← θ_t, g ← g_t, the pair's inner products, ρ and γ.
+        let mut finish = vec![];
+        for slot in 0..m {
+            let (sv, yv) = (bf.s.slot(slot, m, n), bf.y.slot(slot, m, n));
+            let mut f = vec![
+                lincomb(ctx, n, bt, sv, None, &[Term::new(tv, 1.0), Term::new(st.theta.view(n), -1.0)], sc)?,
+                lincomb(ctx, n, bt, yv, None, &[Term::new(gv, 1.0), Term::new(st.grad.view(n), -1.0)], sc)?,
+                lincomb(ctx, n, bt, st.theta.view(n), None, &[Term::new(tv, 1.0)], sc)?,
+                lincomb(ctx, n, bt, st.grad.view(n), None, &[Term::new(gv, 1.0)], sc)?,
+            ];
+            f.extend(dot(ctx, n, bt, sv, yv, st.out(c::SY), None)?);
+            f.extend(dot(ctx, n, bt, yv, yv, st.out(c::YY), None)?);
+            f.extend(dot(ctx, n, bt, sv, sv, st.out(c::SS), None)?);
+            f.extend(dot(ctx, n, bt, st.grad.view(n), st.grad.view(n), st.out(c::G2), None)?);
+            f.push(self.lbfgs_dispatch(ctx, st, "pair_update", slot)?);
+            finish.push(f);
+        }
+        self.begin = begin;
+        self.round = round;
+        self.finish = finish;
+        Ok(())
+    }
+
+    fn step(&mut self, ctx: &Context, _task: &dyn Task, st: &State, _k: usize) -> Result<()> {
+        let m = self.cfg.m;
+        let count = self.inserted.min(m);
+        let head = (self.inserted + m - 1) % m;
+        if !self.direction.contains_key(&(head, count)) {
+            let d = self.record_direction(ctx, st, head, count)?;
+            self.direction.insert((head, count), d);
+        }
+        let mut first: Vec<Dispatch> = self.direction[&(head, count)].clone();
+        first.extend(self.begin.iter().cloned());
+        first.extend(self.round.iter().cloned());
+        let pending = &self.bufs.as_ref().expect("init").pending;
+        ctx.submit_after_clear(&[pending], &first)?;
+        if self.cfg.line_search != LineSearch::Constant {
+            // max_ls rounds plus the Wolfe fallback evaluation
+            for _ in 0..self.cfg.max_ls + 1 {
+                if ctx.read_u32(pending)?[0] == 0 {
+                    break;
+                }
+                ctx.submit_after_clear(&[pending], &self.round)?;
+            }
+        }
+        let slot = self.inserted % m;
+        ctx.submit(&self.finish[slot])?;
+        self.inserted += 1;
+        Ok(())
+    }
+}
+
+/// f64 CPU reference of [`Lbfgs`] on one problem: the same two-loop, pair test, direction reset, first step
+/// and line-search state machines as the device kernels, with the task's oracle for f and ∇f.
+pub mod reference {
+    use super::*;
+
+    /// Per-iteration record of the reference run.
+    #[derive(Clone, Debug)]
+    pub struct RefTrace {
+        pub f: Vec<f64>,
+        pub gnorm: Vec<f64>,
+        pub theta: Vec<Vec<f64>>,
+        pub evaluations: usize,
+        /// 0 running, 1 converged, 3 line search failed (as the device status codes).
+        pub status: u32,
+    }
+
+    fn interp(tl: f64, fl: f64, gl: f64, th: f64, fh: f64, gh: f64) -> f64 {
+        let mid = 0.5 * (tl + th);
+        let d1 = gl + gh - 3.0 * (fl - fh) / (tl - th);
+        let rad = d1 * d1 - gl * gh;
+        if !(rad >= 0.0) || !rad.is_finite() {
+            return mid;
+        }
+        let mut d2 = rad.sqrt();
+        if th < tl {
+            d2 = -d2;
+        }
+        let tc = th - (th - tl) * (gh + d2 - d1) / (gh - gl + 2.0 * d2);
+        let a = tl.min(th);
+        let w = tl.max(th) - a;
+        if !(tc >= a + 0.1 * w && tc <= a + 0.9 * w) {
+            return mid;
+        }
+        tc
+    }
+
+    fn dotp(a: &[f64], b: &[f64]) -> f64 {
+        l2o_engine::oracle::dot(a, b)
+    }
+
+    /// Run `steps` iterations of problem `b` of `task` from `theta0`, stopping when ‖g‖ < eps_g.
+    pub fn run(task: &dyn Task, b: usize, theta0: &[f64], cfg: &LbfgsConfig, steps: usize, eps_g: f64) -> RefTrace {
+        let n = theta0.len();
+        let m = cfg.m;
+        let eps_c = cfg.curvature_eps(Precision::F64);
+        let (c1, c2) = cfg.line_search.constants();
+        let mut x = theta0.to_vec();
+        let (mut f, mut g) = task.oracle_loss_grad(b, &x);
+        let mut s_hist = vec![vec![0.0; n]; m];
+        let mut y_hist = vec![vec![0.0; n]; m];
+        let mut rho = vec![0.0; m];
+        let (mut gamma, mut hasp) = (1.0, false);
+        let mut tr = RefTrace { f: vec![f], gnorm: vec![dotp(&g, &g).sqrt()], theta: vec![x.clone()], evaluations: 0, status: 0 };
+        if tr.gnorm[0] < eps_g {
+            tr.status = 1;
+            return tr;
+        }
+        for k in 0..steps {
+            let count = k.min(m);
+            let head = (k + m - 1) % m;
+            let order: Vec<usize> = (0..count).map(|j| (head + m - j) % m).collect();
+            let mut d: Vec<f64> = g.iter().map(|v| -v).collect();
+            let mut alpha = vec![0.0; m];
+            for &i in &order {
+                alpha[i] = rho[i] * dotp(&s_hist[i], &d);
+                for j in 0..n {
+                    d[j] -= alpha[i] * y_hist[i][j];
+                }
+            }
+            d.iter_mut().for_each(|v| *v *= gamma);
+            for &i in order.iter().rev() {
+                let beta = rho[i] * dotp(&y_hist[i], &d);
+                for j in 0..n {
+                    d[j] += (alpha[i] - beta) * s_hist[i][j];
+                }
+            }
+            let g2 = dotp(&g, &g);
+            let mut gd = dotp(&g, &d);
+            if !(gd < 0.0 && gd.is_finite()) {
+                d = g.iter().map(|v| -v).collect();
+                gd = -g2;
+            }
+            // line search
+            let (f0, gd0) = (f, gd);
+            let mut t = if hasp { 1.0 } else { (1.0 / g2.sqrt()).min(1.0) };
+            let (mut phase, mut nls) = (0u32, 0usize);
+            let (mut tlo, mut flo, mut glo) = (0.0, f0, gd0);
+            let (mut thi, mut fhi, mut ghi) = (0.0, 0.0, 0.0);
+            let accepted: Option<(Vec<f64>, f64, Vec<f64>)>;
+            loop {
+                let xt: Vec<f64> = x.iter().zip(&d).map(|(a, b)| a + t * b).collect();
+                let (ft, gt_vec) = task.oracle_loss_grad(b, &xt);
+                let gt = dotp(&gt_vec, &d);
+                nls += 1;
+                tr.evaluations += 1;
+                let finite = ft.is_finite() && gt.is_finite();
+                let armijo = finite && ft <= f0 + c1 * t * gd0;
+                if cfg.line_search == LineSearch::Constant || phase == 3 {
+                    accepted = Some((xt, ft, gt_vec));
+                    break;
+                }
+                match cfg.line_search {
+                    LineSearch::Armijo { .. } => {
+                        if armijo {
+                            accepted = Some((xt, ft, gt_vec));
+                            break;
+                        }
+                        t *= c2;
+                    }
+                    _ => {
+                        let curv = gt.abs() <= -c2 * gd0;
+                        let (fh_, gh_) = if finite { (ft, gt) } else { (f64::MAX, 0.0) };
+                        if phase < 2 {
+                            if !armijo || (phase == 1 && ft >= flo) {
+                                (thi, fhi, ghi) = (t, fh_, gh_);
+                                phase = 2;
+                                t = interp(tlo, flo, glo, thi, fhi, ghi);
+                            } else if curv {
+                                accepted = Some((xt, ft, gt_vec));
+                                break;
+                            } else if gt >= 0.0 {
+                                (thi, fhi, ghi) = (tlo, flo, glo);
+                                (tlo, flo, glo) = (t, ft, gt);
+                                phase = 2;
+                                t = interp(tlo, flo, glo, thi, fhi, ghi);
+                            } else {
+                                (tlo, flo, glo) = (t, ft, gt);
+                                phase = 1;
+                                t = (4.0 * t).min(cfg.t_max);
+                            }
+                        } else {
+                            if !armijo || ft >= flo {
+                                (thi, fhi, ghi) = (t, fh_, gh_);
+                            } else {
+                                if curv {
+                                    accepted = Some((xt, ft, gt_vec));
+                                    break;
+                                }
+                                if gt * (thi - tlo) >= 0.0 {
+                                    (thi, fhi, ghi) = (tlo, flo, glo);
+                                }
+                                (tlo, flo, glo) = (t, ft, gt);
+                            }
+                            t = interp(tlo, flo, glo, thi, fhi, ghi);
+                        }
+                    }
+                }
+                if nls >= cfg.max_ls {
+                    if matches!(cfg.line_search, LineSearch::Wolfe { .. }) && tlo > 0.0 {
+                        phase = 3;
+                        t = tlo;
+                    } else {
+                        accepted = None;
+                        break;
+                    }
+                }
+            }
+            let Some((xt, ft, gt_vec)) = accepted else {
+                tr.status = 3;
+                break;
+            };
+            let slot = k % m;
+            s_hist[slot] = xt.iter().zip(&x).map(|(a, b)| a - b).collect();
+            y_hist[slot] = gt_vec.iter().zip(&g).map(|(a, b)| a - b).collect();
+            x = xt;
+            g = gt_vec;
+            f = ft;
+            let (sy, yy, ss) = (dotp(&s_hist[slot], &y_hist[slot]), dotp(&y_hist[slot], &y_hist[slot]), dotp(&s_hist[slot], &s_hist[slot]));
+            if sy.is_finite() && yy.is_finite() && ss.is_finite() && sy > eps_c * (ss * yy).sqrt() && yy > 0.0 {
+                rho[slot] = 1.0 / sy;
+                gamma = sy / yy;
+                hasp = true;
+            } else {
+                rho[slot] = 0.0;
+            }
+            let gn = dotp(&g, &g).sqrt();
+            tr.f.push(f);
+            tr.gnorm.push(gn);
+            tr.theta.push(x.clone());
+            if !f.is_finite() || !gn.is_finite() {
+                tr.status = 2;
+                break;
+            }
+            if gn < eps_g {
+                tr.status = 1;
+                break;
+            }
+        }
+        tr
+    }
+}

@@ -1,0 +1,52 @@
+//! Learning-rate tuner: grid search on a log grid ({1, 3} × 10^j by default) over a training distribution of
+//! tasks, choosing the rate with the best mean final loss (a rate whose runs diverge scores +∞). Later issues
+//! reuse it to tune the baselines of learned optimizers fairly.
+
+use anyhow::{Result, bail};
+use l2o_engine::Context;
+use l2o_tasks::Task;
+
+use crate::driver::{RunOptions, run};
+use crate::first_order::{FirstOrder, Kind};
+
+/// {1, 3} × 10^j for j in lo..=hi, ascending.
+pub fn log_grid(lo: i32, hi: i32) -> Vec<f64> {
+    (lo..=hi).flat_map(|j| [1.0, 3.0].map(|a| a * 10f64.powi(j))).collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct TuneResult {
+    pub kind: Kind,
+    pub best_lr: f64,
+    /// (learning rate, mean final loss over all problems; +∞ when any diverged)
+    pub table: Vec<(f64, f64)>,
+}
+
+/// Try every rate of `grid` on the same training task(s) for `steps` steps and keep the best mean final loss.
+pub fn tune(ctx: &Context, tasks: &[&dyn Task], kind: Kind, grid: &[f64], steps: usize) -> Result<TuneResult> {
+    if grid.is_empty() || tasks.is_empty() {
+        bail!("tune: empty grid or no training task");
+    }
+    let mut table = vec![];
+    for &lr in grid {
+        let mut total = 0.0;
+        let mut count = 0usize;
+        for task in tasks {
+            let mut opt = FirstOrder::new(kind, lr);
+            let t = run(ctx, *task, &mut opt, &RunOptions { steps, eps_g: 0.0, check_every: 0 }, &mut |_| {})?;
+            let last = &t.f[t.steps()];
+            if last.iter().any(|v| !v.is_finite()) {
+                total = f64::INFINITY;
+            } else {
+                total += last.iter().sum::<f64>();
+            }
+            count += last.len();
+        }
+        table.push((lr, total / count as f64));
+    }
+    let best = table.iter().filter(|(_, l)| l.is_finite()).min_by(|a, b| a.1.total_cmp(&b.1));
+    let Some(&(best_lr, _)) = best else {
+        bail!("tune: every learning rate in the grid diverged for {:?}; try a lower grid", kind);
+    };
+    Ok(TuneResult { kind, best_lr, table })
+}
