@@ -3,9 +3,28 @@
 //! A [`Task`] is a batch of B independent problems of dimension n: `loss_and_grad` records device dispatches
 //! that write f_b(θ_b) into a per-problem scalar column and ∇f_b(θ_b) into a gradient buffer, for all B at once,
 //! and `oracle_loss_grad` is the f64 CPU reference of the same function.
+//!
+//! Tasks shipped here (kernels in `shaders/tasks.wgsl`, family [`TASKS`]):
+//! - [`Quadratic`]: f(θ) = ‖Wθ − y‖² with Gaussian W, y (Andrychowicz et al. 2016, §3.1);
+//! - [`Rosenbrock`]: the extended Rosenbrock function, n even;
+//! - [`Logistic`]: ℓ2-regularised binary logistic regression on a synthetic data set per problem.
+//!
+//! Each task samples its data and θ_0 from one `seed` (rand's `StdRng`), keeps the f64 host data for the
+//! oracle and uploads device buffers (and its scratch buffers) at construction, so the dispatches returned by
+//! `loss_and_grad` can be recorded once and replayed every step. Loss terms are written to a scratch buffer and
+//! reduced with the engine's deterministic [`l2o_engine::dot`] / [`l2o_engine::sum`].
 
-use anyhow::Result;
-use l2o_engine::{Context, Dispatch, ScalarOut, View};
+use anyhow::{Result, bail};
+use l2o_engine::shaders::{Layout, ShaderFamily};
+use l2o_engine::{Context, Dispatch, ScalarOut, View, grid_x};
+
+mod logistic;
+mod quadratic;
+mod rosenbrock;
+
+pub use logistic::Logistic;
+pub use quadratic::Quadratic;
+pub use rosenbrock::Rosenbrock;
 
 pub trait Task {
     /// Short name, e.g. "quadratic".
@@ -21,4 +40,122 @@ pub trait Task {
     fn initial_point(&self) -> Vec<f64>;
     /// f64 CPU reference: (f_b(θ), ∇f_b(θ)) for problem b.
     fn oracle_loss_grad(&self, b: usize, theta: &[f64]) -> (f64, Vec<f64>);
+}
+
+use Layout::{Read as R, ReadWrite as W, Uniform as U};
+
+/// The optimizee kernels (`shaders/tasks.wgsl`). Bindings: params, θ (read_write so θ and ∇f may share a
+/// buffer), ∇f, task data A (W or X), task data B (y or labels), constants (λ), scratch 1 (loss terms),
+/// scratch 2 (per-sample coefficients).
+pub static TASKS: ShaderFamily = ShaderFamily {
+    name: "tasks",
+    body: include_str!("../../../shaders/tasks.wgsl"),
+    layout: &[U, W, W, R, R, R, W, W],
+    entries: &["quad_residual", "quad_grad", "rosen", "logit_z", "logit_grad"],
+};
+
+/// Every kernel family of this crate (for pipeline warm-up and naga validation).
+pub fn families() -> Vec<&'static ShaderFamily> {
+    vec![&TASKS]
+}
+
+/// Names accepted by [`make_task`].
+pub const TASK_NAMES: &[&str] = &["quadratic", "rosenbrock", "logistic"];
+
+/// A task by name with its default options: "quadratic", "rosenbrock" (n even) or "logistic" (100 samples,
+/// λ = 1e-3).
+pub fn make_task(ctx: &Context, name: &str, n: usize, batch: usize, seed: u64) -> Result<Box<dyn Task>> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "quadratic" => Box::new(Quadratic::sample(ctx, n, batch, seed)?),
+        "rosenbrock" => Box::new(Rosenbrock::sample(ctx, n, batch, seed)?),
+        "logistic" => Box::new(Logistic::sample(ctx, n, batch, seed)?),
+        _ => bail!("unknown task {name:?}; valid tasks: {}", TASK_NAMES.join(", ")),
+    })
+}
+
+// ---- helpers shared by the tasks ----
+
+pub(crate) fn check_dims(task: &str, n: usize, batch: usize) -> Result<()> {
+    if n == 0 {
+        bail!("{task}: dimension n must be at least 1 (got n = 0)");
+    }
+    if batch == 0 {
+        bail!("{task}: batch must be at least 1 (got batch = 0)");
+    }
+    Ok(())
+}
+
+/// Fails (before anything is allocated on the host) unless a buffer of Π `factors` Real elements fits the
+/// device's storage-binding and buffer limits and u32 indexing.
+pub(crate) fn check_fits(ctx: &Context, what: &str, factors: &[usize]) -> Result<()> {
+    let elems = factors.iter().try_fold(1u64, |a, &f| a.checked_mul(f as u64));
+    let size = ctx.precision().size() as u64;
+    let bytes = elems.and_then(|e| e.checked_mul(size));
+    let lim = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    match (elems, bytes) {
+        (Some(e), Some(b)) if b <= lim && e <= u32::MAX as u64 => Ok(()),
+        _ => {
+            let shown =
+                bytes.map_or("more than 2^64".to_string(), |b| format!("{b} ({:.1} MiB)", b as f64 / 1048576.0));
+            bail!(
+                "{what} needs {shown} bytes in {} but this device's max_storage_buffer_binding_size is {} bytes \
+                 ({:.1} MiB): use a smaller batch or dimension, or a GPU with larger limits",
+                ctx.precision(),
+                ctx.limits.max_storage_buffer_binding_size,
+                ctx.limits.max_storage_buffer_binding_size as f64 / 1048576.0
+            )
+        }
+    }
+}
+
+/// θ and ∇f views must cover B × n, and may share a buffer only if they touch disjoint elements.
+pub(crate) fn check_views(task: &str, theta: &View, grad: &View, n: usize, batch: usize) -> Result<()> {
+    theta.check(&format!("{task}: theta"), n, batch)?;
+    grad.check(&format!("{task}: grad"), n, batch)?;
+    if theta.buf.id == grad.buf.id {
+        let mut iv: Vec<(usize, u8)> = (0..batch)
+            .flat_map(|b| [(theta.offset + b * theta.stride, 0u8), (grad.offset + b * grad.stride, 1u8)])
+            .collect();
+        iv.sort_unstable();
+        iv.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        // Overlap between a θ row and a ∇f row, or between rows of ∇f (a stride-0 broadcast θ is fine).
+        let clash = iv.windows(2).any(|w| w[1].0 < w[0].0 + n && (w[0].1 != w[1].1 || w[0].1 == 1));
+        if clash {
+            bail!(
+                "{task}: theta and grad overlap in the same buffer (offsets {} / {}, strides {} / {})",
+                theta.offset,
+                grad.offset,
+                theta.stride,
+                grad.stride
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Words of the uniform `Params` of `shaders/tasks.wgsl` (pass to `ctx.params`).
+pub(crate) fn params(n: usize, batch: usize, theta: &View, grad: &View, m: usize, s_stride: usize) -> [u32; 8] {
+    let u = |x: usize| x as u32;
+    [u(n), u(batch), u(theta.offset), u(theta.stride), u(grad.offset), u(grad.stride), u(m), u(s_stride)]
+}
+
+/// Workgroups for `count` rows (64 threads each) × B problems.
+pub(crate) fn grid(count: usize, batch: usize) -> [u32; 3] {
+    [grid_x(count.div_ceil(64)), batch as u32, 1]
+}
+
+/// A standard normal sample.
+pub(crate) fn normal(rng: &mut rand::rngs::StdRng) -> f64 {
+    use rand::Rng;
+    rng.sample(rand_distr::StandardNormal)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tasks_wgsl_validates_with_naga() {
+        for f in super::families() {
+            l2o_engine::shaders::validate(f).unwrap();
+        }
+    }
 }

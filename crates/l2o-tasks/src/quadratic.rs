@@ -1,0 +1,134 @@
+//! Random quadratics (Andrychowicz et al. 2016, §3.1).
+
+use anyhow::{Context as _, Result, bail};
+use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, View, dot};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::{TASKS, Task, check_dims, check_fits, check_views, grid, normal, params};
+
+/// f_b(θ) = ‖W_b θ − y_b‖², ∇f_b(θ) = 2 W_bᵀ (W_b θ − y_b), with W_b ∈ R^{n×n} and y_b ∈ R^n per problem.
+///
+/// [`Quadratic::sample`] draws W, y and θ_0 with i.i.d. N(0, 1) entries. W takes B·n² device elements, which
+/// must fit `max_storage_buffer_binding_size` (128 MiB on lavapipe: n = 1000 fits B ≤ 33 in f32).
+///
+/// Kernels: the residual r = Wθ − y (one thread per (row, problem)) into a scratch buffer, the gradient 2Wᵀr
+/// (one thread per (column, problem)), then f = ⟨r, r⟩ with the engine's tree-sum dot product.
+pub struct Quadratic {
+    n: usize,
+    batch: usize,
+    w: Vec<f64>,
+    y: Vec<f64>,
+    theta0: Vec<f64>,
+    w_buf: DBuf,
+    y_buf: DBuf,
+    /// Residual scratch, B × n.
+    r: DBuf,
+    /// Bound to the unused second scratch slot.
+    unused: DBuf,
+}
+
+impl Quadratic {
+    /// Draw W (B·n², row-major per problem), y (B·n), then θ_0 (B·n), all N(0, 1), from `seed`.
+    pub fn sample(ctx: &Context, n: usize, batch: usize, seed: u64) -> Result<Self> {
+        check_dims("quadratic", n, batch)?;
+        check_fits(ctx, &format!("quadratic task (n = {n}, batch = {batch}): W (batch × n × n)"), &[batch, n, n])?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut w = Vec::with_capacity(batch * n * n);
+        let mut y = Vec::with_capacity(batch * n);
+        for _ in 0..batch {
+            w.extend((0..n * n).map(|_| normal(&mut rng)));
+            y.extend((0..n).map(|_| normal(&mut rng)));
+        }
+        let theta0 = (0..batch * n).map(|_| normal(&mut rng)).collect();
+        Self::from_parts(ctx, n, batch, w, y, theta0)
+    }
+
+    /// A task with known data: `w` is B × n × n (row-major per problem), `y` and `theta0` are B × n.
+    pub fn from_parts(
+        ctx: &Context,
+        n: usize,
+        batch: usize,
+        w: Vec<f64>,
+        y: Vec<f64>,
+        theta0: Vec<f64>,
+    ) -> Result<Self> {
+        check_dims("quadratic", n, batch)?;
+        check_fits(ctx, &format!("quadratic task (n = {n}, batch = {batch}): W (batch × n × n)"), &[batch, n, n])?;
+        if w.len() != batch * n * n {
+            bail!("quadratic: W has {} values, expected batch·n² = {}·{n}² = {}", w.len(), batch, batch * n * n);
+        }
+        if y.len() != batch * n || theta0.len() != batch * n {
+            bail!("quadratic: y has {} and theta0 {} values, expected batch·n = {}", y.len(), theta0.len(), batch * n);
+        }
+        if let Some(i) = theta0.iter().position(|x| !x.is_finite()) {
+            bail!("quadratic: theta0[{i}] = {} is not finite", theta0[i]);
+        }
+        let shape = format!("quadratic task (n = {n}, batch = {batch})");
+        let w_buf = ctx.upload("quadratic W", &w).with_context(|| format!("{shape}: uploading W"))?;
+        let y_buf = ctx.upload("quadratic y", &y).with_context(|| format!("{shape}: uploading y"))?;
+        let r = ctx.zeros("quadratic residual", batch * n).with_context(|| shape.clone())?;
+        let unused = ctx.zeros("quadratic unused", 1)?;
+        Ok(Self { n, batch, w, y, theta0, w_buf, y_buf, r, unused })
+    }
+
+    /// W, B × n × n row-major per problem.
+    pub fn w(&self) -> &[f64] {
+        &self.w
+    }
+
+    /// y, B × n.
+    pub fn y(&self) -> &[f64] {
+        &self.y
+    }
+}
+
+impl Task for Quadratic {
+    fn name(&self) -> String {
+        "quadratic".into()
+    }
+
+    fn dim(&self) -> usize {
+        self.n
+    }
+
+    fn batch(&self) -> usize {
+        self.batch
+    }
+
+    fn loss_and_grad(&self, ctx: &Context, theta: View, grad: View, out: ScalarOut) -> Result<Vec<Dispatch>> {
+        let (n, b) = (self.n, self.batch);
+        check_views("quadratic", &theta, &grad, n, b)?;
+        let p = ctx.params(&params(n, b, &theta, &grad, 0, n));
+        let binds = [
+            &p,
+            &theta.buf.buf,
+            &grad.buf.buf,
+            &self.w_buf.buf,
+            &self.y_buf.buf,
+            &self.y_buf.buf,
+            &self.r.buf,
+            &self.unused.buf,
+        ];
+        let mut d = vec![
+            ctx.dispatch(&TASKS, "quad_residual", &binds, grid(n, b))?,
+            ctx.dispatch(&TASKS, "quad_grad", &binds, grid(n, b))?,
+        ];
+        d.extend(dot(ctx, n, b, self.r.view(n), self.r.view(n), out, None)?);
+        Ok(d)
+    }
+
+    fn initial_point(&self) -> Vec<f64> {
+        self.theta0.clone()
+    }
+
+    fn oracle_loss_grad(&self, b: usize, theta: &[f64]) -> (f64, Vec<f64>) {
+        let n = self.n;
+        let w = &self.w[b * n * n..(b + 1) * n * n];
+        let y = &self.y[b * n..(b + 1) * n];
+        let r: Vec<f64> = (0..n).map(|i| (0..n).map(|j| w[i * n + j] * theta[j]).sum::<f64>() - y[i]).collect();
+        let f = r.iter().map(|v| v * v).sum();
+        let g = (0..n).map(|j| 2.0 * (0..n).map(|i| w[i * n + j] * r[i]).sum::<f64>()).collect();
+        (f, g)
+    }
+}
