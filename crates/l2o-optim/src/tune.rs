@@ -11,7 +11,8 @@ use crate::first_order::{FirstOrder, Kind};
 
 /// {1, 3} × 10^j for j in lo..=hi, ascending.
 pub fn log_grid(lo: i32, hi: i32) -> Vec<f64> {
-    (lo..=hi).flat_map(|j| [1.0, 3.0].map(|a| a * 10f64.powi(j))).collect()
+    // Parsed from text so the values are the decimal numbers a user would type (1e-5, not 1.0000000000000001e-5).
+    (lo..=hi).flat_map(|j| [1, 3].map(|a| format!("{a}e{j}").parse().expect("valid float"))).collect()
 }
 
 #[derive(Clone, Debug)]
