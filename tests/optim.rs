@@ -133,3 +133,60 @@ fn tuner_picks_a_finite_interior_rate() {
     let r = tune(&c, &[&task as &dyn Task], Kind::Sgd, &grid, 50).unwrap();
     assert!(r.table.last().unwrap().1.is_infinite(), "lr = 30 must diverge on these quadratics: {:?}", r.table);
 }
+
+/// The device two-loop recursion against the f64 reference over odd sizes and batches, with a partly filled
+/// ring, a skipped pair (ρ = 0) and per-problem ρ, γ. Tolerance: the recursion is 2·count inner products and
+/// axpys, so f32 error ~ count·√n·u relative to the largest |d_i|: 1e-4·√(n/100) + 1e-5; f64: 1e-11.
+#[test]
+fn two_loop_matches_reference() {
+    use l2o::engine::{Scalars, lbfgs_cols as c};
+    use l2o::optim::lbfgs::two_loop;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    each_precision(|cx| {
+        let mut rng = StdRng::seed_from_u64(9);
+        let m = 5;
+        for bt in [1usize, 3, 64] {
+            for n in [1usize, 7, 255, 256, 257, 100003] {
+                if n > 100000 && bt > 3 {
+                    continue;
+                }
+                let mut randn = |len: usize| -> Vec<f64> { (0..len).map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal)).collect() };
+                let g = randn(bt * n);
+                // y_i = s_i + 0.3·noise keeps sᵀy > 0 like real pairs; ρ_i = 1/sᵀy
+                let s = randn(bt * m * n);
+                let noise = randn(bt * m * n);
+                let y: Vec<f64> = s.iter().zip(&noise).map(|(a, e)| a + 0.3 * e).collect();
+                let (head, count) = (1, 4); // slots 1, 0, 4, 3 in use, newest first; slot 2 unused
+                let stride = c::stride(m);
+                let mut scal = vec![0.0; bt * stride];
+                let mut rhos = vec![vec![0.0; m]; bt];
+                let mut gammas = vec![0.0; bt];
+                for b in 0..bt {
+                    for i in 0..m {
+                        let (si, yi) = (&s[(b * m + i) * n..(b * m + i + 1) * n], &y[(b * m + i) * n..(b * m + i + 1) * n]);
+                        let sy = l2o::engine::oracle::dot(si, yi);
+                        rhos[b][i] = if i == 2 || (b % 2 == 1 && i == 0) || sy <= 0.0 { 0.0 } else { 1.0 / sy };
+                        scal[b * stride + c::rho(i)] = rhos[b][i];
+                    }
+                    gammas[b] = 0.5 + b as f64 * 0.01;
+                    scal[b * stride + c::GAMMA] = gammas[b];
+                }
+                let (dg, ds, dy) = (cx.upload("g", &g).unwrap(), cx.upload("s", &s).unwrap(), cx.upload("y", &y).unwrap());
+                let dscal = cx.upload("scal", &scal).unwrap();
+                let dd = cx.zeros("d", bt * n).unwrap();
+                let sc = Scalars { scal: &dscal, stride, status: None, mask_col: None };
+                let disp = two_loop(cx, n, bt, m, dg.view(n), dd.view(n), &ds, &dy, sc, head, count).unwrap();
+                cx.submit(&disp).unwrap();
+                let d = cx.read(&dd).unwrap();
+                for b in 0..bt {
+                    let sl: Vec<Vec<f64>> = (0..m).map(|i| s[(b * m + i) * n..(b * m + i + 1) * n].to_vec()).collect();
+                    let yl: Vec<Vec<f64>> = (0..m).map(|i| y[(b * m + i) * n..(b * m + i + 1) * n].to_vec()).collect();
+                    let want = reference::two_loop(&g[b * n..(b + 1) * n], &sl, &yl, &rhos[b], gammas[b], head, count);
+                    let e = l2o::engine::oracle::max_rel_err(&d[b * n..(b + 1) * n], &want);
+                    let tol = Tol { f32: 1e-4 * (n as f64 / 100.0).sqrt() + 1e-5, f64: 1e-11 }.of(cx.precision());
+                    assert!(e < tol, "two-loop {} n={n} B={bt} problem {b}: {e:e}", cx.precision());
+                }
+            }
+        }
+    });
+}

@@ -25,6 +25,7 @@ pub use context::{AdapterSummary, Context, ContextOptions};
 pub use kernels::lincomb::{Scalars, Term, lincomb};
 pub use kernels::reduce::{ScalarOut, dot, gram, sum};
 pub use precision::Precision;
+pub use wgpu;
 
 /// Status codes of a problem (see `shaders/status.wgsl`).
 pub mod status {

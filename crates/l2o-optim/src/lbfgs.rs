@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use l2o_engine::lbfgs_cols as c;
 use l2o_engine::shaders::LBFGS;
-use l2o_engine::{Context, DBuf, Dispatch, Precision, Scalars, Term, dot, lincomb};
+use l2o_engine::{Context, DBuf, Dispatch, Precision, ScalarOut, Scalars, Term, View, dot, lincomb};
 use l2o_tasks::Task;
 
 use crate::driver::{Optimizer, State};
@@ -149,27 +149,42 @@ impl Lbfgs {
         ]);
         ctx.dispatch(&LBFGS, entry, &[&p, &b.cst.buf, &st.scal.buf, &st.status.buf, &b.pending.buf], [st.batch.div_ceil(64) as u32, 1, 1])
     }
+}
 
-    /// Two-loop recursion dispatches for a ring whose newest pair is in `head` and which holds `count` pairs.
-    fn record_direction(&self, ctx: &Context, st: &State, head: usize, count: usize) -> Result<Vec<Dispatch>> {
-        let bf = self.bufs.as_ref().expect("init");
-        let (n, bt, m) = (st.n, st.batch, self.cfg.m);
-        let sc = Scalars { scal: &st.scal, stride: st.stride, status: Some(&st.status), mask_col: None };
-        let dv = bf.d.view(n);
-        let mut d = vec![lincomb(ctx, n, bt, dv, None, &[Term::new(st.grad.view(n), -1.0)], sc)?];
-        let order: Vec<usize> = (0..count).map(|j| (head + m - j) % m).collect(); // newest → oldest
-        for &i in &order {
-            d.extend(dot(ctx, n, bt, bf.s.slot(i, m, n), dv, st.out(c::alpha(m, i)), Some(c::rho(i)))?);
-            d.push(lincomb(ctx, n, bt, dv, Some((1.0, None)), &[Term::scaled(bf.y.slot(i, m, n), -1.0, c::alpha(m, i))], sc)?);
-        }
-        d.push(lincomb(ctx, n, bt, dv, Some((1.0, Some(c::GAMMA))), &[], sc)?);
-        for &i in order.iter().rev() {
-            d.extend(dot(ctx, n, bt, bf.y.slot(i, m, n), dv, st.out(c::beta(m, i)), Some(c::rho(i)))?);
-            let terms = [Term::scaled(bf.s.slot(i, m, n), 1.0, c::alpha(m, i)), Term::scaled(bf.s.slot(i, m, n), -1.0, c::beta(m, i))];
-            d.push(lincomb(ctx, n, bt, dv, Some((1.0, None)), &terms, sc)?);
-        }
-        Ok(d)
+/// Record the two-loop recursion d ← −H·g for B problems (see the module docs): `s` and `y` are rings laid out
+/// [B][m][n], the newest pair in slot `head`, `count` pairs in use; ρ_i, α_i, β_i and γ live in the scalar
+/// columns of [`lbfgs_cols`](l2o_engine::lbfgs_cols) of `sc.scal` (stride `sc.stride`). Problems frozen by
+/// `sc.status` are skipped. 2 + 6·count dispatches for n ≤ 4096 (each inner product adds a second pass above).
+#[allow(clippy::too_many_arguments)]
+pub fn two_loop(
+    ctx: &Context,
+    n: usize,
+    batch: usize,
+    m: usize,
+    grad: View,
+    d: View,
+    s: &DBuf,
+    y: &DBuf,
+    sc: Scalars,
+    head: usize,
+    count: usize,
+) -> Result<Vec<Dispatch>> {
+    anyhow::ensure!(count <= m && head < m, "two_loop: head {head} / count {count} outside the ring of {m}");
+    anyhow::ensure!(sc.stride >= c::stride(m), "two_loop: scalar stride {} < {} needed for m = {m}", sc.stride, c::stride(m));
+    let out = |col| ScalarOut { buf: sc.scal, stride: sc.stride, col };
+    let mut ds = vec![lincomb(ctx, n, batch, d, None, &[Term::new(grad, -1.0)], sc)?];
+    let order: Vec<usize> = (0..count).map(|j| (head + m - j) % m).collect(); // newest → oldest
+    for &i in &order {
+        ds.extend(dot(ctx, n, batch, s.slot(i, m, n), d, out(c::alpha(m, i)), Some(c::rho(i)))?);
+        ds.push(lincomb(ctx, n, batch, d, Some((1.0, None)), &[Term::scaled(y.slot(i, m, n), -1.0, c::alpha(m, i))], sc)?);
     }
+    ds.push(lincomb(ctx, n, batch, d, Some((1.0, Some(c::GAMMA))), &[], sc)?);
+    for &i in order.iter().rev() {
+        ds.extend(dot(ctx, n, batch, y.slot(i, m, n), d, out(c::beta(m, i)), Some(c::rho(i)))?);
+        let terms = [Term::scaled(s.slot(i, m, n), 1.0, c::alpha(m, i)), Term::scaled(s.slot(i, m, n), -1.0, c::beta(m, i))];
+        ds.push(lincomb(ctx, n, batch, d, Some((1.0, None)), &terms, sc)?);
+    }
+    Ok(ds)
 }
 
 impl Optimizer for Lbfgs {
@@ -242,7 +257,9 @@ impl Optimizer for Lbfgs {
         let count = self.inserted.min(m);
         let head = (self.inserted + m - 1) % m;
         if !self.direction.contains_key(&(head, count)) {
-            let d = self.record_direction(ctx, st, head, count)?;
+            let bf = self.bufs.as_ref().expect("init");
+            let sc = Scalars { scal: &st.scal, stride: st.stride, status: Some(&st.status), mask_col: None };
+            let d = two_loop(ctx, st.n, st.batch, m, st.grad.view(st.n), bf.d.view(st.n), &bf.s, &bf.y, sc, head, count)?;
             self.direction.insert((head, count), d);
         }
         let mut first: Vec<Dispatch> = self.direction[&(head, count)].clone();
@@ -306,6 +323,29 @@ pub mod reference {
         l2o_engine::oracle::dot(a, b)
     }
 
+    /// d = −H·g by the two-loop recursion over the ring (newest pair in `head`, `count` pairs; ρ_i = 0 skips
+    /// pair i), exactly as the device [`two_loop`](super::two_loop) computes it.
+    pub fn two_loop(g: &[f64], s: &[Vec<f64>], y: &[Vec<f64>], rho: &[f64], gamma: f64, head: usize, count: usize) -> Vec<f64> {
+        let (n, m) = (g.len(), s.len());
+        let order: Vec<usize> = (0..count).map(|j| (head + m - j) % m).collect();
+        let mut d: Vec<f64> = g.iter().map(|v| -v).collect();
+        let mut alpha = vec![0.0; m];
+        for &i in &order {
+            alpha[i] = rho[i] * dotp(&s[i], &d);
+            for j in 0..n {
+                d[j] -= alpha[i] * y[i][j];
+            }
+        }
+        d.iter_mut().for_each(|v| *v *= gamma);
+        for &i in order.iter().rev() {
+            let beta = rho[i] * dotp(&y[i], &d);
+            for j in 0..n {
+                d[j] += (alpha[i] - beta) * s[i][j];
+            }
+        }
+        d
+    }
+
     /// Run `steps` iterations of problem `b` of `task` from `theta0`, stopping when ‖g‖ < eps_g.
     pub fn run(task: &dyn Task, b: usize, theta0: &[f64], cfg: &LbfgsConfig, steps: usize, eps_g: f64) -> RefTrace {
         let n = theta0.len();
@@ -324,24 +364,7 @@ pub mod reference {
             return tr;
         }
         for k in 0..steps {
-            let count = k.min(m);
-            let head = (k + m - 1) % m;
-            let order: Vec<usize> = (0..count).map(|j| (head + m - j) % m).collect();
-            let mut d: Vec<f64> = g.iter().map(|v| -v).collect();
-            let mut alpha = vec![0.0; m];
-            for &i in &order {
-                alpha[i] = rho[i] * dotp(&s_hist[i], &d);
-                for j in 0..n {
-                    d[j] -= alpha[i] * y_hist[i][j];
-                }
-            }
-            d.iter_mut().for_each(|v| *v *= gamma);
-            for &i in order.iter().rev() {
-                let beta = rho[i] * dotp(&y_hist[i], &d);
-                for j in 0..n {
-                    d[j] += (alpha[i] - beta) * s_hist[i][j];
-                }
-            }
+            let mut d = two_loop(&g, &s_hist, &y_hist, &rho, gamma, (k + m - 1) % m, k.min(m));
             let g2 = dotp(&g, &g);
             let mut gd = dotp(&g, &d);
             if !(gd < 0.0 && gd.is_finite()) {
