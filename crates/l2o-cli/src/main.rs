@@ -1,1 +1,284 @@
-fn main(){}
+//! `l2o`: the command-line front end. `l2o info | run | tune | bench`; progress on stderr, results in --out.
+
+mod plot;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use l2o_engine::{Context, ContextOptions, Precision};
+use l2o_optim::tune::{log_grid, tune};
+use l2o_optim::{LbfgsConfig, LineSearch, RunOptions, make_optimizer, parse_kind, run};
+use l2o_tasks::make_task;
+
+#[derive(Parser)]
+#[command(name = "l2o", version, about = "GPU engine for learned optimizers (wgpu/WGSL)", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct DeviceArgs {
+    /// Backend(s): vulkan, metal, dx12, gl (default: L2O_BACKEND or all)
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    /// Pick the adapter whose name contains this (default: L2O_ADAPTER or the best GPU, else software)
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+    /// Arithmetic on the device: f32, or f64 where the adapter has SHADER_F64
+    #[arg(long, global = true, default_value = "f32")]
+    precision: Precision,
+}
+
+impl DeviceArgs {
+    fn context(&self) -> Result<Context> {
+        Context::new(&ContextOptions { backend: self.backend.clone(), adapter: self.adapter.clone(), precision: self.precision })
+    }
+}
+
+#[derive(Args, Clone)]
+struct TaskArgs {
+    /// Optimizee: quadratic, rosenbrock, logistic
+    #[arg(long, default_value = "quadratic")]
+    task: String,
+    /// Dimension n of each problem
+    #[arg(long, default_value_t = 10)]
+    dim: usize,
+    /// Number of independent problems B run at once
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Seed of the problem sample (same seed + same adapter ⇒ same numbers)
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List adapters, the one chosen and why, f64 support and key limits
+    Info {
+        #[command(flatten)]
+        dev: DeviceArgs,
+    },
+    /// Run optimizers on a batch of problems; write per-step CSV and an SVG plot
+    Run {
+        #[command(flatten)]
+        dev: DeviceArgs,
+        #[command(flatten)]
+        task: TaskArgs,
+        /// Comma-separated optimizers: sgd, momentum, nesterov, rmsprop, adam, adagrad, lbfgs
+        #[arg(long, default_value = "lbfgs")]
+        optimizer: String,
+        /// Learning rate of the first-order methods (one value, or one per optimizer, comma separated)
+        #[arg(long)]
+        lr: Option<String>,
+        /// L-BFGS step-size rule: constant, armijo, wolfe
+        #[arg(long, default_value = "wolfe")]
+        line_search: String,
+        /// L-BFGS history m
+        #[arg(long, default_value_t = 5)]
+        history: usize,
+        /// Iterations
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        /// Freeze a problem once ‖∇f‖ < eps (0: never)
+        #[arg(long, default_value_t = 0.0)]
+        eps_g: f64,
+        /// Output directory for CSV and SVG
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
+    /// Tune the learning rate of first-order methods by grid search on a training sample of problems
+    Tune {
+        #[command(flatten)]
+        dev: DeviceArgs,
+        #[command(flatten)]
+        task: TaskArgs,
+        /// Comma-separated first-order methods
+        #[arg(long, default_value = "sgd,nesterov,rmsprop,adam")]
+        optimizer: String,
+        /// Grid {1,3}×10^j for j in LO..=HI, as LO..HI
+        #[arg(long, default_value = "-4..0")]
+        grid: String,
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
+    /// Kernel throughput on the device against the f64 CPU oracle, measured side by side
+    Bench {
+        #[command(flatten)]
+        dev: DeviceArgs,
+        /// Comma-separated n values
+        #[arg(long, default_value = "1000,100000,1000000")]
+        sizes: String,
+        /// Comma-separated batch sizes
+        #[arg(long, default_value = "1,16,256")]
+        batches: String,
+        /// Write the table as Markdown to this file too
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
+}
+
+fn list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    s.split(',').map(|x| x.trim().parse::<T>().map_err(|e| anyhow::anyhow!("bad {what} {x:?}: {e}"))).collect()
+}
+
+fn bar(len: u64, msg: String) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg);
+    pb
+}
+
+fn info(dev: &DeviceArgs) -> Result<()> {
+    let adapters = Context::adapters(dev.backend.as_deref())?;
+    println!("adapters seen:");
+    if adapters.is_empty() {
+        println!("  (none)");
+    }
+    for a in &adapters {
+        println!("  {} [{} / {}] driver: {} f64: {}", a.name, a.backend, a.device_type, a.driver, if a.f64 { "yes" } else { "no" });
+    }
+    let ctx = dev.context()?;
+    let l = &ctx.limits;
+    println!("chosen: {}", ctx.describe());
+    println!("  why: {}", ctx.reason);
+    println!("  precision: {} (f64 supported: {})", ctx.precision(), if ctx.supports_f64() { "yes" } else { "no" });
+    println!("  max_storage_buffer_binding_size: {} MiB", l.max_storage_buffer_binding_size as u64 / (1 << 20));
+    println!("  max_buffer_size: {} MiB", l.max_buffer_size / (1 << 20));
+    println!("  max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension);
+    println!("  max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);
+    println!("  max_compute_workgroup_storage_size: {} KiB", l.max_compute_workgroup_storage_size / 1024);
+    println!("  max_storage_buffers_per_shader_stage: {}", l.max_storage_buffers_per_shader_stage);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_cmd(
+    dev: &DeviceArgs,
+    t: &TaskArgs,
+    optimizer: &str,
+    lr: Option<&str>,
+    line_search: &str,
+    history: usize,
+    steps: usize,
+    eps_g: f64,
+    out: &PathBuf,
+) -> Result<()> {
+    let names: Vec<String> = list(optimizer, "optimizer")?;
+    let lrs: Vec<f64> = match lr {
+        Some(s) => list(s, "learning rate")?,
+        None => vec![],
+    };
+    if lrs.len() > 1 && lrs.len() != names.len() {
+        bail!("--lr has {} values for {} optimizers: give one value, or one per optimizer", lrs.len(), names.len());
+    }
+    let ls = LineSearch::parse(line_search)?;
+    if steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let ctx = dev.context()?;
+    eprintln!("device: {} — {} — {}", ctx.describe(), ctx.reason, ctx.precision());
+    let task = make_task(&ctx, &t.task, t.dim, t.batch, t.seed)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory {}", out.display()))?;
+    let mut traces = vec![];
+    for (i, name) in names.iter().enumerate() {
+        let lr_i = lrs.get(i).or(lrs.first()).copied();
+        let cfg = LbfgsConfig { m: history, line_search: ls, ..Default::default() };
+        let mut opt = make_optimizer(name, lr_i, cfg)?;
+        let pb = bar(steps as u64, opt.name());
+        let t0 = Instant::now();
+        let o = RunOptions { steps, eps_g, check_every: 10 };
+        let tr = run(&ctx, task.as_ref(), opt.as_mut(), &o, &mut |k| pb.set_position(k as u64))?;
+        pb.finish();
+        let secs = t0.elapsed().as_secs_f64();
+        let file = out.join(format!("{}.csv", report::slug(&tr.optimizer)));
+        report::write_csv(&tr, &file)?;
+        report::print_summary(&tr, secs, eps_g);
+        traces.push(tr);
+    }
+    let title = format!("{} n={} B={} seed={} ({})", task.name(), t.dim, t.batch, t.seed, ctx.precision());
+    let svg = out.join("loss.svg");
+    plot::loss_plot(&traces, &title, &svg)?;
+    let svg_g = out.join("gradnorm.svg");
+    plot::gnorm_plot(&traces, &title, &svg_g)?;
+    eprintln!("wrote {} and {} (and one CSV per optimizer) in {}", svg.display(), svg_g.display(), out.display());
+    Ok(())
+}
+
+fn tune_cmd(dev: &DeviceArgs, t: &TaskArgs, optimizer: &str, grid: &str, steps: usize, out: &PathBuf) -> Result<()> {
+    let (lo, hi) = grid
+        .split_once("..")
+        .and_then(|(a, b)| Some((a.trim().parse::<i32>().ok()?, b.trim().parse::<i32>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("--grid {grid:?}: expected LO..HI, e.g. -4..0"))?;
+    if lo > hi {
+        bail!("--grid {grid:?}: LO must not exceed HI");
+    }
+    let grid = log_grid(lo, hi);
+    let ctx = dev.context()?;
+    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let task = make_task(&ctx, &t.task, t.dim, t.batch, t.seed)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory {}", out.display()))?;
+    let mut w = csv::Writer::from_path(out.join("tune.csv"))?;
+    w.write_record(["optimizer", "lr", "mean_final_loss"])?;
+    for name in list::<String>(optimizer, "optimizer")? {
+        let kind = parse_kind(&name).ok_or_else(|| anyhow::anyhow!("tune: {name:?} is not a first-order method"))?;
+        let r = tune(&ctx, &[task.as_ref()], kind, &grid, steps)?;
+        println!("{name}: best lr {} (mean final loss over {} problems after {steps} steps)", r.best_lr, t.batch);
+        for (lr, loss) in &r.table {
+            println!("  lr {lr:<8} {loss:.6e}{}", if *lr == r.best_lr { "  <- best" } else { "" });
+            w.write_record([name.clone(), lr.to_string(), loss.to_string()])?;
+        }
+    }
+    w.flush()?;
+    eprintln!("wrote {}", out.join("tune.csv").display());
+    Ok(())
+}
+
+fn bench_cmd(dev: &DeviceArgs, sizes: &str, batches: &str, markdown: Option<&PathBuf>) -> Result<()> {
+    let ctx = dev.context()?;
+    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let cfg = l2o::bench::BenchConfig { sizes: list(sizes, "size")?, batches: list(batches, "batch")?, ..Default::default() };
+    let (rows, skipped) = l2o::bench::run_kernel_bench(&ctx, &cfg, &mut |r| eprintln!("  {} n={} B={} done", r.kernel, r.n, r.batch))?;
+    println!("{}", l2o::bench::format_table(&rows));
+    for s in &skipped {
+        println!("skipped: {s}");
+    }
+    if let Some(p) = markdown {
+        std::fs::write(p, l2o::bench::to_markdown(&rows, &ctx.describe())).with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,wgpu_hal=off,naga=warn")).init();
+    let cli = Cli::parse();
+    let r = match &cli.cmd {
+        Cmd::Info { dev } => info(dev),
+        Cmd::Run { dev, task, optimizer, lr, line_search, history, steps, eps_g, out } => {
+            run_cmd(dev, task, optimizer, lr.as_deref(), line_search, *history, *steps, *eps_g, out)
+        }
+        Cmd::Tune { dev, task, optimizer, grid, steps, out } => tune_cmd(dev, task, optimizer, grid, *steps, out),
+        Cmd::Bench { dev, sizes, batches, markdown } => bench_cmd(dev, sizes, batches, markdown.as_ref()),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        if std::env::var("RUST_LOG").is_err() {
+            eprintln!("(run with RUST_LOG=debug for details)");
+        }
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,76 @@
+//! Per-step CSV and the printed summary of a run.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use l2o_engine::status;
+use l2o_optim::{Trace, summarize};
+
+/// "lbfgs(m=10,wolfe)" → "lbfgs_m10_wolfe" for file names.
+pub fn slug(name: &str) -> String {
+    let mut s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    s = s.replace("__", "_").trim_matches('_').to_string();
+    s.replace("_=", "").replace("=", "")
+}
+
+/// step, loss (mean, median, q1, q3, min, max), ‖g‖ (mean, median, q1, q3), status counts.
+pub fn write_csv(t: &Trace, path: &Path) -> Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+    w.write_record([
+        "step", "loss_mean", "loss_median", "loss_q1", "loss_q3", "loss_min", "loss_max", "gnorm_mean", "gnorm_median",
+        "gnorm_q1", "gnorm_q3", "running", "converged", "diverged", "ls_failed",
+    ])?;
+    for k in 0..=t.steps() {
+        let l = summarize(&t.f[k]);
+        let g = summarize(&t.gnorm[k]);
+        let mut c = [0usize; 4];
+        for &s in &t.status[k] {
+            c[(s as usize).min(3)] += 1;
+        }
+        let mut rec = vec![k.to_string()];
+        rec.extend([l.mean, l.median, l.q1, l.q3, l.min, l.max, g.mean, g.median, g.q1, g.q3].iter().map(|v| format!("{v:e}")));
+        rec.extend(c.iter().map(|v| v.to_string()));
+        w.write_record(&rec)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+pub fn print_summary(t: &Trace, secs: f64, eps_g: f64) {
+    let last = t.steps();
+    let l = summarize(&t.f[last]);
+    let g = summarize(&t.gnorm[last]);
+    let c = t.status_counts();
+    println!(
+        "{}: after {last} steps ({secs:.2} s): loss mean {:.4e} median {:.4e} [q1 {:.3e}, q3 {:.3e}]; ‖g‖ median {:.3e} max {:.3e}",
+        t.optimizer, l.mean, l.median, l.q1, l.q3, g.median, g.max
+    );
+    println!(
+        "  status: {} {}, {} {}, {} {}, {} {}",
+        c[0],
+        status::name(0),
+        c[1],
+        status::name(1),
+        c[2],
+        status::name(2),
+        c[3],
+        status::name(3)
+    );
+    if eps_g > 0.0 {
+        let its: Vec<f64> = t.iterations_to_converge().into_iter().flatten().collect();
+        if !its.is_empty() {
+            let s = summarize(&its);
+            println!(
+                "  iterations to ‖g‖ < {eps_g:e}: {} of {} problems; median {} q1 {} q3 {} max {}",
+                its.len(),
+                t.batch,
+                s.median,
+                s.q1,
+                s.q3,
+                s.max
+            );
+        }
+        let ev = summarize(&t.evaluations);
+        println!("  function evaluations per problem: median {} max {}", ev.median, ev.max);
+    }
+}
