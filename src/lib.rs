@@ -4,6 +4,8 @@ pub use l2o_engine as engine;
 pub use l2o_optim as optim;
 pub use l2o_tasks as tasks;
 
+pub mod bench;
+
 /// Helpers shared by the integration tests in `tests/` (an injected device, explicit tolerances).
 #[doc(hidden)]
 pub mod testing {
