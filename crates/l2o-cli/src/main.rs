@@ -69,12 +69,20 @@ enum Cmd {
         dev: DeviceArgs,
         #[command(flatten)]
         task: TaskArgs,
-        /// Comma-separated optimizers: sgd, momentum, nesterov, rmsprop, adam, adagrad, lbfgs
+        /// Comma-separated optimizers: sgd, momentum, nesterov, rmsprop, adam, adagrad, lbfgs; a first-order
+        /// method may carry its learning rate as NAME:LR (e.g. adam:0.1)
         #[arg(long, default_value = "lbfgs")]
         optimizer: String,
-        /// Learning rate of the first-order methods (one value, or one per optimizer, comma separated)
+        /// Learning rate of first-order methods given without one
         #[arg(long)]
-        lr: Option<String>,
+        lr: Option<f64>,
+        /// Tune the learning rate of first-order methods given without one on a separate training sample
+        /// (seed + 1000000) with the grid of --grid before the run
+        #[arg(long)]
+        tune: bool,
+        /// Tuning grid {1,3}×10^j for j in LO..=HI
+        #[arg(long, default_value = "-4..0", allow_hyphen_values = true)]
+        grid: String,
         /// L-BFGS step-size rule: constant, armijo, wolfe
         #[arg(long, default_value = "wolfe")]
         line_search: String,
@@ -101,7 +109,7 @@ enum Cmd {
         #[arg(long, default_value = "sgd,nesterov,rmsprop,adam")]
         optimizer: String,
         /// Grid {1,3}×10^j for j in LO..=HI, as LO..HI
-        #[arg(long, default_value = "-4..0")]
+        #[arg(long, default_value = "-4..0", allow_hyphen_values = true)]
         grid: String,
         #[arg(long, default_value_t = 100)]
         steps: usize,
@@ -165,26 +173,43 @@ fn info(dev: &DeviceArgs) -> Result<()> {
     Ok(())
 }
 
+/// "-4..0" → (-4, 0)
+fn parse_grid(grid: &str) -> Result<Vec<f64>> {
+    let (lo, hi) = grid
+        .split_once("..")
+        .and_then(|(a, b)| Some((a.trim().parse::<i32>().ok()?, b.trim().parse::<i32>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("--grid {grid:?}: expected LO..HI, e.g. -4..0"))?;
+    if lo > hi {
+        bail!("--grid {grid:?}: LO must not exceed HI");
+    }
+    Ok(log_grid(lo, hi))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_cmd(
     dev: &DeviceArgs,
     t: &TaskArgs,
     optimizer: &str,
-    lr: Option<&str>,
+    lr: Option<f64>,
+    tune_grid: Option<&str>,
     line_search: &str,
     history: usize,
     steps: usize,
     eps_g: f64,
     out: &PathBuf,
 ) -> Result<()> {
-    let names: Vec<String> = list(optimizer, "optimizer")?;
-    let lrs: Vec<f64> = match lr {
-        Some(s) => list(s, "learning rate")?,
-        None => vec![],
-    };
-    if lrs.len() > 1 && lrs.len() != names.len() {
-        bail!("--lr has {} values for {} optimizers: give one value, or one per optimizer", lrs.len(), names.len());
+    // NAME or NAME:LR
+    let mut specs: Vec<(String, Option<f64>)> = vec![];
+    for item in list::<String>(optimizer, "optimizer")? {
+        match item.split_once(':') {
+            Some((n, l)) => {
+                let l: f64 = l.parse().map_err(|e| anyhow::anyhow!("bad learning rate in {item:?}: {e}"))?;
+                specs.push((n.to_string(), Some(l)));
+            }
+            None => specs.push((item, lr)),
+        }
     }
+    let grid = tune_grid.map(parse_grid).transpose()?;
     let ls = LineSearch::parse(line_search)?;
     if steps == 0 {
         bail!("--steps must be at least 1");
@@ -193,9 +218,21 @@ fn run_cmd(
     eprintln!("device: {} — {} — {}", ctx.describe(), ctx.reason, ctx.precision());
     let task = make_task(&ctx, &t.task, t.dim, t.batch, t.seed)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory {}", out.display()))?;
+    if let Some(grid) = &grid {
+        let train = make_task(&ctx, &t.task, t.dim, t.batch, t.seed + 1_000_000)?;
+        for (name, lr) in specs.iter_mut() {
+            if let (None, Some(kind)) = (*lr, parse_kind(name)) {
+                let pb = bar(grid.len() as u64, format!("tuning {name}"));
+                let r = tune(&ctx, &[train.as_ref()], kind, grid, steps)?;
+                pb.finish_and_clear();
+                eprintln!("tuned {name}: lr {} (grid {:?}, training seed {})", r.best_lr, grid, t.seed + 1_000_000);
+                *lr = Some(r.best_lr);
+            }
+        }
+    }
     let mut traces = vec![];
-    for (i, name) in names.iter().enumerate() {
-        let lr_i = lrs.get(i).or(lrs.first()).copied();
+    for (name, lr_i) in &specs {
+        let lr_i = *lr_i;
         let cfg = LbfgsConfig { m: history, line_search: ls, ..Default::default() };
         let mut opt = make_optimizer(name, lr_i, cfg)?;
         let pb = bar(steps as u64, opt.name());
@@ -219,14 +256,7 @@ fn run_cmd(
 }
 
 fn tune_cmd(dev: &DeviceArgs, t: &TaskArgs, optimizer: &str, grid: &str, steps: usize, out: &PathBuf) -> Result<()> {
-    let (lo, hi) = grid
-        .split_once("..")
-        .and_then(|(a, b)| Some((a.trim().parse::<i32>().ok()?, b.trim().parse::<i32>().ok()?)))
-        .ok_or_else(|| anyhow::anyhow!("--grid {grid:?}: expected LO..HI, e.g. -4..0"))?;
-    if lo > hi {
-        bail!("--grid {grid:?}: LO must not exceed HI");
-    }
-    let grid = log_grid(lo, hi);
+    let grid = parse_grid(grid)?;
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
     let task = make_task(&ctx, &t.task, t.dim, t.batch, t.seed)?;
@@ -268,8 +298,9 @@ fn main() {
     let cli = Cli::parse();
     let r = match &cli.cmd {
         Cmd::Info { dev } => info(dev),
-        Cmd::Run { dev, task, optimizer, lr, line_search, history, steps, eps_g, out } => {
-            run_cmd(dev, task, optimizer, lr.as_deref(), line_search, *history, *steps, *eps_g, out)
+        Cmd::Run { dev, task, optimizer, lr, tune, grid, line_search, history, steps, eps_g, out } => {
+            let tune_grid = if *tune { Some(grid.as_str()) } else { None };
+            run_cmd(dev, task, optimizer, *lr, tune_grid, line_search, *history, *steps, *eps_g, out)
         }
         Cmd::Tune { dev, task, optimizer, grid, steps, out } => tune_cmd(dev, task, optimizer, grid, *steps, out),
         Cmd::Bench { dev, sizes, batches, markdown } => bench_cmd(dev, sizes, batches, markdown.as_ref()),
