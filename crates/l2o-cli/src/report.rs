@@ -8,9 +8,12 @@ use l2o_optim::{Trace, summarize};
 
 /// "lbfgs(m=10,wolfe)" → "lbfgs_m10_wolfe" for file names.
 pub fn slug(name: &str) -> String {
-    let mut s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
-    s = s.replace("__", "_").trim_matches('_').to_string();
-    s.replace("_=", "").replace("=", "")
+    let mapped: String = name
+        .chars()
+        .filter(|&c| c != '=')
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .collect();
+    mapped.split('_').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("_")
 }
 
 /// step, loss (mean, median, q1, q3, min, max), ‖g‖ (mean, median, q1, q3), status counts.
