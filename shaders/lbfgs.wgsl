@@ -2,8 +2,7 @@
 // the two-loop recursion is done by the `reduce` and `lincomb` kernels; these entries keep every per-problem
 // scalar (step, line-search state, ρ_i, γ) on the device.
 //
-// Columns of scal[b][·] (mirrored by `l2o_engine::lbfgs_cols` in Rust):
-const F: u32 = 0u;      const G2: u32 = 1u;     const ITER: u32 = 2u;   const NFEV: u32 = 3u;
+// Columns of scal[b][·] after the shared F, G2, ITER, NFEV (mirrored by `l2o_engine::lbfgs_cols` in Rust):
 const T: u32 = 4u;      const GD: u32 = 5u;     const FT: u32 = 6u;     const GDT: u32 = 7u;
 const PENDING: u32 = 8u; const PHASE: u32 = 9u; const NLS: u32 = 10u;
 const TLO: u32 = 11u;   const FLO: u32 = 12u;   const GLO: u32 = 13u;

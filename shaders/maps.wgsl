@@ -1,17 +1,17 @@
 // Elementwise optimizer updates (engine kernel family `maps`), one thread per coordinate, problems along y.
-// Problems with status != 0 are frozen. hyper = [lr, β1 (momentum μ), β2 (RMS decay ρ), ε].
-//   sgd:        θ ← θ − lr·g
-//   heavy_ball: m ← μm + g;                 θ ← θ − lr·m                       (Polyak)
-//   nesterov:   m ← μm + g;                 θ ← θ − lr·(g + μm)                (Sutskever et al. 2013 form)
-//   rmsprop:    v ← ρv + (1−ρ)g²;           θ ← θ − lr·g/(√v + ε)              (Tieleman & Hinton 2012)
-//   adam:       m ← β1m + (1−β1)g; v ← β2v + (1−β2)g²;
-//               θ ← θ − lr·(m/(1−β1^t)) / (√(v/(1−β2^t)) + ε)             (Kingma & Ba 2015)
-//   adagrad:    v ← v + g²;                 θ ← θ − lr·g/(√v + ε)              (Duchi et al. 2011)
+// Problems with status != 0 are frozen. hyper = [lr, β1 (momentum μ), β2 (RMS decay ρ), ε]; p.kind selects:
+//   0 sgd:        θ ← θ − lr·g
+//   1 heavy_ball: m ← μm + g;                 θ ← θ − lr·m                       (Polyak)
+//   2 nesterov:   m ← μm + g;                 θ ← θ − lr·(g + μm)                (Sutskever et al. 2013 form)
+//   3 rmsprop:    v ← ρv + (1−ρ)g²;           θ ← θ − lr·g/(√v + ε)              (Tieleman & Hinton 2012)
+//   4 adam:       m ← β1m + (1−β1)g; v ← β2v + (1−β2)g²;
+//                 θ ← θ − lr·(m/(1−β1^t)) / (√(v/(1−β2^t)) + ε)             (Kingma & Ba 2015)
+//   5 adagrad:    v ← v + g²;                 θ ← θ − lr·g/(√v + ε)              (Duchi et al. 2011)
 // adam_powers (one thread per problem) advances β1^t, β2^t kept in scal[b][p1_col], scal[b][p2_col].
 
 struct Params {
     n: u32, batch: u32, stride: u32, scal_stride: u32,
-    p1_col: u32, p2_col: u32, q0: u32, q1: u32,
+    p1_col: u32, p2_col: u32, kind: u32, q1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -28,94 +28,50 @@ fn running(b: u32) -> bool {
 }
 
 @compute @workgroup_size(256)
-fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = gid.y;
-    if (!running(b)) { return; }
-    let lr = hyper[0];
-    for (var i = gid.x; i < p.n; i = i + nwg.x * 256u) {
-        let k = b * p.stride + i;
-        theta[k] = theta[k] - lr * grad[k];
-    }
-}
-
-@compute @workgroup_size(256)
-fn heavy_ball(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = gid.y;
-    if (!running(b)) { return; }
-    let lr = hyper[0];
-    let mu = hyper[1];
-    for (var i = gid.x; i < p.n; i = i + nwg.x * 256u) {
-        let k = b * p.stride + i;
-        let m = mu * mbuf[k] + grad[k];
-        mbuf[k] = m;
-        theta[k] = theta[k] - lr * m;
-    }
-}
-
-@compute @workgroup_size(256)
-fn nesterov(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = gid.y;
-    if (!running(b)) { return; }
-    let lr = hyper[0];
-    let mu = hyper[1];
-    for (var i = gid.x; i < p.n; i = i + nwg.x * 256u) {
-        let k = b * p.stride + i;
-        let g = grad[k];
-        let m = mu * mbuf[k] + g;
-        mbuf[k] = m;
-        theta[k] = theta[k] - lr * (g + mu * m);
-    }
-}
-
-@compute @workgroup_size(256)
-fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = gid.y;
-    if (!running(b)) { return; }
-    let lr = hyper[0];
-    let rho = hyper[2];
-    let eps = hyper[3];
-    for (var i = gid.x; i < p.n; i = i + nwg.x * 256u) {
-        let k = b * p.stride + i;
-        let g = grad[k];
-        let v = rho * vbuf[k] + (1.0 - rho) * g * g;
-        vbuf[k] = v;
-        theta[k] = theta[k] - lr * g / (sqrt(v) + eps);
-    }
-}
-
-@compute @workgroup_size(256)
-fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let b = gid.y;
     if (!running(b)) { return; }
     let lr = hyper[0];
     let b1 = hyper[1];
     let b2 = hyper[2];
     let eps = hyper[3];
-    let c1 = 1.0 - scal[b * p.scal_stride + p.p1_col];
-    let c2 = 1.0 - scal[b * p.scal_stride + p.p2_col];
-    for (var i = gid.x; i < p.n; i = i + nwg.x * 256u) {
-        let k = b * p.stride + i;
-        let g = grad[k];
-        let m = b1 * mbuf[k] + (1.0 - b1) * g;
-        let v = b2 * vbuf[k] + (1.0 - b2) * g * g;
-        mbuf[k] = m;
-        vbuf[k] = v;
-        theta[k] = theta[k] - lr * (m / c1) / (sqrt(v / c2) + eps);
+    var c1: Real = 1.0;
+    var c2: Real = 1.0;
+    if (p.kind == 4u) {
+        c1 = 1.0 - scal[b * p.scal_stride + p.p1_col];
+        c2 = 1.0 - scal[b * p.scal_stride + p.p2_col];
     }
-}
-
-@compute @workgroup_size(256)
-fn adagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let b = gid.y;
-    if (!running(b)) { return; }
-    let lr = hyper[0];
-    let eps = hyper[3];
     for (var i = gid.x; i < p.n; i = i + nwg.x * 256u) {
         let k = b * p.stride + i;
         let g = grad[k];
-        let v = vbuf[k] + g * g;
-        vbuf[k] = v;
-        theta[k] = theta[k] - lr * g / (sqrt(v) + eps);
+        var step: Real;
+        switch p.kind {
+            case 0u: { step = g; }
+            case 1u, 2u: {
+                let m = b1 * mbuf[k] + g;
+                mbuf[k] = m;
+                step = m;
+                if (p.kind == 2u) { step = g + b1 * m; }
+            }
+            case 3u: {
+                let v = b2 * vbuf[k] + (1.0 - b2) * g * g;
+                vbuf[k] = v;
+                step = g / (sqrt(v) + eps);
+            }
+            case 4u: {
+                let m = b1 * mbuf[k] + (1.0 - b1) * g;
+                let v = b2 * vbuf[k] + (1.0 - b2) * g * g;
+                mbuf[k] = m;
+                vbuf[k] = v;
+                step = (m / c1) / (sqrt(v / c2) + eps);
+            }
+            default: {
+                let v = vbuf[k] + g * g;
+                vbuf[k] = v;
+                step = g / (sqrt(v) + eps);
+            }
+        }
+        theta[k] = theta[k] - lr * step;
     }
 }
 

@@ -1,7 +1,6 @@
 // Precision prelude (f32). Prepended to every kernel family by the engine; kernels are written once for `Real`.
 alias Real = f32;
 const REAL_MAX: Real = 3.4028234e38;
-const NONE: u32 = 0xffffffffu;
 // NaN and ±Inf fail `abs(x) <= REAL_MAX` (WGSL has no isnan/isinf).
 fn is_finite(x: Real) -> bool { return abs(x) <= REAL_MAX; }
 fn r_exp(x: Real) -> Real { return exp(x); }

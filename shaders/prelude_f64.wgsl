@@ -3,7 +3,6 @@
 // transcendentals here use only + − × ÷, floor and f32 builtins; tested against Rust's f64 on the device.
 alias Real = f64;
 const REAL_MAX: Real = 1.7976931348623157e308;
-const NONE: u32 = 0xffffffffu;
 fn is_finite(x: Real) -> bool { return abs(x) <= REAL_MAX; }
 
 // 2^k for integer k in [-1100, 1100], by binary powering (exact).

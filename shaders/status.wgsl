@@ -11,11 +11,6 @@ struct Params { batch: u32, scal_stride: u32, count_step: u32, trace_row: u32 }
 @group(0) @binding(3) var<storage, read_write> status: array<u32>;
 @group(0) @binding(4) var<storage, read_write> trace: array<Real>; // [rows][B][4]: f, ‖g‖², status, iterations
 
-const F: u32 = 0u;
-const G2: u32 = 1u;
-const ITER: u32 = 2u;
-const NFEV: u32 = 3u;
-
 @compute @workgroup_size(64)
 fn update_status(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;

@@ -222,3 +222,25 @@ fn f64_transcendentals_match_rust() {
         }
     });
 }
+
+/// No adapter at all (a backend this platform does not have): the error tells the user what to install.
+#[test]
+fn no_adapter_is_a_helpful_error() {
+    let backend = if cfg!(target_os = "macos") { "dx12" } else { "metal" };
+    let o = engine::ContextOptions { backend: Some(backend.into()), adapter: None, precision: Precision::F32 };
+    let e = Context::new(&o).err().expect("no adapter expected on this backend");
+    let msg = format!("{e}");
+    assert!(msg.contains("mesa-vulkan-drivers") && msg.contains("Metal"), "{msg}");
+}
+
+/// A destroyed (lost) device: later calls return errors instead of panicking or hanging.
+#[test]
+fn lost_device_is_an_error_not_a_hang() {
+    let Some(c) = ctx(Precision::F32) else { return };
+    let x = c.upload("x", &[1.0; 8]).unwrap();
+    let scal = c.zeros("s", 1).unwrap();
+    let d = engine::sum(&c, 8, 1, x.view(8), ScalarOut { buf: &scal, stride: 1, col: 0 }).unwrap();
+    c.device.destroy();
+    let r = c.submit(&d).and_then(|_| c.read(&scal));
+    assert!(r.is_err(), "reading from a destroyed device must fail");
+}

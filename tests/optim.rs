@@ -190,3 +190,60 @@ fn two_loop_matches_reference() {
         }
     });
 }
+
+/// Every elementwise update kernel against the f64 reference over odd sizes and batches, with a frozen
+/// problem (status ≠ 0) that must stay untouched. One update from random θ, g, m, v (v ≥ 0) at Adam step t = 3.
+/// Tolerance: roundings per element relative to max(|θ_old|, |θ_new|): f32 1e-5 (≈ 80 u: Adam's bias correction
+/// at t = 3 divides m by 1 − β1³ = 0.27 and v by 1 − β2³ = 0.003, amplifying the rounding of the cancelling sum
+/// β1·m + (1 − β1)·g; measured worst 2.5e-6; a wrong index or formula gives O(1) errors), f64 1e-13. v is kept
+/// ≥ 0.01 so RMSprop/AdaGrad's division by √v stays well conditioned.
+#[test]
+fn map_kernels_match_reference_over_sizes() {
+    use l2o::optim::first_order::map_update;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    each_precision(|c| {
+        let mut rng = StdRng::seed_from_u64(21);
+        for kind in [Kind::Sgd, Kind::HeavyBall, Kind::Nesterov, Kind::RmsProp, Kind::Adam, Kind::AdaGrad] {
+            for bt in [1usize, 3, 64] {
+                for n in [1usize, 7, 255, 256, 257, 100003] {
+                    if n > 100000 && bt > 3 {
+                        continue;
+                    }
+                    let mut randn = |len: usize| -> Vec<f64> { (0..len).map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal)).collect() };
+                    let (theta, g, m) = (randn(bt * n), randn(bt * n), randn(bt * n));
+                    let v: Vec<f64> = randn(bt * n).into_iter().map(|x| 0.01 + x * x).collect();
+                    let opt = FirstOrder::new(kind, 0.05);
+                    let h = opt.hyper;
+                    let t = 3;
+                    let stride = 6;
+                    let mut scal = vec![0.0; bt * stride];
+                    for b in 0..bt {
+                        scal[b * stride + 4] = h.beta1.powi(t - 1);
+                        scal[b * stride + 5] = h.beta2.powi(t - 1);
+                    }
+                    let status: Vec<u32> = (0..bt).map(|b| if b == 1 { 2 } else { 0 }).collect();
+                    let up = |x: &[f64], l: &str| c.upload(l, x).unwrap();
+                    let (dt, dg, dm, dv) = (up(&theta, "t"), up(&g, "g"), up(&m, "m"), up(&v, "v"));
+                    let (ds, dh) = (up(&scal, "s"), up(&[h.lr, h.beta1, h.beta2, h.eps], "h"));
+                    let dst = c.upload_u32("status", &status).unwrap();
+                    let d = map_update(c, kind, n, bt, &dh, &dt, &dg, &dm, &dv, &ds, stride, &dst).unwrap();
+                    c.submit(&d).unwrap();
+                    let got = c.read(&dt).unwrap();
+                    for b in 0..bt {
+                        let r = b * n..(b + 1) * n;
+                        let mut want = theta[r.clone()].to_vec();
+                        if status[b] == 0 {
+                            let (mut mm, mut vv) = (m[r.clone()].to_vec(), v[r.clone()].to_vec());
+                            opt.reference_step(&mut want, &g[r.clone()], &mut mm, &mut vv, t as usize);
+                        }
+                        // relative to the larger of |θ_old| and |θ_new|: θ − lr·step may cancel (n = 1 hits it)
+                        let scale = theta[r.clone()].iter().chain(&want).fold(1e-30f64, |a, x| a.max(x.abs()));
+                        let e = got[r].iter().zip(&want).fold(0.0f64, |a, (x, y)| a.max((x - y).abs())) / scale;
+                        let tol = Tol { f32: 1e-5, f64: 1e-13 }.of(c.precision());
+                        assert!(e < tol, "{kind:?} {} n={n} B={bt} problem {b}: {e:e}", c.precision());
+                    }
+                }
+            }
+        }
+    });
+}

@@ -5,6 +5,8 @@ use crate::precision::Precision;
 
 pub const PRELUDE_F32: &str = include_str!("../../../shaders/prelude_f32.wgsl");
 pub const PRELUDE_F64: &str = include_str!("../../../shaders/prelude_f64.wgsl");
+/// Constants shared by every family (NONE, the shared scalar columns).
+pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 /// How a binding is declared in WGSL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,13 +29,13 @@ pub struct ShaderFamily {
 }
 
 impl ShaderFamily {
-    /// The full WGSL for a precision: prelude (defines `Real`, `is_finite`, `r_exp`, `r_log`) + body.
+    /// The full WGSL for a precision: prelude (defines `Real`, `is_finite`, `r_exp`, `r_log`) + common + body.
     pub fn source(&self, precision: Precision) -> String {
         let prelude = match precision {
             Precision::F32 => PRELUDE_F32,
             Precision::F64 => PRELUDE_F64,
         };
-        format!("{prelude}\n{}", self.body)
+        format!("{prelude}\n{COMMON}\n{}", self.body)
     }
 }
 
@@ -55,7 +57,7 @@ pub static MAPS: ShaderFamily = ShaderFamily {
     name: "maps",
     body: include_str!("../../../shaders/maps.wgsl"),
     layout: &[U, R, W, R, W, W, W, R],
-    entries: &["sgd", "heavy_ball", "nesterov", "rmsprop", "adam", "adagrad", "adam_powers"],
+    entries: &["update", "adam_powers"],
 };
 
 pub static STATUS: ShaderFamily = ShaderFamily {

@@ -30,6 +30,17 @@ impl Kind {
             Kind::AdaGrad => "adagrad",
         }
     }
+    /// Selector of the `update` kernel in `shaders/maps.wgsl`.
+    pub fn code(self) -> u32 {
+        match self {
+            Kind::Sgd => 0,
+            Kind::HeavyBall => 1,
+            Kind::Nesterov => 2,
+            Kind::RmsProp => 3,
+            Kind::Adam => 4,
+            Kind::AdaGrad => 5,
+        }
+    }
     /// Default learning rate (before tuning).
     pub fn default_lr(self) -> f64 {
         match self {
@@ -107,6 +118,43 @@ impl FirstOrder {
     }
 }
 
+/// Record one elementwise update of `kind` for B problems (θ, g, m, v: B × n; hyper = [lr, β1, β2, ε];
+/// Adam's β1^t, β2^t in scalar columns 4 and 5, advanced first by `adam_powers`). Frozen problems are skipped.
+#[allow(clippy::too_many_arguments)]
+pub fn map_update(
+    ctx: &Context,
+    kind: Kind,
+    n: usize,
+    batch: usize,
+    hyper: &DBuf,
+    theta: &DBuf,
+    grad: &DBuf,
+    m: &DBuf,
+    v: &DBuf,
+    scal: &DBuf,
+    scal_stride: usize,
+    status: &DBuf,
+) -> Result<Vec<Dispatch>> {
+    theta.view(n).check("update: theta", n, batch)?;
+    grad.view(n).check("update: grad", n, batch)?;
+    if matches!(kind, Kind::HeavyBall | Kind::Nesterov | Kind::Adam) {
+        m.view(n).check("update: m", n, batch)?;
+    }
+    if matches!(kind, Kind::RmsProp | Kind::Adam | Kind::AdaGrad) {
+        v.view(n).check("update: v", n, batch)?;
+    }
+    anyhow::ensure!(scal_stride > P2 && scal.len >= batch * scal_stride, "update: scalar table too small");
+    anyhow::ensure!(hyper.len >= 4 && status.len >= batch, "update: hyper needs 4 values and status B");
+    let params = ctx.params(&[n as u32, batch as u32, n as u32, scal_stride as u32, P1 as u32, P2 as u32, kind.code(), 0]);
+    let binds = [&params, &hyper.buf, &theta.buf, &grad.buf, &m.buf, &v.buf, &scal.buf, &status.buf];
+    let mut d = vec![];
+    if kind == Kind::Adam {
+        d.push(ctx.dispatch(&MAPS, "adam_powers", &binds, [batch.div_ceil(64) as u32, 1, 1])?);
+    }
+    d.push(ctx.dispatch(&MAPS, "update", &binds, [grid_x(n.div_ceil(256)), batch as u32, 1])?);
+    Ok(d)
+}
+
 impl Optimizer for FirstOrder {
     fn name(&self) -> String {
         format!("{}(lr={})", self.kind.entry(), self.hyper.lr)
@@ -123,13 +171,7 @@ impl Optimizer for FirstOrder {
         let hyper = ctx.upload("hyper", &[h.lr, h.beta1, h.beta2, h.eps])?;
         let mbuf = ctx.zeros("m", if matches!(self.kind, Kind::HeavyBall | Kind::Nesterov | Kind::Adam) { b * n } else { 1 })?;
         let vbuf = ctx.zeros("v", if matches!(self.kind, Kind::RmsProp | Kind::Adam | Kind::AdaGrad) { b * n } else { 1 })?;
-        let params = ctx.params(&[n as u32, b as u32, n as u32, st.stride as u32, P1 as u32, P2 as u32, 0, 0]);
-        let binds = [&params, &hyper.buf, &st.theta.buf, &st.grad.buf, &mbuf.buf, &vbuf.buf, &st.scal.buf, &st.status.buf];
-        let mut d = vec![];
-        if self.kind == Kind::Adam {
-            d.push(ctx.dispatch(&MAPS, "adam_powers", &binds, [b.div_ceil(64) as u32, 1, 1])?);
-        }
-        d.push(ctx.dispatch(&MAPS, self.kind.entry(), &binds, [grid_x(n.div_ceil(256)), b as u32, 1])?);
+        let mut d = map_update(ctx, self.kind, n, b, &hyper, &st.theta, &st.grad, &mbuf, &vbuf, &st.scal, st.stride, &st.status)?;
         d.extend(task.loss_and_grad(ctx, st.theta.view(n), st.grad.view(n), st.out(cols::F))?);
         d.extend(dot(ctx, n, b, st.grad.view(n), st.grad.view(n), st.out(cols::G2), None)?);
         self.dispatches = d;
