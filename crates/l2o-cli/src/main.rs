@@ -164,7 +164,7 @@ fn info(dev: &DeviceArgs) -> Result<()> {
     println!("chosen: {}", ctx.describe());
     println!("  why: {}", ctx.reason);
     println!("  precision: {} (f64 supported: {})", ctx.precision(), if ctx.supports_f64() { "yes" } else { "no" });
-    println!("  max_storage_buffer_binding_size: {} MiB", l.max_storage_buffer_binding_size as u64 / (1 << 20));
+    println!("  max_storage_buffer_binding_size: {} MiB", l.max_storage_buffer_binding_size / (1 << 20));
     println!("  max_buffer_size: {} MiB", l.max_buffer_size / (1 << 20));
     println!("  max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension);
     println!("  max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);

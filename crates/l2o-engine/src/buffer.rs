@@ -88,7 +88,7 @@ pub fn grid_x(units: usize) -> u32 {
 
 impl Context {
     fn check_size(&self, bytes: u64, what: &str) -> Result<()> {
-        let lim = self.limits.max_storage_buffer_binding_size as u64;
+        let lim = self.limits.max_storage_buffer_binding_size;
         if bytes > lim {
             bail!(
                 "{what} needs {bytes} bytes ({:.1} MiB) but this device's max_storage_buffer_binding_size is {lim} \
@@ -97,7 +97,7 @@ impl Context {
                 lim as f64 / 1048576.0
             );
         }
-        if bytes > self.limits.max_buffer_size as u64 {
+        if bytes > self.limits.max_buffer_size {
             bail!("{what} needs {bytes} bytes but max_buffer_size is {}", self.limits.max_buffer_size);
         }
         Ok(())

@@ -299,6 +299,8 @@ pub mod reference {
         pub status: u32,
     }
 
+    // `!(rad >= 0.0)` on purpose: NaN must take the bisection branch, exactly as in the WGSL.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     fn interp(tl: f64, fl: f64, gl: f64, th: f64, fh: f64, gh: f64) -> f64 {
         let mid = 0.5 * (tl + th);
         let d1 = gl + gh - 3.0 * (fl - fh) / (tl - th);

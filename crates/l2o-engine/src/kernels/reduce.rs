@@ -91,11 +91,10 @@ pub fn dot(
     a.check("dot: a", n, batch)?;
     b.check("dot: b", n, batch)?;
     out.check(batch, 1)?;
-    if let Some(c) = scale_col {
-        if c >= out.stride {
+    if let Some(c) = scale_col
+        && c >= out.stride {
             bail!("dot: scale column {c} outside stride {}", out.stride);
         }
-    }
     reduce(ctx, 0, n, batch, a, b, 1, 0, out, scale_col)
 }
 
