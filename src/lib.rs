@@ -1,6 +1,7 @@
 //! l2o: a GPU compute engine for learned optimizers (wgpu + WGSL). This umbrella crate re-exports the layers:
 //! [`engine`] → [`tasks`] → [`optim`]. See README.md.
 pub use l2o_engine as engine;
+pub use l2o_meta as meta;
 pub use l2o_optim as optim;
 pub use l2o_tasks as tasks;
 

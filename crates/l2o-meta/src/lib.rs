@@ -1,0 +1,9 @@
+//! # l2o-meta: learned optimizers
+//!
+//! The coordinatewise LSTM optimizer (L2L, seed 002) — [`lstm`] holds its equations, the f64 CPU reference of
+//! forward and adjoint and the frozen-gradient surrogate; [`gpu`] runs the same forward sweep, stored
+//! trajectory and reverse sweep on the device.
+
+pub mod lstm;
+
+pub use lstm::{LstmConfig, MAX_HIDDEN};
