@@ -5,3 +5,7 @@ const REAL_MAX: Real = 3.4028234e38;
 fn is_finite(x: Real) -> bool { return abs(x) <= REAL_MAX; }
 fn r_exp(x: Real) -> Real { return exp(x); }
 fn r_log(x: Real) -> Real { return log(x); }
+// tanh with the argument clamped (tanh(±15) = ±1 in f32; some drivers return NaN for |z| ≳ 44).
+fn r_tanh(z: Real) -> Real { return tanh(clamp(z, -15.0, 15.0)); }
+// Reals in a 64 KiB uniform array of vec4 (learned-optimizer parameters).
+const PHI_VEC4: u32 = 4096u;

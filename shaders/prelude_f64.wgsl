@@ -59,3 +59,17 @@ fn r_log(x: f64) -> f64 {
     y = y - 1.0 + xc * r_exp(-y);
     return y;
 }
+
+// tanh: odd Taylor series to z⁹ for |z| < 0.02 (truncation < 1e-19 relative), else 1 − 2/(e^{2z} + 1)
+// (cancellation costs ≤ ~1e-14 relative at |z| = 0.02); saturates to ±1 for |z| > 20.
+fn r_tanh(z: f64) -> f64 {
+    let a = abs(z);
+    if (a < 0.02) {
+        let z2 = z * z;
+        return z * (1.0 + z2 * (-1.0 / 3.0 + z2 * (2.0 / 15.0 + z2 * (-17.0 / 315.0 + z2 * (62.0 / 2835.0)))));
+    }
+    if (a > 20.0) { return sign(z); }
+    return 1.0 - 2.0 / (r_exp(2.0 * z) + 1.0);
+}
+// Reals in a 64 KiB uniform array of vec4 (learned-optimizer parameters).
+const PHI_VEC4: u32 = 2048u;

@@ -191,6 +191,77 @@ impl Context {
         Ok(v)
     }
 
+    /// Read several Real buffers back in one round trip (one submit, one wait).
+    pub fn read_many(&self, srcs: &[&DBuf]) -> Result<Vec<Vec<f64>>> {
+        let p = self.precision();
+        let sizes: Vec<u64> = srcs.iter().map(|b| ((b.len * p.size()) as u64).next_multiple_of(4)).collect();
+        let total: u64 = sizes.iter().sum::<u64>().max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: total,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        let mut off = 0;
+        for (b, &sz) in srcs.iter().zip(&sizes) {
+            if b.elem != Elem::Real {
+                bail!("read_many: buffer is not a Real buffer");
+            }
+            if sz > 0 {
+                enc.copy_buffer_to_buffer(&b.buf, 0, &staging, off, sz);
+            }
+            off += sz;
+        }
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        pollster::block_on(rx)
+            .map_err(|_| anyhow!("readback was cancelled (device lost?)"))?
+            .map_err(|e| anyhow!("readback failed: {e}"))?;
+        let data = staging.slice(..).get_mapped_range().map_err(|e| anyhow!("readback failed: {e:?}"))?;
+        let mut out = vec![];
+        let mut off = 0usize;
+        for (b, &sz) in srcs.iter().zip(&sizes) {
+            out.push(p.decode(&data[off..off + b.len * p.size()]));
+            off += sz as usize;
+        }
+        drop(data);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Wrap a buffer the host program owns (usage must include STORAGE; COPY_SRC/COPY_DST for reads/writes)
+    /// holding `len` elements of `elem`, so l2o kernels can bind it directly.
+    pub fn wrap(&self, buf: wgpu::Buffer, len: usize, elem: Elem) -> Result<DBuf> {
+        let size = match elem {
+            Elem::Real => self.precision().size(),
+            Elem::U32 => 4,
+        } * len;
+        if (buf.size() as usize) < size {
+            bail!("wrap: the buffer has {} bytes, {len} elements need {size}", buf.size());
+        }
+        if !buf.usage().contains(wgpu::BufferUsages::STORAGE) {
+            bail!("wrap: the buffer was created without BufferUsages::STORAGE");
+        }
+        Ok(DBuf { buf, len, elem, id: self.next_id() })
+    }
+
+    /// Copy `len` elements between Real buffers (different buffers; offsets in elements), queued in order.
+    pub fn copy(&self, src: &DBuf, src_off: usize, dst: &DBuf, dst_off: usize, len: usize) -> Result<()> {
+        if src.id == dst.id || src_off + len > src.len || dst_off + len > dst.len {
+            bail!("copy of {len} elements from {src_off} to {dst_off}: out of range or same buffer");
+        }
+        let s = self.precision().size() as u64;
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(&src.buf, src_off as u64 * s, &dst.buf, dst_off as u64 * s, len as u64 * s);
+        self.queue.submit([enc.finish()]);
+        self.check()
+    }
+
     /// Read a Real buffer back to the host as f64 (waits for all queued work; one round trip).
     pub fn read(&self, src: &DBuf) -> Result<Vec<f64>> {
         if src.elem != Elem::Real {

@@ -74,9 +74,16 @@ pub static LBFGS: ShaderFamily = ShaderFamily {
     entries: &["ls_begin", "ls_update", "pair_update"],
 };
 
+pub static LSTM: ShaderFamily = ShaderFamily {
+    name: "lstm",
+    body: include_str!("../../../shaders/lstm.wgsl"),
+    layout: &[U, U, R, W, R, W, W, W, W, W, R],
+    entries: &["forward", "reverse", "outer_partial"],
+};
+
 /// Every family the engine ships (tasks register theirs in `l2o-tasks`).
 pub fn engine_families() -> Vec<&'static ShaderFamily> {
-    vec![&REDUCE, &LINCOMB, &MAPS, &STATUS, &LBFGS]
+    vec![&REDUCE, &LINCOMB, &MAPS, &STATUS, &LBFGS, &LSTM]
 }
 
 /// Parse and validate a family with naga for both precisions, without a device.

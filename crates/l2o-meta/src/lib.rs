@@ -4,6 +4,7 @@
 //! forward and adjoint and the frozen-gradient surrogate; [`gpu`] runs the same forward sweep, stored
 //! trajectory and reverse sweep on the device.
 
+pub mod gpu;
 pub mod lstm;
 
 pub use lstm::{LstmConfig, MAX_HIDDEN};
