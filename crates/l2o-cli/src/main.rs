@@ -1,5 +1,6 @@
 //! `l2o`: the command-line front end. `l2o info | run | tune | bench`; progress on stderr, results in --out.
 
+mod learned;
 mod plot;
 mod report;
 
@@ -115,6 +116,20 @@ enum Cmd {
         steps: usize,
         #[arg(long, default_value = "out")]
         out: PathBuf,
+    },
+    /// Meta-train a learned optimizer (the L2L LSTM) by truncated BPTT; writes a checkpoint, train.csv, train.svg
+    Train {
+        #[command(flatten)]
+        dev: DeviceArgs,
+        #[command(flatten)]
+        args: learned::TrainArgs,
+    },
+    /// Evaluate a trained checkpoint on held-out problems against tuned baselines (table + SVG)
+    Eval {
+        #[command(flatten)]
+        dev: DeviceArgs,
+        #[command(flatten)]
+        args: learned::EvalArgs,
     },
     /// Kernel throughput on the device against the f64 CPU oracle, measured side by side
     Bench {
@@ -303,6 +318,8 @@ fn main() {
             run_cmd(dev, task, optimizer, *lr, tune_grid, line_search, *history, *steps, *eps_g, out)
         }
         Cmd::Tune { dev, task, optimizer, grid, steps, out } => tune_cmd(dev, task, optimizer, grid, *steps, out),
+        Cmd::Train { dev, args } => learned::train_cmd(dev, args),
+        Cmd::Eval { dev, args } => learned::eval_cmd(dev, args),
         Cmd::Bench { dev, sizes, batches, markdown } => bench_cmd(dev, sizes, batches, markdown.as_ref()),
     };
     if let Err(e) = r {

@@ -29,7 +29,8 @@ fn series(values: &[Vec<f64>]) -> Vec<(f64, f64, f64, f64)> {
         .collect()
 }
 
-fn plot(curves: &[(String, Vec<(f64, f64, f64, f64)>)], title: &str, ylabel: &str, path: &Path) -> Result<()> {
+/// Curves of (x, median, q1, q3) on a log y axis, with the [q1, q3] band shaded.
+pub fn xy_plot(curves: &[(String, Vec<(f64, f64, f64, f64)>)], title: &str, xlabel: &str, ylabel: &str, path: &Path) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("plotting {}: {e}", path.display());
     let xmax = curves.iter().flat_map(|c| c.1.iter().map(|p| p.0)).fold(1.0, f64::max);
     let ys = curves.iter().flat_map(|c| c.1.iter().flat_map(|p| [p.1, p.2, p.3]));
@@ -50,7 +51,7 @@ fn plot(curves: &[(String, Vec<(f64, f64, f64, f64)>)], title: &str, ylabel: &st
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc("step")
+        .x_desc(xlabel)
         .y_desc(ylabel)
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| format!("{v:.0e}"))
@@ -81,11 +82,11 @@ fn plot(curves: &[(String, Vec<(f64, f64, f64, f64)>)], title: &str, ylabel: &st
 /// Loss vs step: median over the batch with the interquartile band, one curve per optimizer.
 pub fn loss_plot(traces: &[Trace], title: &str, path: &Path) -> Result<()> {
     let curves: Vec<_> = traces.iter().map(|t| (t.optimizer.clone(), series(&t.f))).collect();
-    plot(&curves, title, "loss (median, IQR band)", path)
+    xy_plot(&curves, title, "step", "loss (median, IQR band)", path)
 }
 
 /// ‖∇f‖ vs step.
 pub fn gnorm_plot(traces: &[Trace], title: &str, path: &Path) -> Result<()> {
     let curves: Vec<_> = traces.iter().map(|t| (t.optimizer.clone(), series(&t.gnorm))).collect();
-    plot(&curves, title, "‖∇f‖ (median, IQR band)", path)
+    xy_plot(&curves, title, "step", "‖∇f‖ (median, IQR band)", path)
 }

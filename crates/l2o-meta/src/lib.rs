@@ -4,7 +4,12 @@
 //! forward and adjoint and the frozen-gradient surrogate; [`gpu`] runs the same forward sweep, stored
 //! trajectory and reverse sweep on the device.
 
+pub mod checkpoint;
 pub mod gpu;
 pub mod lstm;
+pub mod metaopt;
+pub mod optimizer;
+pub mod state;
+pub mod train;
 
 pub use lstm::{LstmConfig, MAX_HIDDEN};

@@ -1,0 +1,251 @@
+//! `l2o train` and `l2o eval`: meta-training the LSTM optimizer and evaluating a checkpoint against tuned
+//! baselines on held-out problems.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use l2o_meta::checkpoint;
+use l2o_meta::lstm::LstmConfig;
+use l2o_meta::optimizer::LstmOptimizer;
+use l2o_meta::state::{TrainConfig, epoch_seed, test_seed};
+use l2o_meta::train::{new_state, train};
+use l2o_optim::tune::tune;
+use l2o_optim::{FirstOrder, RunOptions, Trace, parse_kind, run, summarize};
+use l2o_tasks::make_task;
+
+use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
+
+#[derive(Args, Clone)]
+pub struct TrainArgs {
+    /// Learned optimizer to train (lstm: the coordinatewise L2L LSTM)
+    #[arg(long, default_value = "lstm")]
+    optimizer: String,
+    #[arg(long, default_value = "quadratic")]
+    task: String,
+    #[arg(long, default_value_t = 10)]
+    dim: usize,
+    /// Problems per meta-iteration
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Optimizee steps per meta-iteration
+    #[arg(long, default_value_t = 100)]
+    horizon: usize,
+    /// Unroll length T of truncated BPTT (one meta-update per unroll)
+    #[arg(long, default_value_t = 20)]
+    unroll: usize,
+    /// Meta-iterations (each on a fresh batch of problems)
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// adam or adadelta
+    #[arg(long, default_value = "adam")]
+    meta_optimizer: String,
+    #[arg(long, default_value_t = 0.003)]
+    meta_lr: f64,
+    /// LSTM hidden units per layer
+    #[arg(long, default_value_t = 20)]
+    hidden: usize,
+    /// Gradient preprocessing parameter p (seed: 10); 0 feeds the raw gradient
+    #[arg(long, default_value_t = 10.0)]
+    preprocess: f64,
+    /// Output scale s: θ ← θ + s·LSTM(∇)
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    #[arg(long, default_value_t = 128)]
+    val_batch: usize,
+    #[arg(long, default_value_t = 5)]
+    validate_every: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Continue from this checkpoint (same architecture; the epoch count may be raised with --epochs)
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    #[arg(long, default_value = "out/train")]
+    out: PathBuf,
+}
+
+pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
+    if a.optimizer != "lstm" {
+        bail!("unknown learned optimizer {:?}: this version trains `lstm`", a.optimizer);
+    }
+    let lstm = LstmConfig { hidden: a.hidden, preprocess: (a.preprocess > 0.0).then_some(a.preprocess), scale: a.scale };
+    let tc = TrainConfig {
+        task: a.task.clone(),
+        dim: a.dim,
+        batch: a.batch,
+        horizon: a.horizon,
+        unroll: a.unroll,
+        epochs: a.epochs,
+        meta_optimizer: a.meta_optimizer.clone(),
+        meta_lr: a.meta_lr,
+        seed: a.seed,
+        val_batch: a.val_batch,
+        validate_every: a.validate_every,
+        max_nonfinite: 10,
+    };
+    let mut state = match &a.resume {
+        Some(p) => {
+            let mut s = checkpoint::load(p)?;
+            checkpoint::check_compatible(&s, &lstm)?;
+            if s.train.epochs < a.epochs {
+                s.train.epochs = a.epochs;
+            }
+            eprintln!("resuming {} at epoch {} of {}", p.display(), s.epoch, s.train.epochs);
+            s
+        }
+        None => new_state(lstm, tc)?,
+    };
+    let ctx = dev.context()?;
+    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let ckpt = a.out.join("checkpoint.l2o");
+    let unrolls = state.train.horizon / state.train.unroll;
+    let pb = bar(((state.train.epochs - state.epoch) * unrolls) as u64, "meta-training".into());
+    let t0 = Instant::now();
+    let mut last = f64::NAN;
+    train(
+        &ctx,
+        &mut state,
+        Some(&ckpt),
+        &mut |e, _u, l| {
+            last = l;
+            pb.set_message(format!("epoch {} meta-loss {:.3e}", e + 1, l));
+            pb.inc(1);
+        },
+        &mut |rec, st| {
+            if let Some(v) = rec.val_loss {
+                pb.println(format!(
+                    "epoch {:>4}: meta-loss {:.4e}  validation {:.4e}  (best {:.4e} at epoch {})",
+                    rec.epoch,
+                    rec.meta_loss.unwrap_or(f64::NAN),
+                    v,
+                    st.best_val.unwrap_or(f64::NAN),
+                    st.best_epoch
+                ));
+            }
+        },
+    )?;
+    pb.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    let mut w = csv::Writer::from_path(a.out.join("train.csv"))?;
+    w.write_record(["epoch", "meta_loss_per_step", "validation_loss", "skipped_updates"])?;
+    for r in &state.history {
+        let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:e}"));
+        w.write_record([r.epoch.to_string(), o(r.meta_loss), o(r.val_loss), r.skipped.to_string()])?;
+    }
+    w.flush()?;
+    let curves = vec![
+        ("meta-loss per step (training batch)".to_string(), state.history.iter().filter_map(|r| r.meta_loss.map(|m| (r.epoch as f64, m, m, m))).collect()),
+        ("validation loss".to_string(), state.history.iter().filter_map(|r| r.val_loss.map(|m| (r.epoch as f64, m, m, m))).collect()),
+    ];
+    plot::xy_plot(&curves, &format!("L2L meta-training: {} n={} B={}", state.train.task, state.train.dim, state.train.batch), "epoch", "loss", &a.out.join("train.svg"))?;
+    println!(
+        "trained {} epochs ({} meta-updates, {} skipped) in {secs:.1} s; last meta-loss/step {last:.4e}; best validation {:.4e} at epoch {}",
+        state.epoch,
+        state.updates,
+        state.skipped_total,
+        state.best_val.unwrap_or(f64::NAN),
+        state.best_epoch
+    );
+    println!("wrote {} (latest φ and best φ), train.csv, train.svg in {}", ckpt.display(), a.out.display());
+    Ok(())
+}
+
+#[derive(Args, Clone)]
+pub struct EvalArgs {
+    /// Checkpoint written by `l2o train` (its best φ is evaluated)
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Baselines, each tuned on the training distribution: sgd, momentum, nesterov (nag), rmsprop, adam, adagrad
+    #[arg(long, default_value = "sgd,nesterov,rmsprop,adam")]
+    vs: String,
+    /// Task and dimension of the test problems (default: the checkpoint's)
+    #[arg(long)]
+    task: Option<String>,
+    #[arg(long)]
+    dim: Option<usize>,
+    /// Number of held-out test problems
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Steps (default: the training horizon)
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Tuning grid {1,3}×10^j for the baselines
+    #[arg(long, default_value = "-4..0", allow_hyphen_values = true)]
+    grid: String,
+    #[arg(long, default_value = "out/eval")]
+    out: PathBuf,
+}
+
+fn kind_of(name: &str) -> Result<l2o_optim::Kind> {
+    let n = if name == "nag" { "nesterov" } else { name };
+    parse_kind(n).ok_or_else(|| anyhow::anyhow!("unknown baseline {name:?}: use sgd, momentum, nesterov (nag), rmsprop, adam, adagrad"))
+}
+
+/// Per optimizer: final-step summary and the mean over all steps 1..=K of the mean loss.
+fn table(traces: &[Trace]) -> String {
+    let mut s = String::from("| optimizer | final loss: mean | median | q1 | q3 | mean loss over all steps |\n|---|---|---|---|---|---|\n");
+    for t in traces {
+        let k = t.steps();
+        let f = summarize(&t.f[k]);
+        let all = (1..=k).map(|i| summarize(&t.f[i]).mean).sum::<f64>() / k as f64;
+        let _ = writeln!(s, "| {} | {:.4e} | {:.4e} | {:.4e} | {:.4e} | {:.4e} |", t.optimizer, f.mean, f.median, f.q1, f.q3, all);
+    }
+    s
+}
+
+pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
+    let st = checkpoint::load(&a.checkpoint)?;
+    let task_name = a.task.clone().unwrap_or_else(|| st.train.task.clone());
+    let dim = a.dim.unwrap_or(st.train.dim);
+    let steps = a.steps.unwrap_or(st.train.horizon);
+    let grid = parse_grid(&a.grid)?;
+    let kinds: Vec<(String, l2o_optim::Kind)> =
+        list::<String>(&a.vs, "baseline")?.into_iter().map(|n| kind_of(&n).map(|k| (n, k))).collect::<Result<_>>()?;
+    let ctx = dev.context()?;
+    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    // Baselines are tuned on a training batch (the distribution the LSTM was trained on, first epoch's seed)
+    // at the test dimension and horizon; the test problems come from a seed never used in training/validation.
+    let train_task = make_task(&ctx, &task_name, dim, a.batch, epoch_seed(st.train.seed, 0))?;
+    let test = make_task(&ctx, &task_name, dim, a.batch, test_seed(st.train.seed))?;
+    let o = RunOptions { steps, eps_g: 0.0, check_every: 0 };
+    let mut traces = vec![];
+    let pb = bar(steps as u64, "lstm".into());
+    let mut lstm = LstmOptimizer::new(st.lstm, st.best_phi.clone())?;
+    traces.push(run(&ctx, test.as_ref(), &mut lstm, &o, &mut |k| pb.set_position(k as u64))?);
+    pb.finish_and_clear();
+    let mut tuned = vec![];
+    for (name, kind) in &kinds {
+        let r = tune(&ctx, &[train_task.as_ref()], *kind, &grid, steps)?;
+        eprintln!("tuned {name}: lr {}", r.best_lr);
+        tuned.push((name.clone(), r.best_lr));
+        let mut opt = FirstOrder::new(*kind, r.best_lr);
+        traces.push(run(&ctx, test.as_ref(), &mut opt, &o, &mut |_| {})?);
+    }
+    for t in &traces {
+        report::write_csv(t, &a.out.join(format!("{}.csv", report::slug(&t.optimizer))))?;
+    }
+    let md = table(&traces);
+    let header = format!(
+        "{} n={dim}, {} held-out problems, {steps} steps; LSTM = best φ of {} (epoch {}); baselines tuned on grid {:?} on a training batch\n\n",
+        task_name,
+        a.batch,
+        a.checkpoint.display(),
+        st.best_epoch,
+        grid
+    );
+    std::fs::write(a.out.join("eval.md"), format!("{header}{md}"))?;
+    print!("{header}{md}");
+    let lstm_t = &traces[0];
+    let k = lstm_t.steps();
+    let lstm_final = summarize(&lstm_t.f[k]).mean;
+    let lstm_all = (1..=k).map(|i| summarize(&lstm_t.f[i]).mean).sum::<f64>();
+    let beats = traces[1..].iter().all(|t| summarize(&t.f[k]).mean > lstm_final && (1..=k).map(|i| summarize(&t.f[i]).mean).sum::<f64>() > lstm_all);
+    println!("LSTM ahead of every baseline on the final mean loss and the mean over all steps: {}", if beats { "yes" } else { "no" });
+    plot::loss_plot(&traces, &format!("{task_name} n={dim}: LSTM vs tuned baselines ({} problems)", a.batch), &a.out.join("loss.svg"))?;
+    eprintln!("wrote eval.md, loss.svg and one CSV per optimizer in {}", a.out.display());
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The complete state of a meta-training run: everything a checkpoint stores so that `--resume` continues
+//! exactly where an uninterrupted run would be.
+
+use serde::{Deserialize, Serialize};
+
+use crate::lstm::LstmConfig;
+use crate::metaopt::MetaOptState;
+
+/// Hyperparameters of meta-training (stored in the checkpoint header).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Optimizee task name (l2o_tasks::make_task) and its dimension / batch.
+    pub task: String,
+    pub dim: usize,
+    pub batch: usize,
+    /// Steps of the optimizee per meta-iteration (seed: 100) and unroll length T (seed: 20).
+    pub horizon: usize,
+    pub unroll: usize,
+    /// Meta-iterations (epochs): each samples a fresh batch and runs horizon/unroll meta-updates.
+    pub epochs: usize,
+    /// Meta-optimizer: "adam" or "adadelta", with its learning rate.
+    pub meta_optimizer: String,
+    pub meta_lr: f64,
+    /// Base seed: epoch e trains on problems drawn with `epoch_seed(seed, e)`; validation uses its own seeds.
+    pub seed: u64,
+    /// Validation: this many problems (seed `validation_seed(seed)`), every `validate_every` epochs.
+    pub val_batch: usize,
+    pub validate_every: usize,
+    /// Stop with an error after this many consecutive non-finite meta-gradients.
+    pub max_nonfinite: usize,
+}
+
+/// One line of the training log (and of the CSV).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    /// Mean over the epoch's unrolls of the meta-loss per step, (1/T)·L (None if every update was skipped).
+    pub meta_loss: Option<f64>,
+    /// Mean loss over the validation problems and the horizon (None when not validated this epoch).
+    pub val_loss: Option<f64>,
+    pub skipped: usize,
+}
+
+/// Everything that evolves during training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub lstm: LstmConfig,
+    pub train: TrainConfig,
+    /// Completed epochs; with `train.seed` this is the whole RNG state (epoch seeds are derived, not drawn).
+    pub epoch: usize,
+    /// Meta-updates applied so far.
+    pub updates: usize,
+    pub phi: Vec<f64>,
+    pub best_phi: Vec<f64>,
+    /// Best validation loss so far (None before the first validation).
+    pub best_val: Option<f64>,
+    pub best_epoch: usize,
+    pub metaopt: MetaOptState,
+    /// Non-finite meta-gradients skipped in total, and in a row right now.
+    pub skipped_total: usize,
+    pub skipped_in_row: usize,
+    pub history: Vec<EpochRecord>,
+}
+
+/// Seed of the problems of epoch e (SplitMix64 of the pair, so epochs never share a seed with validation).
+pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    splitmix(seed ^ splitmix(epoch as u64 + 1))
+}
+
+/// Seed of the validation problems.
+pub fn validation_seed(seed: u64) -> u64 {
+    splitmix(seed ^ 0x5eed_0f_7a1d_a7e5)
+}
+
+/// Seed of held-out evaluation problems (never used in training or validation).
+pub fn test_seed(seed: u64) -> u64 {
+    splitmix(seed ^ 0x7e57_0000_0000_0001)
+}
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,135 @@
+//! Truncated-BPTT meta-training (seed 002 §2–3): each epoch samples a fresh batch of problems, runs the
+//! optimizee for `horizon` steps in unrolls of T, carrying θ and the LSTM state across unrolls, with one
+//! meta-update of φ per unroll from the hand-derived adjoint ([`crate::gpu::L2lTrainer`]). After every
+//! `validate_every` epochs φ is evaluated on a fixed validation set and the best φ is kept (early stopping).
+//! A non-finite meta-gradient is skipped and counted; too many in a row stop training with an error.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use l2o_engine::Context;
+use l2o_optim::{RunOptions, run};
+use l2o_tasks::{Task, make_task};
+
+use crate::checkpoint;
+use crate::gpu::L2lTrainer;
+use crate::lstm::{LstmConfig, unit_weights};
+use crate::metaopt::MetaOptState;
+use crate::optimizer::LstmOptimizer;
+use crate::state::{EpochRecord, TrainConfig, TrainState, epoch_seed, validation_seed};
+
+/// A fresh training state: φ initialised from `seed`.
+pub fn new_state(lstm: LstmConfig, train: TrainConfig) -> Result<TrainState> {
+    lstm.validate()?;
+    if train.unroll == 0 || train.horizon == 0 || train.horizon % train.unroll != 0 {
+        bail!("the horizon ({}) must be a positive multiple of the unroll length ({})", train.horizon, train.unroll);
+    }
+    if train.dim == 0 || train.batch == 0 || train.val_batch == 0 {
+        bail!("dimension, batch and validation batch must be positive");
+    }
+    let phi = lstm.init(train.seed);
+    let metaopt = MetaOptState::by_name(&train.meta_optimizer, phi.len(), train.meta_lr)?;
+    Ok(TrainState {
+        lstm,
+        train,
+        epoch: 0,
+        updates: 0,
+        best_phi: phi.clone(),
+        phi,
+        best_val: None,
+        best_epoch: 0,
+        metaopt,
+        skipped_total: 0,
+        skipped_in_row: 0,
+        history: vec![],
+    })
+}
+
+/// Mean loss over the validation problems and steps 1..=horizon with φ.
+pub fn evaluate(ctx: &Context, lstm: &LstmConfig, phi: &[f64], task: &dyn Task, horizon: usize) -> Result<f64> {
+    let mut opt = LstmOptimizer::new(*lstm, phi.to_vec())?;
+    let tr = run(ctx, task, &mut opt, &RunOptions { steps: horizon, eps_g: 0.0, check_every: 0 }, &mut |_| {})?;
+    let mut s = 0.0;
+    for row in &tr.f[1..] {
+        s += row.iter().sum::<f64>();
+    }
+    Ok(s / (horizon * task.batch()) as f64)
+}
+
+/// Progress of one unroll: (epoch, unroll index, meta-loss per step).
+pub type UnrollProgress<'a> = dyn FnMut(usize, usize, f64) + 'a;
+
+/// Train until `state.epoch == state.train.epochs`, saving a checkpoint after every epoch when `ckpt` is set.
+/// Calls `on_unroll` after each unroll and `on_epoch` after each epoch.
+pub fn train(
+    ctx: &Context,
+    state: &mut TrainState,
+    ckpt: Option<&Path>,
+    on_unroll: &mut UnrollProgress,
+    on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
+) -> Result<()> {
+    let tc = state.train.clone();
+    let weights = unit_weights(tc.unroll);
+    let mut dev = L2lTrainer::new(ctx, &state.lstm, tc.dim, tc.batch, tc.unroll, &weights)?;
+    let val_task = make_task(ctx, &tc.task, tc.dim, tc.val_batch, validation_seed(tc.seed))?;
+    let unrolls = tc.horizon / tc.unroll;
+    while state.epoch < tc.epochs {
+        let e = state.epoch;
+        let task = make_task(ctx, &tc.task, tc.dim, tc.batch, epoch_seed(tc.seed, e))?;
+        dev.bind(ctx, task.as_ref())?;
+        let mut total = 0.0;
+        let mut counted = 0;
+        let mut skipped = 0;
+        for u in 0..unrolls {
+            if u > 0 {
+                dev.carry(ctx)?;
+            }
+            let r = dev.run(ctx, &state.phi)?;
+            let finite = r.meta_loss.is_finite() && r.dphi.iter().all(|g| g.is_finite());
+            if finite {
+                state.metaopt.step(&mut state.phi, &r.dphi)?;
+                state.updates += 1;
+                state.skipped_in_row = 0;
+                total += r.meta_loss / tc.unroll as f64;
+                counted += 1;
+            } else {
+                skipped += 1;
+                state.skipped_total += 1;
+                state.skipped_in_row += 1;
+                log::warn!("epoch {e} unroll {u}: non-finite meta-gradient, update skipped");
+                if state.skipped_in_row >= tc.max_nonfinite {
+                    bail!(
+                        "{} non-finite meta-gradients in a row (epoch {e}): training diverged; lower the meta learning \
+                         rate (now {}) or the output scale, or resume from the last checkpoint",
+                        state.skipped_in_row,
+                        tc.meta_lr
+                    );
+                }
+            }
+            on_unroll(e, u, r.meta_loss / tc.unroll as f64);
+        }
+        if state.phi.iter().any(|p| !p.is_finite()) {
+            bail!("φ became non-finite at epoch {e}; lower the meta learning rate");
+        }
+        let last = e + 1 == tc.epochs;
+        let val_loss = if (e + 1) % tc.validate_every.max(1) == 0 || last {
+            let v = evaluate(ctx, &state.lstm, &state.phi, val_task.as_ref(), tc.horizon)?;
+            if state.best_val.is_none_or(|b| v < b) {
+                state.best_val = Some(v);
+                state.best_phi = state.phi.clone();
+                state.best_epoch = e + 1;
+            }
+            Some(v)
+        } else {
+            None
+        };
+        let rec = EpochRecord { epoch: e + 1, meta_loss: (counted > 0).then(|| total / counted as f64), val_loss, skipped };
+        state.epoch += 1;
+        state.history.push(rec.clone());
+        if let Some(p) = ckpt {
+            checkpoint::save(p, state)?;
+        }
+        on_epoch(&rec, state);
+    }
+    Ok(())
+}

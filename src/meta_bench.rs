@@ -1,0 +1,174 @@
+//! Meta-training throughput of the L2L LSTM: coordinate-steps per second of forward sweep + reverse sweep +
+//! meta-update, on the device and on the f64 CPU reference, measured side by side in one run (`l2o bench
+//! --meta`). A coordinate-step is one optimizee coordinate advanced one step (B·n·horizon per epoch).
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use anyhow::Result;
+use l2o_engine::Context;
+use l2o_meta::gpu::L2lTrainer;
+use l2o_meta::lstm::{self, LstmConfig};
+use l2o_meta::metaopt::MetaOptState;
+use l2o_tasks::make_task;
+
+#[derive(Clone, Debug)]
+pub struct MetaBenchRow {
+    pub task: String,
+    pub n: usize,
+    pub batch: usize,
+    pub unroll: usize,
+    pub horizon: usize,
+    /// Seconds per epoch on the device (horizon/unroll unrolls, each with its meta-update).
+    pub gpu_epoch_s: f64,
+    pub gpu_coord_steps_per_s: f64,
+    /// f64 CPU reference (forward, adjoint, Adam) per coordinate-step, measured on one unroll.
+    pub cpu_coord_steps_per_s: f64,
+    pub dispatches_per_epoch: usize,
+    pub round_trips_per_epoch: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct MetaBenchConfig {
+    pub sizes: Vec<usize>,
+    pub batches: Vec<usize>,
+    pub horizon: usize,
+    pub unroll: usize,
+    pub hidden: usize,
+    /// Epochs timed on the device (after one warm-up epoch).
+    pub epochs: usize,
+}
+
+impl Default for MetaBenchConfig {
+    fn default() -> Self {
+        Self { sizes: vec![10, 100, 1000, 10000], batches: vec![1, 16, 128, 256], horizon: 100, unroll: 20, hidden: 20, epochs: 3 }
+    }
+}
+
+/// Quadratics where W (B·n²) is small, extended Rosenbrock (elementwise) beyond.
+fn task_for(n: usize, batch: usize) -> &'static str {
+    if n * n * batch <= 4_000_000 { "quadratic" } else { "rosenbrock" }
+}
+
+pub fn run_meta_bench(ctx: &Context, cfg: &MetaBenchConfig, progress: &mut dyn FnMut(&MetaBenchRow)) -> Result<(Vec<MetaBenchRow>, Vec<String>)> {
+    let lstm = LstmConfig { hidden: cfg.hidden, ..Default::default() };
+    let weights = lstm::unit_weights(cfg.unroll);
+    let (mut rows, mut skipped) = (vec![], vec![]);
+    for &n in &cfg.sizes {
+        for &batch in &cfg.batches {
+            let name = task_for(n, batch);
+            let n_eff = if name == "rosenbrock" { n + n % 2 } else { n };
+            let mut trainer = match L2lTrainer::new(ctx, &lstm, n_eff, batch, cfg.unroll, &weights) {
+                Ok(t) => t,
+                Err(e) => {
+                    skipped.push(format!("n={n} B={batch}: {e}"));
+                    continue;
+                }
+            };
+            let task = make_task(ctx, name, n_eff, batch, 1)?;
+            let mut phi = lstm.init(1);
+            let mut opt = MetaOptState::adam(phi.len(), 1e-3);
+            let unrolls = cfg.horizon / cfg.unroll;
+            let mut epoch = |trainer: &mut L2lTrainer, phi: &mut Vec<f64>| -> Result<()> {
+                trainer.bind(ctx, task.as_ref())?;
+                for u in 0..unrolls {
+                    if u > 0 {
+                        trainer.carry(ctx)?;
+                    }
+                    let r = trainer.run(ctx, phi)?;
+                    if r.dphi.iter().all(|g| g.is_finite()) {
+                        opt.step(phi, &r.dphi)?;
+                    }
+                }
+                Ok(())
+            };
+            epoch(&mut trainer, &mut phi)?; // warm-up: pipelines, first dispatches
+            let t0 = Instant::now();
+            for _ in 0..cfg.epochs {
+                epoch(&mut trainer, &mut phi)?;
+            }
+            let gpu_epoch_s = t0.elapsed().as_secs_f64() / cfg.epochs as f64;
+            // CPU reference on one unroll over at most 2048 coordinates (its cost per coordinate-step is flat).
+            let coords = (n_eff * batch).min(2048);
+            let cb = coords.div_ceil(n_eff).max(1);
+            let theta0 = task.initial_point()[..cb * n_eff].to_vec();
+            let lg = |b: usize, th: &[f64]| task.oracle_loss_grad(b, th);
+            let states = lstm::zero_states(&lstm, cb * n_eff);
+            let mut cphi = lstm.init(1);
+            let mut copt = MetaOptState::adam(cphi.len(), 1e-3);
+            let t1 = Instant::now();
+            let rec = lstm::unroll(&lstm, &cphi, &lg, n_eff, cb, &theta0, &states, &weights);
+            let g = lstm::adjoint(&lstm, &cphi, &rec, &weights);
+            copt.step(&mut cphi, &g)?;
+            let cpu_s = t1.elapsed().as_secs_f64();
+            let row = MetaBenchRow {
+                task: name.to_string(),
+                n: n_eff,
+                batch,
+                unroll: cfg.unroll,
+                horizon: cfg.horizon,
+                gpu_epoch_s,
+                gpu_coord_steps_per_s: (n_eff * batch * cfg.horizon) as f64 / gpu_epoch_s,
+                cpu_coord_steps_per_s: (cb * n_eff * cfg.unroll) as f64 / cpu_s,
+                dispatches_per_epoch: trainer.dispatches_per_unroll() * unrolls,
+                round_trips_per_epoch: unrolls,
+            };
+            progress(&row);
+            rows.push(row);
+        }
+    }
+    Ok((rows, skipped))
+}
+
+pub fn format_meta_table(rows: &[MetaBenchRow]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<10} {:>7} {:>5} {:>4} {:>12} {:>16} {:>16} {:>8} {:>11} {:>11}",
+        "task", "n", "B", "T", "epoch s", "gpu coord-st/s", "cpu coord-st/s", "gpu/cpu", "dispatches", "round trips"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<10} {:>7} {:>5} {:>4} {:>12.4} {:>16.3e} {:>16.3e} {:>8.2} {:>11} {:>11}",
+            r.task,
+            r.n,
+            r.batch,
+            r.unroll,
+            r.gpu_epoch_s,
+            r.gpu_coord_steps_per_s,
+            r.cpu_coord_steps_per_s,
+            r.gpu_coord_steps_per_s / r.cpu_coord_steps_per_s,
+            r.dispatches_per_epoch,
+            r.round_trips_per_epoch
+        );
+    }
+    s
+}
+
+pub fn meta_markdown(rows: &[MetaBenchRow], adapter: &str) -> String {
+    let mut s = format!(
+        "Adapter: `{adapter}`. One epoch = horizon/unroll unrolls of B problems × n coordinates, each: forward sweep \
+         with the task's loss and gradient, reverse sweep, ∂L/∂φ reduction, one readback, host Adam update. CPU: the \
+         f64 reference (forward unroll, adjoint, Adam) on one unroll of ≤ 2048 coordinates.\n\n\
+         | task | n | B | T | epoch (s) | device coord-steps/s | CPU f64 coord-steps/s | device/CPU | dispatches/epoch | round trips/epoch |\n\
+         |:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.4} | {:.3e} | {:.3e} | {:.2} | {} | {} |",
+            r.task,
+            r.n,
+            r.batch,
+            r.unroll,
+            r.gpu_epoch_s,
+            r.gpu_coord_steps_per_s,
+            r.cpu_coord_steps_per_s,
+            r.gpu_coord_steps_per_s / r.cpu_coord_steps_per_s,
+            r.dispatches_per_epoch,
+            r.round_trips_per_epoch
+        );
+    }
+    s
+}
