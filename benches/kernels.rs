@@ -13,7 +13,9 @@
 
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use l2o::bench::{KERNELS, KernelCase, check_fits};
 use l2o::engine::Precision;
 
@@ -23,7 +25,9 @@ fn flag(name: &str) -> bool {
 
 fn kernels(c: &mut Criterion) {
     let Some(ctx) = l2o::testing::ctx(Precision::F32) else {
-        eprintln!("kernels bench: no device (L2O_SKIP_GPU_TESTS=1 and no adapter): nothing to measure");
+        eprintln!(
+            "kernels bench: no device (L2O_SKIP_GPU_TESTS=1 and no adapter): nothing to measure"
+        );
         return;
     };
     let quick = flag("L2O_BENCH_QUICK");
@@ -31,9 +35,17 @@ fn kernels(c: &mut Criterion) {
     let (sizes, batches): (&[usize], &[usize]) = if quick {
         (&[1_000, 100_000], &[1, 16])
     } else {
-        (&[1_000, 10_000, 100_000, 1_000_000, 10_000_000], &[1, 16, 256])
+        (
+            &[1_000, 10_000, 100_000, 1_000_000, 10_000_000],
+            &[1, 16, 256],
+        )
     };
-    eprintln!("kernels bench on {} ({}){}", ctx.describe(), ctx.precision(), if quick { ", quick" } else { "" });
+    eprintln!(
+        "kernels bench on {} ({}){}",
+        ctx.describe(),
+        ctx.precision(),
+        if quick { ", quick" } else { "" }
+    );
     for kernel in KERNELS {
         let mut group = c.benchmark_group(kernel);
         group
@@ -61,7 +73,9 @@ fn kernels(c: &mut Criterion) {
                     b.iter_custom(|iters| case.run_gpu(&ctx, iters).expect("device call failed"))
                 });
                 if cpu {
-                    group.bench_function(BenchmarkId::new("cpu-f64-oracle", &id), |b| b.iter_custom(|iters| case.run_cpu(iters)));
+                    group.bench_function(BenchmarkId::new("cpu-f64-oracle", &id), |b| {
+                        b.iter_custom(|iters| case.run_cpu(iters))
+                    });
                 }
             }
         }

@@ -98,7 +98,12 @@ fn device_buffers(kernel: &str, n: usize, batch: usize) -> Vec<(&'static str, us
         "dot" => vec![("a", bn), ("b", bn)],
         "gram4" => vec![("vectors [B][4][n]", 4 * bn)],
         "lincomb" => vec![("out", bn), ("v1", bn), ("v2", bn)],
-        "two-loop" => vec![("g", bn), ("d", bn), ("s history [B][m][n]", TWO_LOOP_M * bn), ("y history [B][m][n]", TWO_LOOP_M * bn)],
+        "two-loop" => vec![
+            ("g", bn),
+            ("d", bn),
+            ("s history [B][m][n]", TWO_LOOP_M * bn),
+            ("y history [B][m][n]", TWO_LOOP_M * bn),
+        ],
         _ => vec![],
     }
 }
@@ -108,7 +113,7 @@ fn traffic(kernel: &str) -> f64 {
     let m = TWO_LOOP_M as f64;
     match kernel {
         "dot" => 2.0,
-        "gram4" => 20.0, // 10 pairs i ≤ j, each workgroup loads v_i and v_j
+        "gram4" => 20.0,  // 10 pairs i ≤ j, each workgroup loads v_i and v_j
         "lincomb" => 4.0, // read out, v1, v2; write out
         // d ← −g (2); per pair: sᵀd (2), d −= α y (3); d ← γ d (2); per pair: yᵀd (2), d += (α − β) s (4: s is
         // bound as two terms)
@@ -164,7 +169,12 @@ impl Gen {
 }
 
 /// A zero buffer of `len` elements filled from per-problem host slices (no concatenated host copy).
-fn upload_parts<'a>(ctx: &Context, label: &str, len: usize, parts: impl IntoIterator<Item = &'a [f64]>) -> Result<DBuf> {
+fn upload_parts<'a>(
+    ctx: &Context,
+    label: &str,
+    len: usize,
+    parts: impl IntoIterator<Item = &'a [f64]>,
+) -> Result<DBuf> {
     let buf = ctx.zeros(label, len)?;
     let mut off = 0;
     for p in parts {
@@ -176,10 +186,27 @@ fn upload_parts<'a>(ctx: &Context, label: &str, len: usize, parts: impl IntoIter
 }
 
 enum Host {
-    Dot { a: Vec<Vec<f64>>, b: Vec<Vec<f64>> },
-    Gram { v: Vec<[Vec<f64>; 4]> },
-    Lincomb { out: Vec<Vec<f64>>, v1: Vec<Vec<f64>>, v2: Vec<Vec<f64>>, c1s: Vec<f64>, c2: f64 },
-    TwoLoop { g: Vec<Vec<f64>>, s: Vec<Vec<Vec<f64>>>, y: Vec<Vec<Vec<f64>>>, rho: Vec<Vec<f64>>, gamma: Vec<f64> },
+    Dot {
+        a: Vec<Vec<f64>>,
+        b: Vec<Vec<f64>>,
+    },
+    Gram {
+        v: Vec<[Vec<f64>; 4]>,
+    },
+    Lincomb {
+        out: Vec<Vec<f64>>,
+        v1: Vec<Vec<f64>>,
+        v2: Vec<Vec<f64>>,
+        c1s: Vec<f64>,
+        c2: f64,
+    },
+    TwoLoop {
+        g: Vec<Vec<f64>>,
+        s: Vec<Vec<Vec<f64>>>,
+        y: Vec<Vec<Vec<f64>>>,
+        rho: Vec<Vec<f64>>,
+        gamma: Vec<f64>,
+    },
 }
 
 /// One prepared (kernel, n, B) combination: device buffers, recorded dispatches and the same inputs on the host.
@@ -199,7 +226,10 @@ impl KernelCase {
     /// buffer exceeds the device limits (call [`check_fits`] first to skip those without allocating).
     pub fn prepare(ctx: &Context, kernel: &str, n: usize, batch: usize) -> Result<Self> {
         if !KERNELS.contains(&kernel) {
-            bail!("unknown kernel {kernel:?}: expected one of {}", KERNELS.join(", "));
+            bail!(
+                "unknown kernel {kernel:?}: expected one of {}",
+                KERNELS.join(", ")
+            );
         }
         if let Some(why) = check_fits(ctx, kernel, n, batch) {
             bail!("{why}");
@@ -213,14 +243,45 @@ impl KernelCase {
                 let da = upload_parts(ctx, "a", batch * n, a.iter().map(|v| v.as_slice()))?;
                 let db = upload_parts(ctx, "b", batch * n, b.iter().map(|v| v.as_slice()))?;
                 let scal = ctx.zeros("dot out", batch)?;
-                let d = l2o_engine::dot(ctx, n, batch, da.view(n), db.view(n), ScalarOut { buf: &scal, stride: 1, col: 0 }, None)?;
+                let d = l2o_engine::dot(
+                    ctx,
+                    n,
+                    batch,
+                    da.view(n),
+                    db.view(n),
+                    ScalarOut {
+                        buf: &scal,
+                        stride: 1,
+                        col: 0,
+                    },
+                    None,
+                )?;
                 (d, vec![da, db, scal], Host::Dot { a, b })
             }
             "gram4" => {
-                let v: Vec<[Vec<f64>; 4]> = (0..batch).map(|_| std::array::from_fn(|_| rng.vec(n))).collect();
-                let dv = upload_parts(ctx, "vectors", 4 * batch * n, v.iter().flat_map(|p| p.iter().map(|x| x.as_slice())))?;
+                let v: Vec<[Vec<f64>; 4]> = (0..batch)
+                    .map(|_| std::array::from_fn(|_| rng.vec(n)))
+                    .collect();
+                let dv = upload_parts(
+                    ctx,
+                    "vectors",
+                    4 * batch * n,
+                    v.iter().flat_map(|p| p.iter().map(|x| x.as_slice())),
+                )?;
                 let scal = ctx.zeros("gram out", batch * 16)?;
-                let d = l2o_engine::gram(ctx, n, batch, 4, dv.slot(0, 4, n), n, ScalarOut { buf: &scal, stride: 16, col: 0 })?;
+                let d = l2o_engine::gram(
+                    ctx,
+                    n,
+                    batch,
+                    4,
+                    dv.slot(0, 4, n),
+                    n,
+                    ScalarOut {
+                        buf: &scal,
+                        stride: 16,
+                        col: 0,
+                    },
+                )?;
                 (d, vec![dv, scal], Host::Gram { v })
             }
             "lincomb" => {
@@ -232,19 +293,50 @@ impl KernelCase {
                 let d1 = upload_parts(ctx, "v1", batch * n, v1.iter().map(|v| v.as_slice()))?;
                 let d2 = upload_parts(ctx, "v2", batch * n, v2.iter().map(|v| v.as_slice()))?;
                 let scal = ctx.upload("sigma", &sig)?;
-                let sc = Scalars { scal: &scal, stride: 1, status: None, mask_col: None };
+                let sc = Scalars {
+                    scal: &scal,
+                    stride: 1,
+                    status: None,
+                    mask_col: None,
+                };
                 let terms = [Term::scaled(d1.view(n), c1, 0), Term::new(d2.view(n), c2)];
-                let d = l2o_engine::lincomb(ctx, n, batch, dout.view(n), Some((1.0, None)), &terms, sc)?;
+                let d = l2o_engine::lincomb(
+                    ctx,
+                    n,
+                    batch,
+                    dout.view(n),
+                    Some((1.0, None)),
+                    &terms,
+                    sc,
+                )?;
                 let c1s = sig.iter().map(|s| c1 * s).collect();
-                (vec![d], vec![dout, d1, d2, scal], Host::Lincomb { out, v1, v2, c1s, c2 })
+                (
+                    vec![d],
+                    vec![dout, d1, d2, scal],
+                    Host::Lincomb {
+                        out,
+                        v1,
+                        v2,
+                        c1s,
+                        c2,
+                    },
+                )
             }
             "two-loop" => {
                 let m = TWO_LOOP_M;
                 let g = per(&mut rng);
-                let s: Vec<Vec<Vec<f64>>> = (0..batch).map(|_| (0..m).map(|_| rng.vec(n)).collect()).collect();
+                let s: Vec<Vec<Vec<f64>>> = (0..batch)
+                    .map(|_| (0..m).map(|_| rng.vec(n)).collect())
+                    .collect();
                 // y_i = s_i + 0.3·noise keeps sᵀy > 0 like real curvature pairs; ρ_i = 1/sᵀy, γ = sᵀy/yᵀy
-                let y: Vec<Vec<Vec<f64>>> =
-                    s.iter().map(|sb| sb.iter().map(|si| si.iter().map(|x| x + 0.3 * rng.next()).collect()).collect()).collect();
+                let y: Vec<Vec<Vec<f64>>> = s
+                    .iter()
+                    .map(|sb| {
+                        sb.iter()
+                            .map(|si| si.iter().map(|x| x + 0.3 * rng.next()).collect())
+                            .collect()
+                    })
+                    .collect();
                 let stride = lc::stride(m);
                 let mut scal = vec![0.0; batch * stride];
                 let mut rho = vec![vec![0.0; m]; batch];
@@ -256,22 +348,68 @@ impl KernelCase {
                         scal[b * stride + lc::rho(i)] = rho[b][i];
                     }
                     let newest = m - 1;
-                    gamma[b] = oracle::dot(&s[b][newest], &y[b][newest]) / oracle::dot(&y[b][newest], &y[b][newest]);
+                    gamma[b] = oracle::dot(&s[b][newest], &y[b][newest])
+                        / oracle::dot(&y[b][newest], &y[b][newest]);
                     scal[b * stride + lc::GAMMA] = gamma[b];
                 }
                 let dg = upload_parts(ctx, "g", batch * n, g.iter().map(|v| v.as_slice()))?;
                 let dd = ctx.zeros("d", batch * n)?;
-                let ds = upload_parts(ctx, "s", batch * m * n, s.iter().flat_map(|p| p.iter().map(|x| x.as_slice())))?;
-                let dy = upload_parts(ctx, "y", batch * m * n, y.iter().flat_map(|p| p.iter().map(|x| x.as_slice())))?;
+                let ds = upload_parts(
+                    ctx,
+                    "s",
+                    batch * m * n,
+                    s.iter().flat_map(|p| p.iter().map(|x| x.as_slice())),
+                )?;
+                let dy = upload_parts(
+                    ctx,
+                    "y",
+                    batch * m * n,
+                    y.iter().flat_map(|p| p.iter().map(|x| x.as_slice())),
+                )?;
                 let dscal = ctx.upload("scalars", &scal)?;
-                let sc = Scalars { scal: &dscal, stride, status: None, mask_col: None };
-                let d = two_loop(ctx, n, batch, m, dg.view(n), dd.view(n), &ds, &dy, sc, m - 1, m)?;
-                (d, vec![dg, dd, ds, dy, dscal], Host::TwoLoop { g, s, y, rho, gamma })
+                let sc = Scalars {
+                    scal: &dscal,
+                    stride,
+                    status: None,
+                    mask_col: None,
+                };
+                let d = two_loop(
+                    ctx,
+                    n,
+                    batch,
+                    m,
+                    dg.view(n),
+                    dd.view(n),
+                    &ds,
+                    &dy,
+                    sc,
+                    m - 1,
+                    m,
+                )?;
+                (
+                    d,
+                    vec![dg, dd, ds, dy, dscal],
+                    Host::TwoLoop {
+                        g,
+                        s,
+                        y,
+                        rho,
+                        gamma,
+                    },
+                )
             }
             _ => unreachable!(),
         };
         ctx.check()?;
-        Ok(Self { kernel: kernel.to_string(), n, batch, bytes, dispatches, _bufs: bufs, host })
+        Ok(Self {
+            kernel: kernel.to_string(),
+            n,
+            batch,
+            bytes,
+            dispatches,
+            _bufs: bufs,
+            host,
+        })
     }
 
     /// Number of recorded dispatches of one call.
@@ -305,16 +443,36 @@ impl KernelCase {
                         black_box(oracle::gram(black_box(&vecs)));
                     }
                 }
-                Host::Lincomb { out, v1, v2, c1s, c2 } => {
+                Host::Lincomb {
+                    out,
+                    v1,
+                    v2,
+                    c1s,
+                    c2,
+                } => {
                     for b in 0..out.len() {
                         oracle::lincomb(&mut out[b], Some(1.0), &[(c1s[b], &v1[b]), (*c2, &v2[b])]);
                         black_box(&out[b]);
                     }
                 }
-                Host::TwoLoop { g, s, y, rho, gamma } => {
+                Host::TwoLoop {
+                    g,
+                    s,
+                    y,
+                    rho,
+                    gamma,
+                } => {
                     let m = TWO_LOOP_M;
                     for b in 0..g.len() {
-                        black_box(reference::two_loop(&g[b], &s[b], &y[b], &rho[b], gamma[b], m - 1, m));
+                        black_box(reference::two_loop(
+                            &g[b],
+                            &s[b],
+                            &y[b],
+                            &rho[b],
+                            gamma[b],
+                            m - 1,
+                            m,
+                        ));
                     }
                 }
             }
@@ -325,7 +483,11 @@ impl KernelCase {
     /// Warm up, then measure the device time per call in seconds (`reps` = 0: automatic).
     pub fn time_gpu(&self, ctx: &Context, reps: usize) -> Result<f64> {
         self.run_gpu(ctx, 1)?; // first dispatch: driver-side compilation, allocation
-        let reps = if reps > 0 { reps } else { auto_reps(|k| Ok(self.run_gpu(ctx, k)?.as_secs_f64()))? };
+        let reps = if reps > 0 {
+            reps
+        } else {
+            auto_reps(|k| Ok(self.run_gpu(ctx, k)?.as_secs_f64()))?
+        };
         Ok(self.run_gpu(ctx, reps as u64)?.as_secs_f64() / reps as f64)
     }
 
@@ -335,7 +497,8 @@ impl KernelCase {
         let reps = if reps > 0 {
             reps
         } else {
-            auto_reps(|k| Ok::<_, anyhow::Error>(self.run_cpu(k).as_secs_f64())).expect("infallible")
+            auto_reps(|k| Ok::<_, anyhow::Error>(self.run_cpu(k).as_secs_f64()))
+                .expect("infallible")
         };
         self.run_cpu(reps as u64).as_secs_f64() / reps as f64
     }
@@ -384,7 +547,10 @@ pub fn run_kernel_bench(
 ) -> Result<(Vec<BenchRow>, Vec<String>)> {
     for k in &cfg.kernels {
         if !KERNELS.contains(&k.as_str()) {
-            bail!("unknown kernel {k:?}: expected one of {}", KERNELS.join(", "));
+            bail!(
+                "unknown kernel {k:?}: expected one of {}",
+                KERNELS.join(", ")
+            );
         }
     }
     let (mut rows, mut skipped) = (vec![], vec![]);
@@ -414,9 +580,15 @@ pub fn run_kernel_bench(
 
 fn is_limit_error(e: &anyhow::Error) -> bool {
     let s = format!("{e:#}");
-    ["max_storage_buffer_binding_size", "max_buffer_size", "exceed the device limit", "Out of Memory", "OutOfMemory"]
-        .iter()
-        .any(|k| s.contains(k))
+    [
+        "max_storage_buffer_binding_size",
+        "max_buffer_size",
+        "exceed the device limit",
+        "Out of Memory",
+        "OutOfMemory",
+    ]
+    .iter()
+    .any(|k| s.contains(k))
 }
 
 fn fmt_n(n: usize) -> String {
@@ -429,7 +601,11 @@ fn fmt_n(n: usize) -> String {
         v /= 10;
         e += 1;
     }
-    if e >= 3 { format!("{v}e{e}") } else { n.to_string() }
+    if e >= 3 {
+        format!("{v}e{e}")
+    } else {
+        n.to_string()
+    }
 }
 
 fn fmt_num(x: f64) -> String {
@@ -450,7 +626,18 @@ fn fmt_num(x: f64) -> String {
     }
 }
 
-const HEADER: [&str; 10] = ["kernel", "n", "B", "prec", "gpu µs/call", "cpu µs/call", "gpu GB/s", "cpu GB/s", "problems/s", "cpu/gpu"];
+const HEADER: [&str; 10] = [
+    "kernel",
+    "n",
+    "B",
+    "prec",
+    "gpu µs/call",
+    "cpu µs/call",
+    "gpu GB/s",
+    "cpu GB/s",
+    "problems/s",
+    "cpu/gpu",
+];
 
 fn cells(r: &BenchRow) -> [String; 10] {
     [
@@ -518,7 +705,9 @@ pub fn to_markdown(rows: &[BenchRow], adapter_description: &str) -> String {
          cpu/gpu > 1: the device is faster.\n"
     );
     let _ = writeln!(s, "| {} |", HEADER.join(" | "));
-    let align: Vec<&str> = (0..HEADER.len()).map(|j| if j == 0 || j == 3 { ":--" } else { "--:" }).collect();
+    let align: Vec<&str> = (0..HEADER.len())
+        .map(|j| if j == 0 || j == 3 { ":--" } else { "--:" })
+        .collect();
     let _ = writeln!(s, "|{}|", align.join("|"));
     for r in rows {
         let _ = writeln!(s, "| {} |", cells(r).join(" | "));

@@ -17,13 +17,19 @@ pub mod testing {
     /// Without one the test fails with the install hint, unless `L2O_SKIP_GPU_TESTS=1` (then `None`).
     pub fn ctx(precision: Precision) -> Option<Context> {
         let backend = std::env::var("L2O_BACKEND").unwrap_or_else(|_| "vulkan".into());
-        match Context::new(&ContextOptions { backend: Some(backend), adapter: None, precision }) {
+        match Context::new(&ContextOptions {
+            backend: Some(backend),
+            adapter: None,
+            precision,
+        }) {
             Ok(c) => Some(c),
             Err(e) if std::env::var("L2O_SKIP_GPU_TESTS").as_deref() == Ok("1") => {
                 eprintln!("SKIPPED (L2O_SKIP_GPU_TESTS=1): {e:#}");
                 None
             }
-            Err(e) => panic!("no device for the tests: {e:#}\n(set L2O_SKIP_GPU_TESTS=1 to skip device tests)"),
+            Err(e) => panic!(
+                "no device for the tests: {e:#}\n(set L2O_SKIP_GPU_TESTS=1 to skip device tests)"
+            ),
         }
     }
 

@@ -41,24 +41,43 @@ pub struct MetaBenchConfig {
 
 impl Default for MetaBenchConfig {
     fn default() -> Self {
-        Self { sizes: vec![10, 100, 1000, 10000], batches: vec![1, 16, 128, 256], horizon: 100, unroll: 20, hidden: 20, epochs: 3 }
+        Self {
+            sizes: vec![10, 100, 1000, 10000],
+            batches: vec![1, 16, 128, 256],
+            horizon: 100,
+            unroll: 20,
+            hidden: 20,
+            epochs: 3,
+        }
     }
 }
 
 /// Quadratics where W (B·n²) is small, extended Rosenbrock (elementwise) beyond.
 fn task_for(n: usize, batch: usize) -> &'static str {
-    if n * n * batch <= 4_000_000 { "quadratic" } else { "rosenbrock" }
+    if n * n * batch <= 4_000_000 {
+        "quadratic"
+    } else {
+        "rosenbrock"
+    }
 }
 
-pub fn run_meta_bench(ctx: &Context, cfg: &MetaBenchConfig, progress: &mut dyn FnMut(&MetaBenchRow)) -> Result<(Vec<MetaBenchRow>, Vec<String>)> {
-    let lstm = LstmConfig { hidden: cfg.hidden, ..Default::default() };
+pub fn run_meta_bench(
+    ctx: &Context,
+    cfg: &MetaBenchConfig,
+    progress: &mut dyn FnMut(&MetaBenchRow),
+) -> Result<(Vec<MetaBenchRow>, Vec<String>)> {
+    let lstm = LstmConfig {
+        hidden: cfg.hidden,
+        ..Default::default()
+    };
     let weights = lstm::unit_weights(cfg.unroll);
     let (mut rows, mut skipped) = (vec![], vec![]);
     for &n in &cfg.sizes {
         for &batch in &cfg.batches {
             let name = task_for(n, batch);
             let n_eff = if name == "rosenbrock" { n + n % 2 } else { n };
-            let mut trainer = match L2lTrainer::new(ctx, &lstm, n_eff, batch, cfg.unroll, &weights) {
+            let mut trainer = match L2lTrainer::new(ctx, &lstm, n_eff, batch, cfg.unroll, &weights)
+            {
                 Ok(t) => t,
                 Err(e) => {
                     skipped.push(format!("n={n} B={batch}: {e}"));
@@ -125,7 +144,16 @@ pub fn format_meta_table(rows: &[MetaBenchRow]) -> String {
     let _ = writeln!(
         s,
         "{:<10} {:>7} {:>5} {:>4} {:>12} {:>16} {:>16} {:>8} {:>11} {:>11}",
-        "task", "n", "B", "T", "epoch s", "gpu coord-st/s", "cpu coord-st/s", "gpu/cpu", "dispatches", "round trips"
+        "task",
+        "n",
+        "B",
+        "T",
+        "epoch s",
+        "gpu coord-st/s",
+        "cpu coord-st/s",
+        "gpu/cpu",
+        "dispatches",
+        "round trips"
     );
     for r in rows {
         let _ = writeln!(

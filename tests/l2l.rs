@@ -14,26 +14,53 @@ struct HostQuad {
 impl HostQuad {
     fn new(n: usize, batch: usize, seed: u64) -> Self {
         let mut r = StdRng::seed_from_u64(seed);
-        let mut g = |len: usize| -> Vec<f64> { (0..len).map(|_| r.sample::<f64, _>(rand_distr::StandardNormal)).collect() };
-        Self { n, w: g(batch * n * n), y: g(batch * n) }
+        let mut g = |len: usize| -> Vec<f64> {
+            (0..len)
+                .map(|_| r.sample::<f64, _>(rand_distr::StandardNormal))
+                .collect()
+        };
+        Self {
+            n,
+            w: g(batch * n * n),
+            y: g(batch * n),
+        }
     }
     fn lg(&self, b: usize, th: &[f64]) -> (f64, Vec<f64>) {
         let n = self.n;
         let w = &self.w[b * n * n..(b + 1) * n * n];
-        let r: Vec<f64> = (0..n).map(|i| (0..n).map(|j| w[i * n + j] * th[j]).sum::<f64>() - self.y[b * n + i]).collect();
-        let g = (0..n).map(|j| 2.0 * (0..n).map(|i| w[i * n + j] * r[i]).sum::<f64>()).collect();
+        let r: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|j| w[i * n + j] * th[j]).sum::<f64>() - self.y[b * n + i])
+            .collect();
+        let g = (0..n)
+            .map(|j| 2.0 * (0..n).map(|i| w[i * n + j] * r[i]).sum::<f64>())
+            .collect();
         (r.iter().map(|v| v * v).sum(), g)
     }
 }
 
-fn setup(cfg: &LstmConfig, n: usize, batch: usize, steps: usize, seed: u64) -> (HostQuad, Vec<f64>, Vec<f64>, Vec<Vec<f64>>, Vec<f64>) {
+fn setup(
+    cfg: &LstmConfig,
+    n: usize,
+    batch: usize,
+    steps: usize,
+    seed: u64,
+) -> (HostQuad, Vec<f64>, Vec<f64>, Vec<Vec<f64>>, Vec<f64>) {
     let q = HostQuad::new(n, batch, seed);
     let mut r = StdRng::seed_from_u64(seed + 100);
-    let theta0: Vec<f64> = (0..batch * n).map(|_| r.sample::<f64, _>(rand_distr::StandardNormal)).collect();
+    let theta0: Vec<f64> = (0..batch * n)
+        .map(|_| r.sample::<f64, _>(rand_distr::StandardNormal))
+        .collect();
     // random φ around the initialisation, and a non-zero initial state (as after a previous unroll)
     let mut phi = cfg.init(seed + 200);
-    phi.iter_mut().for_each(|p| *p += 0.1 * r.sample::<f64, _>(rand_distr::StandardNormal));
-    let states: Vec<Vec<f64>> = (0..batch * n).map(|_| (0..4 * cfg.hidden).map(|_| 0.3 * r.sample::<f64, _>(rand_distr::StandardNormal)).collect()).collect();
+    phi.iter_mut()
+        .for_each(|p| *p += 0.1 * r.sample::<f64, _>(rand_distr::StandardNormal));
+    let states: Vec<Vec<f64>> = (0..batch * n)
+        .map(|_| {
+            (0..4 * cfg.hidden)
+                .map(|_| 0.3 * r.sample::<f64, _>(rand_distr::StandardNormal))
+                .collect()
+        })
+        .collect();
     let weights: Vec<f64> = (0..steps).map(|t| 0.5 + 0.1 * t as f64).collect();
     (q, theta0, phi, states, weights)
 }
@@ -45,18 +72,32 @@ fn setup(cfg: &LstmConfig, n: usize, batch: usize, steps: usize, seed: u64) -> (
 /// surrogate, so no perturbation of φ crosses a branch.
 #[test]
 fn adjoint_matches_finite_differences_of_the_surrogate() {
-    for (seed, preprocess) in [(1u64, Some(10.0)), (2, Some(10.0)), (3, None), (4, Some(10.0))] {
-        let cfg = LstmConfig { hidden: 7, preprocess, scale: 0.1 };
+    for (seed, preprocess) in [
+        (1u64, Some(10.0)),
+        (2, Some(10.0)),
+        (3, None),
+        (4, Some(10.0)),
+    ] {
+        let cfg = LstmConfig {
+            hidden: 7,
+            preprocess,
+            scale: 0.1,
+        };
         let (n, batch, steps) = (5, 3, 6);
         let (q, theta0, phi, states, weights) = setup(&cfg, n, batch, steps, seed);
         let lg = |b: usize, th: &[f64]| q.lg(b, th);
         let rec: Unroll = lstm::unroll(&cfg, &phi, &lg, n, batch, &theta0, &states, &weights);
         let grad = lstm::adjoint(&cfg, &phi, &rec, &weights);
         // the surrogate at φ is the recorded meta-loss
-        assert!((lstm::surrogate(&cfg, &phi, &lg, &rec, &states, &weights) - rec.meta_loss).abs() <= 1e-12 * rec.meta_loss.abs());
+        assert!(
+            (lstm::surrogate(&cfg, &phi, &lg, &rec, &states, &weights) - rec.meta_loss).abs()
+                <= 1e-12 * rec.meta_loss.abs()
+        );
         let mut r = StdRng::seed_from_u64(seed + 7);
         for dir in 0..3 {
-            let v: Vec<f64> = (0..phi.len()).map(|_| r.sample::<f64, _>(rand_distr::StandardNormal)).collect();
+            let v: Vec<f64> = (0..phi.len())
+                .map(|_| r.sample::<f64, _>(rand_distr::StandardNormal))
+                .collect();
             let vn = v.iter().map(|x| x * x).sum::<f64>().sqrt();
             let v: Vec<f64> = v.iter().map(|x| x / vn).collect();
             let eps = 1e-5;
@@ -67,8 +108,13 @@ fn adjoint_matches_finite_differences_of_the_surrogate() {
             let fd = (at(eps) - at(-eps)) / (2.0 * eps);
             let an: f64 = grad.iter().zip(&v).map(|(a, b)| a * b).sum();
             let rel = (fd - an).abs() / an.abs().max(1e-12);
-            eprintln!("seed {seed} {preprocess:?} dir {dir}: fd {fd:.10e} adjoint {an:.10e} rel {rel:.1e}");
-            assert!(rel < 1e-6, "seed {seed} dir {dir}: fd {fd} vs adjoint {an} (rel {rel:e})");
+            eprintln!(
+                "seed {seed} {preprocess:?} dir {dir}: fd {fd:.10e} adjoint {an:.10e} rel {rel:.1e}"
+            );
+            assert!(
+                rel < 1e-6,
+                "seed {seed} dir {dir}: fd {fd} vs adjoint {an} (rel {rel:e})"
+            );
         }
     }
 }
@@ -77,7 +123,11 @@ fn adjoint_matches_finite_differences_of_the_surrogate() {
 /// central difference of the surrogate, 1e-6 relative to max(|∂L/∂φ_j|, 1e-3·‖∂L/∂φ‖∞).
 #[test]
 fn adjoint_matches_finite_differences_per_parameter() {
-    let cfg = LstmConfig { hidden: 3, preprocess: Some(10.0), scale: 0.5 };
+    let cfg = LstmConfig {
+        hidden: 3,
+        preprocess: Some(10.0),
+        scale: 0.5,
+    };
     let (n, batch, steps) = (3, 2, 5);
     let (q, theta0, phi, states, weights) = setup(&cfg, n, batch, steps, 11);
     let lg = |b: usize, th: &[f64]| q.lg(b, th);
@@ -93,7 +143,11 @@ fn adjoint_matches_finite_differences_per_parameter() {
         let eps = 1e-6;
         let fd = (at(eps) - at(-eps)) / (2.0 * eps);
         let rel = (fd - grad[j]).abs() / grad[j].abs().max(1e-3 * gmax);
-        assert!(rel < 1e-6, "φ[{j}]: fd {fd} vs adjoint {} (rel {rel:e})", grad[j]);
+        assert!(
+            rel < 1e-6,
+            "φ[{j}]: fd {fd} vs adjoint {} (rel {rel:e})",
+            grad[j]
+        );
     }
 }
 
@@ -107,47 +161,84 @@ fn device_unroll_matches_cpu_reference() {
     use l2o::meta::gpu::L2lTrainer;
     use l2o::tasks::{Quadratic, Task};
     l2o::testing::each_precision(|c| {
-        let cfg = LstmConfig { hidden: 20, preprocess: Some(10.0), scale: 0.1 };
-        let (n, batch, steps) = (7, 3, 6);
-        let task = Quadratic::sample(c, n, batch, 5).unwrap();
-        let mut r = StdRng::seed_from_u64(9);
-        let mut phi = cfg.init(3);
-        phi.iter_mut().for_each(|p| *p += 0.05 * r.sample::<f64, _>(rand_distr::StandardNormal));
-        let weights: Vec<f64> = (0..steps).map(|t| 1.0 + 0.1 * t as f64).collect();
-        let mut tr = L2lTrainer::new(c, &cfg, n, batch, steps, &weights).unwrap();
-        tr.bind(c, &task).unwrap();
-        let lg = |b: usize, th: &[f64]| task.oracle_loss_grad(b, th);
-        let mut theta = task.initial_point();
-        let mut states = lstm::zero_states(&cfg, n * batch);
-        let p = c.precision();
-        for unroll in 0..2 {
-            if unroll > 0 {
-                tr.carry(c).unwrap();
-            }
-            let dev = tr.run(c, &phi).unwrap();
-            let rec = lstm::unroll(&cfg, &phi, &lg, n, batch, &theta, &states, &weights);
-            let want = lstm::adjoint(&cfg, &phi, &rec, &weights);
-            for b in 0..batch {
-                for t in 0..=steps {
-                    let (got, w) = (dev.losses[b * (steps + 1) + t], rec.losses[t][b]);
-                    let e = (got - w).abs() / w.abs().max(1e-6);
-                    let tol = l2o::testing::Tol { f32: 2e-5, f64: 1e-9 }.of(p);
-                    assert!(e < tol, "{p} unroll {unroll}: loss b={b} t={t}: {got} vs {w} ({e:e})");
+        for cfg in [
+            LstmConfig {
+                hidden: 20,
+                preprocess: Some(10.0),
+                scale: 0.1,
+            },
+            LstmConfig {
+                hidden: 5,
+                preprocess: None,
+                scale: 0.3,
+            },
+        ] {
+            let (n, batch, steps) = (7, 3, 6);
+            let task = Quadratic::sample(c, n, batch, 5).unwrap();
+            let mut r = StdRng::seed_from_u64(9);
+            let mut phi = cfg.init(3);
+            phi.iter_mut()
+                .for_each(|p| *p += 0.05 * r.sample::<f64, _>(rand_distr::StandardNormal));
+            let weights: Vec<f64> = (0..steps).map(|t| 1.0 + 0.1 * t as f64).collect();
+            let mut tr = L2lTrainer::new(c, &cfg, n, batch, steps, &weights).unwrap();
+            tr.bind(c, &task).unwrap();
+            let lg = |b: usize, th: &[f64]| task.oracle_loss_grad(b, th);
+            let mut theta = task.initial_point();
+            let mut states = lstm::zero_states(&cfg, n * batch);
+            let p = c.precision();
+            for unroll in 0..2 {
+                if unroll > 0 {
+                    tr.carry(c).unwrap();
                 }
+                let dev = tr.run(c, &phi).unwrap();
+                let rec = lstm::unroll(&cfg, &phi, &lg, n, batch, &theta, &states, &weights);
+                let want = lstm::adjoint(&cfg, &phi, &rec, &weights);
+                for b in 0..batch {
+                    for t in 0..=steps {
+                        let (got, w) = (dev.losses[b * (steps + 1) + t], rec.losses[t][b]);
+                        let e = (got - w).abs() / w.abs().max(1e-6);
+                        let tol = l2o::testing::Tol {
+                            f32: 2e-5,
+                            f64: 1e-9,
+                        }
+                        .of(p);
+                        assert!(
+                            e < tol,
+                            "{p} unroll {unroll}: loss b={b} t={t}: {got} vs {w} ({e:e})"
+                        );
+                    }
+                }
+                let gmax = want.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+                let err = dev
+                    .dphi
+                    .iter()
+                    .zip(&want)
+                    .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+                    / gmax;
+                eprintln!("{p} H={} unroll {unroll}: meta-loss", cfg.hidden);
+                eprintln!(
+                    "  meta-loss {} vs {}, max |Δ∂φ|/‖∂φ‖∞ = {err:.2e}",
+                    dev.meta_loss, rec.meta_loss
+                );
+                let tol = l2o::testing::Tol {
+                    f32: 2e-5,
+                    f64: 1e-9,
+                }
+                .of(p);
+                assert!(err < tol, "{p} unroll {unroll}: ∂L/∂φ differs by {err:e}");
+                theta = rec.thetas[steps].clone();
+                states = rec.states[steps].clone();
             }
-            let gmax = want.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-            let err = dev.dphi.iter().zip(&want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / gmax;
-            eprintln!("{p} unroll {unroll}: meta-loss {} vs {}, max |Δ∂φ|/‖∂φ‖∞ = {err:.2e}", dev.meta_loss, rec.meta_loss);
-            let tol = l2o::testing::Tol { f32: 2e-5, f64: 1e-9 }.of(p);
-            assert!(err < tol, "{p} unroll {unroll}: ∂L/∂φ differs by {err:e}");
-            theta = rec.thetas[steps].clone();
-            states = rec.states[steps].clone();
         }
     });
 }
 
 fn small_run(epochs: usize, seed: u64) -> (LstmConfig, l2o::meta::state::TrainConfig) {
-    let lstm = LstmConfig { hidden: 8, preprocess: Some(10.0), scale: 1.0 };
+    let lstm = LstmConfig {
+        hidden: 8,
+        preprocess: Some(10.0),
+        scale: 1.0,
+    };
     let tc = l2o::meta::state::TrainConfig {
         task: "quadratic".into(),
         dim: 5,
@@ -170,22 +261,42 @@ fn small_run(epochs: usize, seed: u64) -> (LstmConfig, l2o::meta::state::TrainCo
 #[test]
 fn resume_reproduces_an_uninterrupted_run() {
     use l2o::meta::{checkpoint, train};
-    let Some(c) = l2o::testing::ctx(l2o::engine::Precision::F32) else { return };
+    let Some(c) = l2o::testing::ctx(l2o::engine::Precision::F32) else {
+        return;
+    };
     let (lstm, tc) = small_run(4, 3);
     let mut full = train::new_state(lstm, tc.clone()).unwrap();
     train::train(&c, &mut full, None, &mut |_, _, _| {}, &mut |_, _| {}).unwrap();
     let dir = std::env::temp_dir().join(format!("l2o-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ck.l2o");
-    let mut half = train::new_state(lstm, l2o::meta::state::TrainConfig { epochs: 2, ..tc }).unwrap();
-    train::train(&c, &mut half, Some(&path), &mut |_, _, _| {}, &mut |_, _| {}).unwrap();
+    let mut half =
+        train::new_state(lstm, l2o::meta::state::TrainConfig { epochs: 2, ..tc }).unwrap();
+    train::train(
+        &c,
+        &mut half,
+        Some(&path),
+        &mut |_, _, _| {},
+        &mut |_, _| {},
+    )
+    .unwrap();
     let mut resumed = checkpoint::load(&path).unwrap();
     assert_eq!(resumed, half, "checkpoint round trip");
     resumed.train.epochs = 4;
-    train::train(&c, &mut resumed, Some(&path), &mut |_, _, _| {}, &mut |_, _| {}).unwrap();
+    train::train(
+        &c,
+        &mut resumed,
+        Some(&path),
+        &mut |_, _, _| {},
+        &mut |_, _| {},
+    )
+    .unwrap();
     let mut full_cmp = full.clone();
     full_cmp.train.epochs = 4;
-    assert_eq!(resumed, full_cmp, "resumed run differs from the uninterrupted one");
+    assert_eq!(
+        resumed, full_cmp,
+        "resumed run differs from the uninterrupted one"
+    );
     assert_eq!(full.history.len(), 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -194,15 +305,30 @@ fn resume_reproduces_an_uninterrupted_run() {
 #[test]
 fn meta_training_improves_validation_loss() {
     use l2o::meta::train;
-    let Some(c) = l2o::testing::ctx(l2o::engine::Precision::F32) else { return };
+    let Some(c) = l2o::testing::ctx(l2o::engine::Precision::F32) else {
+        return;
+    };
     let (lstm, tc) = small_run(12, 5);
     let mut st = train::new_state(lstm, tc.clone()).unwrap();
-    let val = l2o::tasks::make_task(&c, "quadratic", tc.dim, tc.val_batch, l2o::meta::state::validation_seed(tc.seed)).unwrap();
+    let val = l2o::tasks::make_task(
+        &c,
+        "quadratic",
+        tc.dim,
+        tc.val_batch,
+        l2o::meta::state::validation_seed(tc.seed),
+    )
+    .unwrap();
     let before = train::evaluate(&c, &lstm, &st.phi, val.as_ref(), tc.horizon).unwrap();
     train::train(&c, &mut st, None, &mut |_, _, _| {}, &mut |_, _| {}).unwrap();
     let after = st.best_val.unwrap();
-    eprintln!("validation loss: {before} → {after} (best at epoch {})", st.best_epoch);
-    assert!(after < 0.5 * before, "meta-training did not help: {before} → {after}");
+    eprintln!(
+        "validation loss: {before} → {after} (best at epoch {})",
+        st.best_epoch
+    );
+    assert!(
+        after < 0.5 * before,
+        "meta-training did not help: {before} → {after}"
+    );
 }
 
 /// Non-finite meta-gradients are skipped and counted; persisting, they stop training with a clear error and
@@ -210,7 +336,9 @@ fn meta_training_improves_validation_loss() {
 #[test]
 fn persistent_non_finite_meta_gradients_stop_training() {
     use l2o::meta::{checkpoint, train};
-    let Some(c) = l2o::testing::ctx(l2o::engine::Precision::F32) else { return };
+    let Some(c) = l2o::testing::ctx(l2o::engine::Precision::F32) else {
+        return;
+    };
     let (mut lstm, tc) = small_run(3, 7);
     lstm.scale = 1e30; // the first step overflows θ: every loss and meta-gradient is non-finite
     let dir = std::env::temp_dir().join(format!("l2o-nan-{}", std::process::id()));
@@ -221,9 +349,18 @@ fn persistent_non_finite_meta_gradients_stop_training() {
     let e = train::train(&c, &mut st, Some(&path), &mut |_, _, _| {}, &mut |_, _| {}).unwrap_err();
     assert!(format!("{e}").contains("non-finite meta-gradients"), "{e}");
     assert_eq!(st.skipped_total, 3);
-    assert_eq!(st.phi, phi0, "no update may be applied from a non-finite gradient");
+    assert_eq!(
+        st.phi, phi0,
+        "no update may be applied from a non-finite gradient"
+    );
     if path.exists() {
-        assert!(checkpoint::load(&path).unwrap().phi.iter().all(|p| p.is_finite()));
+        assert!(
+            checkpoint::load(&path)
+                .unwrap()
+                .phi
+                .iter()
+                .all(|p| p.is_finite())
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,7 +8,11 @@ use l2o::tasks::{Quadratic, Rosenbrock, Task};
 use l2o::testing::{Tol, ctx, each_precision};
 
 fn opts(steps: usize, eps_g: f64) -> RunOptions {
-    RunOptions { steps, eps_g, check_every: 0 }
+    RunOptions {
+        steps,
+        eps_g,
+        check_every: 0,
+    }
 }
 
 /// Every first-order method: 20 steps on 3 quadratics (n = 10) equal the f64 CPU update applied to the oracle
@@ -18,8 +22,22 @@ fn opts(steps: usize, eps_g: f64) -> RunOptions {
 fn first_order_matches_reference() {
     each_precision(|c| {
         let task = Quadratic::sample(c, 10, 3, 7).unwrap();
-        for kind in [Kind::Sgd, Kind::HeavyBall, Kind::Nesterov, Kind::RmsProp, Kind::Adam, Kind::AdaGrad] {
-            let mut opt = FirstOrder::new(kind, if matches!(kind, Kind::Sgd | Kind::HeavyBall | Kind::Nesterov) { 0.002 } else { 0.01 });
+        for kind in [
+            Kind::Sgd,
+            Kind::HeavyBall,
+            Kind::Nesterov,
+            Kind::RmsProp,
+            Kind::Adam,
+            Kind::AdaGrad,
+        ] {
+            let mut opt = FirstOrder::new(
+                kind,
+                if matches!(kind, Kind::Sgd | Kind::HeavyBall | Kind::Nesterov) {
+                    0.002
+                } else {
+                    0.01
+                },
+            );
             let steps = 20;
             let tr = run(c, &task, &mut opt, &opts(steps, 0.0), &mut |_| {}).unwrap();
             let x0 = task.initial_point();
@@ -31,8 +49,17 @@ fn first_order_matches_reference() {
                     opt.reference_step(&mut x, &g, &mut m, &mut v, t);
                     let (f, _) = task.oracle_loss_grad(b, &x);
                     let e = (tr.f[t][b] - f).abs() / f.abs().max(1e-3);
-                    let tol = Tol { f32: 1e-3, f64: 1e-10 }.of(c.precision());
-                    assert!(e < tol, "{kind:?} {} step {t} problem {b}: {} vs {f} ({e:e})", c.precision(), tr.f[t][b]);
+                    let tol = Tol {
+                        f32: 1e-3,
+                        f64: 1e-10,
+                    }
+                    .of(c.precision());
+                    assert!(
+                        e < tol,
+                        "{kind:?} {} step {t} problem {b}: {} vs {f} ({e:e})",
+                        c.precision(),
+                        tr.f[t][b]
+                    );
                 }
             }
         }
@@ -47,18 +74,47 @@ fn lbfgs_matches_reference_on_quadratics() {
     each_precision(|c| {
         let (n, bt) = (10, 4);
         let task = Quadratic::sample(c, n, bt, 11).unwrap();
-        for ls in [LineSearch::Constant, LineSearch::armijo(), LineSearch::wolfe()] {
-            let cfg = LbfgsConfig { m: 5, line_search: ls, ..Default::default() };
-            let steps = if c.precision() == Precision::F64 { 15 } else { 4 };
-            let tr = run(c, &task, &mut Lbfgs::new(cfg), &opts(steps, 0.0), &mut |_| {}).unwrap();
+        for ls in [
+            LineSearch::Constant,
+            LineSearch::armijo(),
+            LineSearch::wolfe(),
+        ] {
+            let cfg = LbfgsConfig {
+                m: 5,
+                line_search: ls,
+                ..Default::default()
+            };
+            let steps = if c.precision() == Precision::F64 {
+                15
+            } else {
+                4
+            };
+            let tr = run(
+                c,
+                &task,
+                &mut Lbfgs::new(cfg),
+                &opts(steps, 0.0),
+                &mut |_| {},
+            )
+            .unwrap();
             let x0 = task.initial_point();
             for b in 0..bt {
                 let r = reference::run(&task, b, &x0[b * n..(b + 1) * n], &cfg, steps, 0.0);
                 for k in 0..r.f.len().min(steps + 1) {
                     let scale = r.f[k].abs().max(1e-6 * r.f[0]);
                     let e = (tr.f[k][b] - r.f[k]).abs() / scale;
-                    let tol = Tol { f32: 2e-2, f64: 1e-7 }.of(c.precision());
-                    assert!(e < tol, "{} {ls:?} problem {b} iter {k}: device {} vs reference {} ({e:e})", c.precision(), tr.f[k][b], r.f[k]);
+                    let tol = Tol {
+                        f32: 2e-2,
+                        f64: 1e-7,
+                    }
+                    .of(c.precision());
+                    assert!(
+                        e < tol,
+                        "{} {ls:?} problem {b} iter {k}: device {} vs reference {} ({e:e})",
+                        c.precision(),
+                        tr.f[k][b],
+                        r.f[k]
+                    );
                 }
             }
         }
@@ -72,17 +128,42 @@ fn lbfgs_matches_reference_on_quadratics() {
 fn lbfgs_wolfe_solves_rosenbrock_in_f64() {
     let Some(c) = ctx(Precision::F64) else { return };
     let task = Rosenbrock::classic(&c, 2, 1).unwrap();
-    let cfg = LbfgsConfig { m: 5, line_search: LineSearch::wolfe(), ..Default::default() };
+    let cfg = LbfgsConfig {
+        m: 5,
+        line_search: LineSearch::wolfe(),
+        ..Default::default()
+    };
     let r = reference::run(&task, 0, &[-1.2, 1.0], &cfg, 200, 1e-8);
-    assert_eq!(r.status, status::CONVERGED, "reference did not converge: {:?}", r.gnorm.last());
+    assert_eq!(
+        r.status,
+        status::CONVERGED,
+        "reference did not converge: {:?}",
+        r.gnorm.last()
+    );
     let it_ref = r.f.len() - 1;
-    let tr = run(&c, &task, &mut Lbfgs::new(cfg), &opts(200, 1e-8), &mut |_| {}).unwrap();
+    let tr = run(
+        &c,
+        &task,
+        &mut Lbfgs::new(cfg),
+        &opts(200, 1e-8),
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(tr.final_status()[0], status::CONVERGED);
     let it_dev = tr.iterations[tr.steps()][0] as usize;
-    eprintln!("rosenbrock: reference {it_ref} iterations, device {it_dev}, evaluations {}", tr.evaluations[0]);
-    assert!((30..=40).contains(&it_ref) && (30..=40).contains(&it_dev), "iterations: reference {it_ref}, device {it_dev}");
+    eprintln!(
+        "rosenbrock: reference {it_ref} iterations, device {it_dev}, evaluations {}",
+        tr.evaluations[0]
+    );
+    assert!(
+        (30..=40).contains(&it_ref) && (30..=40).contains(&it_dev),
+        "iterations: reference {it_ref}, device {it_dev}"
+    );
     let x = &tr.final_theta;
-    assert!((x[0] - 1.0).abs() < 1e-7 && (x[1] - 1.0).abs() < 1e-7, "{x:?}");
+    assert!(
+        (x[0] - 1.0).abs() < 1e-7 && (x[1] - 1.0).abs() < 1e-7,
+        "{x:?}"
+    );
 }
 
 /// Acceptance run of the engine issue: 128 random 10-d quadratics, f64, strong Wolfe, m = 10: every problem
@@ -91,12 +172,39 @@ fn lbfgs_wolfe_solves_rosenbrock_in_f64() {
 fn lbfgs_m10_solves_all_quadratics_in_f64() {
     let Some(c) = ctx(Precision::F64) else { return };
     let task = Quadratic::sample(&c, 10, 128, 1).unwrap();
-    let cfg = LbfgsConfig { m: 10, line_search: LineSearch::wolfe(), ..Default::default() };
-    let tr = run(&c, &task, &mut Lbfgs::new(cfg), &RunOptions { steps: 100, eps_g: 1e-5, check_every: 10 }, &mut |_| {}).unwrap();
-    let its: Vec<f64> = tr.iterations_to_converge().into_iter().map(|x| x.unwrap_or(f64::INFINITY)).collect();
+    let cfg = LbfgsConfig {
+        m: 10,
+        line_search: LineSearch::wolfe(),
+        ..Default::default()
+    };
+    let tr = run(
+        &c,
+        &task,
+        &mut Lbfgs::new(cfg),
+        &RunOptions {
+            steps: 100,
+            eps_g: 1e-5,
+            check_every: 10,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let its: Vec<f64> = tr
+        .iterations_to_converge()
+        .into_iter()
+        .map(|x| x.unwrap_or(f64::INFINITY))
+        .collect();
     let worst = its.iter().cloned().fold(0.0, f64::max);
-    eprintln!("m=10: worst {worst} iterations, status counts {:?}", tr.status_counts());
-    assert_eq!(tr.status_counts()[status::CONVERGED as usize], 128, "status counts {:?}", tr.status_counts());
+    eprintln!(
+        "m=10: worst {worst} iterations, status counts {:?}",
+        tr.status_counts()
+    );
+    assert_eq!(
+        tr.status_counts()[status::CONVERGED as usize],
+        128,
+        "status counts {:?}",
+        tr.status_counts()
+    );
     assert!(worst <= 100.0);
 }
 
@@ -107,14 +215,32 @@ fn divergence_is_detected_and_frozen() {
         let task = Quadratic::sample(c, 10, 8, 3).unwrap();
         let mut opt = FirstOrder::new(Kind::Sgd, 10.0); // far above 1/λ_max: every problem blows up
         let tr = run(c, &task, &mut opt, &opts(200, 0.0), &mut |_| {}).unwrap();
-        assert!(tr.final_status().iter().all(|&s| s == status::DIVERGED), "{:?}", tr.final_status());
+        assert!(
+            tr.final_status().iter().all(|&s| s == status::DIVERGED),
+            "{:?}",
+            tr.final_status()
+        );
         for b in 0..8 {
-            let k = tr.status.iter().position(|s| s[b] == status::DIVERGED).unwrap();
+            let k = tr
+                .status
+                .iter()
+                .position(|s| s[b] == status::DIVERGED)
+                .unwrap();
             let it = tr.iterations[k][b];
-            assert!(tr.iterations[tr.steps()][b] == it, "a diverged problem must stop iterating");
+            assert!(
+                tr.iterations[tr.steps()][b] == it,
+                "a diverged problem must stop iterating"
+            );
         }
         // and a sane rate keeps every problem running
-        let tr = run(c, &task, &mut FirstOrder::new(Kind::Sgd, 1e-3), &opts(20, 0.0), &mut |_| {}).unwrap();
+        let tr = run(
+            c,
+            &task,
+            &mut FirstOrder::new(Kind::Sgd, 1e-3),
+            &opts(20, 0.0),
+            &mut |_| {},
+        )
+        .unwrap();
         assert!(tr.final_status().iter().all(|&s| s == status::RUNNING));
     });
 }
@@ -127,11 +253,19 @@ fn tuner_picks_a_finite_interior_rate() {
     let grid = log_grid(-5, 1);
     let r = tune(&c, &[&task as &dyn Task], Kind::Adam, &grid, 50).unwrap();
     eprintln!("{:?}", r.table);
-    assert!(r.best_lr > grid[0] && r.best_lr < grid[grid.len() - 1], "best {}", r.best_lr);
+    assert!(
+        r.best_lr > grid[0] && r.best_lr < grid[grid.len() - 1],
+        "best {}",
+        r.best_lr
+    );
     let best = r.table.iter().find(|x| x.0 == r.best_lr).unwrap().1;
     assert!(r.table.iter().all(|x| x.1 >= best));
     let r = tune(&c, &[&task as &dyn Task], Kind::Sgd, &grid, 50).unwrap();
-    assert!(r.table.last().unwrap().1.is_infinite(), "lr = 30 must diverge on these quadratics: {:?}", r.table);
+    assert!(
+        r.table.last().unwrap().1.is_infinite(),
+        "lr = 30 must diverge on these quadratics: {:?}",
+        r.table
+    );
 }
 
 /// The device two-loop recursion against the f64 reference over odd sizes and batches, with a partly filled
@@ -150,7 +284,11 @@ fn two_loop_matches_reference() {
                 if n > 100000 && bt > 3 {
                     continue;
                 }
-                let mut randn = |len: usize| -> Vec<f64> { (0..len).map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal)).collect() };
+                let mut randn = |len: usize| -> Vec<f64> {
+                    (0..len)
+                        .map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal))
+                        .collect()
+                };
                 let g = randn(bt * n);
                 // y_i = s_i + 0.3·noise keeps sᵀy > 0 like real pairs; ρ_i = 1/sᵀy
                 let s = randn(bt * m * n);
@@ -163,28 +301,77 @@ fn two_loop_matches_reference() {
                 let mut gammas = vec![0.0; bt];
                 for b in 0..bt {
                     for i in 0..m {
-                        let (si, yi) = (&s[(b * m + i) * n..(b * m + i + 1) * n], &y[(b * m + i) * n..(b * m + i + 1) * n]);
+                        let (si, yi) = (
+                            &s[(b * m + i) * n..(b * m + i + 1) * n],
+                            &y[(b * m + i) * n..(b * m + i + 1) * n],
+                        );
                         let sy = l2o::engine::oracle::dot(si, yi);
-                        rhos[b][i] = if i == 2 || (b % 2 == 1 && i == 0) || sy <= 0.0 { 0.0 } else { 1.0 / sy };
+                        rhos[b][i] = if i == 2 || (b % 2 == 1 && i == 0) || sy <= 0.0 {
+                            0.0
+                        } else {
+                            1.0 / sy
+                        };
                         scal[b * stride + c::rho(i)] = rhos[b][i];
                     }
                     gammas[b] = 0.5 + b as f64 * 0.01;
                     scal[b * stride + c::GAMMA] = gammas[b];
                 }
-                let (dg, ds, dy) = (cx.upload("g", &g).unwrap(), cx.upload("s", &s).unwrap(), cx.upload("y", &y).unwrap());
+                let (dg, ds, dy) = (
+                    cx.upload("g", &g).unwrap(),
+                    cx.upload("s", &s).unwrap(),
+                    cx.upload("y", &y).unwrap(),
+                );
                 let dscal = cx.upload("scal", &scal).unwrap();
                 let dd = cx.zeros("d", bt * n).unwrap();
-                let sc = Scalars { scal: &dscal, stride, status: None, mask_col: None };
-                let disp = two_loop(cx, n, bt, m, dg.view(n), dd.view(n), &ds, &dy, sc, head, count).unwrap();
+                let sc = Scalars {
+                    scal: &dscal,
+                    stride,
+                    status: None,
+                    mask_col: None,
+                };
+                let disp = two_loop(
+                    cx,
+                    n,
+                    bt,
+                    m,
+                    dg.view(n),
+                    dd.view(n),
+                    &ds,
+                    &dy,
+                    sc,
+                    head,
+                    count,
+                )
+                .unwrap();
                 cx.submit(&disp).unwrap();
                 let d = cx.read(&dd).unwrap();
                 for b in 0..bt {
-                    let sl: Vec<Vec<f64>> = (0..m).map(|i| s[(b * m + i) * n..(b * m + i + 1) * n].to_vec()).collect();
-                    let yl: Vec<Vec<f64>> = (0..m).map(|i| y[(b * m + i) * n..(b * m + i + 1) * n].to_vec()).collect();
-                    let want = reference::two_loop(&g[b * n..(b + 1) * n], &sl, &yl, &rhos[b], gammas[b], head, count);
+                    let sl: Vec<Vec<f64>> = (0..m)
+                        .map(|i| s[(b * m + i) * n..(b * m + i + 1) * n].to_vec())
+                        .collect();
+                    let yl: Vec<Vec<f64>> = (0..m)
+                        .map(|i| y[(b * m + i) * n..(b * m + i + 1) * n].to_vec())
+                        .collect();
+                    let want = reference::two_loop(
+                        &g[b * n..(b + 1) * n],
+                        &sl,
+                        &yl,
+                        &rhos[b],
+                        gammas[b],
+                        head,
+                        count,
+                    );
                     let e = l2o::engine::oracle::max_rel_err(&d[b * n..(b + 1) * n], &want);
-                    let tol = Tol { f32: 1e-4 * (n as f64 / 100.0).sqrt() + 1e-5, f64: 1e-11 }.of(cx.precision());
-                    assert!(e < tol, "two-loop {} n={n} B={bt} problem {b}: {e:e}", cx.precision());
+                    let tol = Tol {
+                        f32: 1e-4 * (n as f64 / 100.0).sqrt() + 1e-5,
+                        f64: 1e-11,
+                    }
+                    .of(cx.precision());
+                    assert!(
+                        e < tol,
+                        "two-loop {} n={n} B={bt} problem {b}: {e:e}",
+                        cx.precision()
+                    );
                 }
             }
         }
@@ -203,13 +390,24 @@ fn map_kernels_match_reference_over_sizes() {
     use rand::{Rng, SeedableRng, rngs::StdRng};
     each_precision(|c| {
         let mut rng = StdRng::seed_from_u64(21);
-        for kind in [Kind::Sgd, Kind::HeavyBall, Kind::Nesterov, Kind::RmsProp, Kind::Adam, Kind::AdaGrad] {
+        for kind in [
+            Kind::Sgd,
+            Kind::HeavyBall,
+            Kind::Nesterov,
+            Kind::RmsProp,
+            Kind::Adam,
+            Kind::AdaGrad,
+        ] {
             for bt in [1usize, 3, 64] {
                 for n in [1usize, 7, 255, 256, 257, 100003] {
                     if n > 100000 && bt > 3 {
                         continue;
                     }
-                    let mut randn = |len: usize| -> Vec<f64> { (0..len).map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal)).collect() };
+                    let mut randn = |len: usize| -> Vec<f64> {
+                        (0..len)
+                            .map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal))
+                            .collect()
+                    };
                     let (theta, g, m) = (randn(bt * n), randn(bt * n), randn(bt * n));
                     let v: Vec<f64> = randn(bt * n).into_iter().map(|x| 0.01 + x * x).collect();
                     let opt = FirstOrder::new(kind, 0.05);
@@ -226,7 +424,8 @@ fn map_kernels_match_reference_over_sizes() {
                     let (dt, dg, dm, dv) = (up(&theta, "t"), up(&g, "g"), up(&m, "m"), up(&v, "v"));
                     let (ds, dh) = (up(&scal, "s"), up(&[h.lr, h.beta1, h.beta2, h.eps], "h"));
                     let dst = c.upload_u32("status", &status).unwrap();
-                    let d = map_update(c, kind, n, bt, &dh, &dt, &dg, &dm, &dv, &ds, stride, &dst).unwrap();
+                    let d = map_update(c, kind, n, bt, &dh, &dt, &dg, &dm, &dv, &ds, stride, &dst)
+                        .unwrap();
                     c.submit(&d).unwrap();
                     let got = c.read(&dt).unwrap();
                     for b in 0..bt {
@@ -234,13 +433,34 @@ fn map_kernels_match_reference_over_sizes() {
                         let mut want = theta[r.clone()].to_vec();
                         if status[b] == 0 {
                             let (mut mm, mut vv) = (m[r.clone()].to_vec(), v[r.clone()].to_vec());
-                            opt.reference_step(&mut want, &g[r.clone()], &mut mm, &mut vv, t as usize);
+                            opt.reference_step(
+                                &mut want,
+                                &g[r.clone()],
+                                &mut mm,
+                                &mut vv,
+                                t as usize,
+                            );
                         }
                         // relative to the larger of |θ_old| and |θ_new|: θ − lr·step may cancel (n = 1 hits it)
-                        let scale = theta[r.clone()].iter().chain(&want).fold(1e-30f64, |a, x| a.max(x.abs()));
-                        let e = got[r].iter().zip(&want).fold(0.0f64, |a, (x, y)| a.max((x - y).abs())) / scale;
-                        let tol = Tol { f32: 1e-5, f64: 1e-13 }.of(c.precision());
-                        assert!(e < tol, "{kind:?} {} n={n} B={bt} problem {b}: {e:e}", c.precision());
+                        let scale = theta[r.clone()]
+                            .iter()
+                            .chain(&want)
+                            .fold(1e-30f64, |a, x| a.max(x.abs()));
+                        let e = got[r]
+                            .iter()
+                            .zip(&want)
+                            .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()))
+                            / scale;
+                        let tol = Tol {
+                            f32: 1e-5,
+                            f64: 1e-13,
+                        }
+                        .of(c.precision());
+                        assert!(
+                            e < tol,
+                            "{kind:?} {} n={n} B={bt} problem {b}: {e:e}",
+                            c.precision()
+                        );
                     }
                 }
             }

@@ -14,7 +14,9 @@ const COL: usize = 2;
 const SENTINEL: f64 = 7.25;
 
 fn randn(rng: &mut StdRng, k: usize, scale: f64) -> Vec<f64> {
-    (0..k).map(|_| scale * rng.sample::<f64, _>(StandardNormal)).collect()
+    (0..k)
+        .map(|_| scale * rng.sample::<f64, _>(StandardNormal))
+        .collect()
 }
 
 /// Errors of one evaluation on the device, relative to the oracle: (max_b |Δf_b|/|f_b|,
@@ -24,21 +26,31 @@ fn randn(rng: &mut StdRng, k: usize, scale: f64) -> Vec<f64> {
 fn device_errors(ctx: &Context, task: &dyn Task, theta: &[f64], shared: bool) -> (f64, f64) {
     let (n, b) = (task.dim(), task.batch());
     let scal = ctx.zeros("scalars", b * STRIDE).unwrap();
-    let out = ScalarOut { buf: &scal, stride: STRIDE, col: COL };
+    let out = ScalarOut {
+        buf: &scal,
+        stride: STRIDE,
+        col: COL,
+    };
     let (gpu_f, gpu_g, sentinels_ok) = if shared {
         let mut host = vec![SENTINEL; b * 2 * n];
         for p in 0..b {
             host[p * 2 * n..p * 2 * n + n].copy_from_slice(&theta[p * n..(p + 1) * n]);
         }
         let buf = ctx.upload("theta+grad", &host).unwrap();
-        let d = task.loss_and_grad(ctx, buf.slot(0, 2, n), buf.slot(1, 2, n), out).unwrap();
+        let d = task
+            .loss_and_grad(ctx, buf.slot(0, 2, n), buf.slot(1, 2, n), out)
+            .unwrap();
         ctx.submit(&d).unwrap();
         let all = ctx.read(&buf).unwrap();
-        let g: Vec<f64> = (0..b).flat_map(|p| all[p * 2 * n + n..(p + 1) * 2 * n].to_vec()).collect();
+        let g: Vec<f64> = (0..b)
+            .flat_map(|p| all[p * 2 * n + n..(p + 1) * 2 * n].to_vec())
+            .collect();
         // θ must be left as it was.
         let th_ok = (0..b).all(|p| {
             let dev = &all[p * 2 * n..p * 2 * n + n];
-            let want = ctx.precision().decode(&ctx.precision().encode(&theta[p * n..(p + 1) * n]));
+            let want = ctx
+                .precision()
+                .decode(&ctx.precision().encode(&theta[p * n..(p + 1) * n]));
             dev == want.as_slice()
         });
         (ctx.read(&scal).unwrap(), g, th_ok)
@@ -50,8 +62,16 @@ fn device_errors(ctx: &Context, task: &dyn Task, theta: &[f64], shared: bool) ->
         }
         let th_buf = ctx.upload("theta", &th_host).unwrap();
         let g_buf = ctx.upload("grad", &vec![SENTINEL; 1 + b * gs]).unwrap();
-        let tv = View { buf: &th_buf, offset: 2, stride: ts };
-        let gv = View { buf: &g_buf, offset: 1, stride: gs };
+        let tv = View {
+            buf: &th_buf,
+            offset: 2,
+            stride: ts,
+        };
+        let gv = View {
+            buf: &g_buf,
+            offset: 1,
+            stride: gs,
+        };
         let d = task.loss_and_grad(ctx, tv, gv, out).unwrap();
         ctx.submit(&d).unwrap();
         let all = ctx.read(&g_buf).unwrap();
@@ -63,7 +83,11 @@ fn device_errors(ctx: &Context, task: &dyn Task, theta: &[f64], shared: bool) ->
         }
         (ctx.read(&scal).unwrap(), g, ok)
     };
-    assert!(sentinels_ok, "{}: elements outside the views were modified", task.name());
+    assert!(
+        sentinels_ok,
+        "{}: elements outside the views were modified",
+        task.name()
+    );
     let (mut ef, mut eg) = (0.0f64, 0.0f64);
     for p in 0..b {
         let (f, g) = task.oracle_loss_grad(p, &theta[p * n..(p + 1) * n]);
@@ -101,7 +125,11 @@ fn check_cases(
         let p = ctx.precision();
         let mut worst = (0.0f64, 0.0f64);
         for &n in ns {
-            let tol = Tol { f32: (1e-5 * (n as f64).sqrt()).max(2e-5), f64: 1e-12 }.of(p);
+            let tol = Tol {
+                f32: (1e-5 * (n as f64).sqrt()).max(2e-5),
+                f64: 1e-12,
+            }
+            .of(p);
             for &b in &BATCHES {
                 if skip(n, b) {
                     continue;
@@ -110,7 +138,9 @@ fn check_cases(
                 assert_eq!((task.dim(), task.batch()), (n, b));
                 let shared = n == 10 && b == 3;
                 let (ef, eg) = device_errors(ctx, task.as_ref(), &theta, shared);
-                eprintln!("{label} {p} n={n} B={b}: rel err f {ef:.2e}, grad {eg:.2e} (tol {tol:.1e})");
+                eprintln!(
+                    "{label} {p} n={n} B={b}: rel err f {ef:.2e}, grad {eg:.2e} (tol {tol:.1e})"
+                );
                 assert!(
                     ef <= tol && eg <= tol,
                     "{label} {p} n={n} B={b}: f err {ef:.3e}, grad err {eg:.3e} > {tol:.1e}"
@@ -118,7 +148,10 @@ fn check_cases(
                 worst = (worst.0.max(ef), worst.1.max(eg));
             }
         }
-        eprintln!("{label} {p}: worst rel err f {:.2e}, grad {:.2e}", worst.0, worst.1);
+        eprintln!(
+            "{label} {p}: worst rel err f {:.2e}, grad {:.2e}",
+            worst.0, worst.1
+        );
     });
 }
 
@@ -131,7 +164,11 @@ fn quadratic_matches_oracle() {
         |n, b| n > 300 && b > 3,
         |ctx, n, b| {
             let task = Quadratic::sample(ctx, n, b, 11 + n as u64).unwrap();
-            let theta = randn(&mut StdRng::seed_from_u64(n as u64 * 100 + b as u64), n * b, 1.0);
+            let theta = randn(
+                &mut StdRng::seed_from_u64(n as u64 * 100 + b as u64),
+                n * b,
+                1.0,
+            );
             (Box::new(task), theta)
         },
     );
@@ -145,7 +182,11 @@ fn rosenbrock_matches_oracle() {
         |_, _| false,
         |ctx, n, b| {
             let task = Rosenbrock::sample(ctx, n, b, 5).unwrap();
-            let theta = randn(&mut StdRng::seed_from_u64(n as u64 * 100 + b as u64), n * b, 1.0);
+            let theta = randn(
+                &mut StdRng::seed_from_u64(n as u64 * 100 + b as u64),
+                n * b,
+                1.0,
+            );
             (Box::new(task), theta)
         },
     );
@@ -160,7 +201,11 @@ fn logistic_matches_oracle() {
         |ctx, n, b| {
             let task = Logistic::sample(ctx, n, b, 3 + n as u64).unwrap();
             // z = x·θ ~ N(0, 4): a mix of both branches of softplus/σ and some saturated samples.
-            let theta = randn(&mut StdRng::seed_from_u64(n as u64 * 100 + b as u64), n * b, 2.0 / (n as f64).sqrt());
+            let theta = randn(
+                &mut StdRng::seed_from_u64(n as u64 * 100 + b as u64),
+                n * b,
+                2.0 / (n as f64).sqrt(),
+            );
             (Box::new(task), theta)
         },
     );
@@ -171,16 +216,31 @@ fn logistic_matches_oracle() {
 #[test]
 fn dispatches_replay_with_new_theta() {
     each_precision(|ctx| {
-        let tol = Tol { f32: 1e-4, f64: 1e-12 }.of(ctx.precision());
+        let tol = Tol {
+            f32: 1e-4,
+            f64: 1e-12,
+        }
+        .of(ctx.precision());
         let (n, b) = (16, 3);
-        let tasks: Vec<Box<dyn Task>> =
-            ["quadratic", "rosenbrock", "logistic"].iter().map(|name| make_task(ctx, name, n, b, 9).unwrap()).collect();
+        let tasks: Vec<Box<dyn Task>> = ["quadratic", "rosenbrock", "logistic"]
+            .iter()
+            .map(|name| make_task(ctx, name, n, b, 9).unwrap())
+            .collect();
         for task in &tasks {
             let th = ctx.upload("theta", &task.initial_point()).unwrap();
             let g = ctx.zeros("grad", n * b).unwrap();
             let scal = ctx.zeros("scal", b * STRIDE).unwrap();
             let d = task
-                .loss_and_grad(ctx, th.view(n), g.view(n), ScalarOut { buf: &scal, stride: STRIDE, col: 0 })
+                .loss_and_grad(
+                    ctx,
+                    th.view(n),
+                    g.view(n),
+                    ScalarOut {
+                        buf: &scal,
+                        stride: STRIDE,
+                        col: 0,
+                    },
+                )
                 .unwrap();
             let mut rng = StdRng::seed_from_u64(1);
             for _ in 0..3 {
@@ -198,7 +258,11 @@ fn dispatches_replay_with_new_theta() {
                     );
                     let sc = gr.iter().fold(0.0f64, |m, v| m.max(v.abs()));
                     for i in 0..n {
-                        assert!((gs[p * n + i] - gr[i]).abs() <= tol * sc, "{}: grad[{p}][{i}]", task.name());
+                        assert!(
+                            (gs[p * n + i] - gr[i]).abs() <= tol * sc,
+                            "{}: grad[{p}][{i}]",
+                            task.name()
+                        );
                     }
                 }
             }
@@ -210,9 +274,17 @@ fn dispatches_replay_with_new_theta() {
 /// truncation error h²·|f'''|/6 and the cancellation error u·|f|/h are both below 1e-8 relative here).
 #[test]
 fn oracle_gradient_matches_finite_differences() {
-    let Some(ctx) = ctx(Precision::F32) else { return };
+    let Some(ctx) = ctx(Precision::F32) else {
+        return;
+    };
     let b = 3;
-    for (name, n) in [("quadratic", 7), ("quadratic", 1), ("rosenbrock", 8), ("logistic", 7), ("logistic", 1)] {
+    for (name, n) in [
+        ("quadratic", 7),
+        ("quadratic", 1),
+        ("rosenbrock", 8),
+        ("logistic", 7),
+        ("logistic", 1),
+    ] {
         let task = make_task(&ctx, name, n, b, 21).unwrap();
         let mut rng = StdRng::seed_from_u64(4);
         for p in 0..b {
@@ -224,9 +296,14 @@ fn oracle_gradient_matches_finite_differences() {
                 let (mut tp, mut tm) = (theta.clone(), theta.clone());
                 tp[i] += h;
                 tm[i] -= h;
-                let fd = (task.oracle_loss_grad(p, &tp).0 - task.oracle_loss_grad(p, &tm).0) / (2.0 * h);
+                let fd =
+                    (task.oracle_loss_grad(p, &tp).0 - task.oracle_loss_grad(p, &tm).0) / (2.0 * h);
                 let err = (fd - g[i]).abs() / scale;
-                assert!(err <= 1e-6, "{name} n={n} problem {p} coordinate {i}: fd {fd} vs {} (rel {err:.2e})", g[i]);
+                assert!(
+                    err <= 1e-6,
+                    "{name} n={n} problem {p} coordinate {i}: fd {fd} vs {} (rel {err:.2e})",
+                    g[i]
+                );
             }
         }
     }
@@ -234,7 +311,9 @@ fn oracle_gradient_matches_finite_differences() {
 
 #[test]
 fn initial_points_follow_the_seed() {
-    let Some(ctx) = ctx(Precision::F32) else { return };
+    let Some(ctx) = ctx(Precision::F32) else {
+        return;
+    };
     for name in ["quadratic", "rosenbrock", "logistic"] {
         let a = make_task(&ctx, name, 6, 2, 1).unwrap().initial_point();
         let b = make_task(&ctx, name, 6, 2, 1).unwrap().initial_point();
@@ -246,19 +325,47 @@ fn initial_points_follow_the_seed() {
     let s = Rosenbrock::sample(&ctx, 4, 2, 1).unwrap().initial_point();
     assert_ne!(s[..4], s[4..], "perturbed problems differ");
     assert!(s.iter().zip(&c).all(|(a, b)| (a - b).abs() < 1.0));
-    assert!(Logistic::sample(&ctx, 6, 2, 1).unwrap().initial_point().iter().all(|&v| v == 0.0));
-    assert_ne!(Quadratic::sample(&ctx, 6, 1, 1).unwrap().w(), Quadratic::sample(&ctx, 6, 1, 2).unwrap().w());
+    assert!(
+        Logistic::sample(&ctx, 6, 2, 1)
+            .unwrap()
+            .initial_point()
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+    assert_ne!(
+        Quadratic::sample(&ctx, 6, 1, 1).unwrap().w(),
+        Quadratic::sample(&ctx, 6, 1, 2).unwrap().w()
+    );
 }
 
 #[test]
 fn quadratic_from_parts_known_values() {
     each_precision(|ctx| {
         // W = [[1, 2], [3, 4]], y = (1, 1), θ = (1, −1): r = (−2, −2), f = 8, ∇f = 2Wᵀr = (−16, −24).
-        let task = Quadratic::from_parts(ctx, 2, 1, vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 1.0], vec![1.0, -1.0]).unwrap();
+        let task = Quadratic::from_parts(
+            ctx,
+            2,
+            1,
+            vec![1.0, 2.0, 3.0, 4.0],
+            vec![1.0, 1.0],
+            vec![1.0, -1.0],
+        )
+        .unwrap();
         let th = ctx.upload("theta", &task.initial_point()).unwrap();
         let g = ctx.zeros("grad", 2).unwrap();
         let scal = ctx.zeros("scal", 1).unwrap();
-        let d = task.loss_and_grad(ctx, th.view(2), g.view(2), ScalarOut { buf: &scal, stride: 1, col: 0 }).unwrap();
+        let d = task
+            .loss_and_grad(
+                ctx,
+                th.view(2),
+                g.view(2),
+                ScalarOut {
+                    buf: &scal,
+                    stride: 1,
+                    col: 0,
+                },
+            )
+            .unwrap();
         ctx.submit(&d).unwrap();
         assert_eq!(ctx.read(&scal).unwrap(), [8.0]);
         assert_eq!(ctx.read(&g).unwrap(), [-16.0, -24.0]);
@@ -274,7 +381,9 @@ fn err_text<T>(r: anyhow::Result<T>) -> String {
 
 #[test]
 fn bad_inputs_are_errors() {
-    let Some(ctx) = ctx(Precision::F32) else { return };
+    let Some(ctx) = ctx(Precision::F32) else {
+        return;
+    };
     let e = err_text(Rosenbrock::sample(&ctx, 7, 2, 0));
     assert!(e.contains("even") && e.contains("n = 7"), "{e}");
     assert!(err_text(Rosenbrock::classic(&ctx, 3, 1)).contains("even"));
@@ -294,12 +403,33 @@ fn bad_inputs_are_errors() {
         "{e}"
     );
     let e = err_text(make_task(&ctx, "rosenbrok", 4, 1, 0));
-    assert!(e.contains("rosenbrok") && e.contains("quadratic, rosenbrock, logistic"), "{e}");
+    assert!(
+        e.contains("rosenbrok") && e.contains("quadratic, rosenbrock, logistic"),
+        "{e}"
+    );
     assert!(err_text(Logistic::with_options(&ctx, 4, 1, 0, 1e-3, 0)).contains("samples"));
     assert!(err_text(Logistic::with_options(&ctx, 4, 1, 10, f64::NAN, 0)).contains("λ"));
-    assert!(err_text(Quadratic::from_parts(&ctx, 2, 1, vec![1.0; 3], vec![0.0; 2], vec![0.0; 2])).contains("W has 3"));
     assert!(
-        err_text(Quadratic::from_parts(&ctx, 2, 1, vec![1.0; 4], vec![0.0; 2], vec![f64::NAN, 0.0])).contains("finite")
+        err_text(Quadratic::from_parts(
+            &ctx,
+            2,
+            1,
+            vec![1.0; 3],
+            vec![0.0; 2],
+            vec![0.0; 2]
+        ))
+        .contains("W has 3")
+    );
+    assert!(
+        err_text(Quadratic::from_parts(
+            &ctx,
+            2,
+            1,
+            vec![1.0; 4],
+            vec![0.0; 2],
+            vec![f64::NAN, 0.0]
+        ))
+        .contains("finite")
     );
 
     // Views that do not fit, and θ / ∇f overlapping in one buffer.
@@ -307,13 +437,54 @@ fn bad_inputs_are_errors() {
     let small = ctx.zeros("small", 7).unwrap();
     let big = ctx.zeros("big", 16).unwrap();
     let scal = ctx.zeros("scal", 8).unwrap();
-    let out = ScalarOut { buf: &scal, stride: 4, col: 0 };
+    let out = ScalarOut {
+        buf: &scal,
+        stride: 4,
+        col: 0,
+    };
     let e = err_text(task.loss_and_grad(&ctx, small.view(4), big.view(4), out));
     assert!(e.contains("theta") && e.contains("wrong dimensions"), "{e}");
-    let e = err_text(task.loss_and_grad(&ctx, big.view(4), View { buf: &big, offset: 2, stride: 4 }, out));
+    let e = err_text(task.loss_and_grad(
+        &ctx,
+        big.view(4),
+        View {
+            buf: &big,
+            offset: 2,
+            stride: 4,
+        },
+        out,
+    ));
     assert!(e.contains("overlap"), "{e}");
     // Disjoint halves of one buffer are fine: [θ_0 θ_1 | g_0 g_1].
-    assert!(task.loss_and_grad(&ctx, big.view(4), View { buf: &big, offset: 8, stride: 4 }, out).is_ok());
-    let bad_out = ScalarOut { buf: &scal, stride: 4, col: 4 };
-    assert!(task.loss_and_grad(&ctx, big.view(4), View { buf: &big, offset: 8, stride: 4 }, bad_out).is_err());
+    assert!(
+        task.loss_and_grad(
+            &ctx,
+            big.view(4),
+            View {
+                buf: &big,
+                offset: 8,
+                stride: 4
+            },
+            out
+        )
+        .is_ok()
+    );
+    let bad_out = ScalarOut {
+        buf: &scal,
+        stride: 4,
+        col: 4,
+    };
+    assert!(
+        task.loss_and_grad(
+            &ctx,
+            big.view(4),
+            View {
+                buf: &big,
+                offset: 8,
+                stride: 4
+            },
+            bad_out
+        )
+        .is_err()
+    );
 }

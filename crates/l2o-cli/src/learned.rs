@@ -68,9 +68,16 @@ pub struct TrainArgs {
 
 pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     if a.optimizer != "lstm" {
-        bail!("unknown learned optimizer {:?}: this version trains `lstm`", a.optimizer);
+        bail!(
+            "unknown learned optimizer {:?}: this version trains `lstm`",
+            a.optimizer
+        );
     }
-    let lstm = LstmConfig { hidden: a.hidden, preprocess: (a.preprocess > 0.0).then_some(a.preprocess), scale: a.scale };
+    let lstm = LstmConfig {
+        hidden: a.hidden,
+        preprocess: (a.preprocess > 0.0).then_some(a.preprocess),
+        scale: a.scale,
+    };
     let tc = TrainConfig {
         task: a.task.clone(),
         dim: a.dim,
@@ -92,17 +99,26 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
             if s.train.epochs < a.epochs {
                 s.train.epochs = a.epochs;
             }
-            eprintln!("resuming {} at epoch {} of {}", p.display(), s.epoch, s.train.epochs);
+            eprintln!(
+                "resuming {} at epoch {} of {}",
+                p.display(),
+                s.epoch,
+                s.train.epochs
+            );
             s
         }
         None => new_state(lstm, tc)?,
     };
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
     let ckpt = a.out.join("checkpoint.l2o");
     let unrolls = state.train.horizon / state.train.unroll;
-    let pb = bar(((state.train.epochs - state.epoch) * unrolls) as u64, "meta-training".into());
+    let pb = bar(
+        ((state.train.epochs - state.epoch) * unrolls) as u64,
+        "meta-training".into(),
+    );
     let t0 = Instant::now();
     let mut last = f64::NAN;
     train(
@@ -130,17 +146,50 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     let mut w = csv::Writer::from_path(a.out.join("train.csv"))?;
-    w.write_record(["epoch", "meta_loss_per_step", "validation_loss", "skipped_updates"])?;
+    w.write_record([
+        "epoch",
+        "meta_loss_per_step",
+        "validation_loss",
+        "skipped_updates",
+    ])?;
     for r in &state.history {
         let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:e}"));
-        w.write_record([r.epoch.to_string(), o(r.meta_loss), o(r.val_loss), r.skipped.to_string()])?;
+        w.write_record([
+            r.epoch.to_string(),
+            o(r.meta_loss),
+            o(r.val_loss),
+            r.skipped.to_string(),
+        ])?;
     }
     w.flush()?;
     let curves = vec![
-        ("meta-loss per step (training batch)".to_string(), state.history.iter().filter_map(|r| r.meta_loss.map(|m| (r.epoch as f64, m, m, m))).collect()),
-        ("validation loss".to_string(), state.history.iter().filter_map(|r| r.val_loss.map(|m| (r.epoch as f64, m, m, m))).collect()),
+        (
+            "meta-loss per step (training batch)".to_string(),
+            state
+                .history
+                .iter()
+                .filter_map(|r| r.meta_loss.map(|m| (r.epoch as f64, m, m, m)))
+                .collect(),
+        ),
+        (
+            "validation loss".to_string(),
+            state
+                .history
+                .iter()
+                .filter_map(|r| r.val_loss.map(|m| (r.epoch as f64, m, m, m)))
+                .collect(),
+        ),
     ];
-    plot::xy_plot(&curves, &format!("L2L meta-training: {} n={} B={}", state.train.task, state.train.dim, state.train.batch), "epoch", "loss", &a.out.join("train.svg"))?;
+    plot::xy_plot(
+        &curves,
+        &format!(
+            "L2L meta-training: {} n={} B={}",
+            state.train.task, state.train.dim, state.train.batch
+        ),
+        "epoch",
+        "loss",
+        &a.out.join("train.svg"),
+    )?;
     println!(
         "trained {} epochs ({} meta-updates, {} skipped) in {secs:.1} s; last meta-loss/step {last:.4e}; best validation {:.4e} at epoch {}",
         state.epoch,
@@ -149,7 +198,11 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
         state.best_val.unwrap_or(f64::NAN),
         state.best_epoch
     );
-    println!("wrote {} (latest φ and best φ), train.csv, train.svg in {}", ckpt.display(), a.out.display());
+    println!(
+        "wrote {} (latest φ and best φ), train.csv, train.svg in {}",
+        ckpt.display(),
+        a.out.display()
+    );
     Ok(())
 }
 
@@ -181,17 +234,27 @@ pub struct EvalArgs {
 
 fn kind_of(name: &str) -> Result<l2o_optim::Kind> {
     let n = if name == "nag" { "nesterov" } else { name };
-    parse_kind(n).ok_or_else(|| anyhow::anyhow!("unknown baseline {name:?}: use sgd, momentum, nesterov (nag), rmsprop, adam, adagrad"))
+    parse_kind(n).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown baseline {name:?}: use sgd, momentum, nesterov (nag), rmsprop, adam, adagrad"
+        )
+    })
 }
 
 /// Per optimizer: final-step summary and the mean over all steps 1..=K of the mean loss.
 fn table(traces: &[Trace]) -> String {
-    let mut s = String::from("| optimizer | final loss: mean | median | q1 | q3 | mean loss over all steps |\n|---|---|---|---|---|---|\n");
+    let mut s = String::from(
+        "| optimizer | final loss: mean | median | q1 | q3 | mean loss over all steps |\n|---|---|---|---|---|---|\n",
+    );
     for t in traces {
         let k = t.steps();
         let f = summarize(&t.f[k]);
         let all = (1..=k).map(|i| summarize(&t.f[i]).mean).sum::<f64>() / k as f64;
-        let _ = writeln!(s, "| {} | {:.4e} | {:.4e} | {:.4e} | {:.4e} | {:.4e} |", t.optimizer, f.mean, f.median, f.q1, f.q3, all);
+        let _ = writeln!(
+            s,
+            "| {} | {:.4e} | {:.4e} | {:.4e} | {:.4e} | {:.4e} |",
+            t.optimizer, f.mean, f.median, f.q1, f.q3, all
+        );
     }
     s
 }
@@ -202,20 +265,29 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     let dim = a.dim.unwrap_or(st.train.dim);
     let steps = a.steps.unwrap_or(st.train.horizon);
     let grid = parse_grid(&a.grid)?;
-    let kinds: Vec<(String, l2o_optim::Kind)> =
-        list::<String>(&a.vs, "baseline")?.into_iter().map(|n| kind_of(&n).map(|k| (n, k))).collect::<Result<_>>()?;
+    let kinds: Vec<(String, l2o_optim::Kind)> = list::<String>(&a.vs, "baseline")?
+        .into_iter()
+        .map(|n| kind_of(&n).map(|k| (n, k)))
+        .collect::<Result<_>>()?;
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
     // Baselines are tuned on a training batch (the distribution the LSTM was trained on, first epoch's seed)
     // at the test dimension and horizon; the test problems come from a seed never used in training/validation.
     let train_task = make_task(&ctx, &task_name, dim, a.batch, epoch_seed(st.train.seed, 0))?;
     let test = make_task(&ctx, &task_name, dim, a.batch, test_seed(st.train.seed))?;
-    let o = RunOptions { steps, eps_g: 0.0, check_every: 0 };
+    let o = RunOptions {
+        steps,
+        eps_g: 0.0,
+        check_every: 0,
+    };
     let mut traces = vec![];
     let pb = bar(steps as u64, "lstm".into());
     let mut lstm = LstmOptimizer::new(st.lstm, st.best_phi.clone())?;
-    traces.push(run(&ctx, test.as_ref(), &mut lstm, &o, &mut |k| pb.set_position(k as u64))?);
+    traces.push(run(&ctx, test.as_ref(), &mut lstm, &o, &mut |k| {
+        pb.set_position(k as u64)
+    })?);
     pb.finish_and_clear();
     let mut tuned = vec![];
     for (name, kind) in &kinds {
@@ -226,7 +298,10 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
         traces.push(run(&ctx, test.as_ref(), &mut opt, &o, &mut |_| {})?);
     }
     for t in &traces {
-        report::write_csv(t, &a.out.join(format!("{}.csv", report::slug(&t.optimizer))))?;
+        report::write_csv(
+            t,
+            &a.out.join(format!("{}.csv", report::slug(&t.optimizer))),
+        )?;
     }
     let md = table(&traces);
     let header = format!(
@@ -243,9 +318,25 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     let k = lstm_t.steps();
     let lstm_final = summarize(&lstm_t.f[k]).mean;
     let lstm_all = (1..=k).map(|i| summarize(&lstm_t.f[i]).mean).sum::<f64>();
-    let beats = traces[1..].iter().all(|t| summarize(&t.f[k]).mean > lstm_final && (1..=k).map(|i| summarize(&t.f[i]).mean).sum::<f64>() > lstm_all);
-    println!("LSTM ahead of every baseline on the final mean loss and the mean over all steps: {}", if beats { "yes" } else { "no" });
-    plot::loss_plot(&traces, &format!("{task_name} n={dim}: LSTM vs tuned baselines ({} problems)", a.batch), &a.out.join("loss.svg"))?;
-    eprintln!("wrote eval.md, loss.svg and one CSV per optimizer in {}", a.out.display());
+    let beats = traces[1..].iter().all(|t| {
+        summarize(&t.f[k]).mean > lstm_final
+            && (1..=k).map(|i| summarize(&t.f[i]).mean).sum::<f64>() > lstm_all
+    });
+    println!(
+        "LSTM ahead of every baseline on the final mean loss and the mean over all steps: {}",
+        if beats { "yes" } else { "no" }
+    );
+    plot::loss_plot(
+        &traces,
+        &format!(
+            "{task_name} n={dim}: LSTM vs tuned baselines ({} problems)",
+            a.batch
+        ),
+        &a.out.join("loss.svg"),
+    )?;
+    eprintln!(
+        "wrote eval.md, loss.svg and one CSV per optimizer in {}",
+        a.out.display()
+    );
     Ok(())
 }

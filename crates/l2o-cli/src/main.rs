@@ -37,7 +37,11 @@ struct DeviceArgs {
 
 impl DeviceArgs {
     fn context(&self) -> Result<Context> {
-        Context::new(&ContextOptions { backend: self.backend.clone(), adapter: self.adapter.clone(), precision: self.precision })
+        Context::new(&ContextOptions {
+            backend: self.backend.clone(),
+            adapter: self.adapter.clone(),
+            precision: self.precision,
+        })
     }
 }
 
@@ -144,6 +148,9 @@ enum Cmd {
         /// Write the table as Markdown to this file too
         #[arg(long)]
         markdown: Option<PathBuf>,
+        /// Benchmark L2L meta-training throughput (coordinate-steps/s, device vs f64 CPU reference) instead
+        #[arg(long)]
+        meta: bool,
     },
 }
 
@@ -151,15 +158,23 @@ fn list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>>
 where
     T::Err: std::fmt::Display,
 {
-    s.split(',').map(|x| x.trim().parse::<T>().map_err(|e| anyhow::anyhow!("bad {what} {x:?}: {e}"))).collect()
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<T>()
+                .map_err(|e| anyhow::anyhow!("bad {what} {x:?}: {e}"))
+        })
+        .collect()
 }
 
 fn bar(len: u64, msg: String) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:>28} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     pb.set_message(msg);
     pb
@@ -172,19 +187,45 @@ fn info(dev: &DeviceArgs) -> Result<()> {
         println!("  (none)");
     }
     for a in &adapters {
-        println!("  {} [{} / {}] driver: {} f64: {}", a.name, a.backend, a.device_type, a.driver, if a.f64 { "yes" } else { "no" });
+        println!(
+            "  {} [{} / {}] driver: {} f64: {}",
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver,
+            if a.f64 { "yes" } else { "no" }
+        );
     }
     let ctx = dev.context()?;
     let l = &ctx.limits;
     println!("chosen: {}", ctx.describe());
     println!("  why: {}", ctx.reason);
-    println!("  precision: {} (f64 supported: {})", ctx.precision(), if ctx.supports_f64() { "yes" } else { "no" });
-    println!("  max_storage_buffer_binding_size: {} MiB", l.max_storage_buffer_binding_size / (1 << 20));
+    println!(
+        "  precision: {} (f64 supported: {})",
+        ctx.precision(),
+        if ctx.supports_f64() { "yes" } else { "no" }
+    );
+    println!(
+        "  max_storage_buffer_binding_size: {} MiB",
+        l.max_storage_buffer_binding_size / (1 << 20)
+    );
     println!("  max_buffer_size: {} MiB", l.max_buffer_size / (1 << 20));
-    println!("  max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension);
-    println!("  max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);
-    println!("  max_compute_workgroup_storage_size: {} KiB", l.max_compute_workgroup_storage_size / 1024);
-    println!("  max_storage_buffers_per_shader_stage: {}", l.max_storage_buffers_per_shader_stage);
+    println!(
+        "  max_compute_workgroups_per_dimension: {}",
+        l.max_compute_workgroups_per_dimension
+    );
+    println!(
+        "  max_compute_invocations_per_workgroup: {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  max_compute_workgroup_storage_size: {} KiB",
+        l.max_compute_workgroup_storage_size / 1024
+    );
+    println!(
+        "  max_storage_buffers_per_shader_stage: {}",
+        l.max_storage_buffers_per_shader_stage
+    );
     Ok(())
 }
 
@@ -218,7 +259,9 @@ fn run_cmd(
     for item in list::<String>(optimizer, "optimizer")? {
         match item.split_once(':') {
             Some((n, l)) => {
-                let l: f64 = l.parse().map_err(|e| anyhow::anyhow!("bad learning rate in {item:?}: {e}"))?;
+                let l: f64 = l
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("bad learning rate in {item:?}: {e}"))?;
                 specs.push((n.to_string(), Some(l)));
             }
             None => specs.push((item, lr)),
@@ -230,9 +273,15 @@ fn run_cmd(
         bail!("--steps must be at least 1");
     }
     let ctx = dev.context()?;
-    eprintln!("device: {} — {} — {}", ctx.describe(), ctx.reason, ctx.precision());
+    eprintln!(
+        "device: {} — {} — {}",
+        ctx.describe(),
+        ctx.reason,
+        ctx.precision()
+    );
     let task = make_task(&ctx, &t.task, t.dim, t.batch, t.seed)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory {}", out.display()))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create output directory {}", out.display()))?;
     if let Some(grid) = &grid {
         let train = make_task(&ctx, &t.task, t.dim, t.batch, t.seed + 1_000_000)?;
         for (name, lr) in specs.iter_mut() {
@@ -240,7 +289,12 @@ fn run_cmd(
                 let pb = bar(grid.len() as u64, format!("tuning {name}"));
                 let r = tune(&ctx, &[train.as_ref()], kind, grid, steps)?;
                 pb.finish_and_clear();
-                eprintln!("tuned {name}: lr {} (grid {:?}, training seed {})", r.best_lr, grid, t.seed + 1_000_000);
+                eprintln!(
+                    "tuned {name}: lr {} (grid {:?}, training seed {})",
+                    r.best_lr,
+                    grid,
+                    t.seed + 1_000_000
+                );
                 *lr = Some(r.best_lr);
             }
         }
@@ -248,12 +302,22 @@ fn run_cmd(
     let mut traces = vec![];
     for (name, lr_i) in &specs {
         let lr_i = *lr_i;
-        let cfg = LbfgsConfig { m: history, line_search: ls, ..Default::default() };
+        let cfg = LbfgsConfig {
+            m: history,
+            line_search: ls,
+            ..Default::default()
+        };
         let mut opt = make_optimizer(name, lr_i, cfg)?;
         let pb = bar(steps as u64, opt.name());
         let t0 = Instant::now();
-        let o = RunOptions { steps, eps_g, check_every: 10 };
-        let tr = run(&ctx, task.as_ref(), opt.as_mut(), &o, &mut |k| pb.set_position(k as u64))?;
+        let o = RunOptions {
+            steps,
+            eps_g,
+            check_every: 10,
+        };
+        let tr = run(&ctx, task.as_ref(), opt.as_mut(), &o, &mut |k| {
+            pb.set_position(k as u64)
+        })?;
         pb.finish();
         let secs = t0.elapsed().as_secs_f64();
         let file = out.join(format!("{}.csv", report::slug(&tr.optimizer)));
@@ -261,29 +325,56 @@ fn run_cmd(
         report::print_summary(&tr, secs, eps_g);
         traces.push(tr);
     }
-    let title = format!("{} n={} B={} seed={} ({})", task.name(), t.dim, t.batch, t.seed, ctx.precision());
+    let title = format!(
+        "{} n={} B={} seed={} ({})",
+        task.name(),
+        t.dim,
+        t.batch,
+        t.seed,
+        ctx.precision()
+    );
     let svg = out.join("loss.svg");
     plot::loss_plot(&traces, &title, &svg)?;
     let svg_g = out.join("gradnorm.svg");
     plot::gnorm_plot(&traces, &title, &svg_g)?;
-    eprintln!("wrote {} and {} (and one CSV per optimizer) in {}", svg.display(), svg_g.display(), out.display());
+    eprintln!(
+        "wrote {} and {} (and one CSV per optimizer) in {}",
+        svg.display(),
+        svg_g.display(),
+        out.display()
+    );
     Ok(())
 }
 
-fn tune_cmd(dev: &DeviceArgs, t: &TaskArgs, optimizer: &str, grid: &str, steps: usize, out: &PathBuf) -> Result<()> {
+fn tune_cmd(
+    dev: &DeviceArgs,
+    t: &TaskArgs,
+    optimizer: &str,
+    grid: &str,
+    steps: usize,
+    out: &PathBuf,
+) -> Result<()> {
     let grid = parse_grid(grid)?;
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
     let task = make_task(&ctx, &t.task, t.dim, t.batch, t.seed)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory {}", out.display()))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create output directory {}", out.display()))?;
     let mut w = csv::Writer::from_path(out.join("tune.csv"))?;
     w.write_record(["optimizer", "lr", "mean_final_loss"])?;
     for name in list::<String>(optimizer, "optimizer")? {
-        let kind = parse_kind(&name).ok_or_else(|| anyhow::anyhow!("tune: {name:?} is not a first-order method"))?;
+        let kind = parse_kind(&name)
+            .ok_or_else(|| anyhow::anyhow!("tune: {name:?} is not a first-order method"))?;
         let r = tune(&ctx, &[task.as_ref()], kind, &grid, steps)?;
-        println!("{name}: best lr {} (mean final loss over {} problems after {steps} steps)", r.best_lr, t.batch);
+        println!(
+            "{name}: best lr {} (mean final loss over {} problems after {steps} steps)",
+            r.best_lr, t.batch
+        );
         for (lr, loss) in &r.table {
-            println!("  lr {lr:<8} {loss:.6e}{}", if *lr == r.best_lr { "  <- best" } else { "" });
+            println!(
+                "  lr {lr:<8} {loss:.6e}{}",
+                if *lr == r.best_lr { "  <- best" } else { "" }
+            );
             w.write_record([name.clone(), lr.to_string(), loss.to_string()])?;
         }
     }
@@ -292,35 +383,123 @@ fn tune_cmd(dev: &DeviceArgs, t: &TaskArgs, optimizer: &str, grid: &str, steps: 
     Ok(())
 }
 
-fn bench_cmd(dev: &DeviceArgs, sizes: &str, batches: &str, markdown: Option<&PathBuf>) -> Result<()> {
+fn bench_cmd(
+    dev: &DeviceArgs,
+    sizes: &str,
+    batches: &str,
+    markdown: Option<&PathBuf>,
+) -> Result<()> {
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
-    let cfg = l2o::bench::BenchConfig { sizes: list(sizes, "size")?, batches: list(batches, "batch")?, ..Default::default() };
-    let (rows, skipped) = l2o::bench::run_kernel_bench(&ctx, &cfg, &mut |r| eprintln!("  {} n={} B={} done", r.kernel, r.n, r.batch))?;
+    let cfg = l2o::bench::BenchConfig {
+        sizes: list(sizes, "size")?,
+        batches: list(batches, "batch")?,
+        ..Default::default()
+    };
+    let (rows, skipped) = l2o::bench::run_kernel_bench(&ctx, &cfg, &mut |r| {
+        eprintln!("  {} n={} B={} done", r.kernel, r.n, r.batch)
+    })?;
     println!("{}", l2o::bench::format_table(&rows));
     for s in &skipped {
         println!("skipped: {s}");
     }
     if let Some(p) = markdown {
-        std::fs::write(p, l2o::bench::to_markdown(&rows, &ctx.describe())).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, l2o::bench::to_markdown(&rows, &ctx.describe()))
+            .with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn meta_bench_cmd(
+    dev: &DeviceArgs,
+    sizes: &str,
+    batches: &str,
+    markdown: Option<&PathBuf>,
+) -> Result<()> {
+    let ctx = dev.context()?;
+    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let cfg = l2o::meta_bench::MetaBenchConfig {
+        sizes: list(sizes, "size")?,
+        batches: list(batches, "batch")?,
+        ..Default::default()
+    };
+    let (rows, skipped) = l2o::meta_bench::run_meta_bench(&ctx, &cfg, &mut |r| {
+        eprintln!(
+            "  n={} B={}: {:.3e} coordinate-steps/s on the device",
+            r.n, r.batch, r.gpu_coord_steps_per_s
+        )
+    })?;
+    println!("{}", l2o::meta_bench::format_meta_table(&rows));
+    for s in &skipped {
+        println!("skipped: {s}");
+    }
+    if let Some(p) = markdown {
+        std::fs::write(p, l2o::meta_bench::meta_markdown(&rows, &ctx.describe()))
+            .with_context(|| format!("writing {}", p.display()))?;
         eprintln!("wrote {}", p.display());
     }
     Ok(())
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,wgpu_hal=off,naga=warn")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,wgpu_hal=off,naga=warn"),
+    )
+    .init();
     let cli = Cli::parse();
     let r = match &cli.cmd {
         Cmd::Info { dev } => info(dev),
-        Cmd::Run { dev, task, optimizer, lr, tune, grid, line_search, history, steps, eps_g, out } => {
+        Cmd::Run {
+            dev,
+            task,
+            optimizer,
+            lr,
+            tune,
+            grid,
+            line_search,
+            history,
+            steps,
+            eps_g,
+            out,
+        } => {
             let tune_grid = if *tune { Some(grid.as_str()) } else { None };
-            run_cmd(dev, task, optimizer, *lr, tune_grid, line_search, *history, *steps, *eps_g, out)
+            run_cmd(
+                dev,
+                task,
+                optimizer,
+                *lr,
+                tune_grid,
+                line_search,
+                *history,
+                *steps,
+                *eps_g,
+                out,
+            )
         }
-        Cmd::Tune { dev, task, optimizer, grid, steps, out } => tune_cmd(dev, task, optimizer, grid, *steps, out),
+        Cmd::Tune {
+            dev,
+            task,
+            optimizer,
+            grid,
+            steps,
+            out,
+        } => tune_cmd(dev, task, optimizer, grid, *steps, out),
         Cmd::Train { dev, args } => learned::train_cmd(dev, args),
         Cmd::Eval { dev, args } => learned::eval_cmd(dev, args),
-        Cmd::Bench { dev, sizes, batches, markdown } => bench_cmd(dev, sizes, batches, markdown.as_ref()),
+        Cmd::Bench {
+            dev,
+            sizes,
+            batches,
+            markdown,
+            meta,
+        } => {
+            if *meta {
+                meta_bench_cmd(dev, sizes, batches, markdown.as_ref())
+            } else {
+                bench_cmd(dev, sizes, batches, markdown.as_ref())
+            }
+        }
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

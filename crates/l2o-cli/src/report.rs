@@ -11,17 +11,41 @@ pub fn slug(name: &str) -> String {
     let mapped: String = name
         .chars()
         .filter(|&c| c != '=')
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    mapped.split('_').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("_")
+    mapped
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 /// step, loss (mean, median, q1, q3, min, max), ‖g‖ (mean, median, q1, q3), status counts.
 pub fn write_csv(t: &Trace, path: &Path) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
     w.write_record([
-        "step", "loss_mean", "loss_median", "loss_q1", "loss_q3", "loss_min", "loss_max", "gnorm_mean", "gnorm_median",
-        "gnorm_q1", "gnorm_q3", "running", "converged", "diverged", "ls_failed",
+        "step",
+        "loss_mean",
+        "loss_median",
+        "loss_q1",
+        "loss_q3",
+        "loss_min",
+        "loss_max",
+        "gnorm_mean",
+        "gnorm_median",
+        "gnorm_q1",
+        "gnorm_q3",
+        "running",
+        "converged",
+        "diverged",
+        "ls_failed",
     ])?;
     for k in 0..=t.steps() {
         let l = summarize(&t.f[k]);
@@ -31,7 +55,13 @@ pub fn write_csv(t: &Trace, path: &Path) -> Result<()> {
             c[(s as usize).min(3)] += 1;
         }
         let mut rec = vec![k.to_string()];
-        rec.extend([l.mean, l.median, l.q1, l.q3, l.min, l.max, g.mean, g.median, g.q1, g.q3].iter().map(|v| format!("{v:e}")));
+        rec.extend(
+            [
+                l.mean, l.median, l.q1, l.q3, l.min, l.max, g.mean, g.median, g.q1, g.q3,
+            ]
+            .iter()
+            .map(|v| format!("{v:e}")),
+        );
         rec.extend(c.iter().map(|v| v.to_string()));
         w.write_record(&rec)?;
     }
@@ -74,6 +104,9 @@ pub fn print_summary(t: &Trace, secs: f64, eps_g: f64) {
             );
         }
         let ev = summarize(&t.evaluations);
-        println!("  function evaluations per problem: median {} max {}", ev.median, ev.max);
+        println!(
+            "  function evaluations per problem: median {} max {}",
+            ev.median, ev.max
+        );
     }
 }

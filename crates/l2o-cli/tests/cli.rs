@@ -5,10 +5,17 @@ use std::process::Command;
 fn l2o(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_l2o"))
         .args(args)
-        .env("L2O_BACKEND", std::env::var("L2O_BACKEND").unwrap_or_else(|_| "vulkan".into()))
+        .env(
+            "L2O_BACKEND",
+            std::env::var("L2O_BACKEND").unwrap_or_else(|_| "vulkan".into()),
+        )
         .output()
         .expect("spawn l2o");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn skip() -> bool {
@@ -22,7 +29,10 @@ fn info_names_the_chosen_adapter() {
     }
     let (ok, out, err) = l2o(&["info"]);
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("chosen:") && out.contains("max_storage_buffer_binding_size"), "{out}");
+    assert!(
+        out.contains("chosen:") && out.contains("max_storage_buffer_binding_size"),
+        "{out}"
+    );
     assert!(out.contains("f64 supported"), "{out}");
 }
 
@@ -34,20 +44,63 @@ fn run_writes_csv_and_svg() {
     let dir = std::env::temp_dir().join(format!("l2o-cli-test-{}", std::process::id()));
     let d = dir.to_str().unwrap();
     let (ok, out, err) = l2o(&[
-        "run", "--task", "quadratic", "--dim", "5", "--batch", "4", "--optimizer", "adam,lbfgs", "--lr", "0.1",
-        "--steps", "12", "--seed", "3", "--out", d,
+        "run",
+        "--task",
+        "quadratic",
+        "--dim",
+        "5",
+        "--batch",
+        "4",
+        "--optimizer",
+        "adam,lbfgs",
+        "--lr",
+        "0.1",
+        "--steps",
+        "12",
+        "--seed",
+        "3",
+        "--out",
+        d,
     ]);
     assert!(ok, "{out}\n{err}");
     let csv = std::fs::read_to_string(dir.join("adam_lr0.1.csv")).expect("adam csv");
     assert_eq!(csv.lines().count(), 1 + 13, "header + steps 0..=12:\n{csv}");
     assert!(csv.starts_with("step,loss_mean,loss_median,loss_q1,loss_q3"));
-    assert!(dir.join("lbfgs_m5_wolfe.csv").exists(), "{:?}", std::fs::read_dir(&dir).unwrap().collect::<Vec<_>>());
+    assert!(
+        dir.join("lbfgs_m5_wolfe.csv").exists(),
+        "{:?}",
+        std::fs::read_dir(&dir).unwrap().collect::<Vec<_>>()
+    );
     let svg = std::fs::read_to_string(dir.join("loss.svg")).expect("svg");
-    assert!(svg.contains("<svg") && svg.contains("lbfgs(m=5,wolfe)") && svg.contains("adam(lr=0.1)"));
+    assert!(
+        svg.contains("<svg") && svg.contains("lbfgs(m=5,wolfe)") && svg.contains("adam(lr=0.1)")
+    );
     // same seed, same adapter: same numbers
-    let (ok, _, _) = l2o(&["run", "--task", "quadratic", "--dim", "5", "--batch", "4", "--optimizer", "adam", "--lr", "0.1", "--steps", "12", "--seed", "3", "--out", d]);
+    let (ok, _, _) = l2o(&[
+        "run",
+        "--task",
+        "quadratic",
+        "--dim",
+        "5",
+        "--batch",
+        "4",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.1",
+        "--steps",
+        "12",
+        "--seed",
+        "3",
+        "--out",
+        d,
+    ]);
     assert!(ok);
-    assert_eq!(std::fs::read_to_string(dir.join("adam_lr0.1.csv")).unwrap(), csv, "a rerun with the same seed must be identical");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("adam_lr0.1.csv")).unwrap(),
+        csv,
+        "a rerun with the same seed must be identical"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -59,17 +112,38 @@ fn bad_inputs_print_one_clear_line_and_fail() {
     let dir = std::env::temp_dir().join("l2o-cli-bad");
     let d = dir.to_str().unwrap();
     for (args, needle) in [
-        (vec!["run", "--optimizer", "adamw", "--out", d], "unknown optimizer"),
-        (vec!["run", "--task", "rosenbrock", "--dim", "3", "--out", d], "even"),
+        (
+            vec!["run", "--optimizer", "adamw", "--out", d],
+            "unknown optimizer",
+        ),
+        (
+            vec!["run", "--task", "rosenbrock", "--dim", "3", "--out", d],
+            "even",
+        ),
         (vec!["run", "--task", "nope", "--out", d], "unknown task"),
-        (vec!["run", "--line-search", "exact", "--out", d], "unknown line search"),
-        (vec!["run", "--dim", "20000", "--batch", "128", "--out", d], "max_storage_buffer_binding_size"),
-        (vec!["run", "--adapter", "no-such-gpu", "--out", d], "no-such-gpu"),
-        (vec!["tune", "--grid", "3..1", "--out", d], "LO must not exceed HI"),
+        (
+            vec!["run", "--line-search", "exact", "--out", d],
+            "unknown line search",
+        ),
+        (
+            vec!["run", "--dim", "20000", "--batch", "128", "--out", d],
+            "max_storage_buffer_binding_size",
+        ),
+        (
+            vec!["run", "--adapter", "no-such-gpu", "--out", d],
+            "no-such-gpu",
+        ),
+        (
+            vec!["tune", "--grid", "3..1", "--out", d],
+            "LO must not exceed HI",
+        ),
     ] {
         let (ok, _, err) = l2o(&args);
         assert!(!ok, "{args:?} should fail");
-        let first = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line for {args:?}: {err}"));
+        let first = err
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("no error line for {args:?}: {err}"));
         assert!(first.contains(needle), "{args:?}: {first}");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }

@@ -37,11 +37,19 @@ pub struct View<'a> {
 impl DBuf {
     /// The whole buffer seen as `B` problems of `stride` contiguous elements.
     pub fn view(&self, stride: usize) -> View<'_> {
-        View { buf: self, offset: 0, stride }
+        View {
+            buf: self,
+            offset: 0,
+            stride,
+        }
     }
     /// Slot `j` of a buffer holding `k` vectors of length n per problem (layout [B][k][n]).
     pub fn slot(&self, j: usize, k: usize, n: usize) -> View<'_> {
-        View { buf: self, offset: j * n, stride: k * n }
+        View {
+            buf: self,
+            offset: j * n,
+            stride: k * n,
+        }
     }
 }
 
@@ -98,7 +106,10 @@ impl Context {
             );
         }
         if bytes > self.limits.max_buffer_size {
-            bail!("{what} needs {bytes} bytes but max_buffer_size is {}", self.limits.max_buffer_size);
+            bail!(
+                "{what} needs {bytes} bytes but max_buffer_size is {}",
+                self.limits.max_buffer_size
+            );
         }
         Ok(())
     }
@@ -107,19 +118,30 @@ impl Context {
         self.check_size(bytes.len() as u64, label)?;
         // wgpu buffers must not be empty and bindings must be 4-byte multiples.
         let buf = if bytes.is_empty() {
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: &[0u8; 8],
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            })
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: &[0u8; 8],
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                })
         } else {
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytes,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            })
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytes,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                })
         };
-        Ok(DBuf { buf, len, elem, id: self.next_id() })
+        Ok(DBuf {
+            buf,
+            len,
+            elem,
+            id: self.next_id(),
+        })
     }
 
     /// Upload host values (converted to the device precision). Refuses NaN/Inf and oversize buffers.
@@ -137,10 +159,17 @@ impl Context {
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(8),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(DBuf { buf, len, elem: Elem::Real, id: self.next_id() })
+        Ok(DBuf {
+            buf,
+            len,
+            elem: Elem::Real,
+            id: self.next_id(),
+        })
     }
 
     pub fn upload_u32(&self, label: &str, v: &[u32]) -> Result<DBuf> {
@@ -150,18 +179,28 @@ impl Context {
     /// Overwrite a Real buffer from the host (queued; takes effect before the next submit).
     pub fn write(&self, dst: &DBuf, offset: usize, v: &[f64]) -> Result<()> {
         if dst.elem != Elem::Real || offset + v.len() > dst.len {
-            bail!("write of {} values at {offset} does not fit a buffer of {}", v.len(), dst.len);
+            bail!(
+                "write of {} values at {offset} does not fit a buffer of {}",
+                v.len(),
+                dst.len
+            );
         }
         let bytes = self.precision().encode(v);
-        self.queue.write_buffer(&dst.buf, (offset * self.precision().size()) as u64, &bytes);
+        self.queue
+            .write_buffer(&dst.buf, (offset * self.precision().size()) as u64, &bytes);
         Ok(())
     }
 
     pub fn write_u32(&self, dst: &DBuf, offset: usize, v: &[u32]) -> Result<()> {
         if dst.elem != Elem::U32 || offset + v.len() > dst.len {
-            bail!("write of {} values at {offset} does not fit a buffer of {}", v.len(), dst.len);
+            bail!(
+                "write of {} values at {offset} does not fit a buffer of {}",
+                v.len(),
+                dst.len
+            );
         }
-        self.queue.write_buffer(&dst.buf, (offset * 4) as u64, bytemuck::cast_slice(v));
+        self.queue
+            .write_buffer(&dst.buf, (offset * 4) as u64, bytemuck::cast_slice(v));
         Ok(())
     }
 
@@ -184,7 +223,10 @@ impl Context {
         pollster::block_on(rx)
             .map_err(|_| anyhow!("readback was cancelled (device lost?)"))?
             .map_err(|e| anyhow!("readback failed: {e}"))?;
-        let data = staging.slice(..).get_mapped_range().map_err(|e| anyhow!("readback failed: {e:?}"))?;
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| anyhow!("readback failed: {e:?}"))?;
         let v = data[..bytes as usize].to_vec();
         drop(data);
         staging.unmap();
@@ -194,7 +236,10 @@ impl Context {
     /// Read several Real buffers back in one round trip (one submit, one wait).
     pub fn read_many(&self, srcs: &[&DBuf]) -> Result<Vec<Vec<f64>>> {
         let p = self.precision();
-        let sizes: Vec<u64> = srcs.iter().map(|b| ((b.len * p.size()) as u64).next_multiple_of(4)).collect();
+        let sizes: Vec<u64> = srcs
+            .iter()
+            .map(|b| ((b.len * p.size()) as u64).next_multiple_of(4))
+            .collect();
         let total: u64 = sizes.iter().sum::<u64>().max(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -222,7 +267,10 @@ impl Context {
         pollster::block_on(rx)
             .map_err(|_| anyhow!("readback was cancelled (device lost?)"))?
             .map_err(|e| anyhow!("readback failed: {e}"))?;
-        let data = staging.slice(..).get_mapped_range().map_err(|e| anyhow!("readback failed: {e:?}"))?;
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| anyhow!("readback failed: {e:?}"))?;
         let mut out = vec![];
         let mut off = 0usize;
         for (b, &sz) in srcs.iter().zip(&sizes) {
@@ -242,22 +290,45 @@ impl Context {
             Elem::U32 => 4,
         } * len;
         if (buf.size() as usize) < size {
-            bail!("wrap: the buffer has {} bytes, {len} elements need {size}", buf.size());
+            bail!(
+                "wrap: the buffer has {} bytes, {len} elements need {size}",
+                buf.size()
+            );
         }
         if !buf.usage().contains(wgpu::BufferUsages::STORAGE) {
             bail!("wrap: the buffer was created without BufferUsages::STORAGE");
         }
-        Ok(DBuf { buf, len, elem, id: self.next_id() })
+        Ok(DBuf {
+            buf,
+            len,
+            elem,
+            id: self.next_id(),
+        })
     }
 
     /// Copy `len` elements between Real buffers (different buffers; offsets in elements), queued in order.
-    pub fn copy(&self, src: &DBuf, src_off: usize, dst: &DBuf, dst_off: usize, len: usize) -> Result<()> {
+    pub fn copy(
+        &self,
+        src: &DBuf,
+        src_off: usize,
+        dst: &DBuf,
+        dst_off: usize,
+        len: usize,
+    ) -> Result<()> {
         if src.id == dst.id || src_off + len > src.len || dst_off + len > dst.len {
-            bail!("copy of {len} elements from {src_off} to {dst_off}: out of range or same buffer");
+            bail!(
+                "copy of {len} elements from {src_off} to {dst_off}: out of range or same buffer"
+            );
         }
         let s = self.precision().size() as u64;
         let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(&src.buf, src_off as u64 * s, &dst.buf, dst_off as u64 * s, len as u64 * s);
+        enc.copy_buffer_to_buffer(
+            &src.buf,
+            src_off as u64 * s,
+            &dst.buf,
+            dst_off as u64 * s,
+            len as u64 * s,
+        );
         self.queue.submit([enc.finish()]);
         self.check()
     }
@@ -275,16 +346,19 @@ impl Context {
         if src.elem != Elem::U32 {
             bail!("read_u32: buffer is not a u32 buffer");
         }
-        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(src, (src.len * 4) as u64)?))
+        Ok(bytemuck::pod_collect_to_vec(
+            &self.read_bytes(src, (src.len * 4) as u64)?,
+        ))
     }
 
     /// A small uniform buffer of u32 parameters.
     pub fn params(&self, words: &[u32]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: bytemuck::cast_slice(words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::cast_slice(words),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
     }
 
     /// Record a dispatch of `entry` with `bindings` in layout order.
@@ -295,8 +369,25 @@ impl Context {
         bindings: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Result<Dispatch> {
+        self.dispatch_with(family, entry, family.default_defines, bindings, groups)
+    }
+
+    /// [`Context::dispatch`] of a family specialised by compile-time constants (`defines`).
+    pub fn dispatch_with(
+        &self,
+        family: &ShaderFamily,
+        entry: &'static str,
+        defines: &str,
+        bindings: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<Dispatch> {
         if bindings.len() != family.layout.len() {
-            bail!("{}::{entry}: {} bindings given, {} expected", family.name, bindings.len(), family.layout.len());
+            bail!(
+                "{}::{entry}: {} bindings given, {} expected",
+                family.name,
+                bindings.len(),
+                family.layout.len()
+            );
         }
         for (axis, &g) in groups.iter().enumerate() {
             if g > self.limits.max_compute_workgroups_per_dimension {
@@ -307,18 +398,26 @@ impl Context {
                 );
             }
         }
-        let pipeline = self.pipeline(family, entry)?;
+        let pipeline = self.pipeline(family, entry, defines)?;
         let entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(entry),
             layout: &pipeline.layout,
             entries: &entries,
         });
-        Ok(Dispatch { pipeline, bind_group, groups, label: entry })
+        Ok(Dispatch {
+            pipeline,
+            bind_group,
+            groups,
+            label: entry,
+        })
     }
 
     /// Record `dispatches` into one compute pass of one command encoder and submit it. Does not wait.
@@ -342,7 +441,10 @@ impl Context {
 
     /// Record `dispatches` into an encoder the caller owns (to batch several steps in one submit).
     pub fn encode(&self, enc: &mut wgpu::CommandEncoder, dispatches: &[Dispatch]) {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("l2o"), timestamp_writes: None });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("l2o"),
+            timestamp_writes: None,
+        });
         for d in dispatches {
             pass.set_pipeline(&d.pipeline.pipeline);
             pass.set_bind_group(0, &d.bind_group, &[]);

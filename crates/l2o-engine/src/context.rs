@@ -25,7 +25,10 @@ pub struct ContextOptions {
 
 impl ContextOptions {
     pub fn with_precision(precision: Precision) -> Self {
-        Self { precision, ..Default::default() }
+        Self {
+            precision,
+            ..Default::default()
+        }
     }
 }
 
@@ -55,7 +58,7 @@ pub struct Context {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     precision: Precision,
-    pipelines: Mutex<HashMap<(&'static str, &'static str, Precision), Arc<CachedPipeline>>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str, Precision, String), Arc<CachedPipeline>>>,
     layouts: Mutex<HashMap<(&'static str, Precision), wgpu::BindGroupLayout>>,
     error: Arc<Mutex<Option<String>>>,
     next_id: AtomicU64,
@@ -95,7 +98,11 @@ fn rank(info: &wgpu::AdapterInfo) -> u32 {
         wgpu::DeviceType::Other => 3,
         wgpu::DeviceType::Cpu => 4,
     };
-    let b = if info.backend == wgpu::Backend::Gl { 1 } else { 0 };
+    let b = if info.backend == wgpu::Backend::Gl {
+        1
+    } else {
+        0
+    };
     t * 2 + b
 }
 
@@ -130,7 +137,10 @@ impl Context {
         if adapters.is_empty() {
             bail!("{NO_ADAPTER_HELP}");
         }
-        let wanted = options.adapter.clone().or_else(|| std::env::var("L2O_ADAPTER").ok().filter(|s| !s.is_empty()));
+        let wanted = options
+            .adapter
+            .clone()
+            .or_else(|| std::env::var("L2O_ADAPTER").ok().filter(|s| !s.is_empty()));
         let (adapter, reason) = if let Some(w) = wanted {
             let lw = w.to_lowercase();
             let pos = adapters
@@ -138,14 +148,23 @@ impl Context {
                 .position(|a| a.get_info().name.to_lowercase().contains(&lw))
                 .ok_or_else(|| {
                     let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-                    anyhow!("no adapter name contains {w:?}; available: {}", names.join(", "))
+                    anyhow!(
+                        "no adapter name contains {w:?}; available: {}",
+                        names.join(", ")
+                    )
                 })?;
-            (adapters.swap_remove(pos), format!("its name matches {w:?} (L2O_ADAPTER / --adapter)"))
+            (
+                adapters.swap_remove(pos),
+                format!("its name matches {w:?} (L2O_ADAPTER / --adapter)"),
+            )
         } else {
             adapters.sort_by_key(|a| rank(&a.get_info()));
             let a = adapters.swap_remove(0);
             let reason = if is_software(&a.get_info()) {
-                log::warn!("no hardware GPU found: falling back to the software adapter {}", a.get_info().name);
+                log::warn!(
+                    "no hardware GPU found: falling back to the software adapter {}",
+                    a.get_info().name
+                );
                 "no hardware GPU was found: software fallback".to_string()
             } else {
                 "best hardware GPU (discrete > integrated > virtual)".to_string()
@@ -153,7 +172,12 @@ impl Context {
             (a, reason)
         };
         let info = adapter.get_info();
-        log::info!("adapter: {} ({:?}, {:?}) — {reason}", info.name, info.backend, info.device_type);
+        log::info!(
+            "adapter: {} ({:?}, {:?}) — {reason}",
+            info.name,
+            info.backend,
+            info.device_type
+        );
         let f64_ok = adapter.features().contains(wgpu::Features::SHADER_F64);
         if options.precision == Precision::F64 && !f64_ok {
             bail!(
@@ -182,13 +206,25 @@ impl Context {
 
     /// Embed l2o in another wgpu program: use its device and queue. f64 kernels need the device to have been
     /// created with `Features::SHADER_F64`.
-    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue, precision: Precision) -> Result<Self> {
+    pub fn from_wgpu(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        precision: Precision,
+    ) -> Result<Self> {
         if precision == Precision::F64 && !device.features().contains(wgpu::Features::SHADER_F64) {
-            bail!("f64 was requested but the given device was created without Features::SHADER_F64");
+            bail!(
+                "f64 was requested but the given device was created without Features::SHADER_F64"
+            );
         }
         let mut info = wgpu::AdapterInfo::new(wgpu::DeviceType::Other, wgpu::Backend::Noop);
         info.name = "embedded device".into();
-        Self::build(device, queue, info, "supplied by the host program (Context::from_wgpu)".into(), precision)
+        Self::build(
+            device,
+            queue,
+            info,
+            "supplied by the host program (Context::from_wgpu)".into(),
+            precision,
+        )
     }
 
     fn build(
@@ -210,7 +246,9 @@ impl Context {
         device.set_device_lost_callback(move |reason, msg| {
             let mut g = e2.lock().unwrap_or_else(|p| p.into_inner());
             if g.is_none() && reason != wgpu::DeviceLostReason::Destroyed {
-                *g = Some(format!("the GPU device was lost ({reason:?}: {msg}); restart the program"));
+                *g = Some(format!(
+                    "the GPU device was lost ({reason:?}: {msg}); restart the program"
+                ));
             }
         });
         Ok(Self {
@@ -242,7 +280,10 @@ impl Context {
 
     /// A one-line description: "llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu]".
     pub fn describe(&self) -> String {
-        format!("{} [{:?}, {:?}]", self.info.name, self.info.backend, self.info.device_type)
+        format!(
+            "{} [{:?}, {:?}]",
+            self.info.name, self.info.backend, self.info.device_type
+        )
     }
 
     pub(crate) fn next_id(&self) -> u64 {
@@ -281,8 +322,12 @@ impl Context {
                         ty: wgpu::BindingType::Buffer {
                             ty: match l {
                                 Layout::Uniform => wgpu::BufferBindingType::Uniform,
-                                Layout::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                                Layout::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                                Layout::Read => {
+                                    wgpu::BufferBindingType::Storage { read_only: true }
+                                }
+                                Layout::ReadWrite => {
+                                    wgpu::BufferBindingType::Storage { read_only: false }
+                                }
                             },
                             has_dynamic_offset: false,
                             min_binding_size: None,
@@ -290,45 +335,70 @@ impl Context {
                         count: None,
                     })
                     .collect();
-                self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(family.name),
-                    entries: &entries,
-                })
+                self.device
+                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                        label: Some(family.name),
+                        entries: &entries,
+                    })
             })
             .clone()
     }
 
-    /// The pipeline for `entry` of a kernel family, compiled once per precision and cached.
-    pub(crate) fn pipeline(&self, family: &ShaderFamily, entry: &'static str) -> Result<Arc<CachedPipeline>> {
-        let key = (family.name, entry, self.precision);
-        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    /// The pipeline for `entry` of a kernel family, compiled once per precision (and per set of `defines`,
+    /// WGSL constant declarations placed before the body, e.g. the hidden size) and cached.
+    pub(crate) fn pipeline(
+        &self,
+        family: &ShaderFamily,
+        entry: &'static str,
+        defines: &str,
+    ) -> Result<Arc<CachedPipeline>> {
+        let key = (family.name, entry, self.precision, defines.to_string());
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(p.clone());
         }
         let layout = self.layout(family);
-        let src = family.source(self.precision);
+        let src = family.source_with(self.precision, defines);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(family.name),
-            source: wgpu::ShaderSource::Wgsl(src.into()),
-        });
-        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(family.name),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(&pl),
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(family.name),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(family.name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            bail!("building kernel {}::{entry} ({}) failed: {e}", family.name, self.precision);
+            bail!(
+                "building kernel {}::{entry} ({}) failed: {e}",
+                family.name,
+                self.precision
+            );
         }
         let p = Arc::new(CachedPipeline { pipeline, layout });
-        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, p.clone());
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, p.clone());
         Ok(p)
     }
 }

@@ -40,7 +40,10 @@ impl Precision {
     /// Device bytes as host f64 values.
     pub fn decode(self, bytes: &[u8]) -> Vec<f64> {
         match self {
-            Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(bytes).into_iter().map(f64::from).collect(),
+            Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(bytes)
+                .into_iter()
+                .map(f64::from)
+                .collect(),
             Precision::F64 => bytemuck::pod_collect_to_vec::<u8, f64>(bytes),
         }
     }

@@ -26,16 +26,24 @@ pub struct ShaderFamily {
     pub layout: &'static [Layout],
     /// Entry points, all validated by the naga tests.
     pub entries: &'static [&'static str],
+    /// Compile-time constants a family's body expects (see [`ShaderFamily::source_with`]); the naga tests
+    /// validate the body with these.
+    pub default_defines: &'static str,
 }
 
 impl ShaderFamily {
     /// The full WGSL for a precision: prelude (defines `Real`, `is_finite`, `r_exp`, `r_log`) + common + body.
     pub fn source(&self, precision: Precision) -> String {
+        self.source_with(precision, self.default_defines)
+    }
+
+    /// The WGSL with `defines` (constant declarations, e.g. `const H: u32 = 20u;`) between prelude and body.
+    pub fn source_with(&self, precision: Precision, defines: &str) -> String {
         let prelude = match precision {
             Precision::F32 => PRELUDE_F32,
             Precision::F64 => PRELUDE_F64,
         };
-        format!("{prelude}\n{COMMON}\n{}", self.body)
+        format!("{prelude}\n{COMMON}\n{defines}\n{}", self.body)
     }
 }
 
@@ -44,6 +52,7 @@ pub static REDUCE: ShaderFamily = ShaderFamily {
     body: include_str!("../../../shaders/reduce.wgsl"),
     layout: &[U, R, R, W, W],
     entries: &["partial_main", "finish_main"],
+    default_defines: "",
 };
 
 pub static LINCOMB: ShaderFamily = ShaderFamily {
@@ -51,6 +60,7 @@ pub static LINCOMB: ShaderFamily = ShaderFamily {
     body: include_str!("../../../shaders/lincomb.wgsl"),
     layout: &[U, R, W, R, R, R, R, R, R],
     entries: &["lincomb_main"],
+    default_defines: "",
 };
 
 pub static MAPS: ShaderFamily = ShaderFamily {
@@ -58,6 +68,7 @@ pub static MAPS: ShaderFamily = ShaderFamily {
     body: include_str!("../../../shaders/maps.wgsl"),
     layout: &[U, R, W, R, W, W, W, R],
     entries: &["update", "adam_powers"],
+    default_defines: "",
 };
 
 pub static STATUS: ShaderFamily = ShaderFamily {
@@ -65,6 +76,7 @@ pub static STATUS: ShaderFamily = ShaderFamily {
     body: include_str!("../../../shaders/status.wgsl"),
     layout: &[U, R, W, W, W],
     entries: &["update_status", "record"],
+    default_defines: "",
 };
 
 pub static LBFGS: ShaderFamily = ShaderFamily {
@@ -72,13 +84,15 @@ pub static LBFGS: ShaderFamily = ShaderFamily {
     body: include_str!("../../../shaders/lbfgs.wgsl"),
     layout: &[U, R, W, W, W],
     entries: &["ls_begin", "ls_update", "pair_update"],
+    default_defines: "",
 };
 
 pub static LSTM: ShaderFamily = ShaderFamily {
     name: "lstm",
     body: include_str!("../../../shaders/lstm.wgsl"),
-    layout: &[U, U, R, W, R, W, W, W, W, W, R],
-    entries: &["forward", "reverse", "outer_partial"],
+    layout: &[U, U, R, W, R, W, W, W, W, W, R, W],
+    entries: &["forward", "reverse", "outer_partial", "finish"],
+    default_defines: "const H: u32 = 20u; const D: u32 = 2u;",
 };
 
 /// Every family the engine ships (tasks register theirs in `l2o-tasks`).
@@ -90,20 +104,34 @@ pub fn engine_families() -> Vec<&'static ShaderFamily> {
 pub fn validate(family: &ShaderFamily) -> anyhow::Result<()> {
     for precision in [Precision::F32, Precision::F64] {
         let src = family.source(precision);
-        let module = naga::front::wgsl::parse_str(&src)
-            .map_err(|e| anyhow::anyhow!("{} ({precision}): {}", family.name, e.emit_to_string(&src)))?;
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::FLOAT64)
-            .validate(&module)
-            .map_err(|e| anyhow::anyhow!("{} ({precision}): {}", family.name, e.emit_to_string(&src)))?;
+        let module = naga::front::wgsl::parse_str(&src).map_err(|e| {
+            anyhow::anyhow!("{} ({precision}): {}", family.name, e.emit_to_string(&src))
+        })?;
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::FLOAT64,
+        )
+        .validate(&module)
+        .map_err(|e| {
+            anyhow::anyhow!("{} ({precision}): {}", family.name, e.emit_to_string(&src))
+        })?;
         for e in family.entries {
             if !module.entry_points.iter().any(|ep| ep.name == *e) {
                 anyhow::bail!("{}: entry point {e} missing", family.name);
             }
         }
-        let used: Vec<u32> = module.global_variables.iter().filter_map(|(_, g)| g.binding.as_ref().map(|b| b.binding)).collect();
+        let used: Vec<u32> = module
+            .global_variables
+            .iter()
+            .filter_map(|(_, g)| g.binding.as_ref().map(|b| b.binding))
+            .collect();
         let max = used.iter().copied().max().map(|m| m + 1).unwrap_or(0) as usize;
         if max != family.layout.len() {
-            anyhow::bail!("{}: WGSL declares {max} bindings, layout has {}", family.name, family.layout.len());
+            anyhow::bail!(
+                "{}: WGSL declares {max} bindings, layout has {}",
+                family.name,
+                family.layout.len()
+            );
         }
     }
     Ok(())
@@ -130,6 +158,7 @@ mod tests {
                    @compute @workgroup_size(1) fn main() { x[0] = 1u; }",
             layout: &[Layout::ReadWrite],
             entries: &["main"],
+            default_defines: "",
         };
         assert!(validate(&BROKEN).is_err());
     }

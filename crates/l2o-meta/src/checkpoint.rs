@@ -84,7 +84,11 @@ fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
         skipped_in_row: _,
         history,
     } = s;
-    let LstmConfig { hidden: _, preprocess, scale } = lstm;
+    let LstmConfig {
+        hidden: _,
+        preprocess,
+        scale,
+    } = lstm;
     let TrainConfig {
         task: _,
         dim: _,
@@ -106,11 +110,30 @@ fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
     out.push(meta_lr);
     out.extend(best_val.as_mut());
     match metaopt {
-        MetaOptState::Adam { lr, beta1, beta2, eps, m: _, v: _, t: _ } => out.extend([lr, beta1, beta2, eps]),
-        MetaOptState::Adadelta { lr, rho, eps, eg2: _, edx2: _ } => out.extend([lr, rho, eps]),
+        MetaOptState::Adam {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            m: _,
+            v: _,
+            t: _,
+        } => out.extend([lr, beta1, beta2, eps]),
+        MetaOptState::Adadelta {
+            lr,
+            rho,
+            eps,
+            eg2: _,
+            edx2: _,
+        } => out.extend([lr, rho, eps]),
     }
     for r in history.iter_mut() {
-        let EpochRecord { epoch: _, meta_loss, val_loss, skipped: _ } = r;
+        let EpochRecord {
+            epoch: _,
+            meta_loss,
+            val_loss,
+            skipped: _,
+        } = r;
         out.extend(meta_loss.as_mut());
         out.extend(val_loss.as_mut());
     }
@@ -125,10 +148,18 @@ fn array_names(metaopt: &MetaOptState) -> [&'static str; 5] {
 
 /// The checks shared by save and load: lengths agree with the architecture, vectors are finite.
 fn validate(state: &TrainState) -> Result<()> {
-    state.lstm.validate().map_err(|e| anyhow!("invalid architecture: {e:#}"))?;
+    state
+        .lstm
+        .validate()
+        .map_err(|e| anyhow!("invalid architecture: {e:#}"))?;
     let n = state.lstm.layout().len;
     let [(an, a), (bn, b)] = state.metaopt.vectors();
-    let vectors: [(&str, &[f64]); 4] = [("phi", &state.phi), ("best_phi", &state.best_phi), (an, a), (bn, b)];
+    let vectors: [(&str, &[f64]); 4] = [
+        ("phi", &state.phi),
+        ("best_phi", &state.best_phi),
+        (an, a),
+        (bn, b),
+    ];
     for (name, v) in vectors {
         ensure!(
             v.len() == n,
@@ -174,7 +205,11 @@ fn encode(state: &TrainState) -> Result<Vec<u8>> {
     let arrays: [&[f64]; 5] = [&scalars, &state.phi, &state.best_phi, a, b];
     let names = array_names(&state.metaopt);
     let header = Header {
-        arrays: names.iter().zip(arrays).map(|(n, a)| (n.to_string(), a.len() as u64)).collect(),
+        arrays: names
+            .iter()
+            .zip(arrays)
+            .map(|(n, a)| (n.to_string(), a.len() as u64))
+            .collect(),
         state: stripped,
     };
     let json = serde_json::to_vec(&header)?;
@@ -206,13 +241,19 @@ fn decode(bytes: &[u8]) -> Result<TrainState> {
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
     if !SUPPORTED_VERSIONS.contains(&version) {
-        bail!("unsupported checkpoint format version {version} (this build reads version(s) {SUPPORTED_VERSIONS:?})");
+        bail!(
+            "unsupported checkpoint format version {version} (this build reads version(s) {SUPPORTED_VERSIONS:?})"
+        );
     }
     let hlen = u64::from_le_bytes(bytes[12..20].try_into().unwrap());
-    let header_end = usize::try_from(hlen).ok().and_then(|h| h.checked_add(PREAMBLE));
+    let header_end = usize::try_from(hlen)
+        .ok()
+        .and_then(|h| h.checked_add(PREAMBLE));
     let header_end = match header_end {
         Some(e) if e.checked_add(CRC_LEN).is_some_and(|t| t <= len) => e,
-        _ => bail!("truncated: the header says it is {hlen} bytes long but the file has only {len} bytes"),
+        _ => bail!(
+            "truncated: the header says it is {hlen} bytes long but the file has only {len} bytes"
+        ),
     };
     let header: Header = serde_json::from_slice(&bytes[PREAMBLE..header_end])
         .map_err(|e| anyhow!("corrupted: the header is not a valid checkpoint header ({e})"))?;
@@ -221,10 +262,15 @@ fn decode(bytes: &[u8]) -> Result<TrainState> {
     // The arrays: names in the expected order, total size, then the checksum.
     let names = array_names(&state.metaopt);
     let got: Vec<&str> = header.arrays.iter().map(|(n, _)| n.as_str()).collect();
-    ensure!(got == names, "corrupted: the header lists the arrays {got:?}, expected {names:?}");
+    ensure!(
+        got == names,
+        "corrupted: the header lists the arrays {got:?}, expected {names:?}"
+    );
     let mut total: u64 = 0;
     for (_, n) in &header.arrays {
-        total = total.checked_add(*n).ok_or_else(|| anyhow!("corrupted: array lengths overflow"))?;
+        total = total
+            .checked_add(*n)
+            .ok_or_else(|| anyhow!("corrupted: array lengths overflow"))?;
     }
     let expected = total
         .checked_mul(8)
@@ -239,13 +285,19 @@ fn decode(bytes: &[u8]) -> Result<TrainState> {
     let body_end = len - CRC_LEN;
     let stored = u32::from_le_bytes(bytes[body_end..].try_into().unwrap());
     let computed = crc32fast::hash(&bytes[..body_end]);
-    ensure!(stored == computed, "corrupted: checksum mismatch (stored CRC-32 {stored:08x}, computed {computed:08x})");
+    ensure!(
+        stored == computed,
+        "corrupted: checksum mismatch (stored CRC-32 {stored:08x}, computed {computed:08x})"
+    );
 
     let mut arrays: Vec<Vec<f64>> = Vec::with_capacity(5);
     let mut off = header_end;
     for (_, n) in &header.arrays {
         let n = *n as usize; // fits: the file holds 8·n bytes
-        let v = bytes[off..off + 8 * n].chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+        let v = bytes[off..off + 8 * n]
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         off += 8 * n;
         arrays.push(v);
     }
@@ -273,7 +325,8 @@ fn decode(bytes: &[u8]) -> Result<TrainState> {
 /// Write `state` to `path` atomically (via `<path>.tmp` and a rename). Refuses, writing nothing, when φ, best φ
 /// or a meta-optimizer vector holds a non-finite value or their lengths disagree with the architecture.
 pub fn save(path: &Path, state: &TrainState) -> Result<()> {
-    let bytes = encode(state).map_err(|e| anyhow!("refusing to write checkpoint {}: {e:#}", path.display()))?;
+    let bytes = encode(state)
+        .map_err(|e| anyhow!("refusing to write checkpoint {}: {e:#}", path.display()))?;
     let tmp = tmp_path(path);
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
@@ -297,7 +350,8 @@ pub fn save(path: &Path, state: &TrainState) -> Result<()> {
 
 /// Read a checkpoint written by [`save`]. Every defect is an error naming the file and the problem.
 pub fn load(path: &Path) -> Result<TrainState> {
-    let bytes = fs::read(path).map_err(|e| anyhow!("cannot read checkpoint {}: {e}", path.display()))?;
+    let bytes =
+        fs::read(path).map_err(|e| anyhow!("cannot read checkpoint {}: {e}", path.display()))?;
     decode(&bytes).map_err(|e| anyhow!("checkpoint {}: {e:#}", path.display()))
 }
 
@@ -326,6 +380,9 @@ mod tests {
 
     #[test]
     fn tmp_path_appends_suffix() {
-        assert_eq!(tmp_path(Path::new("a/b.ckpt")), PathBuf::from("a/b.ckpt.tmp"));
+        assert_eq!(
+            tmp_path(Path::new("a/b.ckpt")),
+            PathBuf::from("a/b.ckpt.tmp")
+        );
     }
 }

@@ -3,16 +3,19 @@
 //! An unroll of T steps is one pre-recorded list of dispatches, replayed every unroll (φ lives in a uniform
 //! buffer rewritten between unrolls): for t = 0..T: the task's loss and gradient at θ_t, then the LSTM forward
 //! step (recording x_t, g_t and the new state); the loss at θ_T; the reverse sweep (one thread per
-//! coordinate walks t = T−1…0 and writes ∂L/∂z); the tiled outer-product reduction into per-chunk partials;
-//! and the engine's tree sum over chunks into ∂L/∂φ. One readback per unroll brings back the per-step losses
+//! coordinate walks t = T−1…0 and writes ∂L/∂z); the outer-product reduction into per-chunk partials; and
+//! the fixed-order sum over chunks into ∂L/∂φ. One readback per unroll brings back the per-step losses
 //! and ∂L/∂φ together: 4T + 6 dispatches (quadratic task) and 1 host round trip per unroll.
 
 use anyhow::{Result, bail};
 use l2o_engine::shaders::LSTM;
-use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, sum, wgpu};
+use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, wgpu};
 use l2o_tasks::Task;
 
 use crate::lstm::{CoordState, LstmConfig};
+
+/// Rows of ∂L/∂z per outer-product tile (the shader's RT).
+const OUTER_ROWS: usize = 8;
 
 /// Bytes of the uniform buffer that holds φ (the shader's PHI_VEC4 × vec4).
 pub const PHI_BYTES: usize = 65536;
@@ -43,27 +46,46 @@ pub struct LstmBuffers {
     pub chunk_len: usize,
 }
 
-
 impl LstmBuffers {
     /// Allocate for B problems × n coordinates and unrolls of `steps` (`steps` = 1 with `train` = false for
     /// inference: two state slots, no trajectory). `weights[t−1]` = w_t.
-    pub fn new(ctx: &Context, cfg: &LstmConfig, n: usize, batch: usize, steps: usize, weights: &[f64], train: bool) -> Result<Self> {
+    pub fn new(
+        ctx: &Context,
+        cfg: &LstmConfig,
+        n: usize,
+        batch: usize,
+        steps: usize,
+        weights: &[f64],
+        train: bool,
+    ) -> Result<Self> {
         cfg.validate()?;
         if n == 0 || batch == 0 || steps == 0 {
-            bail!("LSTM optimizer: n, batch and unroll length must be positive (n = {n}, batch = {batch}, T = {steps})");
+            bail!(
+                "LSTM optimizer: n, batch and unroll length must be positive (n = {n}, batch = {batch}, T = {steps})"
+            );
         }
         if weights.len() != steps {
-            bail!("LSTM optimizer: {} meta-loss weights for an unroll of {steps} steps", weights.len());
+            bail!(
+                "LSTM optimizer: {} meta-loss weights for an unroll of {steps} steps",
+                weights.len()
+            );
         }
         let l = cfg.layout();
         let real = ctx.precision().size();
         if l.len * real > PHI_BYTES {
-            bail!("LSTM optimizer: φ has {} parameters ({} bytes) but the uniform block holds {PHI_BYTES} bytes: use a smaller hidden size", l.len, l.len * real);
+            bail!(
+                "LSTM optimizer: φ has {} parameters ({} bytes) but the uniform block holds {PHI_BYTES} bytes: use a smaller hidden size",
+                l.len,
+                l.len * real
+            );
         }
         let (h, d, k) = (cfg.hidden, cfg.input_dim(), n * batch);
         let lim = ctx.limits.max_storage_buffer_binding_size as usize;
         let per = |rows: usize| rows * k * real;
-        let biggest = [per((steps + 1) * 4 * h), per(steps * (8 * h + 1))].into_iter().max().unwrap_or(0);
+        let biggest = [per((steps + 1) * 4 * h), per(steps * (8 * h + 1))]
+            .into_iter()
+            .max()
+            .unwrap_or(0);
         if train && biggest > lim {
             bail!(
                 "LSTM trajectory for T = {steps} steps × B = {batch} × n = {n} needs {} numbers per coordinate \
@@ -84,7 +106,8 @@ impl LstmBuffers {
         let mut cst = vec![cfg.scale, p, (-p).exp(), p.exp()];
         cst.extend(weights.iter().map(|w| w / batch as f64));
         let total = steps * k;
-        let chunk_len = 256.max(total.div_ceil(512));
+        // outer_partial: at most 16 chunks of entries, 64 lanes each taking every 64th entry (≥ 64 per lane).
+        let chunk_len = (64 * 64).max(total.div_ceil(16)).next_multiple_of(64);
         let chunks = total.div_ceil(chunk_len);
         let (slots, tsteps) = if train { (steps + 1, steps) } else { (2, 1) };
         Ok(Self {
@@ -97,8 +120,11 @@ impl LstmBuffers {
             states: ctx.zeros("lstm states", slots * 4 * h * k)?,
             xs: ctx.zeros("lstm inputs", if train { tsteps * d * k } else { 1 })?,
             gs: ctx.zeros("lstm gradients", if train { tsteps * k } else { 1 })?,
-            dz: ctx.zeros("lstm adjoint rows", if train { tsteps * (8 * h + 1) * k } else { 1 })?,
-            partial: ctx.zeros("lstm partials", if train { l.len * chunks } else { 1 })?,
+            dz: ctx.zeros(
+                "lstm adjoint rows",
+                if train { tsteps * (8 * h + 1) * k } else { 1 },
+            )?,
+            partial: ctx.zeros("lstm partials", if train { l.len * chunks * 64 } else { 1 })?,
             dphi: ctx.zeros("lstm dphi", l.len)?,
             carry: ctx.zeros("lstm carried state", 4 * h * k)?,
             chunks,
@@ -110,7 +136,11 @@ impl LstmBuffers {
     pub fn set_phi(&self, ctx: &Context, phi: &[f64]) -> Result<()> {
         let l = self.cfg.layout();
         if phi.len() != l.len {
-            bail!("φ has {} values, the architecture needs {}", phi.len(), l.len);
+            bail!(
+                "φ has {} values, the architecture needs {}",
+                phi.len(),
+                l.len
+            );
         }
         if let Some(i) = phi.iter().position(|v| !v.is_finite()) {
             bail!("φ[{i}] = {} is not finite", phi[i]);
@@ -127,7 +157,10 @@ impl LstmBuffers {
         let mut v = vec![0.0; 4 * h * k];
         if let Some(s) = states {
             if s.len() != k {
-                bail!("set_state: {} coordinate states for {k} coordinates", s.len());
+                bail!(
+                    "set_state: {} coordinate states for {k} coordinates",
+                    s.len()
+                );
             }
             for (kk, st) in s.iter().enumerate() {
                 for r in 0..4 * h {
@@ -178,7 +211,8 @@ impl LstmBuffers {
             0,
         ]);
         let groups = match entry {
-            "outer_partial" => [u(self.chunks), 3, 1],
+            "outer_partial" => [u(2 * (4 * h).div_ceil(OUTER_ROWS) + 1), u(self.chunks), 1],
+            "finish" => [u(self.cfg.layout().len.div_ceil(64)), 1, 1],
             _ => {
                 let wg = k.div_ceil(64);
                 let x = wg.min(65535);
@@ -197,24 +231,39 @@ impl LstmBuffers {
             &self.dz.buf,
             &self.partial.buf,
             &status.buf,
+            &self.dphi.buf,
         ];
-        ctx.dispatch(&LSTM, entry, &b, groups)
+        let defines = format!("const H: u32 = {h}u; const D: u32 = {d}u;");
+        ctx.dispatch_with(&LSTM, entry, &defines, &b, groups)
     }
 
     /// The forward step from state slot `slots.0` to `slots.1` (inference when `record` is false).
-    pub fn forward(&self, ctx: &Context, theta: &DBuf, grad: &DBuf, status: &DBuf, t: usize, slots: (usize, usize), record: bool) -> Result<Dispatch> {
+    pub fn forward(
+        &self,
+        ctx: &Context,
+        theta: &DBuf,
+        grad: &DBuf,
+        status: &DBuf,
+        t: usize,
+        slots: (usize, usize),
+        record: bool,
+    ) -> Result<Dispatch> {
         self.dispatch(ctx, "forward", theta, grad, status, t, slots, record)
     }
 
     /// Reverse sweep + ∂L/∂φ reduction (into `self.dphi`). `grad` must hold g_T when they run.
-    pub fn reverse(&self, ctx: &Context, theta: &DBuf, grad: &DBuf, status: &DBuf) -> Result<Vec<Dispatch>> {
-        let mut d = vec![
+    pub fn reverse(
+        &self,
+        ctx: &Context,
+        theta: &DBuf,
+        grad: &DBuf,
+        status: &DBuf,
+    ) -> Result<Vec<Dispatch>> {
+        Ok(vec![
             self.dispatch(ctx, "reverse", theta, grad, status, 0, (0, 0), false)?,
             self.dispatch(ctx, "outer_partial", theta, grad, status, 0, (0, 0), false)?,
-        ];
-        let pl = self.cfg.layout().len;
-        d.extend(sum(ctx, self.chunks, pl, self.partial.view(self.chunks), ScalarOut { buf: &self.dphi, stride: 1, col: 0 })?);
-        Ok(d)
+            self.dispatch(ctx, "finish", theta, grad, status, 0, (0, 0), false)?,
+        ])
     }
 }
 
@@ -241,7 +290,14 @@ pub struct UnrollResult {
 }
 
 impl L2lTrainer {
-    pub fn new(ctx: &Context, cfg: &LstmConfig, n: usize, batch: usize, steps: usize, weights: &[f64]) -> Result<Self> {
+    pub fn new(
+        ctx: &Context,
+        cfg: &LstmConfig,
+        n: usize,
+        batch: usize,
+        steps: usize,
+        weights: &[f64],
+    ) -> Result<Self> {
         let bufs = LstmBuffers::new(ctx, cfg, n, batch, steps, weights, true)?;
         Ok(Self {
             bufs,
@@ -259,15 +315,33 @@ impl L2lTrainer {
     pub fn bind(&mut self, ctx: &Context, task: &dyn Task) -> Result<()> {
         let b = &self.bufs;
         if task.dim() != b.n || task.batch() != b.batch {
-            bail!("task is {}×{} but the trainer was built for n = {}, B = {}", task.batch(), task.dim(), b.n, b.batch);
+            bail!(
+                "task is {}×{} but the trainer was built for n = {}, B = {}",
+                task.batch(),
+                task.dim(),
+                b.n,
+                b.batch
+            );
         }
         let (n, steps) = (b.n, b.steps);
         let mut d = vec![];
         for t in 0..=steps {
-            let out = ScalarOut { buf: &self.losses, stride: steps + 1, col: t };
+            let out = ScalarOut {
+                buf: &self.losses,
+                stride: steps + 1,
+                col: t,
+            };
             d.extend(task.loss_and_grad(ctx, self.theta.view(n), self.grad.view(n), out)?);
             if t < steps {
-                d.push(b.forward(ctx, &self.theta, &self.grad, &self.status, t, (t, t + 1), true)?);
+                d.push(b.forward(
+                    ctx,
+                    &self.theta,
+                    &self.grad,
+                    &self.status,
+                    t,
+                    (t, t + 1),
+                    true,
+                )?);
             }
         }
         d.extend(b.reverse(ctx, &self.theta, &self.grad, &self.status)?);
@@ -303,6 +377,10 @@ impl L2lTrainer {
                 meta_loss += self.weights[t - 1] * losses[b * (steps + 1) + t];
             }
         }
-        Ok(UnrollResult { meta_loss: meta_loss / bt as f64, losses, dphi })
+        Ok(UnrollResult {
+            meta_loss: meta_loss / bt as f64,
+            losses,
+            dphi,
+        })
     }
 }

@@ -53,7 +53,11 @@ pub struct LstmConfig {
 
 impl Default for LstmConfig {
     fn default() -> Self {
-        Self { hidden: 20, preprocess: Some(10.0), scale: 1.0 }
+        Self {
+            hidden: 20,
+            preprocess: Some(10.0),
+            scale: 1.0,
+        }
     }
 }
 
@@ -100,7 +104,17 @@ impl LstmConfig {
         let b2 = w2 + 4 * h * 2 * h;
         let wo = b2 + 4 * h;
         let bo = wo + h;
-        Layout { h, d, w1, b1, w2, b2, wo, bo, len: bo + 1 }
+        Layout {
+            h,
+            d,
+            w1,
+            b1,
+            w2,
+            b2,
+            wo,
+            bo,
+            len: bo + 1,
+        }
     }
 
     /// Initial φ: weights U(−1/√H, 1/√H), forget-gate biases +1, other biases 0, output weights ×0.1.
@@ -150,7 +164,15 @@ struct LayerFwd {
     h_new: Vec<f64>,
 }
 
-fn layer_forward(phi: &[f64], w: usize, b: usize, h: usize, input: &[f64], h_prev: &[f64], c_prev: &[f64]) -> LayerFwd {
+fn layer_forward(
+    phi: &[f64],
+    w: usize,
+    b: usize,
+    h: usize,
+    input: &[f64],
+    h_prev: &[f64],
+    c_prev: &[f64],
+) -> LayerFwd {
     let cols = input.len() + h;
     let mut gates = vec![0.0; 4 * h];
     for (r, gate) in gates.iter_mut().enumerate() {
@@ -171,7 +193,11 @@ fn layer_forward(phi: &[f64], w: usize, b: usize, h: usize, input: &[f64], h_pre
         c_new[j] = f * c_prev[j] + i * gg;
         h_new[j] = o * c_new[j].tanh();
     }
-    LayerFwd { gates, c_new, h_new }
+    LayerFwd {
+        gates,
+        c_new,
+        h_new,
+    }
 }
 
 /// One forward step of one coordinate: the update u and the new state.
@@ -179,8 +205,24 @@ pub fn step(cfg: &LstmConfig, phi: &[f64], g: f64, state: &[f64]) -> (f64, Coord
     let l = cfg.layout();
     let h = l.h;
     let x = cfg.preprocess(g);
-    let l1 = layer_forward(phi, l.w1, l.b1, h, &x[..l.d], &state[0..h], &state[h..2 * h]);
-    let l2 = layer_forward(phi, l.w2, l.b2, h, &l1.h_new, &state[2 * h..3 * h], &state[3 * h..4 * h]);
+    let l1 = layer_forward(
+        phi,
+        l.w1,
+        l.b1,
+        h,
+        &x[..l.d],
+        &state[0..h],
+        &state[h..2 * h],
+    );
+    let l2 = layer_forward(
+        phi,
+        l.w2,
+        l.b2,
+        h,
+        &l1.h_new,
+        &state[2 * h..3 * h],
+        &state[3 * h..4 * h],
+    );
     let mut u = phi[l.bo];
     for j in 0..h {
         u += phi[l.wo + j] * l2.h_new[j];
@@ -212,7 +254,12 @@ fn layer_reverse(
     let cols = input.len() + h;
     let mut delta = vec![0.0; 4 * h];
     for j in 0..h {
-        let (i, f, o, gg) = (fwd.gates[j], fwd.gates[h + j], fwd.gates[2 * h + j], fwd.gates[3 * h + j]);
+        let (i, f, o, gg) = (
+            fwd.gates[j],
+            fwd.gates[h + j],
+            fwd.gates[2 * h + j],
+            fwd.gates[3 * h + j],
+        );
         let tau = fwd.c_new[j].tanh();
         let lo = lh[j] * tau;
         let lct = lc[j] + lh[j] * o * (1.0 - tau * tau);
@@ -295,8 +342,26 @@ pub fn unroll(
 /// The frozen-gradient surrogate L̃(φ): the same recurrence, but the optimizer is fed the gradients recorded in
 /// `rec` instead of ∇f at the new iterates; f itself is still evaluated at the new iterates. At φ = the φ of
 /// `rec`, ∇L̃ is exactly the truncated meta-gradient computed by [`adjoint`].
-pub fn surrogate(cfg: &LstmConfig, phi: &[f64], lg: &LossGrad, rec: &Unroll, state0: &[CoordState], weights: &[f64]) -> f64 {
-    run_unroll(cfg, phi, lg, rec.n, rec.batch, &rec.thetas[0], state0, weights, Some(&rec.grads)).meta_loss
+pub fn surrogate(
+    cfg: &LstmConfig,
+    phi: &[f64],
+    lg: &LossGrad,
+    rec: &Unroll,
+    state0: &[CoordState],
+    weights: &[f64],
+) -> f64 {
+    run_unroll(
+        cfg,
+        phi,
+        lg,
+        rec.n,
+        rec.batch,
+        &rec.thetas[0],
+        state0,
+        weights,
+        Some(&rec.grads),
+    )
+    .meta_loss
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -357,23 +422,56 @@ pub fn adjoint(cfg: &LstmConfig, phi: &[f64], rec: &Unroll, weights: &[f64]) -> 
     let mut dphi = vec![0.0; l.len];
     for k in 0..rec.batch * rec.n {
         let mut lth = weights[steps - 1] / bn * rec.grads[steps][k];
-        let (mut lh1, mut lc1, mut lh2, mut lc2) = (vec![0.0; h], vec![0.0; h], vec![0.0; h], vec![0.0; h]);
+        let (mut lh1, mut lc1, mut lh2, mut lc2) =
+            (vec![0.0; h], vec![0.0; h], vec![0.0; h], vec![0.0; h]);
         for t in (0..steps).rev() {
             let s = &rec.states[t][k];
             let x = cfg.preprocess(rec.grads[t][k]);
             let f1 = layer_forward(phi, l.w1, l.b1, h, &x[..l.d], &s[0..h], &s[h..2 * h]);
-            let f2 = layer_forward(phi, l.w2, l.b2, h, &f1.h_new, &s[2 * h..3 * h], &s[3 * h..4 * h]);
+            let f2 = layer_forward(
+                phi,
+                l.w2,
+                l.b2,
+                h,
+                &f1.h_new,
+                &s[2 * h..3 * h],
+                &s[3 * h..4 * h],
+            );
             let du = cfg.scale * lth;
             for j in 0..h {
                 dphi[l.wo + j] += du * f2.h_new[j];
                 lh2[j] += du * phi[l.wo + j];
             }
             dphi[l.bo] += du;
-            let l_h1 = layer_reverse(phi, &mut dphi, l.w2, l.b2, h, &f1.h_new, &s[2 * h..3 * h], &s[3 * h..4 * h], &f2, &mut lh2, &mut lc2);
+            let l_h1 = layer_reverse(
+                phi,
+                &mut dphi,
+                l.w2,
+                l.b2,
+                h,
+                &f1.h_new,
+                &s[2 * h..3 * h],
+                &s[3 * h..4 * h],
+                &f2,
+                &mut lh2,
+                &mut lc2,
+            );
             for j in 0..h {
                 lh1[j] += l_h1[j];
             }
-            layer_reverse(phi, &mut dphi, l.w1, l.b1, h, &x[..l.d], &s[0..h], &s[h..2 * h], &f1, &mut lh1, &mut lc1);
+            layer_reverse(
+                phi,
+                &mut dphi,
+                l.w1,
+                l.b1,
+                h,
+                &x[..l.d],
+                &s[0..h],
+                &s[h..2 * h],
+                &f1,
+                &mut lh1,
+                &mut lc1,
+            );
             if t >= 1 {
                 lth += weights[t - 1] / bn * rec.grads[t][k];
             }

@@ -32,26 +32,57 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MetaOptState {
     /// Adam: first and second moment estimates m, v and the step count t (for bias correction).
-    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64, m: Vec<f64>, v: Vec<f64>, t: u64 },
+    Adam {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        m: Vec<f64>,
+        v: Vec<f64>,
+        t: u64,
+    },
     /// ADADELTA: running averages E[g²] and E[Δx²].
-    Adadelta { lr: f64, rho: f64, eps: f64, eg2: Vec<f64>, edx2: Vec<f64> },
+    Adadelta {
+        lr: f64,
+        rho: f64,
+        eps: f64,
+        eg2: Vec<f64>,
+        edx2: Vec<f64>,
+    },
 }
 
 impl MetaOptState {
     /// Adam over `len` parameters with β = (0.9, 0.999), ε = 1e-8 and zero moments.
     pub fn adam(len: usize, lr: f64) -> Self {
-        Self::Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, m: vec![0.0; len], v: vec![0.0; len], t: 0 }
+        Self::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+            t: 0,
+        }
     }
 
     /// ADADELTA over `len` parameters with ρ = 0.95, ε = 1e-6 (Zeiler 2012) and zero accumulators; `lr`
     /// multiplies the update (1 is the original method).
     pub fn adadelta(len: usize, lr: f64) -> Self {
-        Self::Adadelta { lr, rho: 0.95, eps: 1e-6, eg2: vec![0.0; len], edx2: vec![0.0; len] }
+        Self::Adadelta {
+            lr,
+            rho: 0.95,
+            eps: 1e-6,
+            eg2: vec![0.0; len],
+            edx2: vec![0.0; len],
+        }
     }
 
     /// `"adam"` or `"adadelta"` (ASCII case-insensitive) with the defaults above; `lr` must be positive and finite.
     pub fn by_name(name: &str, len: usize, lr: f64) -> Result<Self> {
-        ensure!(lr > 0.0 && lr.is_finite(), "meta learning rate {lr} must be a positive finite number");
+        ensure!(
+            lr > 0.0 && lr.is_finite(),
+            "meta learning rate {lr} must be a positive finite number"
+        );
         match name.to_ascii_lowercase().as_str() {
             "adam" => Ok(Self::adam(len, lr)),
             "adadelta" => Ok(Self::adadelta(len, lr)),
@@ -114,7 +145,15 @@ impl MetaOptState {
             grad.len()
         );
         match self {
-            Self::Adam { lr, beta1, beta2, eps, m, v, t } => {
+            Self::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                m,
+                v,
+                t,
+            } => {
                 *t += 1;
                 let tf = *t as f64;
                 let bc1 = 1.0 - beta1.powf(tf);
@@ -128,7 +167,13 @@ impl MetaOptState {
                     phi[i] -= *lr * mh / (vh.sqrt() + *eps);
                 }
             }
-            Self::Adadelta { lr, rho, eps, eg2, edx2 } => {
+            Self::Adadelta {
+                lr,
+                rho,
+                eps,
+                eg2,
+                edx2,
+            } => {
                 for i in 0..n {
                     let g = grad[i];
                     eg2[i] = *rho * eg2[i] + (1.0 - *rho) * g * g;
@@ -184,7 +229,10 @@ mod tests {
         for i in 0..5 {
             let want = -lr * g[i].signum();
             let got = phi[i] - before[i];
-            assert!(((got - want) / want).abs() < 1e-6, "coordinate {i}: step {got}, want {want}");
+            assert!(
+                ((got - want) / want).abs() < 1e-6,
+                "coordinate {i}: step {got}, want {want}"
+            );
         }
     }
 
@@ -194,7 +242,10 @@ mod tests {
         // Measured: below f(x0)/100 after 28 steps; required within 300, and still below it after 300.
         let (k, ratio) = steps_to_100x(MetaOptState::adam(4, 0.1), 300);
         eprintln!("adam: 100× after {k:?} steps, f(x_300)/f(x0) = {ratio:.3e}");
-        assert!(k.is_some() && ratio < 1e-2, "Adam: first 100× at {k:?}, f(x_300)/f(x0) = {ratio}");
+        assert!(
+            k.is_some() && ratio < 1e-2,
+            "Adam: first 100× at {k:?}, f(x_300)/f(x0) = {ratio}"
+        );
     }
 
     #[test]
@@ -204,7 +255,10 @@ mod tests {
         // required within 800, and still below it after 800.
         let (k, ratio) = steps_to_100x(MetaOptState::adadelta(4, 1.0), 800);
         eprintln!("adadelta: 100× after {k:?} steps, f(x_800)/f(x0) = {ratio:.3e}");
-        assert!(k.is_some() && ratio < 1e-2, "ADADELTA: first 100× at {k:?}, f(x_800)/f(x0) = {ratio}");
+        assert!(
+            k.is_some() && ratio < 1e-2,
+            "ADADELTA: first 100× at {k:?}, f(x_800)/f(x0) = {ratio}"
+        );
     }
 
     #[test]
@@ -226,8 +280,14 @@ mod tests {
             let d2 = -((edx2_1 + eps).sqrt() / (eg2_2 + eps).sqrt()) * g2[i];
             let edx2_2 = rho * edx2_1 + (1.0 - rho) * d2 * d2;
             let x2 = x1 + lr * d2;
-            assert!((phi[i] - x2).abs() <= 1e-15 * x2.abs(), "φ[{i}] = {}, want {x2}", phi[i]);
-            let MetaOptState::Adadelta { eg2, edx2, .. } = &opt else { unreachable!() };
+            assert!(
+                (phi[i] - x2).abs() <= 1e-15 * x2.abs(),
+                "φ[{i}] = {}, want {x2}",
+                phi[i]
+            );
+            let MetaOptState::Adadelta { eg2, edx2, .. } = &opt else {
+                unreachable!()
+            };
             assert!((eg2[i] - eg2_2).abs() <= 1e-15 * eg2_2);
             assert!((edx2[i] - edx2_2).abs() <= 1e-15 * edx2_2);
         }
@@ -238,9 +298,17 @@ mod tests {
 
     #[test]
     fn by_name_and_errors() {
-        assert_eq!(MetaOptState::by_name("adam", 3, 1e-3).unwrap(), MetaOptState::adam(3, 1e-3));
-        assert_eq!(MetaOptState::by_name("Adadelta", 3, 1.0).unwrap().name(), "adadelta");
-        let e = MetaOptState::by_name("sgd", 3, 1.0).unwrap_err().to_string();
+        assert_eq!(
+            MetaOptState::by_name("adam", 3, 1e-3).unwrap(),
+            MetaOptState::adam(3, 1e-3)
+        );
+        assert_eq!(
+            MetaOptState::by_name("Adadelta", 3, 1.0).unwrap().name(),
+            "adadelta"
+        );
+        let e = MetaOptState::by_name("sgd", 3, 1.0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sgd") && e.contains("adadelta"), "{e}");
         assert!(MetaOptState::by_name("adam", 3, 0.0).is_err());
         assert!(MetaOptState::by_name("adam", 3, f64::NAN).is_err());
@@ -249,7 +317,11 @@ mod tests {
         let mut phi = [0.0; 3];
         assert!(o.step(&mut phi, &[1.0, 2.0]).is_err());
         assert!(o.step(&mut [0.0; 2], &[1.0, 2.0]).is_err());
-        assert_eq!(o, MetaOptState::adam(3, 0.1), "a failed step must not change the state");
+        assert_eq!(
+            o,
+            MetaOptState::adam(3, 0.1),
+            "a failed step must not change the state"
+        );
         assert_eq!(o.len(), 3);
     }
 }

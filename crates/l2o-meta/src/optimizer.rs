@@ -23,9 +23,19 @@ impl LstmOptimizer {
     pub fn new(cfg: LstmConfig, phi: Vec<f64>) -> Result<Self> {
         cfg.validate()?;
         if phi.len() != cfg.layout().len {
-            bail!("φ has {} values but hidden = {} needs {}", phi.len(), cfg.hidden, cfg.layout().len);
+            bail!(
+                "φ has {} values but hidden = {} needs {}",
+                phi.len(),
+                cfg.hidden,
+                cfg.layout().len
+            );
         }
-        Ok(Self { cfg, phi, bufs: None, steps: [vec![], vec![]] })
+        Ok(Self {
+            cfg,
+            phi,
+            bufs: None,
+            steps: [vec![], vec![]],
+        })
     }
 
     /// The best φ of a training checkpoint.
@@ -44,10 +54,20 @@ impl Optimizer for LstmOptimizer {
         bufs.set_phi(ctx, &self.phi)?;
         bufs.set_state(ctx, None)?;
         let n = st.n;
-        let mut tail = task.loss_and_grad(ctx, st.theta.view(n), st.grad.view(n), st.out(cols::F))?;
-        tail.extend(dot(ctx, n, st.batch, st.grad.view(n), st.grad.view(n), st.out(cols::G2), None)?);
+        let mut tail =
+            task.loss_and_grad(ctx, st.theta.view(n), st.grad.view(n), st.out(cols::F))?;
+        tail.extend(dot(
+            ctx,
+            n,
+            st.batch,
+            st.grad.view(n),
+            st.grad.view(n),
+            st.out(cols::G2),
+            None,
+        )?);
         for s in 0..2 {
-            let mut d = vec![bufs.forward(ctx, &st.theta, &st.grad, &st.status, 0, (s, 1 - s), false)?];
+            let mut d =
+                vec![bufs.forward(ctx, &st.theta, &st.grad, &st.status, 0, (s, 1 - s), false)?];
             d.extend(tail.iter().cloned());
             self.steps[s] = d;
         }
@@ -73,7 +93,13 @@ pub struct LstmStepper {
 
 impl LstmStepper {
     /// A stepper for `batch` problems of n parameters each (B·n coordinates).
-    pub fn new(ctx: &Context, cfg: &LstmConfig, phi: &[f64], n: usize, batch: usize) -> Result<Self> {
+    pub fn new(
+        ctx: &Context,
+        cfg: &LstmConfig,
+        phi: &[f64],
+        n: usize,
+        batch: usize,
+    ) -> Result<Self> {
         let bufs = LstmBuffers::new(ctx, cfg, n, batch, 1, &[1.0], false)?;
         bufs.set_phi(ctx, phi)?;
         bufs.set_state(ctx, None)?;
@@ -106,11 +132,24 @@ impl LstmStepper {
     /// One step on host slices: θ (updated in place) and the gradient at θ. One upload and one readback.
     pub fn step_host(&mut self, ctx: &Context, theta: &mut [f64], grad: &[f64]) -> Result<()> {
         if theta.len() != self.len() || grad.len() != self.len() {
-            bail!("step_host: θ has {} and the gradient {} values, the stepper was built for {}", theta.len(), grad.len(), self.len());
+            bail!(
+                "step_host: θ has {} and the gradient {} values, the stepper was built for {}",
+                theta.len(),
+                grad.len(),
+                self.len()
+            );
         }
         ctx.write(&self.theta, 0, theta)?;
         ctx.write(&self.grad, 0, grad)?;
-        let d = self.bufs.forward(ctx, &self.theta, &self.grad, &self.status, 0, (self.slot, 1 - self.slot), false)?;
+        let d = self.bufs.forward(
+            ctx,
+            &self.theta,
+            &self.grad,
+            &self.status,
+            0,
+            (self.slot, 1 - self.slot),
+            false,
+        )?;
         ctx.submit(&[d])?;
         self.slot = 1 - self.slot;
         let out = ctx.read(&self.theta)?;
@@ -122,12 +161,21 @@ impl LstmStepper {
     /// place on the device, nothing is read back. Dispatches are cached for the last pair of buffers.
     pub fn step_buffers(&mut self, ctx: &Context, theta: &DBuf, grad: &DBuf) -> Result<()> {
         if theta.len < self.len() || grad.len < self.len() {
-            bail!("step_buffers: buffers of {} and {} elements, {} needed", theta.len, grad.len, self.len());
+            bail!(
+                "step_buffers: buffers of {} and {} elements, {} needed",
+                theta.len,
+                grad.len,
+                self.len()
+            );
         }
         let key = (theta.id, grad.id);
         if self.bound.as_ref().map(|b| b.0) != Some(key) {
-            let d0 = self.bufs.forward(ctx, theta, grad, &self.status, 0, (0, 1), false)?;
-            let d1 = self.bufs.forward(ctx, theta, grad, &self.status, 0, (1, 0), false)?;
+            let d0 = self
+                .bufs
+                .forward(ctx, theta, grad, &self.status, 0, (0, 1), false)?;
+            let d1 = self
+                .bufs
+                .forward(ctx, theta, grad, &self.status, 0, (1, 0), false)?;
             self.bound = Some((key, [d0, d1]));
         }
         let d = self.bound.as_ref().expect("just bound").1[self.slot].clone();

@@ -22,7 +22,11 @@ use crate::state::{EpochRecord, TrainConfig, TrainState, epoch_seed, validation_
 pub fn new_state(lstm: LstmConfig, train: TrainConfig) -> Result<TrainState> {
     lstm.validate()?;
     if train.unroll == 0 || train.horizon == 0 || train.horizon % train.unroll != 0 {
-        bail!("the horizon ({}) must be a positive multiple of the unroll length ({})", train.horizon, train.unroll);
+        bail!(
+            "the horizon ({}) must be a positive multiple of the unroll length ({})",
+            train.horizon,
+            train.unroll
+        );
     }
     if train.dim == 0 || train.batch == 0 || train.val_batch == 0 {
         bail!("dimension, batch and validation batch must be positive");
@@ -46,9 +50,25 @@ pub fn new_state(lstm: LstmConfig, train: TrainConfig) -> Result<TrainState> {
 }
 
 /// Mean loss over the validation problems and steps 1..=horizon with φ.
-pub fn evaluate(ctx: &Context, lstm: &LstmConfig, phi: &[f64], task: &dyn Task, horizon: usize) -> Result<f64> {
+pub fn evaluate(
+    ctx: &Context,
+    lstm: &LstmConfig,
+    phi: &[f64],
+    task: &dyn Task,
+    horizon: usize,
+) -> Result<f64> {
     let mut opt = LstmOptimizer::new(*lstm, phi.to_vec())?;
-    let tr = run(ctx, task, &mut opt, &RunOptions { steps: horizon, eps_g: 0.0, check_every: 0 }, &mut |_| {})?;
+    let tr = run(
+        ctx,
+        task,
+        &mut opt,
+        &RunOptions {
+            steps: horizon,
+            eps_g: 0.0,
+            check_every: 0,
+        },
+        &mut |_| {},
+    )?;
     let mut s = 0.0;
     for row in &tr.f[1..] {
         s += row.iter().sum::<f64>();
@@ -71,7 +91,13 @@ pub fn train(
     let tc = state.train.clone();
     let weights = unit_weights(tc.unroll);
     let mut dev = L2lTrainer::new(ctx, &state.lstm, tc.dim, tc.batch, tc.unroll, &weights)?;
-    let val_task = make_task(ctx, &tc.task, tc.dim, tc.val_batch, validation_seed(tc.seed))?;
+    let val_task = make_task(
+        ctx,
+        &tc.task,
+        tc.dim,
+        tc.val_batch,
+        validation_seed(tc.seed),
+    )?;
     let unrolls = tc.horizon / tc.unroll;
     while state.epoch < tc.epochs {
         let e = state.epoch;
@@ -123,7 +149,12 @@ pub fn train(
         } else {
             None
         };
-        let rec = EpochRecord { epoch: e + 1, meta_loss: (counted > 0).then(|| total / counted as f64), val_loss, skipped };
+        let rec = EpochRecord {
+            epoch: e + 1,
+            meta_loss: (counted > 0).then(|| total / counted as f64),
+            val_loss,
+            skipped,
+        };
         state.epoch += 1;
         state.history.push(rec.clone());
         if let Some(p) = ckpt {

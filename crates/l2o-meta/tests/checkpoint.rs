@@ -10,7 +10,9 @@ use l2o_meta::state::{EpochRecord, TrainConfig, TrainState};
 
 /// A fresh, empty directory for one test (under cargo's per-target scratch dir).
 fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("l2o-checkpoint-tests").join(name);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("l2o-checkpoint-tests")
+        .join(name);
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(&d).unwrap();
     d
@@ -62,8 +64,16 @@ fn state(meta_optimizer: &str) -> TrainState {
         history: (0..7)
             .map(|e| EpochRecord {
                 epoch: e,
-                meta_loss: if e == 2 { None } else { Some(1.0 / (e as f64 + 3.0)) },
-                val_loss: if e % 5 == 4 { Some((e as f64).ln() / 7.0) } else { None },
+                meta_loss: if e == 2 {
+                    None
+                } else {
+                    Some(1.0 / (e as f64 + 3.0))
+                },
+                val_loss: if e % 5 == 4 {
+                    Some((e as f64).ln() / 7.0)
+                } else {
+                    None
+                },
                 skipped: e % 2,
             })
             .collect(),
@@ -127,7 +137,10 @@ fn round_trip_is_bit_exact() {
         let back = checkpoint::load(&p).unwrap();
         assert_eq!(back, s, "{opt}");
         assert_bit_equal(&back, &s);
-        assert!(!d.join(format!("{opt}.ckpt.tmp")).exists(), "the temporary file must be renamed away");
+        assert!(
+            !d.join(format!("{opt}.ckpt.tmp")).exists(),
+            "the temporary file must be renamed away"
+        );
 
         // Non-finite history entries, no best_val, no preprocessing: bit-level comparison.
         let mut s = state(opt);
@@ -135,7 +148,11 @@ fn round_trip_is_bit_exact() {
         s.history[0].val_loss = Some(f64::NAN);
         s.history[1].meta_loss = Some(f64::INFINITY);
         s.history[3].meta_loss = Some(f64::from_bits(0x7ff8_0000_dead_beef)); // a NaN with a payload
-        s.lstm = LstmConfig { hidden: 3, preprocess: None, scale: 0.1 };
+        s.lstm = LstmConfig {
+            hidden: 3,
+            preprocess: None,
+            scale: 0.1,
+        };
         s.phi = s.lstm.init(5);
         s.best_phi = s.lstm.init(6);
         let n = s.phi.len();
@@ -143,7 +160,10 @@ fn round_trip_is_bit_exact() {
         checkpoint::save(&p, &s).unwrap();
         let back = checkpoint::load(&p).unwrap();
         assert_bit_equal(&back, &s);
-        assert_eq!((back.lstm, &back.train, &back.metaopt), (s.lstm, &s.train, &s.metaopt));
+        assert_eq!(
+            (back.lstm, &back.train, &back.metaopt),
+            (s.lstm, &s.train, &s.metaopt)
+        );
         assert!(back.history[0].val_loss.unwrap().is_nan() && back.best_val.is_none());
         assert_eq!(back.history[1].meta_loss, Some(f64::INFINITY));
     }
@@ -154,7 +174,10 @@ fn layout_is_as_documented() {
     let (_, bytes) = saved("layout");
     let s = state("adam");
     assert_eq!(&bytes[..8], MAGIC);
-    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), FORMAT_VERSION);
+    assert_eq!(
+        u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
+        FORMAT_VERSION
+    );
     let h = header_len(&bytes);
     let header: serde_json::Value = serde_json::from_slice(&bytes[20..20 + h]).unwrap();
     let arrays = header["arrays"].as_array().unwrap();
@@ -168,7 +191,10 @@ fn layout_is_as_documented() {
     assert_eq!(bytes.len() as u64, 20 + h as u64 + 8 * total + 4);
     // φ starts right after the scalars, little-endian.
     let off = 20 + h + 8 * lens[0] as usize;
-    assert_eq!(f64::from_le_bytes(bytes[off..off + 8].try_into().unwrap()).to_bits(), s.phi[0].to_bits());
+    assert_eq!(
+        f64::from_le_bytes(bytes[off..off + 8].try_into().unwrap()).to_bits(),
+        s.phi[0].to_bits()
+    );
     let crc = crc32fast::hash(&bytes[..bytes.len() - 4]);
     assert_eq!(&bytes[bytes.len() - 4..], crc.to_le_bytes());
 }
@@ -177,11 +203,29 @@ fn layout_is_as_documented() {
 fn truncated_files_are_reported_as_truncated() {
     let (p, bytes) = saved("truncated");
     let h = header_len(&bytes);
-    let cuts = [0, 3, 8, 12, 19, 20, 21, 20 + h / 2, 20 + h, 20 + h + 3, 20 + h + 100, bytes.len() - 5, bytes.len() - 1];
+    let cuts = [
+        0,
+        3,
+        8,
+        12,
+        19,
+        20,
+        21,
+        20 + h / 2,
+        20 + h,
+        20 + h + 3,
+        20 + h + 100,
+        bytes.len() - 5,
+        bytes.len() - 1,
+    ];
     for cut in cuts {
         fs::write(&p, &bytes[..cut]).unwrap();
         let e = load_err(&p);
-        assert!(e.contains("truncated"), "cut at {cut} of {}: {e}", bytes.len());
+        assert!(
+            e.contains("truncated"),
+            "cut at {cut} of {}: {e}",
+            bytes.len()
+        );
         assert!(e.contains(&p.display().to_string()), "{e}");
     }
 }
@@ -200,12 +244,20 @@ fn flipped_bytes_are_reported_as_corrupted() {
     let (p, bytes) = saved("corrupted");
     let h = header_len(&bytes);
     // In φ, in the scalars, in the last array, in the CRC itself.
-    for at in [20 + h + 8 * 30 + 3, 20 + h + 1, bytes.len() - 9, bytes.len() - 2] {
+    for at in [
+        20 + h + 8 * 30 + 3,
+        20 + h + 1,
+        bytes.len() - 9,
+        bytes.len() - 2,
+    ] {
         let mut b = bytes.clone();
         b[at] ^= 0x10;
         fs::write(&p, &b).unwrap();
         let e = load_err(&p);
-        assert!(e.contains("corrupted") && e.contains("checksum"), "flip at {at}: {e}");
+        assert!(
+            e.contains("corrupted") && e.contains("checksum"),
+            "flip at {at}: {e}"
+        );
     }
     // A byte of the JSON header that breaks its syntax.
     let mut b = bytes.clone();
@@ -233,23 +285,38 @@ fn future_version_is_unsupported() {
     fix_crc(&mut bytes);
     fs::write(&p, &bytes).unwrap();
     let e = load_err(&p);
-    assert!(e.contains("unsupported") && e.contains("version 2") && e.contains("[1]"), "{e}");
+    assert!(
+        e.contains("unsupported") && e.contains("version 2") && e.contains("[1]"),
+        "{e}"
+    );
 }
 
 #[test]
 fn architecture_mismatch_is_refused() {
     let s = state("adam");
     checkpoint::check_compatible(&s, &LstmConfig::default()).unwrap();
-    let other = LstmConfig { hidden: 16, ..LstmConfig::default() };
-    let e = checkpoint::check_compatible(&s, &other).unwrap_err().to_string();
+    let other = LstmConfig {
+        hidden: 16,
+        ..LstmConfig::default()
+    };
+    let e = checkpoint::check_compatible(&s, &other)
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "checkpoint has hidden = 20, preprocessing p = 10, scale 1, but the command asks for hidden = 16, \
          preprocessing p = 10, scale 1"
     );
-    let e = checkpoint::check_compatible(&s, &LstmConfig { preprocess: None, scale: 0.1, ..LstmConfig::default() })
-        .unwrap_err()
-        .to_string();
+    let e = checkpoint::check_compatible(
+        &s,
+        &LstmConfig {
+            preprocess: None,
+            scale: 0.1,
+            ..LstmConfig::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("no preprocessing, scale 0.1"), "{e}");
 }
 
@@ -261,7 +328,10 @@ fn phi_length_disagreeing_with_layout_is_refused() {
     let mut s = state("adam");
     s.lstm.hidden = 19;
     let e = format!("{:#}", checkpoint::save(&p, &s).unwrap_err());
-    assert!(e.contains("inconsistent with the architecture") && e.contains("hidden = 19"), "{e}");
+    assert!(
+        e.contains("inconsistent with the architecture") && e.contains("hidden = 19"),
+        "{e}"
+    );
     assert!(!p.exists() && !d.join("bad.ckpt.tmp").exists());
     // ...and so does load: rewrite the header of a good file to say hidden = 19 (same byte length), fix the CRC.
     let (p, mut bytes) = saved("layout_mismatch_load");
@@ -298,7 +368,10 @@ fn nan_phi_is_never_written() {
         let e = format!("{:#}", checkpoint::save(&p, &s).unwrap_err());
         assert!(e.contains("non-finite") && e.contains(what), "{what}: {e}");
         assert!(!p.exists(), "no file may be written");
-        assert!(!d.join("nan.ckpt.tmp").exists(), "no temporary file may be left");
+        assert!(
+            !d.join("nan.ckpt.tmp").exists(),
+            "no temporary file may be left"
+        );
     }
     // A refused save leaves an existing good checkpoint untouched.
     let good = state("adam");
@@ -327,7 +400,10 @@ fn missing_file_names_the_path() {
     let d = scratch("missing");
     let p = d.join("does-not-exist.ckpt");
     let e = load_err(&p);
-    assert!(e.contains(&p.display().to_string()) && e.contains("cannot read"), "{e}");
+    assert!(
+        e.contains(&p.display().to_string()) && e.contains("cannot read"),
+        "{e}"
+    );
 }
 
 #[test]

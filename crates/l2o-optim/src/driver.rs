@@ -19,7 +19,11 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { steps: 100, eps_g: 0.0, check_every: 10 }
+        Self {
+            steps: 100,
+            eps_g: 0.0,
+            check_every: 10,
+        }
     }
 }
 
@@ -37,7 +41,11 @@ pub struct State {
 
 impl State {
     pub fn out(&self, col: usize) -> ScalarOut<'_> {
-        ScalarOut { buf: &self.scal, stride: self.stride, col }
+        ScalarOut {
+            buf: &self.scal,
+            stride: self.stride,
+            col,
+        }
     }
 }
 
@@ -91,7 +99,15 @@ pub fn summarize(v: &[f64]) -> Summary {
     let mut f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     let non_finite = v.len() - f.len();
     if f.is_empty() {
-        return Summary { mean: f64::NAN, median: f64::NAN, q1: f64::NAN, q3: f64::NAN, min: f64::NAN, max: f64::NAN, non_finite };
+        return Summary {
+            mean: f64::NAN,
+            median: f64::NAN,
+            q1: f64::NAN,
+            q3: f64::NAN,
+            min: f64::NAN,
+            max: f64::NAN,
+            non_finite,
+        };
     }
     f.sort_by(|a, b| a.total_cmp(b));
     let q = |p: f64| {
@@ -134,17 +150,39 @@ impl Trace {
     }
 }
 
-fn status_dispatch(ctx: &Context, st: &State, eps: &DBuf, trace: &DBuf, entry: &'static str, count: u32, row: usize) -> Result<Dispatch> {
+fn status_dispatch(
+    ctx: &Context,
+    st: &State,
+    eps: &DBuf,
+    trace: &DBuf,
+    entry: &'static str,
+    count: u32,
+    row: usize,
+) -> Result<Dispatch> {
     let params = ctx.params(&[st.batch as u32, st.stride as u32, count, row as u32]);
-    ctx.dispatch(&STATUS, entry, &[&params, &eps.buf, &st.scal.buf, &st.status.buf, &trace.buf], [st.batch.div_ceil(64) as u32, 1, 1])
+    ctx.dispatch(
+        &STATUS,
+        entry,
+        &[&params, &eps.buf, &st.scal.buf, &st.status.buf, &trace.buf],
+        [st.batch.div_ceil(64) as u32, 1, 1],
+    )
 }
 
 /// Run `opt` on `task` from the task's initial point; `progress(k)` is called after step k is submitted.
-pub fn run(ctx: &Context, task: &dyn Task, opt: &mut dyn Optimizer, o: &RunOptions, progress: &mut dyn FnMut(usize)) -> Result<Trace> {
+pub fn run(
+    ctx: &Context,
+    task: &dyn Task,
+    opt: &mut dyn Optimizer,
+    o: &RunOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Trace> {
     let (n, batch) = (task.dim(), task.batch());
     let stride = opt.scalar_columns();
     if stride < 4 {
-        bail!("optimizer {} declares {stride} scalar columns; at least 4 are needed", opt.name());
+        bail!(
+            "optimizer {} declares {stride} scalar columns; at least 4 are needed",
+            opt.name()
+        );
     }
     let mut init = vec![0.0; batch * stride];
     for b in 0..batch {
@@ -164,8 +202,24 @@ pub fn run(ctx: &Context, task: &dyn Task, opt: &mut dyn Optimizer, o: &RunOptio
     let eps = ctx.upload("eps_g", &[o.eps_g])?;
     let trace = ctx.zeros("trace", (o.steps + 1) * batch * 4)?;
     let mut d = task.loss_and_grad(ctx, st.theta.view(n), st.grad.view(n), st.out(cols::F))?;
-    d.extend(dot(ctx, n, batch, st.grad.view(n), st.grad.view(n), st.out(cols::G2), None)?);
-    d.push(status_dispatch(ctx, &st, &eps, &trace, "update_status", 0, 0)?);
+    d.extend(dot(
+        ctx,
+        n,
+        batch,
+        st.grad.view(n),
+        st.grad.view(n),
+        st.out(cols::G2),
+        None,
+    )?);
+    d.push(status_dispatch(
+        ctx,
+        &st,
+        &eps,
+        &trace,
+        "update_status",
+        0,
+        0,
+    )?);
     d.push(status_dispatch(ctx, &st, &eps, &trace, "record", 0, 0)?);
     ctx.submit(&d)?;
     opt.init(ctx, task, &st)?;
@@ -199,10 +253,16 @@ pub fn run(ctx: &Context, task: &dyn Task, opt: &mut dyn Optimizer, o: &RunOptio
     };
     for k in 0..=o.steps {
         let r = k.min(done); // after an early stop every problem is frozen: later rows repeat the last
-        let row = |j: usize| (0..batch).map(|b| raw[(r * batch + b) * 4 + j]).collect::<Vec<f64>>();
+        let row = |j: usize| {
+            (0..batch)
+                .map(|b| raw[(r * batch + b) * 4 + j])
+                .collect::<Vec<f64>>()
+        };
         t.f.push(row(0));
-        t.gnorm.push(row(1).into_iter().map(|g2| g2.max(0.0).sqrt()).collect());
-        t.status.push(row(2).into_iter().map(|s| s as u32).collect());
+        t.gnorm
+            .push(row(1).into_iter().map(|g2| g2.max(0.0).sqrt()).collect());
+        t.status
+            .push(row(2).into_iter().map(|s| s as u32).collect());
         t.iterations.push(row(3));
     }
     let scal = ctx.read(&st.scal)?;

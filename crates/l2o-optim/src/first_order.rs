@@ -75,18 +75,60 @@ impl FirstOrder {
     /// Usual defaults: momentum 0.9; RMSprop ρ = 0.9, ε = 1e-8; Adam (0.9, 0.999, 1e-8); AdaGrad ε = 1e-10.
     pub fn new(kind: Kind, lr: f64) -> Self {
         let hyper = match kind {
-            Kind::Sgd => Hyper { lr, beta1: 0.0, beta2: 0.0, eps: 0.0 },
-            Kind::HeavyBall | Kind::Nesterov => Hyper { lr, beta1: 0.9, beta2: 0.0, eps: 0.0 },
-            Kind::RmsProp => Hyper { lr, beta1: 0.0, beta2: 0.9, eps: 1e-8 },
-            Kind::Adam => Hyper { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-            Kind::AdaGrad => Hyper { lr, beta1: 0.0, beta2: 0.0, eps: 1e-10 },
+            Kind::Sgd => Hyper {
+                lr,
+                beta1: 0.0,
+                beta2: 0.0,
+                eps: 0.0,
+            },
+            Kind::HeavyBall | Kind::Nesterov => Hyper {
+                lr,
+                beta1: 0.9,
+                beta2: 0.0,
+                eps: 0.0,
+            },
+            Kind::RmsProp => Hyper {
+                lr,
+                beta1: 0.0,
+                beta2: 0.9,
+                eps: 1e-8,
+            },
+            Kind::Adam => Hyper {
+                lr,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            Kind::AdaGrad => Hyper {
+                lr,
+                beta1: 0.0,
+                beta2: 0.0,
+                eps: 1e-10,
+            },
         };
-        Self { kind, hyper, dispatches: vec![], bufs: vec![] }
+        Self {
+            kind,
+            hyper,
+            dispatches: vec![],
+            bufs: vec![],
+        }
     }
 
     /// f64 CPU reference of one update of one problem (m, v: the optimizer's state, t: 1-based step).
-    pub fn reference_step(&self, theta: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64], t: usize) {
-        let Hyper { lr, beta1: b1, beta2: b2, eps } = self.hyper;
+    pub fn reference_step(
+        &self,
+        theta: &mut [f64],
+        g: &[f64],
+        m: &mut [f64],
+        v: &mut [f64],
+        t: usize,
+    ) {
+        let Hyper {
+            lr,
+            beta1: b1,
+            beta2: b2,
+            eps,
+        } = self.hyper;
         for i in 0..theta.len() {
             let gi = g[i];
             match self.kind {
@@ -143,15 +185,49 @@ pub fn map_update(
     if matches!(kind, Kind::RmsProp | Kind::Adam | Kind::AdaGrad) {
         v.view(n).check("update: v", n, batch)?;
     }
-    anyhow::ensure!(scal_stride > P2 && scal.len >= batch * scal_stride, "update: scalar table too small");
-    anyhow::ensure!(hyper.len >= 4 && status.len >= batch, "update: hyper needs 4 values and status B");
-    let params = ctx.params(&[n as u32, batch as u32, n as u32, scal_stride as u32, P1 as u32, P2 as u32, kind.code(), 0]);
-    let binds = [&params, &hyper.buf, &theta.buf, &grad.buf, &m.buf, &v.buf, &scal.buf, &status.buf];
+    anyhow::ensure!(
+        scal_stride > P2 && scal.len >= batch * scal_stride,
+        "update: scalar table too small"
+    );
+    anyhow::ensure!(
+        hyper.len >= 4 && status.len >= batch,
+        "update: hyper needs 4 values and status B"
+    );
+    let params = ctx.params(&[
+        n as u32,
+        batch as u32,
+        n as u32,
+        scal_stride as u32,
+        P1 as u32,
+        P2 as u32,
+        kind.code(),
+        0,
+    ]);
+    let binds = [
+        &params,
+        &hyper.buf,
+        &theta.buf,
+        &grad.buf,
+        &m.buf,
+        &v.buf,
+        &scal.buf,
+        &status.buf,
+    ];
     let mut d = vec![];
     if kind == Kind::Adam {
-        d.push(ctx.dispatch(&MAPS, "adam_powers", &binds, [batch.div_ceil(64) as u32, 1, 1])?);
+        d.push(ctx.dispatch(
+            &MAPS,
+            "adam_powers",
+            &binds,
+            [batch.div_ceil(64) as u32, 1, 1],
+        )?);
     }
-    d.push(ctx.dispatch(&MAPS, "update", &binds, [grid_x(n.div_ceil(256)), batch as u32, 1])?);
+    d.push(ctx.dispatch(
+        &MAPS,
+        "update",
+        &binds,
+        [grid_x(n.div_ceil(256)), batch as u32, 1],
+    )?);
     Ok(d)
 }
 
@@ -169,11 +245,36 @@ impl Optimizer for FirstOrder {
         let (n, b) = (st.n, st.batch);
         let h = self.hyper;
         let hyper = ctx.upload("hyper", &[h.lr, h.beta1, h.beta2, h.eps])?;
-        let mbuf = ctx.zeros("m", if matches!(self.kind, Kind::HeavyBall | Kind::Nesterov | Kind::Adam) { b * n } else { 1 })?;
-        let vbuf = ctx.zeros("v", if matches!(self.kind, Kind::RmsProp | Kind::Adam | Kind::AdaGrad) { b * n } else { 1 })?;
-        let mut d = map_update(ctx, self.kind, n, b, &hyper, &st.theta, &st.grad, &mbuf, &vbuf, &st.scal, st.stride, &st.status)?;
+        let mbuf = ctx.zeros(
+            "m",
+            if matches!(self.kind, Kind::HeavyBall | Kind::Nesterov | Kind::Adam) {
+                b * n
+            } else {
+                1
+            },
+        )?;
+        let vbuf = ctx.zeros(
+            "v",
+            if matches!(self.kind, Kind::RmsProp | Kind::Adam | Kind::AdaGrad) {
+                b * n
+            } else {
+                1
+            },
+        )?;
+        let mut d = map_update(
+            ctx, self.kind, n, b, &hyper, &st.theta, &st.grad, &mbuf, &vbuf, &st.scal, st.stride,
+            &st.status,
+        )?;
         d.extend(task.loss_and_grad(ctx, st.theta.view(n), st.grad.view(n), st.out(cols::F))?);
-        d.extend(dot(ctx, n, b, st.grad.view(n), st.grad.view(n), st.out(cols::G2), None)?);
+        d.extend(dot(
+            ctx,
+            n,
+            b,
+            st.grad.view(n),
+            st.grad.view(n),
+            st.out(cols::G2),
+            None,
+        )?);
         self.dispatches = d;
         self.bufs = vec![hyper, mbuf, vbuf];
         Ok(())

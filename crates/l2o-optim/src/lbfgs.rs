@@ -26,7 +26,9 @@ use std::collections::HashMap;
 use anyhow::Result;
 use l2o_engine::lbfgs_cols as c;
 use l2o_engine::shaders::LBFGS;
-use l2o_engine::{Context, DBuf, Dispatch, Precision, ScalarOut, Scalars, Term, View, dot, lincomb};
+use l2o_engine::{
+    Context, DBuf, Dispatch, Precision, ScalarOut, Scalars, Term, View, dot, lincomb,
+};
 use l2o_tasks::Task;
 
 use crate::driver::{Optimizer, State};
@@ -96,7 +98,13 @@ pub struct LbfgsConfig {
 
 impl Default for LbfgsConfig {
     fn default() -> Self {
-        Self { m: 5, line_search: LineSearch::wolfe(), max_ls: 25, t_max: 1e10, curvature_eps: None }
+        Self {
+            m: 5,
+            line_search: LineSearch::wolfe(),
+            max_ls: 25,
+            t_max: 1e10,
+            curvature_eps: None,
+        }
     }
 }
 
@@ -132,10 +140,24 @@ pub struct Lbfgs {
 
 impl Lbfgs {
     pub fn new(cfg: LbfgsConfig) -> Self {
-        Self { cfg, bufs: None, direction: HashMap::new(), begin: vec![], round: vec![], finish: vec![], inserted: 0 }
+        Self {
+            cfg,
+            bufs: None,
+            direction: HashMap::new(),
+            begin: vec![],
+            round: vec![],
+            finish: vec![],
+            inserted: 0,
+        }
     }
 
-    fn lbfgs_dispatch(&self, ctx: &Context, st: &State, entry: &'static str, slot: usize) -> Result<Dispatch> {
+    fn lbfgs_dispatch(
+        &self,
+        ctx: &Context,
+        st: &State,
+        entry: &'static str,
+        slot: usize,
+    ) -> Result<Dispatch> {
         let b = self.bufs.as_ref().expect("init");
         let p = ctx.params(&[
             st.batch as u32,
@@ -147,7 +169,12 @@ impl Lbfgs {
             0,
             0,
         ]);
-        ctx.dispatch(&LBFGS, entry, &[&p, &b.cst.buf, &st.scal.buf, &st.status.buf, &b.pending.buf], [st.batch.div_ceil(64) as u32, 1, 1])
+        ctx.dispatch(
+            &LBFGS,
+            entry,
+            &[&p, &b.cst.buf, &st.scal.buf, &st.status.buf, &b.pending.buf],
+            [st.batch.div_ceil(64) as u32, 1, 1],
+        )
     }
 }
 
@@ -169,19 +196,74 @@ pub fn two_loop(
     head: usize,
     count: usize,
 ) -> Result<Vec<Dispatch>> {
-    anyhow::ensure!(count <= m && head < m, "two_loop: head {head} / count {count} outside the ring of {m}");
-    anyhow::ensure!(sc.stride >= c::stride(m), "two_loop: scalar stride {} < {} needed for m = {m}", sc.stride, c::stride(m));
-    let out = |col| ScalarOut { buf: sc.scal, stride: sc.stride, col };
-    let mut ds = vec![lincomb(ctx, n, batch, d, None, &[Term::new(grad, -1.0)], sc)?];
+    anyhow::ensure!(
+        count <= m && head < m,
+        "two_loop: head {head} / count {count} outside the ring of {m}"
+    );
+    anyhow::ensure!(
+        sc.stride >= c::stride(m),
+        "two_loop: scalar stride {} < {} needed for m = {m}",
+        sc.stride,
+        c::stride(m)
+    );
+    let out = |col| ScalarOut {
+        buf: sc.scal,
+        stride: sc.stride,
+        col,
+    };
+    let mut ds = vec![lincomb(
+        ctx,
+        n,
+        batch,
+        d,
+        None,
+        &[Term::new(grad, -1.0)],
+        sc,
+    )?];
     let order: Vec<usize> = (0..count).map(|j| (head + m - j) % m).collect(); // newest → oldest
     for &i in &order {
-        ds.extend(dot(ctx, n, batch, s.slot(i, m, n), d, out(c::alpha(m, i)), Some(c::rho(i)))?);
-        ds.push(lincomb(ctx, n, batch, d, Some((1.0, None)), &[Term::scaled(y.slot(i, m, n), -1.0, c::alpha(m, i))], sc)?);
+        ds.extend(dot(
+            ctx,
+            n,
+            batch,
+            s.slot(i, m, n),
+            d,
+            out(c::alpha(m, i)),
+            Some(c::rho(i)),
+        )?);
+        ds.push(lincomb(
+            ctx,
+            n,
+            batch,
+            d,
+            Some((1.0, None)),
+            &[Term::scaled(y.slot(i, m, n), -1.0, c::alpha(m, i))],
+            sc,
+        )?);
     }
-    ds.push(lincomb(ctx, n, batch, d, Some((1.0, Some(c::GAMMA))), &[], sc)?);
+    ds.push(lincomb(
+        ctx,
+        n,
+        batch,
+        d,
+        Some((1.0, Some(c::GAMMA))),
+        &[],
+        sc,
+    )?);
     for &i in order.iter().rev() {
-        ds.extend(dot(ctx, n, batch, y.slot(i, m, n), d, out(c::beta(m, i)), Some(c::rho(i)))?);
-        let terms = [Term::scaled(s.slot(i, m, n), 1.0, c::alpha(m, i)), Term::scaled(s.slot(i, m, n), -1.0, c::beta(m, i))];
+        ds.extend(dot(
+            ctx,
+            n,
+            batch,
+            y.slot(i, m, n),
+            d,
+            out(c::beta(m, i)),
+            Some(c::rho(i)),
+        )?);
+        let terms = [
+            Term::scaled(s.slot(i, m, n), 1.0, c::alpha(m, i)),
+            Term::scaled(s.slot(i, m, n), -1.0, c::beta(m, i)),
+        ];
         ds.push(lincomb(ctx, n, batch, d, Some((1.0, None)), &terms, sc)?);
     }
     Ok(ds)
@@ -203,7 +285,10 @@ impl Optimizer for Lbfgs {
 
     fn init(&mut self, ctx: &Context, task: &dyn Task, st: &State) -> Result<()> {
         let (n, bt, m) = (st.n, st.batch, self.cfg.m);
-        anyhow::ensure!((1..=64).contains(&m), "L-BFGS history m = {m} must be in 1..=64");
+        anyhow::ensure!(
+            (1..=64).contains(&m),
+            "L-BFGS history m = {m} must be in 1..=64"
+        );
         let (c1, c2) = self.cfg.line_search.constants();
         self.bufs = Some(Bufs {
             d: ctx.zeros("d", bt * n)?,
@@ -211,21 +296,56 @@ impl Optimizer for Lbfgs {
             grad_t: ctx.zeros("grad_trial", bt * n)?,
             s: ctx.zeros("s history", bt * m * n)?,
             y: ctx.zeros("y history", bt * m * n)?,
-            cst: ctx.upload("lbfgs consts", &[c1, c2, self.cfg.t_max, self.cfg.curvature_eps(ctx.precision())])?,
+            cst: ctx.upload(
+                "lbfgs consts",
+                &[
+                    c1,
+                    c2,
+                    self.cfg.t_max,
+                    self.cfg.curvature_eps(ctx.precision()),
+                ],
+            )?,
             pending: ctx.upload_u32("pending", &[0])?,
         });
         self.inserted = 0;
         self.direction.clear();
         let bf = self.bufs.as_ref().expect("just set");
-        let sc = Scalars { scal: &st.scal, stride: st.stride, status: Some(&st.status), mask_col: None };
-        let pend = Scalars { mask_col: Some(c::PENDING), ..sc };
+        let sc = Scalars {
+            scal: &st.scal,
+            stride: st.stride,
+            status: Some(&st.status),
+            mask_col: None,
+        };
+        let pend = Scalars {
+            mask_col: Some(c::PENDING),
+            ..sc
+        };
         let (dv, tv, gv) = (bf.d.view(n), bf.theta_t.view(n), bf.grad_t.view(n));
         // Line-search start: gᵀd, ls_begin, then d ← DA·d + DB·g (reset to −g when d is not a descent direction).
         let mut begin = dot(ctx, n, bt, st.grad.view(n), dv, st.out(c::GD), None)?;
         begin.push(self.lbfgs_dispatch(ctx, st, "ls_begin", 0)?);
-        begin.push(lincomb(ctx, n, bt, dv, Some((1.0, Some(c::DA))), &[Term::scaled(st.grad.view(n), 1.0, c::DB)], sc)?);
+        begin.push(lincomb(
+            ctx,
+            n,
+            bt,
+            dv,
+            Some((1.0, Some(c::DA))),
+            &[Term::scaled(st.grad.view(n), 1.0, c::DB)],
+            sc,
+        )?);
         // One round of trials for the problems still searching.
-        let mut round = vec![lincomb(ctx, n, bt, tv, None, &[Term::new(st.theta.view(n), 1.0), Term::scaled(dv, 1.0, c::T)], pend)?];
+        let mut round = vec![lincomb(
+            ctx,
+            n,
+            bt,
+            tv,
+            None,
+            &[
+                Term::new(st.theta.view(n), 1.0),
+                Term::scaled(dv, 1.0, c::T),
+            ],
+            pend,
+        )?];
         round.extend(task.loss_and_grad(ctx, tv, gv, st.out(c::FT))?);
         round.extend(dot(ctx, n, bt, gv, dv, st.out(c::GDT), None)?);
         round.push(self.lbfgs_dispatch(ctx, st, "ls_update", 0)?);
@@ -234,15 +354,47 @@ impl Optimizer for Lbfgs {
         for slot in 0..m {
             let (sv, yv) = (bf.s.slot(slot, m, n), bf.y.slot(slot, m, n));
             let mut f = vec![
-                lincomb(ctx, n, bt, sv, None, &[Term::new(tv, 1.0), Term::new(st.theta.view(n), -1.0)], sc)?,
-                lincomb(ctx, n, bt, yv, None, &[Term::new(gv, 1.0), Term::new(st.grad.view(n), -1.0)], sc)?,
-                lincomb(ctx, n, bt, st.theta.view(n), None, &[Term::new(tv, 1.0)], sc)?,
+                lincomb(
+                    ctx,
+                    n,
+                    bt,
+                    sv,
+                    None,
+                    &[Term::new(tv, 1.0), Term::new(st.theta.view(n), -1.0)],
+                    sc,
+                )?,
+                lincomb(
+                    ctx,
+                    n,
+                    bt,
+                    yv,
+                    None,
+                    &[Term::new(gv, 1.0), Term::new(st.grad.view(n), -1.0)],
+                    sc,
+                )?,
+                lincomb(
+                    ctx,
+                    n,
+                    bt,
+                    st.theta.view(n),
+                    None,
+                    &[Term::new(tv, 1.0)],
+                    sc,
+                )?,
                 lincomb(ctx, n, bt, st.grad.view(n), None, &[Term::new(gv, 1.0)], sc)?,
             ];
             f.extend(dot(ctx, n, bt, sv, yv, st.out(c::SY), None)?);
             f.extend(dot(ctx, n, bt, yv, yv, st.out(c::YY), None)?);
             f.extend(dot(ctx, n, bt, sv, sv, st.out(c::SS), None)?);
-            f.extend(dot(ctx, n, bt, st.grad.view(n), st.grad.view(n), st.out(c::G2), None)?);
+            f.extend(dot(
+                ctx,
+                n,
+                bt,
+                st.grad.view(n),
+                st.grad.view(n),
+                st.out(c::G2),
+                None,
+            )?);
             f.push(self.lbfgs_dispatch(ctx, st, "pair_update", slot)?);
             finish.push(f);
         }
@@ -258,8 +410,25 @@ impl Optimizer for Lbfgs {
         let head = (self.inserted + m - 1) % m;
         if !self.direction.contains_key(&(head, count)) {
             let bf = self.bufs.as_ref().expect("init");
-            let sc = Scalars { scal: &st.scal, stride: st.stride, status: Some(&st.status), mask_col: None };
-            let d = two_loop(ctx, st.n, st.batch, m, st.grad.view(st.n), bf.d.view(st.n), &bf.s, &bf.y, sc, head, count)?;
+            let sc = Scalars {
+                scal: &st.scal,
+                stride: st.stride,
+                status: Some(&st.status),
+                mask_col: None,
+            };
+            let d = two_loop(
+                ctx,
+                st.n,
+                st.batch,
+                m,
+                st.grad.view(st.n),
+                bf.d.view(st.n),
+                &bf.s,
+                &bf.y,
+                sc,
+                head,
+                count,
+            )?;
             self.direction.insert((head, count), d);
         }
         let mut first: Vec<Dispatch> = self.direction[&(head, count)].clone();
@@ -327,7 +496,15 @@ pub mod reference {
 
     /// d = −H·g by the two-loop recursion over the ring (newest pair in `head`, `count` pairs; ρ_i = 0 skips
     /// pair i), exactly as the device [`two_loop`](super::two_loop) computes it.
-    pub fn two_loop(g: &[f64], s: &[Vec<f64>], y: &[Vec<f64>], rho: &[f64], gamma: f64, head: usize, count: usize) -> Vec<f64> {
+    pub fn two_loop(
+        g: &[f64],
+        s: &[Vec<f64>],
+        y: &[Vec<f64>],
+        rho: &[f64],
+        gamma: f64,
+        head: usize,
+        count: usize,
+    ) -> Vec<f64> {
         let (n, m) = (g.len(), s.len());
         let order: Vec<usize> = (0..count).map(|j| (head + m - j) % m).collect();
         let mut d: Vec<f64> = g.iter().map(|v| -v).collect();
@@ -349,7 +526,14 @@ pub mod reference {
     }
 
     /// Run `steps` iterations of problem `b` of `task` from `theta0`, stopping when ‖g‖ < eps_g.
-    pub fn run(task: &dyn Task, b: usize, theta0: &[f64], cfg: &LbfgsConfig, steps: usize, eps_g: f64) -> RefTrace {
+    pub fn run(
+        task: &dyn Task,
+        b: usize,
+        theta0: &[f64],
+        cfg: &LbfgsConfig,
+        steps: usize,
+        eps_g: f64,
+    ) -> RefTrace {
         let n = theta0.len();
         let m = cfg.m;
         let eps_c = cfg.curvature_eps(Precision::F64);
@@ -360,7 +544,13 @@ pub mod reference {
         let mut y_hist = vec![vec![0.0; n]; m];
         let mut rho = vec![0.0; m];
         let (mut gamma, mut hasp) = (1.0, false);
-        let mut tr = RefTrace { f: vec![f], gnorm: vec![dotp(&g, &g).sqrt()], theta: vec![x.clone()], evaluations: 0, status: 0 };
+        let mut tr = RefTrace {
+            f: vec![f],
+            gnorm: vec![dotp(&g, &g).sqrt()],
+            theta: vec![x.clone()],
+            evaluations: 0,
+            status: 0,
+        };
         if tr.gnorm[0] < eps_g {
             tr.status = 1;
             return tr;
@@ -375,7 +565,11 @@ pub mod reference {
             }
             // line search
             let (f0, gd0) = (f, gd);
-            let mut t = if hasp { 1.0 } else { (1.0 / g2.sqrt()).min(1.0) };
+            let mut t = if hasp {
+                1.0
+            } else {
+                (1.0 / g2.sqrt()).min(1.0)
+            };
             let (mut phase, mut nls) = (0u32, 0usize);
             let (mut tlo, mut flo, mut glo) = (0.0, f0, gd0);
             let (mut thi, mut fhi, mut ghi) = (0.0, 0.0, 0.0);
@@ -458,8 +652,17 @@ pub mod reference {
             x = xt;
             g = gt_vec;
             f = ft;
-            let (sy, yy, ss) = (dotp(&s_hist[slot], &y_hist[slot]), dotp(&y_hist[slot], &y_hist[slot]), dotp(&s_hist[slot], &s_hist[slot]));
-            if sy.is_finite() && yy.is_finite() && ss.is_finite() && sy > eps_c * (ss * yy).sqrt() && yy > 0.0 {
+            let (sy, yy, ss) = (
+                dotp(&s_hist[slot], &y_hist[slot]),
+                dotp(&y_hist[slot], &y_hist[slot]),
+                dotp(&s_hist[slot], &s_hist[slot]),
+            );
+            if sy.is_finite()
+                && yy.is_finite()
+                && ss.is_finite()
+                && sy > eps_c * (ss * yy).sqrt()
+                && yy > 0.0
+            {
                 rho[slot] = 1.0 / sy;
                 gamma = sy / yy;
                 hasp = true;

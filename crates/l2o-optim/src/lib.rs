@@ -15,7 +15,9 @@ pub use first_order::{FirstOrder, Hyper, Kind};
 pub use lbfgs::{Lbfgs, LbfgsConfig, LineSearch};
 
 /// Names accepted by [`make_optimizer`].
-pub const OPTIMIZERS: &[&str] = &["sgd", "momentum", "nesterov", "rmsprop", "adam", "adagrad", "lbfgs"];
+pub const OPTIMIZERS: &[&str] = &[
+    "sgd", "momentum", "nesterov", "rmsprop", "adam", "adagrad", "lbfgs",
+];
 
 /// Parse a first-order method name.
 pub fn parse_kind(name: &str) -> Option<Kind> {
@@ -31,12 +33,20 @@ pub fn parse_kind(name: &str) -> Option<Kind> {
 }
 
 /// Build an optimizer by name; `lr` overrides a first-order method's default learning rate.
-pub fn make_optimizer(name: &str, lr: Option<f64>, lbfgs: LbfgsConfig) -> anyhow::Result<Box<dyn Optimizer>> {
+pub fn make_optimizer(
+    name: &str,
+    lr: Option<f64>,
+    lbfgs: LbfgsConfig,
+) -> anyhow::Result<Box<dyn Optimizer>> {
     if name == "lbfgs" || name == "l-bfgs" {
         return Ok(Box::new(Lbfgs::new(lbfgs)));
     }
-    let kind = parse_kind(name)
-        .ok_or_else(|| anyhow::anyhow!("unknown optimizer {name:?}: use one of {}", OPTIMIZERS.join(", ")))?;
+    let kind = parse_kind(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown optimizer {name:?}: use one of {}",
+            OPTIMIZERS.join(", ")
+        )
+    })?;
     let lr = lr.unwrap_or(kind.default_lr());
     if !(lr > 0.0 && lr.is_finite()) {
         anyhow::bail!("learning rate must be a positive number, got {lr}");

@@ -12,7 +12,9 @@ use crate::first_order::{FirstOrder, Kind};
 /// {1, 3} × 10^j for j in lo..=hi, ascending.
 pub fn log_grid(lo: i32, hi: i32) -> Vec<f64> {
     // Parsed from text so the values are the decimal numbers a user would type (1e-5, not 1.0000000000000001e-5).
-    (lo..=hi).flat_map(|j| [1, 3].map(|a| format!("{a}e{j}").parse().expect("valid float"))).collect()
+    (lo..=hi)
+        .flat_map(|j| [1, 3].map(|a| format!("{a}e{j}").parse().expect("valid float")))
+        .collect()
 }
 
 #[derive(Clone, Debug)]
@@ -24,7 +26,13 @@ pub struct TuneResult {
 }
 
 /// Try every rate of `grid` on the same training task(s) for `steps` steps and keep the best mean final loss.
-pub fn tune(ctx: &Context, tasks: &[&dyn Task], kind: Kind, grid: &[f64], steps: usize) -> Result<TuneResult> {
+pub fn tune(
+    ctx: &Context,
+    tasks: &[&dyn Task],
+    kind: Kind,
+    grid: &[f64],
+    steps: usize,
+) -> Result<TuneResult> {
     if grid.is_empty() || tasks.is_empty() {
         bail!("tune: empty grid or no training task");
     }
@@ -34,7 +42,17 @@ pub fn tune(ctx: &Context, tasks: &[&dyn Task], kind: Kind, grid: &[f64], steps:
         let mut count = 0usize;
         for task in tasks {
             let mut opt = FirstOrder::new(kind, lr);
-            let t = run(ctx, *task, &mut opt, &RunOptions { steps, eps_g: 0.0, check_every: 0 }, &mut |_| {})?;
+            let t = run(
+                ctx,
+                *task,
+                &mut opt,
+                &RunOptions {
+                    steps,
+                    eps_g: 0.0,
+                    check_every: 0,
+                },
+                &mut |_| {},
+            )?;
             let last = &t.f[t.steps()];
             if last.iter().any(|v| !v.is_finite()) {
                 total = f64::INFINITY;
@@ -45,9 +63,19 @@ pub fn tune(ctx: &Context, tasks: &[&dyn Task], kind: Kind, grid: &[f64], steps:
         }
         table.push((lr, total / count as f64));
     }
-    let best = table.iter().filter(|(_, l)| l.is_finite()).min_by(|a, b| a.1.total_cmp(&b.1));
+    let best = table
+        .iter()
+        .filter(|(_, l)| l.is_finite())
+        .min_by(|a, b| a.1.total_cmp(&b.1));
     let Some(&(best_lr, _)) = best else {
-        bail!("tune: every learning rate in the grid diverged for {:?}; try a lower grid", kind);
+        bail!(
+            "tune: every learning rate in the grid diverged for {:?}; try a lower grid",
+            kind
+        );
     };
-    Ok(TuneResult { kind, best_lr, table })
+    Ok(TuneResult {
+        kind,
+        best_lr,
+        table,
+    })
 }

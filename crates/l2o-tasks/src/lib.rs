@@ -35,7 +35,13 @@ pub trait Task {
     fn batch(&self) -> usize;
     /// Record dispatches computing f_b(θ_b) → out.buf[b·out.stride + out.col] and ∇f_b(θ_b) → grad, for all b.
     /// `theta` and `grad` are views of B × n. The dispatches can be replayed every step.
-    fn loss_and_grad(&self, ctx: &Context, theta: View, grad: View, out: ScalarOut) -> Result<Vec<Dispatch>>;
+    fn loss_and_grad(
+        &self,
+        ctx: &Context,
+        theta: View,
+        grad: View,
+        out: ScalarOut,
+    ) -> Result<Vec<Dispatch>>;
     /// The starting point θ_0 of every problem, B × n row-major (drawn with the task's seed).
     fn initial_point(&self) -> Vec<f64>;
     /// f64 CPU reference: (f_b(θ), ∇f_b(θ)) for problem b.
@@ -51,7 +57,14 @@ pub static TASKS: ShaderFamily = ShaderFamily {
     name: "tasks",
     body: include_str!("../../../shaders/tasks.wgsl"),
     layout: &[U, W, W, R, R, R, W, W],
-    entries: &["quad_residual", "quad_grad", "rosen", "logit_z", "logit_grad"],
+    entries: &[
+        "quad_residual",
+        "quad_grad",
+        "rosen",
+        "logit_z",
+        "logit_grad",
+    ],
+    default_defines: "",
 };
 
 /// Every kernel family of this crate (for pipeline warm-up and naga validation).
@@ -64,12 +77,21 @@ pub const TASK_NAMES: &[&str] = &["quadratic", "rosenbrock", "logistic"];
 
 /// A task by name with its default options: "quadratic", "rosenbrock" (n even) or "logistic" (100 samples,
 /// λ = 1e-3).
-pub fn make_task(ctx: &Context, name: &str, n: usize, batch: usize, seed: u64) -> Result<Box<dyn Task>> {
+pub fn make_task(
+    ctx: &Context,
+    name: &str,
+    n: usize,
+    batch: usize,
+    seed: u64,
+) -> Result<Box<dyn Task>> {
     Ok(match name.to_ascii_lowercase().as_str() {
         "quadratic" => Box::new(Quadratic::sample(ctx, n, batch, seed)?),
         "rosenbrock" => Box::new(Rosenbrock::sample(ctx, n, batch, seed)?),
         "logistic" => Box::new(Logistic::sample(ctx, n, batch, seed)?),
-        _ => bail!("unknown task {name:?}; valid tasks: {}", TASK_NAMES.join(", ")),
+        _ => bail!(
+            "unknown task {name:?}; valid tasks: {}",
+            TASK_NAMES.join(", ")
+        ),
     })
 }
 
@@ -88,15 +110,21 @@ pub(crate) fn check_dims(task: &str, n: usize, batch: usize) -> Result<()> {
 /// Fails (before anything is allocated on the host) unless a buffer of Π `factors` Real elements fits the
 /// device's storage-binding and buffer limits and u32 indexing.
 pub(crate) fn check_fits(ctx: &Context, what: &str, factors: &[usize]) -> Result<()> {
-    let elems = factors.iter().try_fold(1u64, |a, &f| a.checked_mul(f as u64));
+    let elems = factors
+        .iter()
+        .try_fold(1u64, |a, &f| a.checked_mul(f as u64));
     let size = ctx.precision().size() as u64;
     let bytes = elems.and_then(|e| e.checked_mul(size));
-    let lim = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    let lim = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
     match (elems, bytes) {
         (Some(e), Some(b)) if b <= lim && e <= u32::MAX as u64 => Ok(()),
         _ => {
-            let shown =
-                bytes.map_or("more than 2^64".to_string(), |b| format!("{b} ({:.1} MiB)", b as f64 / 1048576.0));
+            let shown = bytes.map_or("more than 2^64".to_string(), |b| {
+                format!("{b} ({:.1} MiB)", b as f64 / 1048576.0)
+            });
             bail!(
                 "{what} needs {shown} bytes in {} but this device's max_storage_buffer_binding_size is {} bytes \
                  ({:.1} MiB): use a smaller batch or dimension, or a GPU with larger limits",
@@ -109,17 +137,30 @@ pub(crate) fn check_fits(ctx: &Context, what: &str, factors: &[usize]) -> Result
 }
 
 /// θ and ∇f views must cover B × n, and may share a buffer only if they touch disjoint elements.
-pub(crate) fn check_views(task: &str, theta: &View, grad: &View, n: usize, batch: usize) -> Result<()> {
+pub(crate) fn check_views(
+    task: &str,
+    theta: &View,
+    grad: &View,
+    n: usize,
+    batch: usize,
+) -> Result<()> {
     theta.check(&format!("{task}: theta"), n, batch)?;
     grad.check(&format!("{task}: grad"), n, batch)?;
     if theta.buf.id == grad.buf.id {
         let mut iv: Vec<(usize, u8)> = (0..batch)
-            .flat_map(|b| [(theta.offset + b * theta.stride, 0u8), (grad.offset + b * grad.stride, 1u8)])
+            .flat_map(|b| {
+                [
+                    (theta.offset + b * theta.stride, 0u8),
+                    (grad.offset + b * grad.stride, 1u8),
+                ]
+            })
             .collect();
         iv.sort_unstable();
         iv.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         // Overlap between a θ row and a ∇f row, or between rows of ∇f (a stride-0 broadcast θ is fine).
-        let clash = iv.windows(2).any(|w| w[1].0 < w[0].0 + n && (w[0].1 != w[1].1 || w[0].1 == 1));
+        let clash = iv
+            .windows(2)
+            .any(|w| w[1].0 < w[0].0 + n && (w[0].1 != w[1].1 || w[0].1 == 1));
         if clash {
             bail!(
                 "{task}: theta and grad overlap in the same buffer (offsets {} / {}, strides {} / {})",
@@ -134,9 +175,25 @@ pub(crate) fn check_views(task: &str, theta: &View, grad: &View, n: usize, batch
 }
 
 /// Words of the uniform `Params` of `shaders/tasks.wgsl` (pass to `ctx.params`).
-pub(crate) fn params(n: usize, batch: usize, theta: &View, grad: &View, m: usize, s_stride: usize) -> [u32; 8] {
+pub(crate) fn params(
+    n: usize,
+    batch: usize,
+    theta: &View,
+    grad: &View,
+    m: usize,
+    s_stride: usize,
+) -> [u32; 8] {
     let u = |x: usize| x as u32;
-    [u(n), u(batch), u(theta.offset), u(theta.stride), u(grad.offset), u(grad.stride), u(m), u(s_stride)]
+    [
+        u(n),
+        u(batch),
+        u(theta.offset),
+        u(theta.stride),
+        u(grad.offset),
+        u(grad.stride),
+        u(m),
+        u(s_stride),
+    ]
 }
 
 /// Workgroups for `count` rows (64 threads each) × B problems.

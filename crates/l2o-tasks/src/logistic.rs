@@ -49,7 +49,14 @@ impl Logistic {
     }
 
     /// Draw, per problem, w* (n), then the N samples (x_s, then ε_s) from `seed`.
-    pub fn with_options(ctx: &Context, n: usize, batch: usize, samples: usize, lambda: f64, seed: u64) -> Result<Self> {
+    pub fn with_options(
+        ctx: &Context,
+        n: usize,
+        batch: usize,
+        samples: usize,
+        lambda: f64,
+        seed: u64,
+    ) -> Result<Self> {
         check_dims("logistic", n, batch)?;
         if samples == 0 {
             bail!("logistic: the number of samples must be at least 1");
@@ -58,8 +65,16 @@ impl Logistic {
             bail!("logistic: λ = {lambda} must be finite and ≥ 0");
         }
         let shape = format!("logistic task (n = {n}, batch = {batch}, samples = {samples})");
-        check_fits(ctx, &format!("{shape}: X (batch × samples × n)"), &[batch, samples, n])?;
-        check_fits(ctx, &format!("{shape}: loss terms (batch × (samples + n))"), &[batch, samples + n])?;
+        check_fits(
+            ctx,
+            &format!("{shape}: X (batch × samples × n)"),
+            &[batch, samples, n],
+        )?;
+        check_fits(
+            ctx,
+            &format!("{shape}: loss terms (batch × (samples + n))"),
+            &[batch, samples + n],
+        )?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut x = Vec::with_capacity(batch * samples * n);
         let mut y = Vec::with_capacity(batch * samples);
@@ -68,18 +83,34 @@ impl Logistic {
             let w: Vec<f64> = (0..n).map(|_| normal(&mut rng)).collect();
             for _ in 0..samples {
                 let xs: Vec<f64> = (0..n).map(|_| normal(&mut rng)).collect();
-                let margin = xs.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() + 0.5 * normal(&mut rng);
+                let margin =
+                    xs.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() + 0.5 * normal(&mut rng);
                 y.push(if margin > 0.0 { 1.0 } else { 0.0 });
                 x.extend(xs);
             }
             w_true.extend(w);
         }
-        let x_buf = ctx.upload("logistic X", &x).with_context(|| format!("{shape}: uploading X"))?;
+        let x_buf = ctx
+            .upload("logistic X", &x)
+            .with_context(|| format!("{shape}: uploading X"))?;
         let y_buf = ctx.upload("logistic labels", &y)?;
         let consts = ctx.upload("logistic lambda", &[lambda])?;
         let terms = ctx.zeros("logistic terms", batch * (samples + n))?;
         let coef = ctx.zeros("logistic coefficients", batch * samples)?;
-        Ok(Self { n, batch, samples, lambda, x, y, w_true, x_buf, y_buf, consts, terms, coef })
+        Ok(Self {
+            n,
+            batch,
+            samples,
+            lambda,
+            x,
+            y,
+            w_true,
+            x_buf,
+            y_buf,
+            consts,
+            terms,
+            coef,
+        })
     }
 
     /// Number of samples N per problem.
@@ -116,7 +147,11 @@ fn softplus(z: f64) -> f64 {
 /// σ(z) = 1/(1 + e^{−z}), stable.
 fn sigmoid(z: f64) -> f64 {
     let e = (-z.abs()).exp();
-    if z >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) }
+    if z >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    }
 }
 
 impl Task for Logistic {
@@ -132,7 +167,13 @@ impl Task for Logistic {
         self.batch
     }
 
-    fn loss_and_grad(&self, ctx: &Context, theta: View, grad: View, out: ScalarOut) -> Result<Vec<Dispatch>> {
+    fn loss_and_grad(
+        &self,
+        ctx: &Context,
+        theta: View,
+        grad: View,
+        out: ScalarOut,
+    ) -> Result<Vec<Dispatch>> {
         let (n, b, m) = (self.n, self.batch, self.samples);
         check_views("logistic", &theta, &grad, n, b)?;
         let p = ctx.params(&params(n, b, &theta, &grad, m, m + n));

@@ -32,7 +32,11 @@ impl Quadratic {
     /// Draw W (B·n², row-major per problem), y (B·n), then θ_0 (B·n), all N(0, 1), from `seed`.
     pub fn sample(ctx: &Context, n: usize, batch: usize, seed: u64) -> Result<Self> {
         check_dims("quadratic", n, batch)?;
-        check_fits(ctx, &format!("quadratic task (n = {n}, batch = {batch}): W (batch × n × n)"), &[batch, n, n])?;
+        check_fits(
+            ctx,
+            &format!("quadratic task (n = {n}, batch = {batch}): W (batch × n × n)"),
+            &[batch, n, n],
+        )?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut w = Vec::with_capacity(batch * n * n);
         let mut y = Vec::with_capacity(batch * n);
@@ -54,22 +58,52 @@ impl Quadratic {
         theta0: Vec<f64>,
     ) -> Result<Self> {
         check_dims("quadratic", n, batch)?;
-        check_fits(ctx, &format!("quadratic task (n = {n}, batch = {batch}): W (batch × n × n)"), &[batch, n, n])?;
+        check_fits(
+            ctx,
+            &format!("quadratic task (n = {n}, batch = {batch}): W (batch × n × n)"),
+            &[batch, n, n],
+        )?;
         if w.len() != batch * n * n {
-            bail!("quadratic: W has {} values, expected batch·n² = {}·{n}² = {}", w.len(), batch, batch * n * n);
+            bail!(
+                "quadratic: W has {} values, expected batch·n² = {}·{n}² = {}",
+                w.len(),
+                batch,
+                batch * n * n
+            );
         }
         if y.len() != batch * n || theta0.len() != batch * n {
-            bail!("quadratic: y has {} and theta0 {} values, expected batch·n = {}", y.len(), theta0.len(), batch * n);
+            bail!(
+                "quadratic: y has {} and theta0 {} values, expected batch·n = {}",
+                y.len(),
+                theta0.len(),
+                batch * n
+            );
         }
         if let Some(i) = theta0.iter().position(|x| !x.is_finite()) {
             bail!("quadratic: theta0[{i}] = {} is not finite", theta0[i]);
         }
         let shape = format!("quadratic task (n = {n}, batch = {batch})");
-        let w_buf = ctx.upload("quadratic W", &w).with_context(|| format!("{shape}: uploading W"))?;
-        let y_buf = ctx.upload("quadratic y", &y).with_context(|| format!("{shape}: uploading y"))?;
-        let r = ctx.zeros("quadratic residual", batch * n).with_context(|| shape.clone())?;
+        let w_buf = ctx
+            .upload("quadratic W", &w)
+            .with_context(|| format!("{shape}: uploading W"))?;
+        let y_buf = ctx
+            .upload("quadratic y", &y)
+            .with_context(|| format!("{shape}: uploading y"))?;
+        let r = ctx
+            .zeros("quadratic residual", batch * n)
+            .with_context(|| shape.clone())?;
         let unused = ctx.zeros("quadratic unused", 1)?;
-        Ok(Self { n, batch, w, y, theta0, w_buf, y_buf, r, unused })
+        Ok(Self {
+            n,
+            batch,
+            w,
+            y,
+            theta0,
+            w_buf,
+            y_buf,
+            r,
+            unused,
+        })
     }
 
     /// W, B × n × n row-major per problem.
@@ -96,7 +130,13 @@ impl Task for Quadratic {
         self.batch
     }
 
-    fn loss_and_grad(&self, ctx: &Context, theta: View, grad: View, out: ScalarOut) -> Result<Vec<Dispatch>> {
+    fn loss_and_grad(
+        &self,
+        ctx: &Context,
+        theta: View,
+        grad: View,
+        out: ScalarOut,
+    ) -> Result<Vec<Dispatch>> {
         let (n, b) = (self.n, self.batch);
         check_views("quadratic", &theta, &grad, n, b)?;
         let p = ctx.params(&params(n, b, &theta, &grad, 0, n));
@@ -126,9 +166,13 @@ impl Task for Quadratic {
         let n = self.n;
         let w = &self.w[b * n * n..(b + 1) * n * n];
         let y = &self.y[b * n..(b + 1) * n];
-        let r: Vec<f64> = (0..n).map(|i| (0..n).map(|j| w[i * n + j] * theta[j]).sum::<f64>() - y[i]).collect();
+        let r: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|j| w[i * n + j] * theta[j]).sum::<f64>() - y[i])
+            .collect();
         let f = r.iter().map(|v| v * v).sum();
-        let g = (0..n).map(|j| 2.0 * (0..n).map(|i| w[i * n + j] * r[i]).sum::<f64>()).collect();
+        let g = (0..n)
+            .map(|j| 2.0 * (0..n).map(|i| w[i * n + j] * r[i]).sum::<f64>())
+            .collect();
         (f, g)
     }
 }

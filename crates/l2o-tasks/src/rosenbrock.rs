@@ -42,17 +42,37 @@ impl Rosenbrock {
         Self::build(ctx, n, batch, |_| 0.0)
     }
 
-    fn build(ctx: &Context, n: usize, batch: usize, mut noise: impl FnMut(usize) -> f64) -> Result<Self> {
+    fn build(
+        ctx: &Context,
+        n: usize,
+        batch: usize,
+        mut noise: impl FnMut(usize) -> f64,
+    ) -> Result<Self> {
         check_dims("rosenbrock", n, batch)?;
         if !n.is_multiple_of(2) {
-            bail!("rosenbrock: the extended Rosenbrock function needs an even dimension (got n = {n})");
+            bail!(
+                "rosenbrock: the extended Rosenbrock function needs an even dimension (got n = {n})"
+            );
         }
-        check_fits(ctx, &format!("rosenbrock task (n = {n}, batch = {batch}): theta (batch × n)"), &[batch, n])?;
-        let theta0 = (0..batch * n).map(|k| if k % 2 == 0 { -1.2 } else { 1.0 } + noise(k)).collect();
+        check_fits(
+            ctx,
+            &format!("rosenbrock task (n = {n}, batch = {batch}): theta (batch × n)"),
+            &[batch, n],
+        )?;
+        let theta0 = (0..batch * n)
+            .map(|k| if k % 2 == 0 { -1.2 } else { 1.0 } + noise(k))
+            .collect();
         let terms = ctx.zeros("rosenbrock terms", batch * n / 2)?;
         let no_data = ctx.zeros("rosenbrock no data", 1)?;
         let unused = ctx.zeros("rosenbrock unused", 1)?;
-        Ok(Self { n, batch, theta0, terms, no_data, unused })
+        Ok(Self {
+            n,
+            batch,
+            theta0,
+            terms,
+            no_data,
+            unused,
+        })
     }
 }
 
@@ -69,12 +89,27 @@ impl Task for Rosenbrock {
         self.batch
     }
 
-    fn loss_and_grad(&self, ctx: &Context, theta: View, grad: View, out: ScalarOut) -> Result<Vec<Dispatch>> {
+    fn loss_and_grad(
+        &self,
+        ctx: &Context,
+        theta: View,
+        grad: View,
+        out: ScalarOut,
+    ) -> Result<Vec<Dispatch>> {
         let (n, b, m) = (self.n, self.batch, self.n / 2);
         check_views("rosenbrock", &theta, &grad, n, b)?;
         let p = ctx.params(&params(n, b, &theta, &grad, m, m));
         let nd = &self.no_data.buf;
-        let binds = [&p, &theta.buf.buf, &grad.buf.buf, nd, nd, nd, &self.terms.buf, &self.unused.buf];
+        let binds = [
+            &p,
+            &theta.buf.buf,
+            &grad.buf.buf,
+            nd,
+            nd,
+            nd,
+            &self.terms.buf,
+            &self.unused.buf,
+        ];
         let mut d = vec![ctx.dispatch(&TASKS, "rosen", &binds, grid(m, b))?];
         d.extend(sum(ctx, m, b, self.terms.view(m), out)?);
         Ok(d)

@@ -20,7 +20,11 @@ impl<'a> Term<'a> {
         Self { v, c, col: None }
     }
     pub fn scaled(v: View<'a>, c: f64, col: usize) -> Self {
-        Self { v, c, col: Some(col) }
+        Self {
+            v,
+            c,
+            col: Some(col),
+        }
     }
 }
 
@@ -48,19 +52,31 @@ pub fn lincomb(
     sc: Scalars,
 ) -> Result<Dispatch> {
     if terms.len() > MAX_TERMS {
-        bail!("lincomb: at most {MAX_TERMS} terms per dispatch, got {}", terms.len());
+        bail!(
+            "lincomb: at most {MAX_TERMS} terms per dispatch, got {}",
+            terms.len()
+        );
     }
     out.check("lincomb: out", n, batch)?;
     for (j, t) in terms.iter().enumerate() {
         t.v.check(&format!("lincomb: term {j}"), n, batch)?;
         if t.v.buf.id == out.buf.id {
-            bail!("lincomb: term {j} aliases the output buffer; use the accumulate term for the output itself");
+            bail!(
+                "lincomb: term {j} aliases the output buffer; use the accumulate term for the output itself"
+            );
         }
     }
-    let cols = terms.iter().filter_map(|t| t.col).chain(keep.and_then(|k| k.1)).chain(sc.mask_col);
+    let cols = terms
+        .iter()
+        .filter_map(|t| t.col)
+        .chain(keep.and_then(|k| k.1))
+        .chain(sc.mask_col);
     for c in cols {
         if c >= sc.stride || batch * sc.stride > sc.scal.len {
-            bail!("lincomb: scalar column {c} / stride {} do not fit the scalar buffer", sc.stride);
+            bail!(
+                "lincomb: scalar column {c} / stride {} do not fit the scalar buffer",
+                sc.stride
+            );
         }
     }
     let mut consts = vec![keep.map_or(0.0, |k| k.0)];
@@ -100,7 +116,17 @@ pub fn lincomb(
     ctx.dispatch(
         &LINCOMB,
         "lincomb_main",
-        &[&params, &cst.buf, &out.buf.buf, input(0), input(1), input(2), input(3), &sc.scal.buf, status],
+        &[
+            &params,
+            &cst.buf,
+            &out.buf.buf,
+            input(0),
+            input(1),
+            input(2),
+            input(3),
+            &sc.scal.buf,
+            status,
+        ],
         [grid_x(n.div_ceil(256)), batch as u32, 1],
     )
 }

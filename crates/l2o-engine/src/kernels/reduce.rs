@@ -50,7 +50,11 @@ fn reduce(
 ) -> Result<Vec<Dispatch>> {
     let pairs = if mode == 2 { k * (k + 1) / 2 } else { 1 };
     let chunks = n.div_ceil(CHUNK);
-    let partial = if chunks > 1 { ctx.zeros("reduce partials", batch * pairs * chunks)? } else { ctx.zeros("unused", 1)? };
+    let partial = if chunks > 1 {
+        ctx.zeros("reduce partials", batch * pairs * chunks)?
+    } else {
+        ctx.zeros("unused", 1)?
+    };
     let u = |x: usize| x as u32;
     let params = ctx.params(&[
         u(n),
@@ -71,7 +75,12 @@ fn reduce(
         0,
     ]);
     let binds = [&params, &a.buf.buf, &b.buf.buf, &partial.buf, &out.buf.buf];
-    let mut d = vec![ctx.dispatch(&REDUCE, "partial_main", &binds, [u(chunks), u(pairs), u(batch)])?];
+    let mut d = vec![ctx.dispatch(
+        &REDUCE,
+        "partial_main",
+        &binds,
+        [u(chunks), u(pairs), u(batch)],
+    )?];
     if chunks > 1 {
         d.push(ctx.dispatch(&REDUCE, "finish_main", &binds, [u(pairs), 1, u(batch)])?);
     }
@@ -92,14 +101,21 @@ pub fn dot(
     b.check("dot: b", n, batch)?;
     out.check(batch, 1)?;
     if let Some(c) = scale_col
-        && c >= out.stride {
-            bail!("dot: scale column {c} outside stride {}", out.stride);
-        }
+        && c >= out.stride
+    {
+        bail!("dot: scale column {c} outside stride {}", out.stride);
+    }
     reduce(ctx, 0, n, batch, a, b, 1, 0, out, scale_col)
 }
 
 /// out[b] = Σ_i a_b[i].
-pub fn sum(ctx: &Context, n: usize, batch: usize, a: View, out: ScalarOut) -> Result<Vec<Dispatch>> {
+pub fn sum(
+    ctx: &Context,
+    n: usize,
+    batch: usize,
+    a: View,
+    out: ScalarOut,
+) -> Result<Vec<Dispatch>> {
     a.check("sum", n, batch)?;
     out.check(batch, 1)?;
     reduce(ctx, 1, n, batch, a, a, 1, 0, out, None)
@@ -119,7 +135,11 @@ pub fn gram(
     if k == 0 || k > MAX_GRAM_K {
         bail!("gram: k = {k} must be in 1..={MAX_GRAM_K}");
     }
-    let last = View { buf: first.buf, offset: first.offset + (k - 1) * vec_step, stride: first.stride };
+    let last = View {
+        buf: first.buf,
+        offset: first.offset + (k - 1) * vec_step,
+        stride: first.stride,
+    };
     first.check("gram: first vector", n, batch)?;
     last.check("gram: last vector", n, batch)?;
     out.check(batch, k * k)?;
