@@ -66,6 +66,18 @@ pub struct TrainArgs {
     out: PathBuf,
 }
 
+/// train.csv from the whole history (rewritten after every epoch, so it survives an interrupted run).
+fn write_history(state: &l2o_meta::state::TrainState, path: &std::path::Path) -> Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+    w.write_record(["epoch", "meta_loss_per_step", "validation_loss", "skipped_updates"])?;
+    for r in &state.history {
+        let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:e}"));
+        w.write_record([r.epoch.to_string(), o(r.meta_loss), o(r.val_loss), r.skipped.to_string()])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     if a.optimizer != "lstm" {
         bail!(
@@ -114,6 +126,7 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let ckpt = a.out.join("checkpoint.l2o");
+    let csv_path = a.out.join("train.csv");
     let unrolls = state.train.horizon / state.train.unroll;
     let pb = bar(
         ((state.train.epochs - state.epoch) * unrolls) as u64,
@@ -132,36 +145,24 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
         },
         &mut |rec, st| {
             if let Some(v) = rec.val_loss {
-                pb.println(format!(
-                    "epoch {:>4}: meta-loss {:.4e}  validation {:.4e}  (best {:.4e} at epoch {})",
+                let line = format!(
+                    "epoch {:>4}: meta-loss/step {:.4e}  validation {:.4e}  (best {:.4e} at epoch {})",
                     rec.epoch,
                     rec.meta_loss.unwrap_or(f64::NAN),
                     v,
                     st.best_val.unwrap_or(f64::NAN),
                     st.best_epoch
-                ));
+                );
+                if pb.is_hidden() { eprintln!("{line}") } else { pb.println(line) }
+            }
+            if let Err(e) = write_history(st, &csv_path) {
+                log::warn!("{e:#}");
             }
         },
     )?;
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
-    let mut w = csv::Writer::from_path(a.out.join("train.csv"))?;
-    w.write_record([
-        "epoch",
-        "meta_loss_per_step",
-        "validation_loss",
-        "skipped_updates",
-    ])?;
-    for r in &state.history {
-        let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:e}"));
-        w.write_record([
-            r.epoch.to_string(),
-            o(r.meta_loss),
-            o(r.val_loss),
-            r.skipped.to_string(),
-        ])?;
-    }
-    w.flush()?;
+    write_history(&state, &csv_path)?;
     let curves = vec![
         (
             "meta-loss per step (training batch)".to_string(),
