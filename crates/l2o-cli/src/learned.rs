@@ -28,7 +28,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 10)]
     dim: usize,
     /// Problems per meta-iteration
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 32)]
     batch: usize,
     /// Optimizee steps per meta-iteration
     #[arg(long, default_value_t = 100)]
@@ -37,12 +37,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 20)]
     unroll: usize,
     /// Meta-iterations (each on a fresh batch of problems)
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 400)]
     epochs: usize,
     /// adam or adadelta
     #[arg(long, default_value = "adam")]
     meta_optimizer: String,
-    #[arg(long, default_value_t = 0.003)]
+    #[arg(long, default_value_t = 0.01)]
     meta_lr: f64,
     /// LSTM hidden units per layer
     #[arg(long, default_value_t = 20)]
@@ -55,7 +55,7 @@ pub struct TrainArgs {
     scale: f64,
     #[arg(long, default_value_t = 128)]
     val_batch: usize,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     validate_every: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
