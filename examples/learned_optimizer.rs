@@ -18,8 +18,18 @@ use l2o::meta::{checkpoint, train};
 
 /// The user's problem: f(x) = Σ a_i (x_i − c_i)², with its gradient.
 fn loss_grad(x: &[f64], a: &[f64], c: &[f64]) -> (f64, Vec<f64>) {
-    let f = x.iter().zip(a).zip(c).map(|((x, a), c)| a * (x - c) * (x - c)).sum();
-    let g = x.iter().zip(a).zip(c).map(|((x, a), c)| 2.0 * a * (x - c)).collect();
+    let f = x
+        .iter()
+        .zip(a)
+        .zip(c)
+        .map(|((x, a), c)| a * (x - c) * (x - c))
+        .sum();
+    let g = x
+        .iter()
+        .zip(a)
+        .zip(c)
+        .map(|((x, a), c)| 2.0 * a * (x - c))
+        .collect();
     (f, g)
 }
 
@@ -28,9 +38,17 @@ fn main() -> Result<()> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
     let instance = wgpu::Instance::new(desc);
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
-        .context("no GPU adapter (on Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1)")?;
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))?;
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .context(
+                "no GPU adapter (on Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1)",
+            )?;
+    // l2o's kernels bind up to 10 storage buffers: ask for the adapter's limits (wgpu's defaults allow 8).
+    let desc = wgpu::DeviceDescriptor {
+        required_limits: adapter.limits(),
+        ..Default::default()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&desc))?;
     let ctx = Context::from_wgpu(device.clone(), queue.clone(), Precision::F32)?;
 
     // 2. A trained optimizer: the best φ of a checkpoint, or a quick training run.
@@ -40,8 +58,14 @@ fn main() -> Result<()> {
             (s.lstm, s.best_phi)
         }
         None => {
-            eprintln!("no checkpoint given: meta-training a small LSTM on 10-d quadratics for 8 epochs");
-            let lstm = LstmConfig { hidden: 20, preprocess: Some(10.0), scale: 1.0 };
+            eprintln!(
+                "no checkpoint given: meta-training a small LSTM on 10-d quadratics for 8 epochs"
+            );
+            let lstm = LstmConfig {
+                hidden: 20,
+                preprocess: Some(10.0),
+                scale: 1.0,
+            };
             let tc = TrainConfig {
                 task: "quadratic".into(),
                 dim: 10,
@@ -73,11 +97,22 @@ fn main() -> Result<()> {
         let (_, g) = loss_grad(&x, &a, &c);
         stepper.step_host(&ctx, &mut x, &g)?;
     }
-    println!("host slices:   f = {f0:.4} → {:.4e} after 50 learned steps", loss_grad(&x, &a, &c).0);
+    println!(
+        "host slices:   f = {f0:.4} → {:.4e} after 50 learned steps",
+        loss_grad(&x, &a, &c).0
+    );
 
     // 3b. The host program's own buffers: θ and ∇f live in wgpu buffers it created; l2o binds them directly.
-    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    let mk = |label| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: (n * 4) as u64, usage, mapped_at_creation: false });
+    let usage =
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    let mk = |label| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (n * 4) as u64,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
     let theta = ctx.wrap(mk("my theta"), n, Elem::Real)?;
     let grad = ctx.wrap(mk("my grad"), n, Elem::Real)?;
     stepper.reset(&ctx)?;
@@ -90,6 +125,9 @@ fn main() -> Result<()> {
         stepper.step_buffers(&ctx, &theta, &grad)?;
         x = ctx.read(&theta)?; // only because this example's gradient is computed on the host
     }
-    println!("wgpu buffers:  f = {f0:.4} → {:.4e} after 50 learned steps", loss_grad(&x, &a, &c).0);
+    println!(
+        "wgpu buffers:  f = {f0:.4} → {:.4e} after 50 learned steps",
+        loss_grad(&x, &a, &c).0
+    );
     Ok(())
 }

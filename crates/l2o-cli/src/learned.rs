@@ -68,11 +68,22 @@ pub struct TrainArgs {
 
 /// train.csv from the whole history (rewritten after every epoch, so it survives an interrupted run).
 fn write_history(state: &l2o_meta::state::TrainState, path: &std::path::Path) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
-    w.write_record(["epoch", "meta_loss_per_step", "validation_loss", "skipped_updates"])?;
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+    w.write_record([
+        "epoch",
+        "meta_loss_per_step",
+        "validation_loss",
+        "skipped_updates",
+    ])?;
     for r in &state.history {
         let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:e}"));
-        w.write_record([r.epoch.to_string(), o(r.meta_loss), o(r.val_loss), r.skipped.to_string()])?;
+        w.write_record([
+            r.epoch.to_string(),
+            o(r.meta_loss),
+            o(r.val_loss),
+            r.skipped.to_string(),
+        ])?;
     }
     w.flush()?;
     Ok(())
@@ -153,7 +164,11 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
                     st.best_val.unwrap_or(f64::NAN),
                     st.best_epoch
                 );
-                if pb.is_hidden() { eprintln!("{line}") } else { pb.println(line) }
+                if pb.is_hidden() {
+                    eprintln!("{line}")
+                } else {
+                    pb.println(line)
+                }
             }
             if let Err(e) = write_history(st, &csv_path) {
                 log::warn!("{e:#}");

@@ -156,8 +156,33 @@ fn train_then_eval_writes_checkpoint_table_and_plot() {
     }
     let dir = std::env::temp_dir().join(format!("l2o-cli-train-{}", std::process::id()));
     let d = dir.to_str().unwrap().to_string();
-    let small = ["--dim", "5", "--batch", "8", "--horizon", "10", "--unroll", "5", "--hidden", "6", "--val-batch", "8", "--validate-every", "1"];
-    let mut args = vec!["train", "--optimizer", "lstm", "--task", "quadratic", "--epochs", "2", "--out", &d];
+    let small = [
+        "--dim",
+        "5",
+        "--batch",
+        "8",
+        "--horizon",
+        "10",
+        "--unroll",
+        "5",
+        "--hidden",
+        "6",
+        "--val-batch",
+        "8",
+        "--validate-every",
+        "1",
+    ];
+    let mut args = vec![
+        "train",
+        "--optimizer",
+        "lstm",
+        "--task",
+        "quadratic",
+        "--epochs",
+        "2",
+        "--out",
+        &d,
+    ];
     args.extend(small);
     let (ok, out, err) = l2o(&args);
     assert!(ok, "{out}\n{err}");
@@ -166,16 +191,52 @@ fn train_then_eval_writes_checkpoint_table_and_plot() {
     let csv = std::fs::read_to_string(dir.join("train.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     // resume to 3 epochs
-    let mut args = vec!["train", "--epochs", "3", "--resume", ck.to_str().unwrap(), "--out", &d];
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "3",
+        "--resume",
+        ck.to_str().unwrap(),
+        "--out",
+        &d,
+    ];
     args.extend(small);
     let (ok, out, err) = l2o(&args);
     assert!(ok, "{out}\n{err}");
-    assert_eq!(std::fs::read_to_string(dir.join("train.csv")).unwrap().lines().count(), 4);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("train.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
     // resuming with another architecture is refused
-    let (ok, _, err) = l2o(&["train", "--epochs", "4", "--hidden", "7", "--resume", ck.to_str().unwrap(), "--out", &d]);
+    let (ok, _, err) = l2o(&[
+        "train",
+        "--epochs",
+        "4",
+        "--hidden",
+        "7",
+        "--resume",
+        ck.to_str().unwrap(),
+        "--out",
+        &d,
+    ]);
     assert!(!ok && err.contains("hidden"), "{err}");
     let ev = dir.join("eval");
-    let (ok, out, err) = l2o(&["eval", "--checkpoint", ck.to_str().unwrap(), "--vs", "sgd,nag,rmsprop,adam", "--batch", "8", "--grid", "-2..-1", "--out", ev.to_str().unwrap()]);
+    let (ok, out, err) = l2o(&[
+        "eval",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--vs",
+        "sgd,nag,rmsprop,adam",
+        "--batch",
+        "8",
+        "--grid",
+        "-2..-1",
+        "--out",
+        ev.to_str().unwrap(),
+    ]);
     assert!(ok, "{out}\n{err}");
     let md = std::fs::read_to_string(ev.join("eval.md")).unwrap();
     for name in ["lstm(H=6)", "sgd(", "nesterov(", "rmsprop(", "adam("] {
@@ -188,7 +249,18 @@ fn train_then_eval_writes_checkpoint_table_and_plot() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&bad, &bytes).unwrap();
-    let (ok, _, err) = l2o(&["eval", "--checkpoint", bad.to_str().unwrap(), "--out", ev.to_str().unwrap()]);
-    assert!(!ok && err.lines().any(|l| l.starts_with("error:") && l.contains("corrupted")), "{err}");
+    let (ok, _, err) = l2o(&[
+        "eval",
+        "--checkpoint",
+        bad.to_str().unwrap(),
+        "--out",
+        ev.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err
+            .lines()
+            .any(|l| l.starts_with("error:") && l.contains("corrupted")),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

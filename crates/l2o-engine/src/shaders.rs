@@ -100,6 +100,15 @@ pub fn engine_families() -> Vec<&'static ShaderFamily> {
     vec![&REDUCE, &LINCOMB, &MAPS, &STATUS, &LBFGS, &LSTM]
 }
 
+/// The most storage buffers any engine kernel binds in one stage (a device must allow at least this many).
+pub fn max_storage_bindings() -> u32 {
+    engine_families()
+        .iter()
+        .map(|f| f.layout.iter().filter(|l| **l != Layout::Uniform).count() as u32)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Parse and validate a family with naga for both precisions, without a device.
 pub fn validate(family: &ShaderFamily) -> anyhow::Result<()> {
     for precision in [Precision::F32, Precision::F64] {
