@@ -204,42 +204,10 @@ impl Context {
         Ok(())
     }
 
-    fn read_bytes(&self, src: &DBuf, bytes: u64) -> Result<Vec<u8>> {
-        let size = bytes.max(4).next_multiple_of(4);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(&src.buf, 0, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
-        let (tx, rx) = futures::channel::oneshot::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait()?;
-        pollster::block_on(rx)
-            .map_err(|_| anyhow!("readback was cancelled (device lost?)"))?
-            .map_err(|e| anyhow!("readback failed: {e}"))?;
-        let data = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| anyhow!("readback failed: {e:?}"))?;
-        let v = data[..bytes as usize].to_vec();
-        drop(data);
-        staging.unmap();
-        Ok(v)
-    }
-
-    /// Read several Real buffers back in one round trip (one submit, one wait).
-    pub fn read_many(&self, srcs: &[&DBuf]) -> Result<Vec<Vec<f64>>> {
-        let p = self.precision();
-        let sizes: Vec<u64> = srcs
-            .iter()
-            .map(|b| ((b.len * p.size()) as u64).next_multiple_of(4))
-            .collect();
+    /// Copy `bytes[i]` leading bytes of each buffer into one staging buffer, map it once (one submit, one
+    /// wait: one host round trip) and return the bytes of each.
+    fn read_raw(&self, srcs: &[(&DBuf, u64)]) -> Result<Vec<Vec<u8>>> {
+        let sizes: Vec<u64> = srcs.iter().map(|(_, b)| b.next_multiple_of(4)).collect();
         let total: u64 = sizes.iter().sum::<u64>().max(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -249,10 +217,7 @@ impl Context {
         });
         let mut enc = self.device.create_command_encoder(&Default::default());
         let mut off = 0;
-        for (b, &sz) in srcs.iter().zip(&sizes) {
-            if b.elem != Elem::Real {
-                bail!("read_many: buffer is not a Real buffer");
-            }
+        for ((b, _), &sz) in srcs.iter().zip(&sizes) {
             if sz > 0 {
                 enc.copy_buffer_to_buffer(&b.buf, 0, &staging, off, sz);
             }
@@ -273,13 +238,23 @@ impl Context {
             .map_err(|e| anyhow!("readback failed: {e:?}"))?;
         let mut out = vec![];
         let mut off = 0usize;
-        for (b, &sz) in srcs.iter().zip(&sizes) {
-            out.push(p.decode(&data[off..off + b.len * p.size()]));
+        for ((_, bytes), &sz) in srcs.iter().zip(&sizes) {
+            out.push(data[off..off + *bytes as usize].to_vec());
             off += sz as usize;
         }
         drop(data);
         staging.unmap();
         Ok(out)
+    }
+
+    /// Read several Real buffers back in one round trip (one submit, one wait).
+    pub fn read_many(&self, srcs: &[&DBuf]) -> Result<Vec<Vec<f64>>> {
+        let p = self.precision();
+        if srcs.iter().any(|b| b.elem != Elem::Real) {
+            bail!("read_many: buffer is not a Real buffer");
+        }
+        let req: Vec<(&DBuf, u64)> = srcs.iter().map(|b| (*b, (b.len * p.size()) as u64)).collect();
+        Ok(self.read_raw(&req)?.iter().map(|bytes| p.decode(bytes)).collect())
     }
 
     /// Wrap a buffer the host program owns (usage must include STORAGE; COPY_SRC/COPY_DST for reads/writes)
@@ -338,17 +313,15 @@ impl Context {
         if src.elem != Elem::Real {
             bail!("read: buffer is not a Real buffer");
         }
-        let p = self.precision();
-        Ok(p.decode(&self.read_bytes(src, (src.len * p.size()) as u64)?))
+        Ok(self.read_many(&[src])?.pop().expect("one buffer"))
     }
 
     pub fn read_u32(&self, src: &DBuf) -> Result<Vec<u32>> {
         if src.elem != Elem::U32 {
             bail!("read_u32: buffer is not a u32 buffer");
         }
-        Ok(bytemuck::pod_collect_to_vec(
-            &self.read_bytes(src, (src.len * 4) as u64)?,
-        ))
+        let bytes = self.read_raw(&[(src, (src.len * 4) as u64)])?.pop().expect("one buffer");
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// A small uniform buffer of u32 parameters.
