@@ -7,7 +7,8 @@
 // Trajectory buffers (slot-major so a thread per coordinate reads contiguously):
 //   states [T+1][4H][K] rows h¹ (0..H), c¹ (H..2H), h² (2H..3H), c² (3H..4H)
 //   xs     [T][D][K]   preprocessed inputs;   gs [T][K] gradients g_t
-//   dz     [T][8H+1][K] ∂L/∂z of layer 1 (rows 0..4H), layer 2 (4H..8H), ∂L/∂u (8H)
+//   dz     [Tc][8H+1][K] ∂L/∂z of layer 1 (rows 0..4H), layer 2 (4H..8H), ∂L/∂u (8H) for the Tc steps of the
+//          current time chunk of the reverse sweep, then [4H+1][K]: λh¹, λc¹, λh², λc², λθ carried between chunks
 //   partial [C·64][P]  per-chunk, per-lane partial sums of ∂L/∂φ, summed by `finish` into dphi [P]
 
 // H (hidden units) and D (input width: 2 with preprocessing, 1 without) are compile-time constants supplied by
@@ -27,7 +28,8 @@ struct Params {
     k_total: u32, n: u32, batch: u32, h: u32,
     d: u32, t: u32, slot_in: u32, slot_out: u32,
     steps: u32, record: u32, chunks: u32, chunk_len: u32,
-    preprocess: u32, p_len: u32, q0: u32, q1: u32,
+    // reverse / outer_partial work on the steps [t, t_hi) of a time chunk; dz holds tc steps (+ the carried λ)
+    preprocess: u32, p_len: u32, accumulate: u32, tc: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -138,7 +140,8 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     }
 }
 
-fn dz_at(t: u32, row: u32, k: u32) -> u32 { return (t * (8u * H + 1u) + row) * p.k_total + k; }
+fn dz_at(t: u32, row: u32, k: u32) -> u32 { return ((t - p.t) * (8u * H + 1u) + row) * p.k_total + k; }
+fn lam_at(row: u32, k: u32) -> u32 { return (p.tc * (8u * H + 1u) + row) * p.k_total + k; }
 
 // The reverse sweep of one coordinate over the whole unroll (module docs of lstm.rs): recomputes the gates of
 // step t from the stored state and input, and writes ∂L/∂z of both layers and ∂L/∂u to dz[t]. `grad` holds
@@ -174,15 +177,28 @@ fn layer_delta(layer: u32, t: u32, k: u32) {
     for (var r = 0u; r < H4; r = r + 1u) { dz[dz_at(t, row0 + r, k)] = dl[r]; }
 }
 
+// The reverse sweep runs in time chunks [p.t, t_hi) from the last chunk down (t_hi = p.slot_in); the λ's are
+// stored after each chunk and reloaded by the next, so dz needs room for one chunk only.
 @compute @workgroup_size(64)
 fn reverse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = gid.x + gid.y * nwg.x * 64u;
     if (k >= p.k_total) { return; }
-    let steps = p.steps;
-    var lth = cst[3u + steps] * grad[k];
-    for (var j = 0u; j < H; j = j + 1u) { lh1[j] = 0.0; lc1[j] = 0.0; lh2[j] = 0.0; lc2[j] = 0.0; }
-    for (var tt = 0u; tt < steps; tt = tt + 1u) {
-        let t = steps - 1u - tt;
+    let t_hi = p.slot_in;
+    var lth: Real;
+    if (t_hi == p.steps) {
+        lth = cst[3u + p.steps] * grad[k];
+        for (var j = 0u; j < H; j = j + 1u) { lh1[j] = 0.0; lc1[j] = 0.0; lh2[j] = 0.0; lc2[j] = 0.0; }
+    } else {
+        for (var j = 0u; j < H; j = j + 1u) {
+            lh1[j] = dz[lam_at(j, k)];
+            lc1[j] = dz[lam_at(H + j, k)];
+            lh2[j] = dz[lam_at(2u * H + j, k)];
+            lc2[j] = dz[lam_at(3u * H + j, k)];
+        }
+        lth = dz[lam_at(H4, k)];
+    }
+    for (var tt = p.t; tt < t_hi; tt = tt + 1u) {
+        let t = t_hi - 1u - (tt - p.t);
         load_prev(t, k);
         for (var a = 0u; a < D; a = a + 1u) { xin[a] = xs[(t * D + a) * p.k_total + k]; }
         _ = cell_forward();
@@ -211,6 +227,13 @@ fn reverse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         }
         if (t >= 1u) { lth = lth + cst[3u + t] * gs[t * p.k_total + k]; }
     }
+    for (var j = 0u; j < H; j = j + 1u) {
+        dz[lam_at(j, k)] = lh1[j];
+        dz[lam_at(H + j, k)] = lc1[j];
+        dz[lam_at(2u * H + j, k)] = lh2[j];
+        dz[lam_at(3u * H + j, k)] = lc2[j];
+    }
+    dz[lam_at(H4, k)] = lth;
 }
 
 // ∂L/∂φ = Σ_{t,k} δ ⊗ [input; h_prev; 1], as three outer-product blocks: rows 0..4H of dz with the layer-1
@@ -260,11 +283,11 @@ fn outer_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     var acc: array<Real, RT * NMAX>;
     for (var q = 0u; q < RT * NMAX; q = q + 1u) { acc[q] = 0.0; }
     var dv: array<Real, RT>;
-    let total = p.steps * p.k_total;
+    let total = (p.slot_in - p.t) * p.k_total;
     let e1 = min((c + 1u) * p.chunk_len, total);
     for (var e = c * p.chunk_len + lane; e < e1; e = e + 64u) {
-        let t = e / p.k_total;
-        let k = e - t * p.k_total;
+        let t = p.t + e / p.k_total;
+        let k = e - (t - p.t) * p.k_total;
         for (var q = 0u; q < RT; q = q + 1u) {
             if (q < rows) { dv[q] = dz[dz_at(t, drow0 + q, k)]; } else { dv[q] = 0.0; }
         }
@@ -279,7 +302,10 @@ fn outer_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     for (var q = 0u; q < RT; q = q + 1u) {
         if (q < rows) {
             for (var j = 0u; j < NMAX; j = j + 1u) {
-                if (j < nn) { partial[prow + param_index(block, nn, r0 + q, j)] = acc[q * NMAX + j]; }
+                if (j < nn) {
+                    let pi = prow + param_index(block, nn, r0 + q, j);
+                    if (p.accumulate == 1u) { partial[pi] = partial[pi] + acc[q * NMAX + j]; } else { partial[pi] = acc[q * NMAX + j]; }
+                }
             }
         }
     }

@@ -161,17 +161,10 @@ fn device_unroll_matches_cpu_reference() {
     use l2o::meta::gpu::L2lTrainer;
     use l2o::tasks::{Quadratic, Task};
     l2o::testing::each_precision(|c| {
-        for cfg in [
-            LstmConfig {
-                hidden: 20,
-                preprocess: Some(10.0),
-                scale: 0.1,
-            },
-            LstmConfig {
-                hidden: 5,
-                preprocess: None,
-                scale: 0.3,
-            },
+        // the second configuration also runs the reverse sweep in time chunks of 4 + 2 steps
+        for (cfg, tc) in [
+            (LstmConfig { hidden: 20, preprocess: Some(10.0), scale: 0.1 }, None),
+            (LstmConfig { hidden: 5, preprocess: None, scale: 0.3 }, Some(4)),
         ] {
             let (n, batch, steps) = (7, 3, 6);
             let task = Quadratic::sample(c, n, batch, 5).unwrap();
@@ -181,6 +174,10 @@ fn device_unroll_matches_cpu_reference() {
                 .for_each(|p| *p += 0.05 * r.sample::<f64, _>(rand_distr::StandardNormal));
             let weights: Vec<f64> = (0..steps).map(|t| 1.0 + 0.1 * t as f64).collect();
             let mut tr = L2lTrainer::new(c, &cfg, n, batch, steps, &weights).unwrap();
+            if let Some(tc) = tc {
+                tr.bufs.set_time_chunk(tc);
+                assert_eq!(tr.bufs.time_chunk, tc);
+            }
             tr.bind(c, &task).unwrap();
             let lg = |b: usize, th: &[f64]| task.oracle_loss_grad(b, th);
             let mut theta = task.initial_point();

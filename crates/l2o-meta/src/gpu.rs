@@ -44,6 +44,8 @@ pub struct LstmBuffers {
     pub carry: DBuf,
     pub chunks: usize,
     pub chunk_len: usize,
+    /// Steps per time chunk of the reverse sweep (all T when the adjoint rows fit one binding).
+    pub time_chunk: usize,
 }
 
 impl LstmBuffers {
@@ -82,17 +84,17 @@ impl LstmBuffers {
         let (h, d, k) = (cfg.hidden, cfg.input_dim(), n * batch);
         let lim = ctx.limits.max_storage_buffer_binding_size as usize;
         let per = |rows: usize| rows * k * real;
-        let biggest = [per((steps + 1) * 4 * h), per(steps * (8 * h + 1))]
-            .into_iter()
-            .max()
-            .unwrap_or(0);
-        if train && biggest > lim {
+        // The reverse sweep runs in time chunks of tc steps: the ∂L/∂z rows of one chunk (plus the carried λ's)
+        // must fit one binding; the states of the whole unroll must too.
+        let dz_rows = |tc: usize| tc * (8 * h + 1) + 4 * h + 1;
+        let tc = (1..=steps).rev().find(|&tc| per(dz_rows(tc)) <= lim).unwrap_or(0);
+        if train && (tc == 0 || per((steps + 1) * 4 * h) > lim) {
             bail!(
-                "LSTM trajectory for T = {steps} steps × B = {batch} × n = {n} needs {} numbers per coordinate \
-                 (O(T·B·n·H)); its largest buffer is {:.1} MiB but max_storage_buffer_binding_size is {:.1} MiB: \
-                 shorten the unroll, or reduce the batch or the dimension",
-                trajectory_len(cfg, steps),
-                biggest as f64 / 1048576.0,
+                "LSTM trajectory for T = {steps} steps × B = {batch} × n = {n}: the states of the unroll need \
+                 {:.1} MiB and the adjoint rows of one step {:.1} MiB, but max_storage_buffer_binding_size is \
+                 {:.1} MiB (memory is O(T·B·n·H)): shorten the unroll, or reduce the batch or the dimension",
+                per((steps + 1) * 4 * h) as f64 / 1048576.0,
+                per(dz_rows(1)) as f64 / 1048576.0,
                 lim as f64 / 1048576.0
             );
         }
@@ -105,7 +107,7 @@ impl LstmBuffers {
         let p = cfg.preprocess.unwrap_or(10.0);
         let mut cst = vec![cfg.scale, p, (-p).exp(), p.exp()];
         cst.extend(weights.iter().map(|w| w / batch as f64));
-        let total = steps * k;
+        let total = tc.max(1) * k;
         // outer_partial: at most 16 chunks of entries, 64 lanes each taking every 64th entry (≥ 64 per lane).
         let chunk_len = (64 * 64).max(total.div_ceil(16)).next_multiple_of(64);
         let chunks = total.div_ceil(chunk_len);
@@ -120,16 +122,23 @@ impl LstmBuffers {
             states: ctx.zeros("lstm states", slots * 4 * h * k)?,
             xs: ctx.zeros("lstm inputs", if train { tsteps * d * k } else { 1 })?,
             gs: ctx.zeros("lstm gradients", if train { tsteps * k } else { 1 })?,
-            dz: ctx.zeros(
-                "lstm adjoint rows",
-                if train { tsteps * (8 * h + 1) * k } else { 1 },
-            )?,
+            dz: ctx.zeros("lstm adjoint rows", if train { dz_rows(tc) * k } else { 1 })?,
             partial: ctx.zeros("lstm partials", if train { l.len * chunks * 64 } else { 1 })?,
             dphi: ctx.zeros("lstm dphi", l.len)?,
             carry: ctx.zeros("lstm carried state", 4 * h * k)?,
             chunks,
             chunk_len,
+            time_chunk: tc.max(1),
         })
+    }
+
+    /// Run the reverse sweep in time chunks of at most `tc` steps (by default the largest chunk whose adjoint
+    /// rows fit one binding). Call before recording the reverse dispatches.
+    pub fn set_time_chunk(&mut self, tc: usize) {
+        self.time_chunk = tc.clamp(1, self.time_chunk);
+        let total = self.time_chunk * self.n * self.batch;
+        self.chunk_len = (64 * 64).max(total.div_ceil(16)).next_multiple_of(64);
+        self.chunks = total.div_ceil(self.chunk_len);
     }
 
     /// Upload φ.
@@ -207,8 +216,8 @@ impl LstmBuffers {
             u(self.chunk_len),
             self.cfg.preprocess.is_some() as u32,
             u(self.cfg.layout().len),
-            0,
-            0,
+            (slots.1 == 1) as u32,
+            u(self.time_chunk),
         ]);
         let groups = match entry {
             "outer_partial" => [u(2 * (4 * h).div_ceil(OUTER_ROWS) + 1), u(self.chunks), 1],
@@ -259,11 +268,19 @@ impl LstmBuffers {
         grad: &DBuf,
         status: &DBuf,
     ) -> Result<Vec<Dispatch>> {
-        Ok(vec![
-            self.dispatch(ctx, "reverse", theta, grad, status, 0, (0, 0), false)?,
-            self.dispatch(ctx, "outer_partial", theta, grad, status, 0, (0, 0), false)?,
-            self.dispatch(ctx, "finish", theta, grad, status, 0, (0, 0), false)?,
-        ])
+        // time chunks [t_lo, t_hi) from the end; the outer-product partials of later chunks accumulate
+        // (slots = (t_hi, accumulate) for these entries).
+        let mut d = vec![];
+        let mut t_hi = self.steps;
+        while t_hi > 0 {
+            let t_lo = t_hi.saturating_sub(self.time_chunk);
+            let acc = (t_hi != self.steps) as usize;
+            d.push(self.dispatch(ctx, "reverse", theta, grad, status, t_lo, (t_hi, 0), false)?);
+            d.push(self.dispatch(ctx, "outer_partial", theta, grad, status, t_lo, (t_hi, acc), false)?);
+            t_hi = t_lo;
+        }
+        d.push(self.dispatch(ctx, "finish", theta, grad, status, 0, (0, 0), false)?);
+        Ok(d)
     }
 }
 
