@@ -18,6 +18,7 @@ use anyhow::{Result, bail};
 use l2o_engine::shaders::{Layout, ShaderFamily};
 use l2o_engine::{Context, Dispatch, ScalarOut, View, grid_x};
 
+pub mod idx;
 mod logistic;
 mod quadratic;
 mod rosenbrock;
