@@ -20,10 +20,12 @@ use l2o_engine::{Context, Dispatch, ScalarOut, View, grid_x};
 
 pub mod idx;
 mod logistic;
+pub mod mlp;
 mod quadratic;
 mod rosenbrock;
 
 pub use logistic::Logistic;
+pub use mlp::{Activation, Mlp, MlpConfig};
 pub use quadratic::Quadratic;
 pub use rosenbrock::Rosenbrock;
 
@@ -70,7 +72,7 @@ pub static TASKS: ShaderFamily = ShaderFamily {
 
 /// Every kernel family of this crate (for pipeline warm-up and naga validation).
 pub fn families() -> Vec<&'static ShaderFamily> {
-    vec![&TASKS]
+    vec![&TASKS, &mlp::MLP]
 }
 
 /// Names accepted by [`make_task`].
