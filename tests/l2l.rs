@@ -249,6 +249,7 @@ fn small_run(epochs: usize, seed: u64) -> (LstmConfig, l2o::meta::state::TrainCo
         val_batch: 16,
         validate_every: 2,
         max_nonfinite: 3,
+        task_options: Default::default(),
     };
     (lstm, tc)
 }

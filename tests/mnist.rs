@@ -34,11 +34,11 @@ fn configs() -> Vec<MlpConfig> {
 /// layers), f64 1e-12.
 #[test]
 fn mlp_loss_and_gradient_match_oracle() {
-    let data = synthetic();
+    let data = std::sync::Arc::new(synthetic());
     each_precision(|c| {
         for cfg in configs() {
             for bt in [1usize, 3] {
-                let task = Mlp::new(c, &data, cfg.clone(), bt, 5).unwrap();
+                let task = Mlp::new(c, data.clone(), cfg.clone(), bt, 5).unwrap();
                 let n = task.dim();
                 let mut r = StdRng::seed_from_u64(3);
                 let theta: Vec<f64> = task.initial_point().iter().map(|v| v + 0.05 * r.sample::<f64, _>(rand_distr::StandardNormal)).collect();
@@ -66,10 +66,10 @@ fn mlp_loss_and_gradient_match_oracle() {
 /// truncation ~h²·f‴ ≈ 1e-10), 1e-6 relative to max(|g_j|, 1e-3·‖g‖∞), on random coordinates.
 #[test]
 fn mlp_oracle_gradient_matches_finite_differences() {
-    let data = synthetic();
+    let data = std::sync::Arc::new(synthetic());
     let Some(c) = l2o::testing::ctx(Precision::F32) else { return };
     for cfg in configs() {
-        let task = Mlp::new(&c, &data, cfg.clone(), 1, 9).unwrap();
+        let task = Mlp::new(&c, data.clone(), cfg.clone(), 1, 9).unwrap();
         let theta = task.initial_point();
         let (_, g) = task.oracle_at(0, &theta, 0);
         let gmax = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -98,7 +98,7 @@ fn mlp_on_real_mnist() {
     };
     let data = l2o::tasks::idx::load_mnist(&dir).unwrap();
     let Some(c) = l2o::testing::ctx(Precision::F32) else { return };
-    let task = Mlp::new(&c, &data, MlpConfig::default(), 2, 1).unwrap();
+    let task = Mlp::new(&c, std::sync::Arc::new(data), MlpConfig::default(), 2, 1).unwrap();
     assert_eq!(task.dim(), 15_910);
     let n = task.dim();
     let theta = task.initial_point();

@@ -14,9 +14,53 @@ use l2o_meta::state::{TrainConfig, epoch_seed, test_seed};
 use l2o_meta::train::{new_state, train};
 use l2o_optim::tune::tune;
 use l2o_optim::{FirstOrder, RunOptions, Trace, parse_kind, run, summarize};
-use l2o_tasks::make_task;
+use l2o_tasks::{TaskOptions, build_task};
 
 use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
+
+/// Options of the MNIST MLP task (`--task mnist`).
+#[derive(Args, Clone)]
+pub struct MlpArgs {
+    /// MNIST MLP: units of each hidden layer, comma separated (e.g. 20 or 20,20)
+    #[arg(long)]
+    hidden: Option<String>,
+    /// MNIST MLP: sigmoid, relu or tanh
+    #[arg(long)]
+    activation: Option<String>,
+    /// MNIST MLP: images per evaluation
+    #[arg(long)]
+    minibatch: Option<usize>,
+    /// MNIST MLP: the same images every evaluation instead of fresh minibatches
+    #[arg(long)]
+    full_batch: bool,
+    /// Directory of the MNIST IDX files (default: L2O_DATA, else ../shared/data/mnist)
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+impl MlpArgs {
+    /// `base` with the options given on the command line replaced.
+    fn options(&self, base: &TaskOptions) -> Result<TaskOptions> {
+        let mut o = base.clone();
+        if let Some(h) = &self.hidden {
+            o.mlp_hidden = list(h, "hidden layer size")?;
+        }
+        if let Some(a) = &self.activation {
+            l2o_tasks::Activation::parse(a)?;
+            o.activation = a.clone();
+        }
+        if let Some(m) = self.minibatch {
+            o.minibatch = m;
+        }
+        if self.full_batch {
+            o.full_batch = true;
+        }
+        if let Some(d) = &self.data {
+            o.data = Some(d.display().to_string());
+        }
+        Ok(o)
+    }
+}
 
 #[derive(Args, Clone)]
 pub struct TrainArgs {
@@ -45,8 +89,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.01)]
     meta_lr: f64,
     /// LSTM hidden units per layer
-    #[arg(long, default_value_t = 20)]
-    hidden: usize,
+    #[arg(long = "lstm-hidden", default_value_t = 20)]
+    lstm_hidden: usize,
+    #[command(flatten)]
+    mlp: MlpArgs,
     /// Gradient preprocessing parameter p (seed: 10); 0 feeds the raw gradient
     #[arg(long, default_value_t = 10.0)]
     preprocess: f64,
@@ -97,7 +143,7 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
         );
     }
     let lstm = LstmConfig {
-        hidden: a.hidden,
+        hidden: a.lstm_hidden,
         preprocess: (a.preprocess > 0.0).then_some(a.preprocess),
         scale: a.scale,
     };
@@ -114,6 +160,7 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
         val_batch: a.val_batch,
         validate_every: a.validate_every,
         max_nonfinite: 10,
+        task_options: a.mlp.options(&TaskOptions::default())?,
     };
     let mut state = match &a.resume {
         Some(p) => {
@@ -241,6 +288,8 @@ pub struct EvalArgs {
     /// Steps (default: the training horizon)
     #[arg(long)]
     steps: Option<usize>,
+    #[command(flatten)]
+    mlp: MlpArgs,
     /// Tuning grid {1,3}×10^j for the baselines
     #[arg(long, default_value = "-4..0", allow_hyphen_values = true)]
     grid: String,
@@ -291,8 +340,10 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     // Baselines are tuned on a training batch (the distribution the LSTM was trained on, first epoch's seed)
     // at the test dimension and horizon; the test problems come from a seed never used in training/validation.
-    let train_task = make_task(&ctx, &task_name, dim, a.batch, epoch_seed(st.train.seed, 0))?;
-    let test = make_task(&ctx, &task_name, dim, a.batch, test_seed(st.train.seed))?;
+    let opts = a.mlp.options(&st.train.task_options)?;
+    let train_task = build_task(&ctx, &task_name, dim, &opts, a.batch, epoch_seed(st.train.seed, 0), false)?;
+    // held-out problems: a seed never used in training or validation (and MNIST's test images)
+    let test = build_task(&ctx, &task_name, dim, &opts, a.batch, test_seed(st.train.seed), true)?;
     let o = RunOptions {
         steps,
         eps_g: 0.0,
@@ -321,8 +372,9 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     }
     let md = table(&traces);
     let header = format!(
-        "{} n={dim}, {} held-out problems, {steps} steps; LSTM = best φ of {} (epoch {}); baselines tuned on grid {:?} on a training batch\n\n",
+        "{} n={}, {} held-out problems, {steps} steps; LSTM = best φ of {} (epoch {}); baselines tuned on grid {:?} on a training batch\n\n",
         task_name,
+        test.dim(),
         a.batch,
         a.checkpoint.display(),
         st.best_epoch,

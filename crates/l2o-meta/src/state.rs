@@ -28,6 +28,9 @@ pub struct TrainConfig {
     pub validate_every: usize,
     /// Stop with an error after this many consecutive non-finite meta-gradients.
     pub max_nonfinite: usize,
+    /// Options of the task (MNIST MLP architecture, minibatch, data directory).
+    #[serde(default)]
+    pub task_options: l2o_tasks::TaskOptions,
 }
 
 /// One line of the training log (and of the CSV).

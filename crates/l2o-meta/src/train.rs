@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use l2o_engine::Context;
 use l2o_optim::{RunOptions, run};
-use l2o_tasks::{Task, make_task};
+use l2o_tasks::{Task, build_task};
 
 use crate::checkpoint;
 use crate::gpu::L2lTrainer;
@@ -90,18 +90,21 @@ pub fn train(
 ) -> Result<()> {
     let tc = state.train.clone();
     let weights = unit_weights(tc.unroll);
-    let mut dev = L2lTrainer::new(ctx, &state.lstm, tc.dim, tc.batch, tc.unroll, &weights)?;
-    let val_task = make_task(
+    let val_task = build_task(
         ctx,
         &tc.task,
         tc.dim,
+        &tc.task_options,
         tc.val_batch,
         validation_seed(tc.seed),
+        false,
     )?;
+    // (for MNIST the dimension follows from the network: take it from the task)
+    let mut dev = L2lTrainer::new(ctx, &state.lstm, val_task.dim(), tc.batch, tc.unroll, &weights)?;
     let unrolls = tc.horizon / tc.unroll;
     while state.epoch < tc.epochs {
         let e = state.epoch;
-        let task = make_task(ctx, &tc.task, tc.dim, tc.batch, epoch_seed(tc.seed, e))?;
+        let task = build_task(ctx, &tc.task, tc.dim, &tc.task_options, tc.batch, epoch_seed(tc.seed, e), false)?;
         dev.bind(ctx, task.as_ref())?;
         let mut total = 0.0;
         let mut counted = 0;

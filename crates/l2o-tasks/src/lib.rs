@@ -76,10 +76,11 @@ pub fn families() -> Vec<&'static ShaderFamily> {
 }
 
 /// Names accepted by [`make_task`].
-pub const TASK_NAMES: &[&str] = &["quadratic", "rosenbrock", "logistic"];
+pub const TASK_NAMES: &[&str] = &["quadratic", "rosenbrock", "logistic", "mnist"];
 
 /// A task by name with its default options: "quadratic", "rosenbrock" (n even) or "logistic" (100 samples,
-/// λ = 1e-3).
+/// λ = 1e-3); "mnist" (the 1×20 sigmoid MLP on minibatches of 128 training images, data from
+/// [`idx::data_dir`]).
 pub fn make_task(
     ctx: &Context,
     name: &str,
@@ -87,10 +88,71 @@ pub fn make_task(
     batch: usize,
     seed: u64,
 ) -> Result<Box<dyn Task>> {
+    build_task(ctx, name, n, &TaskOptions::default(), batch, seed, false)
+}
+
+/// Options of the tasks that have them (stored in training checkpoints).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskOptions {
+    /// MNIST MLP: units per hidden layer.
+    pub mlp_hidden: Vec<usize>,
+    /// MNIST MLP: sigmoid, relu or tanh.
+    pub activation: String,
+    /// MNIST MLP: images per evaluation.
+    pub minibatch: usize,
+    /// MNIST MLP: the same images every evaluation (seed 003) instead of fresh minibatches (seed 002).
+    pub full_batch: bool,
+    /// Directory of the MNIST IDX files (None: `L2O_DATA` or `../shared/data/mnist`).
+    pub data: Option<String>,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        Self { mlp_hidden: vec![20], activation: "sigmoid".into(), minibatch: 128, full_batch: false, data: None }
+    }
+}
+
+/// MNIST, loaded once per directory and shared by every task built from it.
+fn mnist(dir: Option<&str>) -> Result<std::sync::Arc<idx::MnistData>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<std::path::PathBuf, Arc<idx::MnistData>>>> = OnceLock::new();
+    let dir = idx::data_dir(dir.map(std::path::Path::new));
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(d) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&dir) {
+        return Ok(d.clone());
+    }
+    let d = Arc::new(idx::load_mnist(&dir)?);
+    cache.lock().unwrap_or_else(|p| p.into_inner()).insert(dir, d.clone());
+    Ok(d)
+}
+
+/// Any task by name with options. `test_split` selects MNIST's test images (other tasks ignore it; their
+/// held-out problems come from other seeds). For "mnist" the dimension follows from the architecture and `n`
+/// is ignored.
+pub fn build_task(
+    ctx: &Context,
+    name: &str,
+    n: usize,
+    opts: &TaskOptions,
+    batch: usize,
+    seed: u64,
+    test_split: bool,
+) -> Result<Box<dyn Task>> {
     Ok(match name.to_ascii_lowercase().as_str() {
         "quadratic" => Box::new(Quadratic::sample(ctx, n, batch, seed)?),
         "rosenbrock" => Box::new(Rosenbrock::sample(ctx, n, batch, seed)?),
         "logistic" => Box::new(Logistic::sample(ctx, n, batch, seed)?),
+        "mnist" => {
+            let cfg = MlpConfig {
+                hidden: opts.mlp_hidden.clone(),
+                activation: Activation::parse(&opts.activation)?,
+                minibatch: opts.minibatch,
+                full_batch: opts.full_batch,
+                test_split,
+            };
+            Box::new(Mlp::new(ctx, mnist(opts.data.as_deref())?, cfg, batch, seed)?)
+        }
         _ => bail!(
             "unknown task {name:?}; valid tasks: {}",
             TASK_NAMES.join(", ")

@@ -24,6 +24,8 @@ use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, View, sum};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use std::sync::Arc;
+
 use crate::Task;
 use crate::idx::MnistData;
 
@@ -114,9 +116,8 @@ pub struct Mlp {
     widths: Vec<usize>, // 784, hidden…, 10
     n: usize,
     seed: u32,
-    /// Host copies for the oracle.
-    images: Vec<u8>,
-    labels: Vec<u8>,
+    /// The data set (host copy for the oracle); the split in use is `cfg.test_split`.
+    data: Arc<MnistData>,
     n_images: usize,
     pixels: usize,
     fixed: Option<Vec<u32>>,
@@ -134,7 +135,7 @@ pub struct Mlp {
 
 impl Mlp {
     /// B networks on `data` (training or test split per `cfg`), parameters and streams from `seed`.
-    pub fn new(ctx: &Context, data: &MnistData, cfg: MlpConfig, batch: usize, seed: u64) -> Result<Self> {
+    pub fn new(ctx: &Context, data: Arc<MnistData>, cfg: MlpConfig, batch: usize, seed: u64) -> Result<Self> {
         if batch == 0 || cfg.minibatch == 0 {
             bail!("mlp: batch and minibatch must be positive");
         }
@@ -142,9 +143,9 @@ impl Mlp {
             bail!("mlp: hidden layers must have at least one unit: {:?}", cfg.hidden);
         }
         let (images, labels) = if cfg.test_split {
-            (data.test_images.clone(), data.test_labels.clone())
+            (&data.test_images, &data.test_labels)
         } else {
-            (data.train_images.clone(), data.train_labels.clone())
+            (&data.train_images, &data.train_labels)
         };
         let pixels = data.rows * data.cols;
         let n_images = labels.len();
@@ -198,8 +199,7 @@ impl Mlp {
             widths,
             n,
             seed: seed32,
-            images,
-            labels,
+            data: data.clone(),
             n_images,
             pixels,
             fixed,
@@ -226,8 +226,17 @@ impl Mlp {
         (0..self.cfg.minibatch as u32).map(|i| fmix(fmix(fmix(fmix(self.seed) ^ b as u32) ^ s) ^ i) % n).collect()
     }
 
+    fn split(&self) -> (&[u8], &[u8]) {
+        if self.cfg.test_split {
+            (&self.data.test_images, &self.data.test_labels)
+        } else {
+            (&self.data.train_images, &self.data.train_labels)
+        }
+    }
+
     /// f64 reference: mean cross-entropy and gradient of network b on its minibatch of draw s.
     pub fn oracle_at(&self, b: usize, theta: &[f64], s: u32) -> (f64, Vec<f64>) {
+        let (images, labels) = self.split();
         let imgs = self.minibatch(b, s);
         let m = imgs.len() as f64;
         let l = self.widths.len() - 1;
@@ -241,7 +250,7 @@ impl Mlp {
             o += w[0] * w[1] + w[1];
         }
         for &img in &imgs {
-            let mut a: Vec<Vec<f64>> = vec![(0..self.pixels).map(|k| self.images[img as usize * self.pixels + k] as f64 / 255.0).collect()];
+            let mut a: Vec<Vec<f64>> = vec![(0..self.pixels).map(|k| images[img as usize * self.pixels + k] as f64 / 255.0).collect()];
             for li in 0..l {
                 let (wo, bo) = offs[li];
                 let (win, wout) = (self.widths[li], self.widths[li + 1]);
@@ -257,7 +266,7 @@ impl Mlp {
             let z = &a[l];
             let zmax = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let se: f64 = z.iter().map(|v| (v - zmax).exp()).sum();
-            let y = self.labels[img as usize] as usize;
+            let y = labels[img as usize] as usize;
             loss += (zmax + se.ln() - z[y]) / m;
             let mut delta: Vec<f64> = z.iter().enumerate().map(|(c, v)| ((v - zmax).exp() / se - (c == y) as u8 as f64) / m).collect();
             for li in (0..l).rev() {
