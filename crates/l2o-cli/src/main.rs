@@ -151,6 +151,13 @@ enum Cmd {
         /// Benchmark L2L meta-training throughput (coordinate-steps/s, device vs f64 CPU reference) instead
         #[arg(long)]
         meta: bool,
+        /// Benchmark the MNIST MLP kernels (GFLOP/s of forward + backward, device vs f64 oracle) instead;
+        /// --batches are numbers of networks
+        #[arg(long)]
+        mlp: bool,
+        /// Directory of the MNIST files for --mlp
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
 }
 
@@ -411,6 +418,20 @@ fn bench_cmd(
     Ok(())
 }
 
+fn mlp_bench_cmd(dev: &DeviceArgs, batches: &str, data: Option<&std::path::Path>, markdown: Option<&PathBuf>) -> Result<()> {
+    let ctx = dev.context()?;
+    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let data = std::sync::Arc::new(l2o_tasks::idx::load_mnist(&l2o_tasks::idx::data_dir(data))?);
+    let archs = vec![vec![20], vec![40], vec![20, 20]];
+    let rows = l2o::mlp_bench::run_mlp_bench(&ctx, data, &archs, &list::<usize>(batches, "batch")?, 128)?;
+    println!("{}", l2o::mlp_bench::format_mlp_table(&rows, false));
+    if let Some(p) = markdown {
+        let md = format!("Adapter: `{}`; minibatch M = 128 images per network.\n\n{}", ctx.describe(), l2o::mlp_bench::format_mlp_table(&rows, true));
+        std::fs::write(p, md).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
 fn meta_bench_cmd(
     dev: &DeviceArgs,
     sizes: &str,
@@ -493,8 +514,12 @@ fn main() {
             batches,
             markdown,
             meta,
+            mlp,
+            data,
         } => {
-            if *meta {
+            if *mlp {
+                mlp_bench_cmd(dev, batches, data.as_deref(), markdown.as_ref())
+            } else if *meta {
                 meta_bench_cmd(dev, sizes, batches, markdown.as_ref())
             } else {
                 bench_cmd(dev, sizes, batches, markdown.as_ref())
