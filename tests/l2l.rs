@@ -163,8 +163,22 @@ fn device_unroll_matches_cpu_reference() {
     l2o::testing::each_precision(|c| {
         // the second configuration also runs the reverse sweep in time chunks of 4 + 2 steps
         for (cfg, tc) in [
-            (LstmConfig { hidden: 20, preprocess: Some(10.0), scale: 0.1 }, None),
-            (LstmConfig { hidden: 5, preprocess: None, scale: 0.3 }, Some(4)),
+            (
+                LstmConfig {
+                    hidden: 20,
+                    preprocess: Some(10.0),
+                    scale: 0.1,
+                },
+                None,
+            ),
+            (
+                LstmConfig {
+                    hidden: 5,
+                    preprocess: None,
+                    scale: 0.3,
+                },
+                Some(4),
+            ),
         ] {
             let (n, batch, steps) = (7, 3, 6);
             let task = Quadratic::sample(c, n, batch, 5).unwrap();

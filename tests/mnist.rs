@@ -10,7 +10,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 /// 300 training and 50 test images of 7×7 random pixels with random labels.
 fn synthetic() -> MnistData {
     let mut r = StdRng::seed_from_u64(17);
-    let mut bytes = |len: usize, max: u8| -> Vec<u8> { (0..len).map(|_| r.random_range(0..max)).collect() };
+    let mut bytes =
+        |len: usize, max: u8| -> Vec<u8> { (0..len).map(|_| r.random_range(0..max)).collect() };
     MnistData {
         train_images: bytes(300 * 49, 255),
         train_labels: bytes(300, 10),
@@ -23,9 +24,27 @@ fn synthetic() -> MnistData {
 
 fn configs() -> Vec<MlpConfig> {
     vec![
-        MlpConfig { hidden: vec![20], activation: Activation::Sigmoid, minibatch: 13, full_batch: false, test_split: false },
-        MlpConfig { hidden: vec![7, 5], activation: Activation::Relu, minibatch: 33, full_batch: false, test_split: false },
-        MlpConfig { hidden: vec![9], activation: Activation::Tanh, minibatch: 40, full_batch: true, test_split: true },
+        MlpConfig {
+            hidden: vec![20],
+            activation: Activation::Sigmoid,
+            minibatch: 13,
+            full_batch: false,
+            test_split: false,
+        },
+        MlpConfig {
+            hidden: vec![7, 5],
+            activation: Activation::Relu,
+            minibatch: 33,
+            full_batch: false,
+            test_split: false,
+        },
+        MlpConfig {
+            hidden: vec![9],
+            activation: Activation::Tanh,
+            minibatch: 40,
+            full_batch: true,
+            test_split: true,
+        },
     ]
 }
 
@@ -41,20 +60,48 @@ fn mlp_loss_and_gradient_match_oracle() {
                 let task = Mlp::new(c, data.clone(), cfg.clone(), bt, 5).unwrap();
                 let n = task.dim();
                 let mut r = StdRng::seed_from_u64(3);
-                let theta: Vec<f64> = task.initial_point().iter().map(|v| v + 0.05 * r.sample::<f64, _>(rand_distr::StandardNormal)).collect();
+                let theta: Vec<f64> = task
+                    .initial_point()
+                    .iter()
+                    .map(|v| v + 0.05 * r.sample::<f64, _>(rand_distr::StandardNormal))
+                    .collect();
                 let dt = c.upload("theta", &theta).unwrap();
                 let dg = c.zeros("grad", bt * n).unwrap();
                 let scal = c.zeros("f", bt).unwrap();
-                let d = task.loss_and_grad(c, dt.view(n), dg.view(n), ScalarOut { buf: &scal, stride: 1, col: 0 }).unwrap();
+                let d = task
+                    .loss_and_grad(
+                        c,
+                        dt.view(n),
+                        dg.view(n),
+                        ScalarOut {
+                            buf: &scal,
+                            stride: 1,
+                            col: 0,
+                        },
+                    )
+                    .unwrap();
                 for draw in 0..2u32 {
                     c.submit(&d).unwrap();
                     let (f, g) = (c.read(&scal).unwrap(), c.read(&dg).unwrap());
                     for b in 0..bt {
                         let (fw, gw) = task.oracle_at(b, &theta[b * n..(b + 1) * n], draw);
-                        let tol = Tol { f32: 1e-5, f64: 1e-12 }.of(c.precision());
-                        assert!((f[b] - fw).abs() / fw.abs() < tol, "{} {cfg:?} B={bt} draw {draw}: loss {} vs {fw}", c.precision(), f[b]);
+                        let tol = Tol {
+                            f32: 1e-5,
+                            f64: 1e-12,
+                        }
+                        .of(c.precision());
+                        assert!(
+                            (f[b] - fw).abs() / fw.abs() < tol,
+                            "{} {cfg:?} B={bt} draw {draw}: loss {} vs {fw}",
+                            c.precision(),
+                            f[b]
+                        );
                         let e = l2o::engine::oracle::max_rel_err(&g[b * n..(b + 1) * n], &gw);
-                        assert!(e < tol, "{} {cfg:?} B={bt} b={b} draw {draw}: gradient error {e:e}", c.precision());
+                        assert!(
+                            e < tol,
+                            "{} {cfg:?} B={bt} b={b} draw {draw}: gradient error {e:e}",
+                            c.precision()
+                        );
                     }
                 }
             }
@@ -67,7 +114,9 @@ fn mlp_loss_and_gradient_match_oracle() {
 #[test]
 fn mlp_oracle_gradient_matches_finite_differences() {
     let data = std::sync::Arc::new(synthetic());
-    let Some(c) = l2o::testing::ctx(Precision::F32) else { return };
+    let Some(c) = l2o::testing::ctx(Precision::F32) else {
+        return;
+    };
     for cfg in configs() {
         let task = Mlp::new(&c, data.clone(), cfg.clone(), 1, 9).unwrap();
         let theta = task.initial_point();
@@ -97,7 +146,9 @@ fn mlp_on_real_mnist() {
         return;
     };
     let data = l2o::tasks::idx::load_mnist(&dir).unwrap();
-    let Some(c) = l2o::testing::ctx(Precision::F32) else { return };
+    let Some(c) = l2o::testing::ctx(Precision::F32) else {
+        return;
+    };
     let task = Mlp::new(&c, std::sync::Arc::new(data), MlpConfig::default(), 2, 1).unwrap();
     assert_eq!(task.dim(), 15_910);
     let n = task.dim();
@@ -105,11 +156,26 @@ fn mlp_on_real_mnist() {
     let dt = c.upload("theta", &theta).unwrap();
     let dg = c.zeros("grad", 2 * n).unwrap();
     let scal = c.zeros("f", 2).unwrap();
-    let d = task.loss_and_grad(&c, dt.view(n), dg.view(n), ScalarOut { buf: &scal, stride: 1, col: 0 }).unwrap();
+    let d = task
+        .loss_and_grad(
+            &c,
+            dt.view(n),
+            dg.view(n),
+            ScalarOut {
+                buf: &scal,
+                stride: 1,
+                col: 0,
+            },
+        )
+        .unwrap();
     c.submit(&d).unwrap();
     let f = c.read(&scal).unwrap();
     let (fw, gw) = task.oracle_at(1, &theta[n..], 0);
-    assert!((f[1] - fw).abs() / fw < 1e-5 && (fw - 10f64.ln()).abs() < 0.5, "loss {} vs {fw}", f[1]);
+    assert!(
+        (f[1] - fw).abs() / fw < 1e-5 && (fw - 10f64.ln()).abs() < 0.5,
+        "loss {} vs {fw}",
+        f[1]
+    );
     let g = c.read(&dg).unwrap();
     assert!(l2o::engine::oracle::max_rel_err(&g[n..], &gw) < 1e-5);
 }

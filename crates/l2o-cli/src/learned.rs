@@ -341,9 +341,25 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     // Baselines are tuned on a training batch (the distribution the LSTM was trained on, first epoch's seed)
     // at the test dimension and horizon; the test problems come from a seed never used in training/validation.
     let opts = a.mlp.options(&st.train.task_options)?;
-    let train_task = build_task(&ctx, &task_name, dim, &opts, a.batch, epoch_seed(st.train.seed, 0), false)?;
+    let train_task = build_task(
+        &ctx,
+        &task_name,
+        dim,
+        &opts,
+        a.batch,
+        epoch_seed(st.train.seed, 0),
+        false,
+    )?;
     // held-out problems: a seed never used in training or validation (and MNIST's test images)
-    let test = build_task(&ctx, &task_name, dim, &opts, a.batch, test_seed(st.train.seed), true)?;
+    let test = build_task(
+        &ctx,
+        &task_name,
+        dim,
+        &opts,
+        a.batch,
+        test_seed(st.train.seed),
+        true,
+    )?;
     let o = RunOptions {
         steps,
         eps_g: 0.0,

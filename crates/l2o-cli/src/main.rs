@@ -418,15 +418,25 @@ fn bench_cmd(
     Ok(())
 }
 
-fn mlp_bench_cmd(dev: &DeviceArgs, batches: &str, data: Option<&std::path::Path>, markdown: Option<&PathBuf>) -> Result<()> {
+fn mlp_bench_cmd(
+    dev: &DeviceArgs,
+    batches: &str,
+    data: Option<&std::path::Path>,
+    markdown: Option<&PathBuf>,
+) -> Result<()> {
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
     let data = std::sync::Arc::new(l2o_tasks::idx::load_mnist(&l2o_tasks::idx::data_dir(data))?);
     let archs = vec![vec![20], vec![40], vec![20, 20]];
-    let rows = l2o::mlp_bench::run_mlp_bench(&ctx, data, &archs, &list::<usize>(batches, "batch")?, 128)?;
+    let rows =
+        l2o::mlp_bench::run_mlp_bench(&ctx, data, &archs, &list::<usize>(batches, "batch")?, 128)?;
     println!("{}", l2o::mlp_bench::format_mlp_table(&rows, false));
     if let Some(p) = markdown {
-        let md = format!("Adapter: `{}`; minibatch M = 128 images per network.\n\n{}", ctx.describe(), l2o::mlp_bench::format_mlp_table(&rows, true));
+        let md = format!(
+            "Adapter: `{}`; minibatch M = 128 images per network.\n\n{}",
+            ctx.describe(),
+            l2o::mlp_bench::format_mlp_table(&rows, true)
+        );
         std::fs::write(p, md).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())

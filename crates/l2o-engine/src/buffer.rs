@@ -253,8 +253,15 @@ impl Context {
         if srcs.iter().any(|b| b.elem != Elem::Real) {
             bail!("read_many: buffer is not a Real buffer");
         }
-        let req: Vec<(&DBuf, u64)> = srcs.iter().map(|b| (*b, (b.len * p.size()) as u64)).collect();
-        Ok(self.read_raw(&req)?.iter().map(|bytes| p.decode(bytes)).collect())
+        let req: Vec<(&DBuf, u64)> = srcs
+            .iter()
+            .map(|b| (*b, (b.len * p.size()) as u64))
+            .collect();
+        Ok(self
+            .read_raw(&req)?
+            .iter()
+            .map(|bytes| p.decode(bytes))
+            .collect())
     }
 
     /// Wrap a buffer the host program owns (usage must include STORAGE; COPY_SRC/COPY_DST for reads/writes)
@@ -320,7 +327,10 @@ impl Context {
         if src.elem != Elem::U32 {
             bail!("read_u32: buffer is not a u32 buffer");
         }
-        let bytes = self.read_raw(&[(src, (src.len * 4) as u64)])?.pop().expect("one buffer");
+        let bytes = self
+            .read_raw(&[(src, (src.len * 4) as u64)])?
+            .pop()
+            .expect("one buffer");
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 

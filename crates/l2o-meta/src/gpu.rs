@@ -87,7 +87,10 @@ impl LstmBuffers {
         // The reverse sweep runs in time chunks of tc steps: the ∂L/∂z rows of one chunk (plus the carried λ's)
         // must fit one binding; the states of the whole unroll must too.
         let dz_rows = |tc: usize| tc * (8 * h + 1) + 4 * h + 1;
-        let tc = (1..=steps).rev().find(|&tc| per(dz_rows(tc)) <= lim).unwrap_or(0);
+        let tc = (1..=steps)
+            .rev()
+            .find(|&tc| per(dz_rows(tc)) <= lim)
+            .unwrap_or(0);
         if train && (tc == 0 || per((steps + 1) * 4 * h) > lim) {
             bail!(
                 "LSTM trajectory for T = {steps} steps × B = {batch} × n = {n}: the states of the unroll need \
@@ -276,7 +279,16 @@ impl LstmBuffers {
             let t_lo = t_hi.saturating_sub(self.time_chunk);
             let acc = (t_hi != self.steps) as usize;
             d.push(self.dispatch(ctx, "reverse", theta, grad, status, t_lo, (t_hi, 0), false)?);
-            d.push(self.dispatch(ctx, "outer_partial", theta, grad, status, t_lo, (t_hi, acc), false)?);
+            d.push(self.dispatch(
+                ctx,
+                "outer_partial",
+                theta,
+                grad,
+                status,
+                t_lo,
+                (t_hi, acc),
+                false,
+            )?);
             t_hi = t_lo;
         }
         d.push(self.dispatch(ctx, "finish", theta, grad, status, 0, (0, 0), false)?);

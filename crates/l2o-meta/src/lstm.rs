@@ -200,11 +200,11 @@ fn layer_forward(
     }
 }
 
-/// One forward step of one coordinate: the update u and the new state.
-pub fn step(cfg: &LstmConfig, phi: &[f64], g: f64, state: &[f64]) -> (f64, CoordState) {
+/// Both layers of one step from the input x and the state [h¹, c¹, h², c²] (shared by the forward step and
+/// the reverse sweep, which recomputes the gates).
+fn cells(cfg: &LstmConfig, phi: &[f64], x: &[f64], state: &[f64]) -> (LayerFwd, LayerFwd) {
     let l = cfg.layout();
     let h = l.h;
-    let x = cfg.preprocess(g);
     let l1 = layer_forward(
         phi,
         l.w1,
@@ -223,6 +223,14 @@ pub fn step(cfg: &LstmConfig, phi: &[f64], g: f64, state: &[f64]) -> (f64, Coord
         &state[2 * h..3 * h],
         &state[3 * h..4 * h],
     );
+    (l1, l2)
+}
+
+/// One forward step of one coordinate: the update u and the new state.
+pub fn step(cfg: &LstmConfig, phi: &[f64], g: f64, state: &[f64]) -> (f64, CoordState) {
+    let l = cfg.layout();
+    let h = l.h;
+    let (l1, l2) = cells(cfg, phi, &cfg.preprocess(g), state);
     let mut u = phi[l.bo];
     for j in 0..h {
         u += phi[l.wo + j] * l2.h_new[j];
@@ -427,16 +435,7 @@ pub fn adjoint(cfg: &LstmConfig, phi: &[f64], rec: &Unroll, weights: &[f64]) -> 
         for t in (0..steps).rev() {
             let s = &rec.states[t][k];
             let x = cfg.preprocess(rec.grads[t][k]);
-            let f1 = layer_forward(phi, l.w1, l.b1, h, &x[..l.d], &s[0..h], &s[h..2 * h]);
-            let f2 = layer_forward(
-                phi,
-                l.w2,
-                l.b2,
-                h,
-                &f1.h_new,
-                &s[2 * h..3 * h],
-                &s[3 * h..4 * h],
-            );
+            let (f1, f2) = cells(cfg, phi, &x, s);
             let du = cfg.scale * lth;
             for j in 0..h {
                 dphi[l.wo + j] += du * f2.h_new[j];

@@ -100,11 +100,26 @@ pub fn train(
         false,
     )?;
     // (for MNIST the dimension follows from the network: take it from the task)
-    let mut dev = L2lTrainer::new(ctx, &state.lstm, val_task.dim(), tc.batch, tc.unroll, &weights)?;
+    let mut dev = L2lTrainer::new(
+        ctx,
+        &state.lstm,
+        val_task.dim(),
+        tc.batch,
+        tc.unroll,
+        &weights,
+    )?;
     let unrolls = tc.horizon / tc.unroll;
     while state.epoch < tc.epochs {
         let e = state.epoch;
-        let task = build_task(ctx, &tc.task, tc.dim, &tc.task_options, tc.batch, epoch_seed(tc.seed, e), false)?;
+        let task = build_task(
+            ctx,
+            &tc.task,
+            tc.dim,
+            &tc.task_options,
+            tc.batch,
+            epoch_seed(tc.seed, e),
+            false,
+        )?;
         dev.bind(ctx, task.as_ref())?;
         let mut total = 0.0;
         let mut counted = 0;

@@ -108,7 +108,13 @@ pub struct TaskOptions {
 
 impl Default for TaskOptions {
     fn default() -> Self {
-        Self { mlp_hidden: vec![20], activation: "sigmoid".into(), minibatch: 128, full_batch: false, data: None }
+        Self {
+            mlp_hidden: vec![20],
+            activation: "sigmoid".into(),
+            minibatch: 128,
+            full_batch: false,
+            data: None,
+        }
     }
 }
 
@@ -116,14 +122,18 @@ impl Default for TaskOptions {
 fn mnist(dir: Option<&str>) -> Result<std::sync::Arc<idx::MnistData>> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<std::path::PathBuf, Arc<idx::MnistData>>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<std::path::PathBuf, Arc<idx::MnistData>>>> =
+        OnceLock::new();
     let dir = idx::data_dir(dir.map(std::path::Path::new));
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(d) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&dir) {
         return Ok(d.clone());
     }
     let d = Arc::new(idx::load_mnist(&dir)?);
-    cache.lock().unwrap_or_else(|p| p.into_inner()).insert(dir, d.clone());
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(dir, d.clone());
     Ok(d)
 }
 
@@ -151,7 +161,13 @@ pub fn build_task(
                 full_batch: opts.full_batch,
                 test_split,
             };
-            Box::new(Mlp::new(ctx, mnist(opts.data.as_deref())?, cfg, batch, seed)?)
+            Box::new(Mlp::new(
+                ctx,
+                mnist(opts.data.as_deref())?,
+                cfg,
+                batch,
+                seed,
+            )?)
         }
         _ => bail!(
             "unknown task {name:?}; valid tasks: {}",

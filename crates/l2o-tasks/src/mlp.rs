@@ -95,7 +95,13 @@ pub struct MlpConfig {
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        Self { hidden: vec![20], activation: Activation::Sigmoid, minibatch: 128, full_batch: false, test_split: false }
+        Self {
+            hidden: vec![20],
+            activation: Activation::Sigmoid,
+            minibatch: 128,
+            full_batch: false,
+            test_split: false,
+        }
     }
 }
 
@@ -135,12 +141,21 @@ pub struct Mlp {
 
 impl Mlp {
     /// B networks on `data` (training or test split per `cfg`), parameters and streams from `seed`.
-    pub fn new(ctx: &Context, data: Arc<MnistData>, cfg: MlpConfig, batch: usize, seed: u64) -> Result<Self> {
+    pub fn new(
+        ctx: &Context,
+        data: Arc<MnistData>,
+        cfg: MlpConfig,
+        batch: usize,
+        seed: u64,
+    ) -> Result<Self> {
         if batch == 0 || cfg.minibatch == 0 {
             bail!("mlp: batch and minibatch must be positive");
         }
         if cfg.hidden.contains(&0) {
-            bail!("mlp: hidden layers must have at least one unit: {:?}", cfg.hidden);
+            bail!(
+                "mlp: hidden layers must have at least one unit: {:?}",
+                cfg.hidden
+            );
         }
         let (images, labels) = if cfg.test_split {
             (&data.test_images, &data.test_labels)
@@ -150,7 +165,10 @@ impl Mlp {
         let pixels = data.rows * data.cols;
         let n_images = labels.len();
         if cfg.full_batch && cfg.minibatch > n_images {
-            bail!("mlp: full batch of {} images but the split has {n_images}", cfg.minibatch);
+            bail!(
+                "mlp: full batch of {} images but the split has {n_images}",
+                cfg.minibatch
+            );
         }
         let mut widths = vec![pixels];
         widths.extend(&cfg.hidden);
@@ -181,14 +199,25 @@ impl Mlp {
             perm.truncate(m);
             perm
         });
-        let words: Vec<u32> = images.chunks(4).map(|c| c.iter().enumerate().map(|(k, &v)| (v as u32) << (8 * k)).sum()).collect();
+        let words: Vec<u32> = images
+            .chunks(4)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .map(|(k, &v)| (v as u32) << (8 * k))
+                    .sum()
+            })
+            .collect();
         let idx0: Vec<u32> = match &fixed {
             Some(f) => (0..batch).flat_map(|_| f.iter().copied()).collect(),
             None => vec![0; batch * m],
         };
         Ok(Self {
             imgs: ctx.upload_u32("mnist images", &words)?,
-            labs: ctx.upload_u32("mnist labels", &labels.iter().map(|&l| l as u32).collect::<Vec<_>>())?,
+            labs: ctx.upload_u32(
+                "mnist labels",
+                &labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
+            )?,
             idx: ctx.upload_u32("minibatch indices", &idx0)?,
             acts: ctx.zeros("mlp activations", scratch)?,
             deltas: ctx.zeros("mlp deltas", scratch)?,
@@ -223,7 +252,9 @@ impl Mlp {
             return f.clone();
         }
         let n = self.n_images as u32;
-        (0..self.cfg.minibatch as u32).map(|i| fmix(fmix(fmix(fmix(self.seed) ^ b as u32) ^ s) ^ i) % n).collect()
+        (0..self.cfg.minibatch as u32)
+            .map(|i| fmix(fmix(fmix(fmix(self.seed) ^ b as u32) ^ s) ^ i) % n)
+            .collect()
     }
 
     fn split(&self) -> (&[u8], &[u8]) {
@@ -250,15 +281,26 @@ impl Mlp {
             o += w[0] * w[1] + w[1];
         }
         for &img in &imgs {
-            let mut a: Vec<Vec<f64>> = vec![(0..self.pixels).map(|k| images[img as usize * self.pixels + k] as f64 / 255.0).collect()];
+            let mut a: Vec<Vec<f64>> = vec![
+                (0..self.pixels)
+                    .map(|k| images[img as usize * self.pixels + k] as f64 / 255.0)
+                    .collect(),
+            ];
             for li in 0..l {
                 let (wo, bo) = offs[li];
                 let (win, wout) = (self.widths[li], self.widths[li + 1]);
                 let prev = &a[li];
                 let next: Vec<f64> = (0..wout)
                     .map(|j| {
-                        let z = theta[bo + j] + (0..win).map(|k| theta[wo + j * win + k] * prev[k]).sum::<f64>();
-                        if li + 1 < l { self.cfg.activation.apply(z) } else { z }
+                        let z = theta[bo + j]
+                            + (0..win)
+                                .map(|k| theta[wo + j * win + k] * prev[k])
+                                .sum::<f64>();
+                        if li + 1 < l {
+                            self.cfg.activation.apply(z)
+                        } else {
+                            z
+                        }
                     })
                     .collect();
                 a.push(next);
@@ -268,7 +310,11 @@ impl Mlp {
             let se: f64 = z.iter().map(|v| (v - zmax).exp()).sum();
             let y = labels[img as usize] as usize;
             loss += (zmax + se.ln() - z[y]) / m;
-            let mut delta: Vec<f64> = z.iter().enumerate().map(|(c, v)| ((v - zmax).exp() / se - (c == y) as u8 as f64) / m).collect();
+            let mut delta: Vec<f64> = z
+                .iter()
+                .enumerate()
+                .map(|(c, v)| ((v - zmax).exp() / se - (c == y) as u8 as f64) / m)
+                .collect();
             for li in (0..l).rev() {
                 let (wo, bo) = offs[li];
                 let (win, wout) = (self.widths[li], self.widths[li + 1]);
@@ -280,7 +326,12 @@ impl Mlp {
                 }
                 if li > 0 {
                     delta = (0..win)
-                        .map(|k| (0..wout).map(|j| theta[wo + j * win + k] * delta[j]).sum::<f64>() * self.cfg.activation.deriv_from_output(a[li][k]))
+                        .map(|k| {
+                            (0..wout)
+                                .map(|j| theta[wo + j * win + k] * delta[j])
+                                .sum::<f64>()
+                                * self.cfg.activation.deriv_from_output(a[li][k])
+                        })
                         .collect();
                 }
             }
@@ -289,7 +340,15 @@ impl Mlp {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn dispatch(&self, ctx: &Context, entry: &'static str, theta: View, grad: View, words: [u32; 20], groups: [u32; 3]) -> Result<Dispatch> {
+    fn dispatch(
+        &self,
+        ctx: &Context,
+        entry: &'static str,
+        theta: View,
+        grad: View,
+        words: [u32; 20],
+        groups: [u32; 3],
+    ) -> Result<Dispatch> {
         let params = ctx.params(&words);
         ctx.dispatch(
             &MLP,
@@ -327,7 +386,13 @@ impl Task for Mlp {
     fn oracle_loss_grad(&self, b: usize, theta: &[f64]) -> (f64, Vec<f64>) {
         self.oracle_at(b, theta, 0)
     }
-    fn loss_and_grad(&self, ctx: &Context, theta: View, grad: View, out: ScalarOut) -> Result<Vec<Dispatch>> {
+    fn loss_and_grad(
+        &self,
+        ctx: &Context,
+        theta: View,
+        grad: View,
+        out: ScalarOut,
+    ) -> Result<Vec<Dispatch>> {
         let (bt, n, m) = (self.batch, self.n, self.cfg.minibatch);
         if theta.offset != 0 || grad.offset != 0 || theta.stride != n || grad.stride != n {
             bail!("mlp: θ and the gradient must be plain B × n buffers (offset 0, stride n)");
@@ -337,49 +402,102 @@ impl Task for Mlp {
         let u = |x: usize| x as u32;
         let l = self.widths.len() - 1;
         let hid = self.cfg.activation.code();
-        let base = |mode: u32, act: u32, li: usize, rows: usize, cols: usize, inner: usize| -> [u32; 20] {
-            // layer li+1 maps widths[li] → widths[li+1]
-            let w_off: usize = self.widths[..li + 1].windows(2).map(|w| w[0] * w[1] + w[1]).sum();
-            let (win, wout) = (self.widths[li], self.widths[li + 1]);
-            [
-                u(bt),
-                u(m),
-                u(n),
-                u(self.n_images),
-                u(self.pixels),
-                mode,
-                act,
-                (li == 0) as u32,
-                u(rows),
-                u(cols),
-                u(inner),
-                u(w_off),
-                u(w_off + win * wout),
-                u(if li == 0 { 0 } else { self.act_off[li - 1] }),
-                u(self.act_off[li]),
-                u(win),
-                u(wout),
-                self.seed,
-                self.fixed.is_some() as u32,
-                0,
-            ]
-        };
+        let base =
+            |mode: u32, act: u32, li: usize, rows: usize, cols: usize, inner: usize| -> [u32; 20] {
+                // layer li+1 maps widths[li] → widths[li+1]
+                let w_off: usize = self.widths[..li + 1]
+                    .windows(2)
+                    .map(|w| w[0] * w[1] + w[1])
+                    .sum();
+                let (win, wout) = (self.widths[li], self.widths[li + 1]);
+                [
+                    u(bt),
+                    u(m),
+                    u(n),
+                    u(self.n_images),
+                    u(self.pixels),
+                    mode,
+                    act,
+                    (li == 0) as u32,
+                    u(rows),
+                    u(cols),
+                    u(inner),
+                    u(w_off),
+                    u(w_off + win * wout),
+                    u(if li == 0 { 0 } else { self.act_off[li - 1] }),
+                    u(self.act_off[li]),
+                    u(win),
+                    u(wout),
+                    self.seed,
+                    self.fixed.is_some() as u32,
+                    0,
+                ]
+            };
         let tiles = |rows: usize, cols: usize| [u(cols.div_ceil(16)), u(rows.div_ceil(16)), u(bt)];
         let mut d = vec![];
-        d.push(self.dispatch(ctx, "sample", theta, grad, base(0, 0, 0, 0, 0, 0), [u(m.div_ceil(64)), u(bt), 1])?);
-        d.push(self.dispatch(ctx, "advance", theta, grad, base(0, 0, 0, 0, 0, 0), [1, 1, 1])?);
+        d.push(self.dispatch(
+            ctx,
+            "sample",
+            theta,
+            grad,
+            base(0, 0, 0, 0, 0, 0),
+            [u(m.div_ceil(64)), u(bt), 1],
+        )?);
+        d.push(self.dispatch(
+            ctx,
+            "advance",
+            theta,
+            grad,
+            base(0, 0, 0, 0, 0, 0),
+            [1, 1, 1],
+        )?);
         for li in 0..l {
             let act = if li + 1 < l { hid } else { 0 };
             let (win, wout) = (self.widths[li], self.widths[li + 1]);
-            d.push(self.dispatch(ctx, "gemm", theta, grad, base(0, act, li, m, wout, win), tiles(m, wout))?);
+            d.push(self.dispatch(
+                ctx,
+                "gemm",
+                theta,
+                grad,
+                base(0, act, li, m, wout, win),
+                tiles(m, wout),
+            )?);
         }
-        d.push(self.dispatch(ctx, "softmax_ce", theta, grad, base(0, 0, l - 1, 0, 0, 0), [u(m.div_ceil(64)), u(bt), 1])?);
+        d.push(self.dispatch(
+            ctx,
+            "softmax_ce",
+            theta,
+            grad,
+            base(0, 0, l - 1, 0, 0, 0),
+            [u(m.div_ceil(64)), u(bt), 1],
+        )?);
         for li in (0..l).rev() {
             let (win, wout) = (self.widths[li], self.widths[li + 1]);
-            d.push(self.dispatch(ctx, "gemm", theta, grad, base(1, hid, li, wout, win, m), tiles(wout, win))?);
-            d.push(self.dispatch(ctx, "bias_grad", theta, grad, base(0, hid, li, 0, 0, 0), [u(wout.div_ceil(64)), u(bt), 1])?);
+            d.push(self.dispatch(
+                ctx,
+                "gemm",
+                theta,
+                grad,
+                base(1, hid, li, wout, win, m),
+                tiles(wout, win),
+            )?);
+            d.push(self.dispatch(
+                ctx,
+                "bias_grad",
+                theta,
+                grad,
+                base(0, hid, li, 0, 0, 0),
+                [u(wout.div_ceil(64)), u(bt), 1],
+            )?);
             if li > 0 {
-                d.push(self.dispatch(ctx, "gemm", theta, grad, base(2, hid, li, m, win, wout), tiles(m, win))?);
+                d.push(self.dispatch(
+                    ctx,
+                    "gemm",
+                    theta,
+                    grad,
+                    base(2, hid, li, m, win, wout),
+                    tiles(m, win),
+                )?);
             }
         }
         d.extend(sum(ctx, m, bt, self.terms.view(m), out)?);
