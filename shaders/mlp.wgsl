@@ -81,13 +81,16 @@ fn advance() {
     ctr[0] = ctr[0] + 1u;
 }
 
-// The three products of a layer as one tiled GEMM C[r][c] = Σ_k A(r, k)·B(k, c), 16×16 tiles through workgroup
-// memory, z = network:
+// The three products of a layer as one tiled GEMM C[r][c] = Σ_k A(r, k)·B(k, c), 64×16 output tiles with K-tiles
+// of 16 through workgroup memory, z = network:
 //   mode 0 (forward):   r = image i, c = unit o, k = input j: C = A_{l−1}[i][j]·W[o][j]; A_l = act(C + b[o])
 //   mode 1 (∂W):        r = unit o, c = input j, k = image i: ∂W[o][j] = Σ_i D_l[i][o]·A_{l−1}[i][j]
 //   mode 2 (∂A_{l−1}):  r = image i, c = input j, k = unit o: D_{l−1}[i][j] = (Σ_o D_l[i][o]·W[o][j])·act'(A_{l−1})
 const TS: u32 = 16u;
-var<workgroup> ta: array<Real, 256>;
+// rows per thread: a workgroup of 16×16 threads computes a (16·RPT)×16 tile, so each barrier pair is amortised
+// over RPT outputs per thread (barriers dominate on CPU drivers).
+const RPT: u32 = 4u;
+var<workgroup> ta: array<Real, 1024>; // (16·RPT) × 16
 var<workgroup> tb: array<Real, 256>;
 
 fn in_act(b: u32, i: u32, j: u32) -> Real {
@@ -114,20 +117,7 @@ fn load_b(b: u32, k: u32, c: u32) -> Real {
     }
 }
 
-@compute @workgroup_size(16, 16)
-fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let b = wid.z;
-    let r = wid.y * TS + lid.y;
-    let c = wid.x * TS + lid.x;
-    var s: Real = 0.0;
-    for (var k0 = 0u; k0 < p.inner; k0 = k0 + TS) {
-        ta[lid.y * TS + lid.x] = load_a(b, r, k0 + lid.x);
-        tb[lid.y * TS + lid.x] = load_b(b, k0 + lid.y, c);
-        workgroupBarrier();
-        for (var k = 0u; k < TS; k = k + 1u) { s = s + ta[lid.y * TS + k] * tb[k * TS + lid.x]; }
-        workgroupBarrier();
-    }
-    if (r >= p.rows || c >= p.cols) { return; }
+fn store(b: u32, r: u32, c: u32, s: Real) {
     switch p.mode {
         case 0u: {
             acts[p.out_off + (b * p.m + r) * p.out_w + c] = activate(s + theta[b * p.n + p.b_off + c]);
@@ -139,6 +129,32 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let a = acts[p.in_off + (b * p.m + r) * p.in_w + c];
             deltas[p.in_off + (b * p.m + r) * p.in_w + c] = s * dact(a);
         }
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let b = wid.z;
+    let r0 = wid.y * TS * RPT;
+    let c = wid.x * TS + lid.x;
+    var s: array<Real, RPT>;
+    for (var q = 0u; q < RPT; q = q + 1u) { s[q] = 0.0; }
+    for (var k0 = 0u; k0 < p.inner; k0 = k0 + TS) {
+        for (var q = 0u; q < RPT; q = q + 1u) {
+            let rr = q * TS + lid.y;
+            ta[rr * TS + lid.x] = load_a(b, r0 + rr, k0 + lid.x);
+        }
+        tb[lid.y * TS + lid.x] = load_b(b, k0 + lid.y, c);
+        workgroupBarrier();
+        for (var k = 0u; k < TS; k = k + 1u) {
+            let bv = tb[k * TS + lid.x];
+            for (var q = 0u; q < RPT; q = q + 1u) { s[q] = s[q] + ta[(q * TS + lid.y) * TS + k] * bv; }
+        }
+        workgroupBarrier();
+    }
+    for (var q = 0u; q < RPT; q = q + 1u) {
+        let r = r0 + q * TS + lid.y;
+        if (r < p.rows && c < p.cols) { store(b, r, c, s[q]); }
     }
 }
 

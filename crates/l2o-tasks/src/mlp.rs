@@ -433,7 +433,7 @@ impl Task for Mlp {
                     0,
                 ]
             };
-        let tiles = |rows: usize, cols: usize| [u(cols.div_ceil(16)), u(rows.div_ceil(16)), u(bt)];
+        let tiles = |rows: usize, cols: usize| [u(cols.div_ceil(16)), u(rows.div_ceil(64)), u(bt)]; // 64×16 tiles
         let mut d = vec![];
         d.push(self.dispatch(
             ctx,
