@@ -139,11 +139,24 @@ pub fn run_meta_bench(
     Ok((rows, skipped))
 }
 
+/// The cells of one row, formatted once for both the text table and the Markdown table.
+fn cells(r: &MetaBenchRow) -> [String; 10] {
+    [
+        r.task.clone(),
+        r.n.to_string(),
+        r.batch.to_string(),
+        r.unroll.to_string(),
+        format!("{:.4}", r.gpu_epoch_s),
+        format!("{:.3e}", r.gpu_coord_steps_per_s),
+        format!("{:.3e}", r.cpu_coord_steps_per_s),
+        format!("{:.2}", r.gpu_coord_steps_per_s / r.cpu_coord_steps_per_s),
+        r.dispatches_per_epoch.to_string(),
+        r.round_trips_per_epoch.to_string(),
+    ]
+}
+
 pub fn format_meta_table(rows: &[MetaBenchRow]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<10} {:>7} {:>5} {:>4} {:>12} {:>16} {:>16} {:>8} {:>11} {:>11}",
+    let header = [
         "task",
         "n",
         "B",
@@ -153,23 +166,19 @@ pub fn format_meta_table(rows: &[MetaBenchRow]) -> String {
         "cpu coord-st/s",
         "gpu/cpu",
         "dispatches",
-        "round trips"
-    );
+        "round trips",
+    ];
+    let widths = [10, 7, 5, 4, 12, 16, 16, 8, 11, 11];
+    let line = |c: &[String]| -> String {
+        let mut l = format!("{:<w$}", c[0], w = widths[0]);
+        for (v, w) in c.iter().zip(widths).skip(1) {
+            let _ = write!(l, " {v:>w$}");
+        }
+        l
+    };
+    let mut s = line(&header.map(String::from)) + "\n";
     for r in rows {
-        let _ = writeln!(
-            s,
-            "{:<10} {:>7} {:>5} {:>4} {:>12.4} {:>16.3e} {:>16.3e} {:>8.2} {:>11} {:>11}",
-            r.task,
-            r.n,
-            r.batch,
-            r.unroll,
-            r.gpu_epoch_s,
-            r.gpu_coord_steps_per_s,
-            r.cpu_coord_steps_per_s,
-            r.gpu_coord_steps_per_s / r.cpu_coord_steps_per_s,
-            r.dispatches_per_epoch,
-            r.round_trips_per_epoch
-        );
+        s += &(line(&cells(r)) + "\n");
     }
     s
 }
@@ -183,20 +192,7 @@ pub fn meta_markdown(rows: &[MetaBenchRow], adapter: &str) -> String {
          |:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     );
     for r in rows {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {:.4} | {:.3e} | {:.3e} | {:.2} | {} | {} |",
-            r.task,
-            r.n,
-            r.batch,
-            r.unroll,
-            r.gpu_epoch_s,
-            r.gpu_coord_steps_per_s,
-            r.cpu_coord_steps_per_s,
-            r.gpu_coord_steps_per_s / r.cpu_coord_steps_per_s,
-            r.dispatches_per_epoch,
-            r.round_trips_per_epoch
-        );
+        let _ = writeln!(s, "| {} |", cells(r).join(" | "));
     }
     s
 }

@@ -390,6 +390,24 @@ fn tune_cmd(
     Ok(())
 }
 
+/// The end every benchmark command shares: the text table, the skipped configurations, and the Markdown file
+/// when asked for.
+fn report_bench(
+    table: &str,
+    skipped: &[String],
+    markdown: Option<(&PathBuf, String)>,
+) -> Result<()> {
+    println!("{table}");
+    for s in skipped {
+        println!("skipped: {s}");
+    }
+    if let Some((p, md)) = markdown {
+        std::fs::write(p, md).with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 fn bench_cmd(
     dev: &DeviceArgs,
     sizes: &str,
@@ -406,16 +424,8 @@ fn bench_cmd(
     let (rows, skipped) = l2o::bench::run_kernel_bench(&ctx, &cfg, &mut |r| {
         eprintln!("  {} n={} B={} done", r.kernel, r.n, r.batch)
     })?;
-    println!("{}", l2o::bench::format_table(&rows));
-    for s in &skipped {
-        println!("skipped: {s}");
-    }
-    if let Some(p) = markdown {
-        std::fs::write(p, l2o::bench::to_markdown(&rows, &ctx.describe()))
-            .with_context(|| format!("writing {}", p.display()))?;
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
+    let md = markdown.map(|p| (p, l2o::bench::to_markdown(&rows, &ctx.describe())));
+    report_bench(&l2o::bench::format_table(&rows), &skipped, md)
 }
 
 fn mlp_bench_cmd(
@@ -430,16 +440,17 @@ fn mlp_bench_cmd(
     let archs = vec![vec![20], vec![40], vec![20, 20]];
     let rows =
         l2o::mlp_bench::run_mlp_bench(&ctx, data, &archs, &list::<usize>(batches, "batch")?, 128)?;
-    println!("{}", l2o::mlp_bench::format_mlp_table(&rows, false));
-    if let Some(p) = markdown {
-        let md = format!(
-            "Adapter: `{}`; minibatch M = 128 images per network.\n\n{}",
-            ctx.describe(),
-            l2o::mlp_bench::format_mlp_table(&rows, true)
-        );
-        std::fs::write(p, md).with_context(|| format!("writing {}", p.display()))?;
-    }
-    Ok(())
+    let md = markdown.map(|p| {
+        let table = l2o::mlp_bench::format_mlp_table(&rows, true);
+        (
+            p,
+            format!(
+                "Adapter: `{}`; minibatch M = 128 images per network.\n\n{table}",
+                ctx.describe()
+            ),
+        )
+    });
+    report_bench(&l2o::mlp_bench::format_mlp_table(&rows, false), &[], md)
 }
 
 fn meta_bench_cmd(
@@ -461,16 +472,8 @@ fn meta_bench_cmd(
             r.n, r.batch, r.gpu_coord_steps_per_s
         )
     })?;
-    println!("{}", l2o::meta_bench::format_meta_table(&rows));
-    for s in &skipped {
-        println!("skipped: {s}");
-    }
-    if let Some(p) = markdown {
-        std::fs::write(p, l2o::meta_bench::meta_markdown(&rows, &ctx.describe()))
-            .with_context(|| format!("writing {}", p.display()))?;
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
+    let md = markdown.map(|p| (p, l2o::meta_bench::meta_markdown(&rows, &ctx.describe())));
+    report_bench(&l2o::meta_bench::format_meta_table(&rows), &skipped, md)
 }
 
 fn main() {
