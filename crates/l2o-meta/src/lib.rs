@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod lstm;
 pub mod metaopt;
 pub mod optimizer;
+pub mod policy;
 pub mod state;
 pub mod train;
 
