@@ -9,12 +9,13 @@ const TLO: u32 = 11u;   const FLO: u32 = 12u;   const GLO: u32 = 13u;
 const THI: u32 = 14u;   const FHI: u32 = 15u;   const GHI: u32 = 16u;
 const F0: u32 = 17u;    const GD0: u32 = 18u;   const DA: u32 = 19u;    const DB: u32 = 20u;
 const GAMMA: u32 = 21u; const HASP: u32 = 22u;  const SY: u32 = 23u;    const YY: u32 = 24u;  const SS: u32 = 25u;
-const RHO0: u32 = 26u;  // ρ_0..ρ_{m−1}, then α_0..α_{m−1}, then β_0..β_{m−1}
+const RHO0: u32 = 26u;  // ρ_0..ρ_{m−1}, then α_0..α_{m−1}, then β_0..β_{m−1}, then the policy's Gram, p, τ
 
 struct Params { batch: u32, stride: u32, method: u32, max_ls: u32, slot: u32, m: u32, q0: u32, q1: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> cst: array<Real>; // [c1, c2, t_max, curvature ε]
+// [c1, c2, t_max, curvature ε_c] and, for L-BFGS-π, [τm, τM, ε, n_h, W1 (n_h×16), b1, W2 (n_h×16), b2]
+@group(0) @binding(1) var<storage, read> cst: array<Real>;
 @group(0) @binding(2) var<storage, read_write> scal: array<Real>;
 @group(0) @binding(3) var<storage, read_write> status: array<u32>;
 @group(0) @binding(4) var<storage, read_write> pending: array<atomic<u32>>;
@@ -186,4 +187,48 @@ fn pair_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     } else {
         scal[s + RHO0 + p.slot] = 0.0;
     }
+}
+
+// L-BFGS-π step policy (seed 003 §4, `l2o_optim::step_policy`), one thread per problem: from the Gram matrix G
+// of [d, g, s_{k−1}, y_{k−1}] at column p.q0 (row-major), u0 = ln(max(σ⊙G, ε)) with σ = −1 above the diagonal,
+// u1 = W1 u0 + b1, u2 = W2 u0 + b2, p = u1ᵀu2/‖u2‖², τ = clip(p, τm, τM) (a NaN p gives τm), t = exp(τ) → T.
+// Records p and τ in the two columns after G.
+@compute @workgroup_size(64)
+fn policy_step(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let s = b * p.stride;
+    if (status[b] != 0u) { return; }
+    let g0 = s + p.q0;
+    var u0: array<Real, 16>;
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            var x = scal[g0 + 4u * i + j];
+            if (i < j) { x = -x; }
+            u0[4u * i + j] = r_log(max(x, cst[6]));
+        }
+    }
+    let nh = u32(cst[7]);
+    let w1 = 8u;
+    let b1 = w1 + 16u * nh;
+    let w2 = b1 + nh;
+    let b2 = w2 + 16u * nh;
+    var num: Real = 0.0;
+    var q: Real = 0.0;
+    for (var r = 0u; r < nh; r++) {
+        var a = cst[b1 + r];
+        var c = cst[b2 + r];
+        for (var k = 0u; k < 16u; k++) {
+            a += cst[w1 + 16u * r + k] * u0[k];
+            c += cst[w2 + 16u * r + k] * u0[k];
+        }
+        num += a * c;
+        q += c * c;
+    }
+    let pp = num / q;
+    var tau = cst[4];
+    if (pp > cst[4]) { tau = min(pp, cst[5]); }
+    scal[g0 + 16u] = pp;
+    scal[g0 + 17u] = tau;
+    scal[s + T] = r_exp(tau);
 }

@@ -87,7 +87,18 @@ pub mod lbfgs_cols {
     pub fn beta(m: usize, i: usize) -> usize {
         RHO0 + 2 * m + i
     }
-    pub fn stride(m: usize) -> usize {
+    /// The 4×4 Gram matrix of [d, g, s_{k−1}, y_{k−1}] read by the step policy (16 columns, row-major), then
+    /// the policy's p = u1ᵀu2/‖u2‖² and τ (L-BFGS-π, seed 003 §4).
+    pub fn gram0(m: usize) -> usize {
         RHO0 + 3 * m
+    }
+    pub fn policy_p(m: usize) -> usize {
+        gram0(m) + 16
+    }
+    pub fn policy_tau(m: usize) -> usize {
+        gram0(m) + 17
+    }
+    pub fn stride(m: usize) -> usize {
+        RHO0 + 3 * m + 18
     }
 }

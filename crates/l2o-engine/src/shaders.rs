@@ -83,7 +83,7 @@ pub static LBFGS: ShaderFamily = ShaderFamily {
     name: "lbfgs",
     body: include_str!("../../../shaders/lbfgs.wgsl"),
     layout: &[U, R, W, W, W],
-    entries: &["ls_begin", "ls_update", "pair_update"],
+    entries: &["ls_begin", "ls_update", "pair_update", "policy_step"],
     default_defines: "",
 };
 

@@ -32,6 +32,7 @@ use l2o_engine::{
 use l2o_tasks::Task;
 
 use crate::driver::{Optimizer, State};
+use crate::step_policy::PolicyConfig;
 
 /// Step-size rule of L-BFGS.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -125,6 +126,8 @@ struct Bufs {
     y: DBuf,
     cst: DBuf,
     pending: DBuf,
+    /// [B][4][n]: d, g, s_{k−1}, y_{k−1} side by side for the policy's Gram dispatch (L-BFGS-π only).
+    v4: Option<DBuf>,
 }
 
 pub struct Lbfgs {
@@ -136,6 +139,10 @@ pub struct Lbfgs {
     finish: Vec<Vec<Dispatch>>,
     /// Pairs inserted so far (all problems insert in lockstep; skipped pairs have ρ = 0).
     inserted: usize,
+    /// L-BFGS-π: the step-size policy and its parameters φ replace the line search.
+    policy: Option<(PolicyConfig, Vec<f64>)>,
+    /// Per ring slot of the newest pair: gather [d, g, s, y], their Gram matrix, the policy kernel.
+    policy_steps: Vec<Vec<Dispatch>>,
 }
 
 impl Lbfgs {
@@ -148,7 +155,34 @@ impl Lbfgs {
             round: vec![],
             finish: vec![],
             inserted: 0,
+            policy: None,
+            policy_steps: vec![],
         }
+    }
+
+    /// L-BFGS-π (seed 003): the two-loop direction with the step t_k = π(d_k, g_k, s_{k−1}, y_{k−1}; φ) of the
+    /// learned policy instead of a line search (one function evaluation per iteration, no host round trip).
+    pub fn with_policy(pc: PolicyConfig, phi: Vec<f64>) -> Result<Self> {
+        pc.validate()?;
+        anyhow::ensure!(
+            phi.len() == pc.layout().len,
+            "policy parameters: {} values for n_h = {} (expected {})",
+            phi.len(),
+            pc.nh,
+            pc.layout().len
+        );
+        anyhow::ensure!(
+            phi.iter().all(|v| v.is_finite()),
+            "policy parameters contain NaN or Inf"
+        );
+        let mut l = Self::new(LbfgsConfig {
+            m: pc.m,
+            line_search: LineSearch::Constant,
+            curvature_eps: pc.curvature_eps,
+            ..LbfgsConfig::default()
+        });
+        l.policy = Some((pc, phi));
+        Ok(l)
     }
 
     fn lbfgs_dispatch(
@@ -166,7 +200,7 @@ impl Lbfgs {
             self.cfg.max_ls as u32,
             slot as u32,
             self.cfg.m as u32,
-            0,
+            c::gram0(self.cfg.m) as u32,
             0,
         ]);
         ctx.dispatch(
@@ -271,7 +305,10 @@ pub fn two_loop(
 
 impl Optimizer for Lbfgs {
     fn name(&self) -> String {
-        format!("lbfgs(m={},{})", self.cfg.m, self.cfg.line_search.name())
+        match self.policy {
+            Some(_) => format!("lbfgs-π(m={})", self.cfg.m),
+            None => format!("lbfgs(m={},{})", self.cfg.m, self.cfg.line_search.name()),
+        }
     }
     fn scalar_columns(&self) -> usize {
         c::stride(self.cfg.m)
@@ -290,22 +327,28 @@ impl Optimizer for Lbfgs {
             "L-BFGS history m = {m} must be in 1..=64"
         );
         let (c1, c2) = self.cfg.line_search.constants();
+        let mut cst = vec![
+            c1,
+            c2,
+            self.cfg.t_max,
+            self.cfg.curvature_eps(ctx.precision()),
+        ];
+        if let Some((pc, phi)) = &self.policy {
+            cst.extend([pc.tau_min, pc.tau_max, pc.eps, pc.nh as f64]);
+            cst.extend(phi);
+        }
         self.bufs = Some(Bufs {
             d: ctx.zeros("d", bt * n)?,
             theta_t: ctx.zeros("theta_trial", bt * n)?,
             grad_t: ctx.zeros("grad_trial", bt * n)?,
             s: ctx.zeros("s history", bt * m * n)?,
             y: ctx.zeros("y history", bt * m * n)?,
-            cst: ctx.upload(
-                "lbfgs consts",
-                &[
-                    c1,
-                    c2,
-                    self.cfg.t_max,
-                    self.cfg.curvature_eps(ctx.precision()),
-                ],
-            )?,
+            cst: ctx.upload("lbfgs consts", &cst)?,
             pending: ctx.upload_u32("pending", &[0])?,
+            v4: match self.policy {
+                Some(_) => Some(ctx.zeros("policy [d, g, s, y]", bt * 4 * n)?),
+                None => None,
+            },
         });
         self.inserted = 0;
         self.direction.clear();
@@ -398,9 +441,35 @@ impl Optimizer for Lbfgs {
             f.push(self.lbfgs_dispatch(ctx, st, "pair_update", slot)?);
             finish.push(f);
         }
+        let mut policy_steps = vec![];
+        if let Some(v4) = &bf.v4 {
+            for head in 0..m {
+                let copy = |j: usize, src: View| {
+                    lincomb(ctx, n, bt, v4.slot(j, 4, n), None, &[Term::new(src, 1.0)], sc)
+                };
+                let mut ps = vec![
+                    copy(0, dv)?,
+                    copy(1, st.grad.view(n))?,
+                    copy(2, bf.s.slot(head, m, n))?,
+                    copy(3, bf.y.slot(head, m, n))?,
+                ];
+                ps.extend(l2o_engine::gram(
+                    ctx,
+                    n,
+                    bt,
+                    4,
+                    v4.slot(0, 4, n),
+                    n,
+                    st.out(c::gram0(m)),
+                )?);
+                ps.push(self.lbfgs_dispatch(ctx, st, "policy_step", 0)?);
+                policy_steps.push(ps);
+            }
+        }
         self.begin = begin;
         self.round = round;
         self.finish = finish;
+        self.policy_steps = policy_steps;
         Ok(())
     }
 
@@ -433,6 +502,9 @@ impl Optimizer for Lbfgs {
         }
         let mut first: Vec<Dispatch> = self.direction[&(head, count)].clone();
         first.extend(self.begin.iter().cloned());
+        if !self.policy_steps.is_empty() {
+            first.extend(self.policy_steps[head].iter().cloned());
+        }
         first.extend(self.round.iter().cloned());
         let pending = &self.bufs.as_ref().expect("init").pending;
         ctx.submit_after_clear(&[pending], &first)?;

@@ -8,6 +8,7 @@
 pub mod driver;
 pub mod first_order;
 pub mod lbfgs;
+pub mod step_policy;
 pub mod tune;
 
 pub use driver::{Optimizer, RunOptions, State, Summary, Trace, run, summarize};
