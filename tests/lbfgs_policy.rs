@@ -222,3 +222,63 @@ fn device_lbfgs_policy_matches_cpu_reference() {
         assert!(clipped > 0, "φ must make the clip active at some steps");
     });
 }
+
+/// The device meta-training step (forward record + reverse sweep, `l2o_meta::policy_gpu`) against the f64 CPU
+/// reference unroll and adjoint: meta-loss and ∂L/∂φ, relative to ‖∂L/∂φ‖∞, on quadratics with n = 37 (not a
+/// multiple of the workgroup size) and n = 300, B = 3, K = 12 and m = 3 (so the ring wraps), φ making some steps
+/// clip. Tolerances: f64 1e-8 (measured 5.5e-12); f32 2e-2 (measured 1.1e-3: f32 Gram entries, their logs and the two-loop over
+/// 12 steps).
+#[test]
+fn device_policy_adjoint_matches_cpu_reference() {
+    use l2o::engine::Precision;
+    use l2o::meta::policy_gpu::PolicyTrainer;
+    use l2o::tasks::{Quadratic, Task};
+    use l2o::testing::{Tol, each_precision};
+    each_precision(|c| {
+        let f64p = c.precision() == Precision::F64;
+        let cfg = PolicyConfig {
+            m: 3,
+            curvature_eps: Some(if f64p { 1e-10 } else { 1e-5 }),
+            ..PolicyConfig::default()
+        };
+        let steps = 12;
+        let weights: Vec<f64> = (0..steps).map(|k| 1.0 + 0.05 * k as f64).collect();
+        for (i, n) in [37usize, 300].into_iter().enumerate() {
+            let bt = 3;
+            let task = Quadratic::sample(c, n, bt, 40 + i as u64).unwrap();
+            let phi = random_phi(&cfg, 60 + i as u64, 0.06);
+            let mut tr = PolicyTrainer::new(c, &cfg, n, bt, &weights).unwrap();
+            tr.bind(c, &task).unwrap();
+            let res = tr.run(c, &phi).unwrap();
+            let x0 = task.initial_point();
+            let lg = |b: usize, x: &[f64]| task.oracle_loss_grad(b, x);
+            let mut grad = vec![0.0; phi.len()];
+            let mut loss = 0.0;
+            let mut clipped = 0;
+            for b in 0..bt {
+                let r = policy::unroll(&cfg, &phi, &lg, b, &x0[b * n..(b + 1) * n], &weights, None);
+                clipped += r.steps.iter().filter(|s| !s.pol.inside(&cfg)).count();
+                policy::adjoint(&cfg, &phi, &r, &weights, 1.0 / bt as f64, &mut grad);
+                loss += r.meta_loss / bt as f64;
+            }
+            let gmax = grad.iter().fold(0f64, |a, v| a.max(v.abs()));
+            let err = grad
+                .iter()
+                .zip(&res.dphi)
+                .fold(0f64, |a, (x, y)| a.max((x - y).abs()))
+                / gmax;
+            let lerr = (loss - res.meta_loss).abs() / loss.abs();
+            eprintln!(
+                "{} n={n}: meta-loss rel err {lerr:.1e}, ∂φ err/‖∂φ‖∞ {err:.1e} (‖∂φ‖∞ {gmax:.3e}), clipped steps {clipped}",
+                c.precision()
+            );
+            let tol = Tol {
+                f32: 2e-2,
+                f64: 1e-8,
+            }
+            .of(c.precision());
+            assert!(gmax > 0.0 && clipped > 0, "the case must exercise both clip regimes");
+            assert!(lerr < tol && err < tol, "{}: loss {lerr:e}, ∂φ {err:e}", c.precision());
+        }
+    });
+}

@@ -95,9 +95,24 @@ pub static LSTM: ShaderFamily = ShaderFamily {
     default_defines: "const H: u32 = 20u; const D: u32 = 2u;",
 };
 
+pub static POLICY: ShaderFamily = ShaderFamily {
+    name: "policy",
+    body: include_str!("../../../shaders/policy.wgsl"),
+    layout: &[U, R, W, W],
+    entries: &[
+        "record_pre",
+        "record_post",
+        "rev_policy",
+        "rev_loop2",
+        "rev_gamma",
+        "rev_loop1",
+    ],
+    default_defines: "",
+};
+
 /// Every family the engine ships (tasks register theirs in `l2o-tasks`).
 pub fn engine_families() -> Vec<&'static ShaderFamily> {
-    vec![&REDUCE, &LINCOMB, &MAPS, &STATUS, &LBFGS, &LSTM]
+    vec![&REDUCE, &LINCOMB, &MAPS, &STATUS, &LBFGS, &LSTM, &POLICY]
 }
 
 /// The most storage buffers any engine kernel binds in one stage (a device must allow at least this many).

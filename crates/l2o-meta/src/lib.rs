@@ -10,6 +10,7 @@ pub mod lstm;
 pub mod metaopt;
 pub mod optimizer;
 pub mod policy;
+pub mod policy_gpu;
 pub mod state;
 pub mod train;
 

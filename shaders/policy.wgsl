@@ -1,0 +1,163 @@
+// L-BFGS-π meta-training (engine kernel family `policy`): per-problem scalar work of the trajectory record and
+// of the reverse sweep (crates/l2o-meta/src/policy.rs has the equations, `policy_gpu.rs` the launcher). One thread
+// per problem; the vector work is done by the `reduce` and `lincomb` kernels. Every column index comes in the
+// params, so this file knows no layout beyond the record fields below.
+//
+// Step record at column rb (of scal[b][·]): the Gram matrix G (16, row-major), p, τ, t, NORESET (1: d_k came
+// from the two-loop, 0: reset to −g), GAM (γ used at step k), GFROM (step index of γ's pair, −1: none), YY (y_kᵀy_k)
+// and GACC (Σ over later steps of λγ / y_kᵀy_k: the γ part of λs_k).
+const R_P: u32 = 16u;   const R_TAU: u32 = 17u;  const R_T: u32 = 18u;   const R_NORESET: u32 = 19u;
+const R_GAM: u32 = 20u; const R_GFROM: u32 = 21u; const R_YY: u32 = 22u; const R_GACC: u32 = 23u;
+
+struct Params {
+    batch: u32, stride: u32, k: u32, rb: u32,
+    c0: u32, c1: u32, c2: u32, c3: u32,
+    c4: u32, c5: u32, c6: u32, c7: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// [c1, c2, t_max, ε_c, τm, τM, ε, n_h, W1 (n_h×16), b1, W2 (n_h×16), b2] (the L-BFGS constants buffer)
+@group(0) @binding(1) var<storage, read> cst: array<Real>;
+@group(0) @binding(2) var<storage, read_write> scal: array<Real>;
+// ∂L/∂φ per problem, [B][len φ] (summed over problems on the host: no float atomics, reproducible)
+@group(0) @binding(3) var<storage, read_write> dphi: array<Real>;
+
+// Forward, after `policy_step`: copy G (c0..c0+16), p, τ (c0+16, c0+17), t (c1), the reset flag (DB column c2:
+// 0 = no reset), γ (c3) and the live γ source (c4) into the record of step k at rb.
+@compute @workgroup_size(64)
+fn record_pre(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let s = b * p.stride;
+    for (var i = 0u; i < 18u; i++) { scal[s + p.rb + i] = scal[s + p.c0 + i]; }
+    scal[s + p.rb + R_T] = scal[s + p.c1];
+    scal[s + p.rb + R_NORESET] = select(Real(0.0), Real(1.0), scal[s + p.c2] == 0.0);
+    scal[s + p.rb + R_GAM] = scal[s + p.c3];
+    scal[s + p.rb + R_GFROM] = scal[s + p.c4];
+}
+
+// Forward, after `pair_update` of step k: ρ_k at c0; y_kᵀy_k at c1; the live γ source at c4 becomes k when the
+// pair was accepted; GACC of the record starts at 0.
+@compute @workgroup_size(64)
+fn record_post(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let s = b * p.stride;
+    if (scal[s + p.c0] != 0.0) { scal[s + p.c4] = Real(p.k); }
+    scal[s + p.rb + R_YY] = scal[s + p.c1];
+    scal[s + p.rb + R_GACC] = 0.0;
+}
+
+// Reverse of the policy at step k for λt = ⟨λS, d_k⟩ (column c0): λτ = t·λt, λp = λτ inside the clip (0 on an
+// active bound), λu1 = λp u2/‖u2‖², λu2 = λp (u1 − 2p u2)/‖u2‖², ∂φ += ..., λu0 = W1ᵀλu1 + W2ᵀλu2,
+// λG_ij = σ_ij λu0_ij / X_ij (0 at the ε floor). Writes CD_j = λG_0j + λG_j0 at c1..c1+4 (the d row and column)
+// and CS_j = λG_2j + λG_j2 at c2..c2+4 (the s_{k−1} row and column).
+@compute @workgroup_size(64)
+fn rev_policy(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let s = b * p.stride;
+    let rb = s + p.rb;
+    for (var j = 0u; j < 4u; j++) { scal[s + p.c1 + j] = 0.0; scal[s + p.c2 + j] = 0.0; }
+    let pp = scal[rb + R_P];
+    if (!(pp > cst[4] && pp < cst[5])) { return; }
+    let lp = scal[rb + R_T] * scal[s + p.c0];
+    var x: array<Real, 16>;
+    var u0: array<Real, 16>;
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            var v = scal[rb + 4u * i + j];
+            if (i < j) { v = -v; }
+            x[4u * i + j] = v;
+            u0[4u * i + j] = r_log(max(v, cst[6]));
+        }
+    }
+    let nh = u32(cst[7]);
+    let w1 = 8u;
+    let b1 = w1 + 16u * nh;
+    let w2 = b1 + nh;
+    let b2 = w2 + 16u * nh;
+    let len = 2u * (16u * nh + nh);
+    var u1: array<Real, 16>;
+    var u2: array<Real, 16>;
+    var q: Real = 0.0;
+    for (var r = 0u; r < nh; r++) {
+        var a = cst[b1 + r];
+        var c = cst[b2 + r];
+        for (var k = 0u; k < 16u; k++) {
+            a += cst[w1 + 16u * r + k] * u0[k];
+            c += cst[w2 + 16u * r + k] * u0[k];
+        }
+        u1[r] = a;
+        u2[r] = c;
+        q += c * c;
+    }
+    var lu0: array<Real, 16>;
+    for (var k = 0u; k < 16u; k++) { lu0[k] = 0.0; }
+    let o = b * len;
+    for (var r = 0u; r < nh; r++) {
+        let l1 = lp * u2[r] / q;
+        let l2 = lp * (u1[r] - 2.0 * pp * u2[r]) / q;
+        dphi[o + b1 - 8u + r] += l1;
+        dphi[o + b2 - 8u + r] += l2;
+        for (var k = 0u; k < 16u; k++) {
+            dphi[o + 16u * r + k] += l1 * u0[k];
+            dphi[o + w2 - 8u + 16u * r + k] += l2 * u0[k];
+            lu0[k] += cst[w1 + 16u * r + k] * l1 + cst[w2 + 16u * r + k] * l2;
+        }
+    }
+    var lg: array<Real, 16>;
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let v = x[4u * i + j];
+            var l: Real = 0.0;
+            if (v > cst[6]) { l = lu0[4u * i + j] / v; if (i < j) { l = -l; } }
+            lg[4u * i + j] = l;
+        }
+    }
+    for (var j = 0u; j < 4u; j++) {
+        scal[s + p.c1 + j] = lg[j] + lg[4u * j];
+        scal[s + p.c2 + j] = lg[8u + j] + lg[4u * j + 2u];
+    }
+}
+
+// Second loop of the two-loop, reversed, pair j: from C = ⟨λr, s_j⟩ (c0), ρ_j (c1), β_j (c2): λα_j = C → c3,
+// N = −C ρ_j → c4 (λr += N y_j), M = C β_j ρ_j → c5 (the λρ_j part of λs_j along y_j).
+@compute @workgroup_size(64)
+fn rev_loop2(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let s = b * p.stride;
+    let c = scal[s + p.c0];
+    let rho = scal[s + p.c1];
+    scal[s + p.c3] = c;
+    scal[s + p.c4] = -c * rho;
+    scal[s + p.c5] = c * scal[s + p.c2] * rho;
+}
+
+// γ of step k (record rb), from λγ = ⟨λr, q_c⟩ (c0): GACC of the pair h that γ came from += λγ / y_hᵀy_h
+// (record base of step h = c1 + h·c2). Nothing when d_k was reset or γ = 1 (no pair yet).
+@compute @workgroup_size(64)
+fn rev_gamma(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let s = b * p.stride;
+    let h = scal[s + p.rb + R_GFROM];
+    if (scal[s + p.rb + R_NORESET] == 0.0 || h < 0.0) { return; }
+    let hb = s + p.c1 + u32(h) * p.c2;
+    scal[hb + R_GACC] += scal[s + p.c0] / scal[hb + R_YY];
+}
+
+// First loop reversed, pair j: λα_j (c1) −= Z = ⟨λq, y_j⟩ (c0); with ρ_j (c2), α_j (c3): P = λα_j ρ_j → c4
+// (λs_j += P q_j, λq += P s_j), MQ = −λα_j α_j ρ_j → c5 (the λρ_j part along y_j).
+@compute @workgroup_size(64)
+fn rev_loop1(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let s = b * p.stride;
+    let la = scal[s + p.c1] - scal[s + p.c0];
+    let rho = scal[s + p.c2];
+    scal[s + p.c1] = la;
+    scal[s + p.c4] = la * rho;
+    scal[s + p.c5] = -la * scal[s + p.c3] * rho;
+}
