@@ -9,7 +9,7 @@ struct Params { batch: u32, scal_stride: u32, count_step: u32, trace_row: u32 }
 @group(0) @binding(1) var<storage, read> cst: array<Real>;     // [ε_g]
 @group(0) @binding(2) var<storage, read_write> scal: array<Real>;
 @group(0) @binding(3) var<storage, read_write> status: array<u32>;
-@group(0) @binding(4) var<storage, read_write> trace: array<Real>; // [rows][B][4]: f, ‖g‖², status, iterations
+@group(0) @binding(4) var<storage, read_write> trace: array<Real>; // [rows][B][5]: f, ‖g‖², status, iterations, evaluations
 
 @compute @workgroup_size(64)
 fn update_status(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -33,9 +33,10 @@ fn record(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.scal_stride;
-    let o = (p.trace_row * p.batch + b) * 4u;
+    let o = (p.trace_row * p.batch + b) * 5u;
     trace[o] = scal[s + F];
     trace[o + 1u] = scal[s + G2];
     trace[o + 2u] = Real(status[b]);
     trace[o + 3u] = scal[s + ITER];
+    trace[o + 4u] = scal[s + NFEV];
 }

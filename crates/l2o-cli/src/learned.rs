@@ -11,7 +11,9 @@ use l2o_meta::checkpoint;
 use l2o_meta::lstm::LstmConfig;
 use l2o_meta::optimizer::LstmOptimizer;
 use l2o_meta::state::{TrainConfig, epoch_seed, test_seed};
+use l2o_meta::policy_train::{new_policy_state, train_policy};
 use l2o_meta::train::{new_state, train};
+use l2o_optim::step_policy::PolicyConfig;
 use l2o_optim::tune::tune;
 use l2o_optim::{FirstOrder, RunOptions, Trace, parse_kind, run, summarize};
 use l2o_tasks::{TaskOptions, build_task};
@@ -40,7 +42,7 @@ pub struct MlpArgs {
 
 impl MlpArgs {
     /// `base` with the options given on the command line replaced.
-    fn options(&self, base: &TaskOptions) -> Result<TaskOptions> {
+    pub(crate) fn options(&self, base: &TaskOptions) -> Result<TaskOptions> {
         let mut o = base.clone();
         if let Some(h) = &self.hidden {
             o.mlp_hidden = list(h, "hidden layer size")?;
@@ -64,7 +66,8 @@ impl MlpArgs {
 
 #[derive(Args, Clone)]
 pub struct TrainArgs {
-    /// Learned optimizer to train (lstm: the coordinatewise L2L LSTM)
+    /// Learned optimizer to train: lstm (the coordinatewise L2L LSTM, seed 002) or lbfgs-policy (the
+    /// L-BFGS-π step-size policy, seed 003)
     #[arg(long, default_value = "lstm")]
     optimizer: String,
     #[arg(long, default_value = "quadratic")]
@@ -74,20 +77,28 @@ pub struct TrainArgs {
     /// Problems per meta-iteration
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Optimizee steps per meta-iteration
-    #[arg(long, default_value_t = 100)]
-    horizon: usize,
-    /// Unroll length T of truncated BPTT (one meta-update per unroll)
-    #[arg(long, default_value_t = 20)]
-    unroll: usize,
+    /// Optimizee steps per meta-iteration [lstm: 100; lbfgs-policy: 400 = T·K, T = 8 outer steps]
+    #[arg(long)]
+    horizon: Option<usize>,
+    /// Unroll length of truncated BPTT, one meta-update per unroll [lstm: T = 20; lbfgs-policy: K = 50 inner
+    /// steps per outer step]
+    #[arg(long)]
+    unroll: Option<usize>,
     /// Meta-iterations (each on a fresh batch of problems)
     #[arg(long, default_value_t = 400)]
     epochs: usize,
-    /// adam or adadelta
-    #[arg(long, default_value = "adam")]
-    meta_optimizer: String,
-    #[arg(long, default_value_t = 0.01)]
-    meta_lr: f64,
+    /// adam or adadelta [lstm: adam; lbfgs-policy: adadelta]
+    #[arg(long)]
+    meta_optimizer: Option<String>,
+    /// Meta learning rate [lstm: 0.01; lbfgs-policy: 1]
+    #[arg(long)]
+    meta_lr: Option<f64>,
+    /// lbfgs-policy: L-BFGS memory m
+    #[arg(long, default_value_t = 5)]
+    memory: usize,
+    /// lbfgs-policy: width n_h of the policy's two linear layers
+    #[arg(long, default_value_t = 6)]
+    policy_width: usize,
     /// LSTM hidden units per layer
     #[arg(long = "lstm-hidden", default_value_t = 20)]
     lstm_hidden: usize,
@@ -136,12 +147,16 @@ fn write_history(state: &l2o_meta::state::TrainState, path: &std::path::Path) ->
 }
 
 pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
-    if a.optimizer != "lstm" {
-        bail!(
-            "unknown learned optimizer {:?}: this version trains `lstm`",
-            a.optimizer
-        );
-    }
+    let is_policy = match a.optimizer.as_str() {
+        "lstm" => false,
+        "lbfgs-policy" | "lbfgs-pi" => true,
+        other => bail!("unknown learned optimizer {other:?}: use lstm or lbfgs-policy"),
+    };
+    let policy = PolicyConfig {
+        nh: a.policy_width,
+        m: a.memory,
+        ..PolicyConfig::default()
+    };
     let lstm = LstmConfig {
         hidden: a.lstm_hidden,
         preprocess: (a.preprocess > 0.0).then_some(a.preprocess),
@@ -151,11 +166,14 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
         task: a.task.clone(),
         dim: a.dim,
         batch: a.batch,
-        horizon: a.horizon,
-        unroll: a.unroll,
+        horizon: a.horizon.unwrap_or(if is_policy { 400 } else { 100 }),
+        unroll: a.unroll.unwrap_or(if is_policy { 50 } else { 20 }),
         epochs: a.epochs,
-        meta_optimizer: a.meta_optimizer.clone(),
-        meta_lr: a.meta_lr,
+        meta_optimizer: a
+            .meta_optimizer
+            .clone()
+            .unwrap_or_else(|| (if is_policy { "adadelta" } else { "adam" }).into()),
+        meta_lr: a.meta_lr.unwrap_or(if is_policy { 1.0 } else { 0.01 }),
         seed: a.seed,
         val_batch: a.val_batch,
         validate_every: a.validate_every,
@@ -165,7 +183,18 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     let mut state = match &a.resume {
         Some(p) => {
             let mut s = checkpoint::load(p)?;
-            checkpoint::check_compatible(&s, &lstm)?;
+            match (is_policy, &s.policy) {
+                (false, None) => checkpoint::check_compatible(&s, &lstm)?,
+                (true, Some(pc)) => anyhow::ensure!(
+                    *pc == policy,
+                    "checkpoint holds the policy {pc:?}, but the command asks for {policy:?}"
+                ),
+                (true, None) => bail!("{} holds an LSTM: resume it with --optimizer lstm", p.display()),
+                (false, Some(_)) => bail!(
+                    "{} holds an L-BFGS-π policy: resume it with --optimizer lbfgs-policy",
+                    p.display()
+                ),
+            }
             if s.train.epochs < a.epochs {
                 s.train.epochs = a.epochs;
             }
@@ -177,6 +206,7 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
             );
             s
         }
+        None if is_policy => new_policy_state(policy, tc)?,
         None => new_state(lstm, tc)?,
     };
     let ctx = dev.context()?;
@@ -192,7 +222,8 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     );
     let t0 = Instant::now();
     let mut last = f64::NAN;
-    train(
+    let trainer = if is_policy { train_policy } else { train };
+    trainer(
         &ctx,
         &mut state,
         Some(&ckpt),
@@ -246,8 +277,11 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     plot::xy_plot(
         &curves,
         &format!(
-            "L2L meta-training: {} n={} B={}",
-            state.train.task, state.train.dim, state.train.batch
+            "{} meta-training: {} n={} B={}",
+            if is_policy { "L-BFGS-π" } else { "L2L" },
+            state.train.task,
+            state.train.dim,
+            state.train.batch
         ),
         "epoch",
         "loss",
@@ -271,37 +305,86 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
 
 #[derive(Args, Clone)]
 pub struct EvalArgs {
+    // (fields are read by the L-BFGS-π evaluation in policy_eval.rs too)
     /// Checkpoint written by `l2o train` (its best φ is evaluated)
     #[arg(long)]
-    checkpoint: PathBuf,
-    /// Baselines, each tuned on the training distribution: sgd, momentum, nesterov (nag), rmsprop, adam, adagrad
-    #[arg(long, default_value = "sgd,nesterov,rmsprop,adam")]
-    vs: String,
+    pub(crate) checkpoint: PathBuf,
+    /// Competitors: sgd, momentum, nesterov (nag), rmsprop, adam, adagrad (each tuned on the training
+    /// distribution unless --lr fixes its rate) and, for L-BFGS-π checkpoints, lbfgs-armijo, lbfgs-constant,
+    /// lbfgs-wolfe [LSTM: sgd,nesterov,rmsprop,adam; L-BFGS-π: adam,rmsprop,lbfgs-armijo,lbfgs-constant,lbfgs-wolfe]
+    #[arg(long)]
+    pub(crate) vs: Option<String>,
     /// Task and dimension of the test problems (default: the checkpoint's)
     #[arg(long)]
-    task: Option<String>,
+    pub(crate) task: Option<String>,
     #[arg(long)]
-    dim: Option<usize>,
+    pub(crate) dim: Option<usize>,
     /// Number of held-out test problems
     #[arg(long, default_value_t = 128)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Steps (default: the training horizon)
     #[arg(long)]
-    steps: Option<usize>,
+    pub(crate) steps: Option<usize>,
     #[command(flatten)]
-    mlp: MlpArgs,
-    /// Tuning grid {1,3}×10^j for the baselines
-    #[arg(long, default_value = "-4..0", allow_hyphen_values = true)]
-    grid: String,
+    pub(crate) mlp: MlpArgs,
+    /// Tuning grid {1,3}×10^j for the first-order baselines [LSTM: -4..0; L-BFGS-π: the seed's -3..-1]
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) grid: Option<String>,
+    /// Fixed learning rates instead of tuning, e.g. adam=0.03,rmsprop=0.01
+    #[arg(long)]
+    pub(crate) lr: Option<String>,
+    /// L-BFGS-π: the tolerances ε of the "who reaches ‖∇f‖ < ε first" table
+    #[arg(long, default_value = "1e-3,1e-4,1e-5")]
+    pub(crate) eps: String,
+    /// L-BFGS-π: a problem stops when ‖∇f‖ < eps-g (seed: 1e-8)
+    #[arg(long, default_value_t = 1e-8)]
+    pub(crate) eps_g: f64,
     /// Problems (networks) of the training batch the baselines are tuned on (default: --batch); fewer make
     /// tuning cheaper where one step is expensive (MNIST on a software adapter)
     #[arg(long)]
-    tune_batch: Option<usize>,
+    pub(crate) tune_batch: Option<usize>,
     #[arg(long, default_value = "out/eval")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
-fn kind_of(name: &str) -> Result<l2o_optim::Kind> {
+/// `--lr adam=0.03,rmsprop=0.01` as (name, rate) pairs.
+pub(crate) fn fixed_rates(spec: Option<&str>) -> Result<Vec<(String, f64)>> {
+    let Some(spec) = spec else { return Ok(vec![]) };
+    spec.split(',')
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--lr {kv:?}: expected NAME=RATE, e.g. adam=0.03"))?;
+            let lr: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--lr {kv:?}: {v:?} is not a number"))?;
+            anyhow::ensure!(lr > 0.0 && lr.is_finite(), "--lr {kv:?}: the rate must be positive");
+            Ok((k.trim().to_string(), lr))
+        })
+        .collect()
+}
+
+/// The learning rate of baseline `name`: fixed by --lr, else tuned on `train_task` over `grid`.
+pub(crate) fn rate_for(
+    ctx: &l2o_engine::Context,
+    name: &str,
+    kind: l2o_optim::Kind,
+    fixed: &[(String, f64)],
+    train_task: &dyn l2o_tasks::Task,
+    grid: &[f64],
+    steps: usize,
+) -> Result<f64> {
+    if let Some((_, lr)) = fixed.iter().find(|(k, _)| k == name) {
+        eprintln!("{name}: lr {lr} (fixed by --lr)");
+        return Ok(*lr);
+    }
+    let r = tune(ctx, &[train_task], kind, grid, steps)?;
+    eprintln!("tuned {name}: lr {} (grid {grid:?})", r.best_lr);
+    Ok(r.best_lr)
+}
+
+pub(crate) fn kind_of(name: &str) -> Result<l2o_optim::Kind> {
     let n = if name == "nag" { "nesterov" } else { name };
     parse_kind(n).ok_or_else(|| {
         anyhow::anyhow!(
@@ -330,11 +413,16 @@ fn table(traces: &[Trace]) -> String {
 
 pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     let st = checkpoint::load(&a.checkpoint)?;
+    if let Some(pc) = st.policy {
+        return crate::policy_eval::policy_eval(dev, a, &st, pc);
+    }
     let task_name = a.task.clone().unwrap_or_else(|| st.train.task.clone());
     let dim = a.dim.unwrap_or(st.train.dim);
     let steps = a.steps.unwrap_or(st.train.horizon);
-    let grid = parse_grid(&a.grid)?;
-    let kinds: Vec<(String, l2o_optim::Kind)> = list::<String>(&a.vs, "baseline")?
+    let grid = parse_grid(a.grid.as_deref().unwrap_or("-4..0"))?;
+    let lrs = fixed_rates(a.lr.as_deref())?;
+    let vs = a.vs.as_deref().unwrap_or("sgd,nesterov,rmsprop,adam");
+    let kinds: Vec<(String, l2o_optim::Kind)> = list::<String>(vs, "baseline")?
         .into_iter()
         .map(|n| kind_of(&n).map(|k| (n, k)))
         .collect::<Result<_>>()?;
@@ -378,10 +466,9 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     pb.finish_and_clear();
     let mut tuned = vec![];
     for (name, kind) in &kinds {
-        let r = tune(&ctx, &[train_task.as_ref()], *kind, &grid, steps)?;
-        eprintln!("tuned {name}: lr {}", r.best_lr);
-        tuned.push((name.clone(), r.best_lr));
-        let mut opt = FirstOrder::new(*kind, r.best_lr);
+        let lr = rate_for(&ctx, name, *kind, &lrs, train_task.as_ref(), &grid, steps)?;
+        tuned.push((name.clone(), lr));
+        let mut opt = FirstOrder::new(*kind, lr);
         traces.push(run(&ctx, test.as_ref(), &mut opt, &o, &mut |_| {})?);
     }
     for t in &traces {

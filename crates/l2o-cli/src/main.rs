@@ -1,6 +1,7 @@
 //! `l2o`: the command-line front end. `l2o info | run | tune | bench`; progress on stderr, results in --out.
 
 mod learned;
+mod policy_eval;
 mod plot;
 mod report;
 

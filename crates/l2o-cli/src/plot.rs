@@ -115,3 +115,98 @@ pub fn gnorm_plot(traces: &[Trace], title: &str, path: &Path) -> Result<()> {
         .collect();
     xy_plot(&curves, title, "step", "‖∇f‖ (median, IQR band)", path)
 }
+
+/// Box plots, one per group: the box spans the quartiles with the median drawn across, whiskers reach the most
+/// extreme values within 1.5·IQR, points beyond are drawn as outliers; a dashed line marks y = 0.
+pub fn box_plot(groups: &[(String, Vec<f64>)], title: &str, ylabel: &str, path: &Path) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| anyhow!("plotting {}: {e}", path.display());
+    let all: Vec<f64> = groups
+        .iter()
+        .flat_map(|g| g.1.iter().copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    let (mut lo, mut hi) = all
+        .iter()
+        .fold((0.0f64, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    if hi - lo < 1e-12 {
+        (lo, hi) = (lo - 1.0, hi + 1.0);
+    }
+    let pad = 0.05 * (hi - lo);
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let ng = groups.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5..ng - 0.5, (lo - pad)..(hi + pad))
+        .map_err(|e| err(&e))?;
+    let names: Vec<String> = groups.iter().map(|g| g.0.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups.len().max(1))
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(ylabel)
+        .draw()
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(-0.5, 0.0), (ng - 0.5, 0.0)],
+            6,
+            4,
+            BLACK.mix(0.6).stroke_width(1),
+        ))
+        .map_err(|e| err(&e))?;
+    for (i, (_, v)) in groups.iter().enumerate() {
+        let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            continue;
+        }
+        v.sort_by(f64::total_cmp);
+        let s = summarize(&v);
+        let iqr = s.q3 - s.q1;
+        let (wlo, whi) = (s.q1 - 1.5 * iqr, s.q3 + 1.5 * iqr);
+        let lo_w = v.iter().copied().find(|&x| x >= wlo).unwrap_or(s.q1);
+        let hi_w = v.iter().rev().copied().find(|&x| x <= whi).unwrap_or(s.q3);
+        let x = i as f64;
+        let color = COLORS[i % COLORS.len()];
+        let (l, r) = (x - 0.25, x + 0.25);
+        chart
+            .draw_series([
+                Rectangle::new([(l, s.q1), (r, s.q3)], color.mix(0.3).filled()),
+                Rectangle::new([(l, s.q1), (r, s.q3)], color.stroke_width(1)),
+            ])
+            .map_err(|e| err(&e))?;
+        let lines = [
+            vec![(l, s.median), (r, s.median)],
+            vec![(x, s.q3), (x, hi_w)],
+            vec![(x, s.q1), (x, lo_w)],
+            vec![(x - 0.1, hi_w), (x + 0.1, hi_w)],
+            vec![(x - 0.1, lo_w), (x + 0.1, lo_w)],
+        ];
+        for (j, pts) in lines.into_iter().enumerate() {
+            let w = if j == 0 { 3 } else { 1 };
+            chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(w)))
+                .map_err(|e| err(&e))?;
+        }
+        chart
+            .draw_series(
+                v.iter()
+                    .filter(|&&y| y < lo_w || y > hi_w)
+                    .map(|&y| Circle::new((x, y), 3, color.stroke_width(1))),
+            )
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}

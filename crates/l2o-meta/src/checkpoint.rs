@@ -1,10 +1,10 @@
 //! Versioned, checksummed checkpoints of a [`TrainState`](crate::state::TrainState).
 //!
-//! ## File layout (format version 1; all integers little-endian)
+//! ## File layout (format version 2; all integers little-endian)
 //! ```text
 //! offset        size   content
 //! 0             8      MAGIC = b"L2OCKPT\0"
-//! 8             4      u32 format version (1)
+//! 8             4      u32 format version (2; version 1 files, which predate `policy`, are read too)
 //! 12            8      u64 header length H (bytes)
 //! 20            H      header: UTF-8 JSON (serde_json) of `{"arrays": [[name, len], ...], "state": TrainState}`
 //! 20+H          8·N    the f64 arrays, little-endian IEEE-754 bits, in the order (and with the lengths) of
@@ -14,7 +14,8 @@
 //! ```
 //! The header's `state` is the [`TrainState`] with `phi`, `best_phi` and the meta-optimizer vectors emptied
 //! (they live in the binary arrays). Every other f64 of the state (the *scalars*: output scale, preprocessing
-//! p, meta learning rate, best validation loss, the meta-optimizer's hyperparameters, each history record's
+//! p, the L-BFGS-π policy's τm, τM, ε and ε_c when the checkpoint holds a policy, meta learning rate, best
+//! validation loss, the meta-optimizer's hyperparameters, each history record's
 //! meta- and validation loss; optional ones only when present; see [`scalar_slots`] for the order) is also
 //! stored bit-exactly in the `scalars` array, because JSON cannot hold NaN/±∞ (serde_json writes them as `null`,
 //! which would read back as None or fail) and serde_json's default float parsing is not guaranteed bit-exact. In the JSON these scalars are informative only
@@ -46,9 +47,9 @@ use crate::state::{EpochRecord, TrainConfig, TrainState};
 /// The first 8 bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"L2OCKPT\0";
 /// The format version this build writes (and the only one it reads).
-pub const FORMAT_VERSION: u32 = 1;
-/// Versions [`load`] accepts.
-pub const SUPPORTED_VERSIONS: &[u32] = &[1];
+pub const FORMAT_VERSION: u32 = 2;
+/// Versions [`load`] accepts (1: before L-BFGS-π policies; its files read as LSTM checkpoints).
+pub const SUPPORTED_VERSIONS: &[u32] = &[1, 2];
 
 /// Bytes before the header: magic, version, header length.
 const PREAMBLE: usize = 8 + 4 + 8;
@@ -64,7 +65,7 @@ struct Header {
 }
 
 /// Every f64 scalar of the state, in the fixed order of the `scalars` array:
-/// lstm.scale, lstm.preprocess, train.meta_lr, best_val, the meta-optimizer's hyperparameters
+/// lstm.scale, lstm.preprocess, the policy's tau_min, tau_max, eps, curvature_eps (when present), train.meta_lr, best_val, the meta-optimizer's hyperparameters
 /// (Adam: lr, beta1, beta2, eps; ADADELTA: lr, rho, eps), then meta_loss, val_loss of each history record.
 /// Optional fields contribute a slot only when they are Some (whether they are is recorded by the JSON).
 ///
@@ -72,6 +73,7 @@ struct Header {
 fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
     let TrainState {
         lstm,
+        policy,
         train,
         epoch: _,
         updates: _,
@@ -107,6 +109,18 @@ fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
     let mut out: Vec<&mut f64> = vec![scale];
     if let Some(p) = preprocess.as_mut() {
         out.push(p);
+    }
+    if let Some(pc) = policy.as_mut() {
+        let l2o_optim::step_policy::PolicyConfig {
+            nh: _,
+            m: _,
+            tau_min,
+            tau_max,
+            eps,
+            curvature_eps,
+        } = pc;
+        out.extend([tau_min, tau_max, eps]);
+        out.extend(curvature_eps.as_mut());
     }
     out.push(meta_lr);
     out.extend(best_val.as_mut());
@@ -149,11 +163,20 @@ fn array_names(metaopt: &MetaOptState) -> [&'static str; 5] {
 
 /// The checks shared by save and load: lengths agree with the architecture, vectors are finite.
 fn validate(state: &TrainState) -> Result<()> {
-    state
-        .lstm
-        .validate()
-        .map_err(|e| anyhow!("invalid architecture: {e:#}"))?;
-    let n = state.lstm.layout().len;
+    let n = match &state.policy {
+        Some(pc) => {
+            pc.validate()
+                .map_err(|e| anyhow!("invalid policy architecture: {e:#}"))?;
+            pc.layout().len
+        }
+        None => {
+            state
+                .lstm
+                .validate()
+                .map_err(|e| anyhow!("invalid architecture: {e:#}"))?;
+            state.lstm.layout().len
+        }
+    };
     let [(an, a), (bn, b)] = state.metaopt.vectors();
     let vectors: [(&str, &[f64]); 4] = [
         ("phi", &state.phi),
@@ -164,11 +187,16 @@ fn validate(state: &TrainState) -> Result<()> {
     for (name, v) in vectors {
         ensure!(
             v.len() == n,
-            "array lengths inconsistent with the architecture: {name} has {} entries but an LSTM with hidden = {} \
-             and input dimension {} has {n} parameters",
+            "array lengths inconsistent with the architecture: {name} has {} entries but {} has {n} parameters",
             v.len(),
-            state.lstm.hidden,
-            state.lstm.input_dim()
+            match &state.policy {
+                Some(pc) => format!("an L-BFGS-π policy with n_h = {}", pc.nh),
+                None => format!(
+                    "an LSTM with hidden = {} and input dimension {}",
+                    state.lstm.hidden,
+                    state.lstm.input_dim()
+                ),
+            }
         );
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
             bail!("non-finite value {} in {name}[{i}]", v[i]);

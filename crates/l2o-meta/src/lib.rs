@@ -11,6 +11,7 @@ pub mod metaopt;
 pub mod optimizer;
 pub mod policy;
 pub mod policy_gpu;
+pub mod policy_train;
 pub mod state;
 pub mod train;
 

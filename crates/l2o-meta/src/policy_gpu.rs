@@ -100,6 +100,8 @@ pub struct PolicyTrainer {
     /// q_0..q_m of the recomputed two-loop, one buffer each (an input must not alias the output buffer)
     qh: Vec<DBuf>,
     r: DBuf,
+    /// ∇f at the new iterate as a plain [B][n] buffer (tasks may require one), then copied into G
+    gnew: DBuf,
     lx: DBuf,
     ls: DBuf,
     ld: DBuf,
@@ -168,6 +170,7 @@ impl PolicyTrainer {
                 .map(|_| ctx.zeros("two-loop q", batch * n))
                 .collect::<Result<_>>()?,
             r: ctx.zeros("two-loop r", batch * n)?,
+            gnew: ctx.zeros("new gradient", batch * n)?,
             lx: ctx.zeros("λx", batch * n)?,
             ls: ctx.zeros("λS", batch * n)?,
             ld: ctx.zeros("λd", batch * n)?,
@@ -255,16 +258,21 @@ impl PolicyTrainer {
         let cl = self.cols;
         let sc = self.sc(None);
         let gv = |k: usize| self.g.slot(k, kk + 1, n);
-        let mut ds = task.loss_and_grad(
-            ctx,
-            self.x.view(n),
-            gv(0),
-            ScalarOut {
-                buf: &self.losses,
-                stride: kk + 1,
-                col: 0,
-            },
-        )?;
+        let eval = |k: usize| -> Result<Vec<Dispatch>> {
+            let mut e = task.loss_and_grad(
+                ctx,
+                self.x.view(n),
+                self.gnew.view(n),
+                ScalarOut {
+                    buf: &self.losses,
+                    stride: kk + 1,
+                    col: k,
+                },
+            )?;
+            e.push(lincomb(ctx, n, bt, gv(k), None, &[Term::new(self.gnew.view(n), 1.0)], sc)?);
+            Ok(e)
+        };
+        let mut ds = eval(0)?;
         for k in 0..kk {
             let count = k.min(m);
             let head = if k == 0 { 0 } else { k - 1 };
@@ -332,16 +340,7 @@ impl PolicyTrainer {
                 &[Term::new(self.s.slot(k, kk, n), 1.0)],
                 sc,
             )?);
-            ds.extend(task.loss_and_grad(
-                ctx,
-                self.x.view(n),
-                gv(k + 1),
-                ScalarOut {
-                    buf: &self.losses,
-                    stride: kk + 1,
-                    col: k + 1,
-                },
-            )?);
+            ds.extend(eval(k + 1)?);
             // y_k and the pair test
             ds.push(lincomb(
                 ctx,

@@ -47,7 +47,11 @@ pub struct EpochRecord {
 /// Everything that evolves during training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
+    /// Architecture of the coordinatewise LSTM (ignored when `policy` is set).
     pub lstm: LstmConfig,
+    /// L-BFGS-π: the checkpoint holds a step-size policy (φ is its parameter vector) instead of an LSTM.
+    #[serde(default)]
+    pub policy: Option<l2o_optim::step_policy::PolicyConfig>,
     pub train: TrainConfig,
     /// Completed epochs; with `train.seed` this is the whole RNG state (epoch seeds are derived, not drawn).
     pub epoch: usize,

@@ -35,6 +35,7 @@ pub fn new_state(lstm: LstmConfig, train: TrainConfig) -> Result<TrainState> {
     let metaopt = MetaOptState::by_name(&train.meta_optimizer, phi.len(), train.meta_lr)?;
     Ok(TrainState {
         lstm,
+        policy: None,
         train,
         epoch: 0,
         updates: 0,

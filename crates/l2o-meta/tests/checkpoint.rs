@@ -51,6 +51,7 @@ fn state(meta_optimizer: &str) -> TrainState {
         metaopt.step(&mut p, &g).unwrap();
     }
     TrainState {
+        policy: None,
         lstm,
         train: train_config(meta_optimizer),
         epoch: 7,

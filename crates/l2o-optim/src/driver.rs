@@ -78,6 +78,8 @@ pub struct Trace {
     pub gnorm: Vec<Vec<f64>>,
     pub status: Vec<Vec<u32>>,
     pub iterations: Vec<Vec<f64>>,
+    /// Function evaluations taken by each problem after each step ([step][problem]).
+    pub evals: Vec<Vec<f64>>,
     /// Function evaluations per problem at the end.
     pub evaluations: Vec<f64>,
     pub final_theta: Vec<f64>,
@@ -200,7 +202,7 @@ pub fn run(
         status: ctx.upload_u32("status", &vec![0; batch])?,
     };
     let eps = ctx.upload("eps_g", &[o.eps_g])?;
-    let trace = ctx.zeros("trace", (o.steps + 1) * batch * 4)?;
+    let trace = ctx.zeros("trace", (o.steps + 1) * batch * 5)?;
     let mut d = task.loss_and_grad(ctx, st.theta.view(n), st.grad.view(n), st.out(cols::F))?;
     d.extend(dot(
         ctx,
@@ -248,6 +250,7 @@ pub fn run(
         gnorm: vec![],
         status: vec![],
         iterations: vec![],
+        evals: vec![],
         evaluations: vec![],
         final_theta: ctx.read(&st.theta)?,
     };
@@ -255,7 +258,7 @@ pub fn run(
         let r = k.min(done); // after an early stop every problem is frozen: later rows repeat the last
         let row = |j: usize| {
             (0..batch)
-                .map(|b| raw[(r * batch + b) * 4 + j])
+                .map(|b| raw[(r * batch + b) * 5 + j])
                 .collect::<Vec<f64>>()
         };
         t.f.push(row(0));
@@ -264,6 +267,7 @@ pub fn run(
         t.status
             .push(row(2).into_iter().map(|s| s as u32).collect());
         t.iterations.push(row(3));
+        t.evals.push(row(4));
     }
     let scal = ctx.read(&st.scal)?;
     t.evaluations = (0..batch).map(|b| scal[b * stride + cols::NFEV]).collect();

@@ -5,6 +5,7 @@
 //! the [`driver`] (state, run loop, trace), hand-designed [`first_order`] methods, [`lbfgs`] with its separate
 //! line searches, and the learning-rate [`tune`]r that later issues reuse to tune baselines fairly.
 
+pub mod compare;
 pub mod driver;
 pub mod first_order;
 pub mod lbfgs;

@@ -1,0 +1,186 @@
+//! `l2o eval` of an L-BFGS-π checkpoint (seed 003 §6): run the policy and its competitors on held-out
+//! problems until ‖∇f‖ < eps-g or the step budget, then write the Table 1 analogue (who reaches ‖∇f‖ < ε
+//! first, in iterations and in function evaluations), the I_a = ln(f̂[a]/f̂[π]) box plot, loss and gradient
+//! curves and one CSV per optimizer.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use l2o_meta::state::{TrainState, epoch_seed, test_seed};
+use l2o_optim::compare::{log_ratio_index, win_tie};
+use l2o_optim::step_policy::PolicyConfig;
+use l2o_optim::{
+    FirstOrder, Lbfgs, LbfgsConfig, LineSearch, Optimizer, RunOptions, Trace, run, summarize,
+};
+use l2o_tasks::build_task;
+
+use crate::learned::{EvalArgs, fixed_rates, kind_of, rate_for};
+use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
+
+pub fn policy_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, pc: PolicyConfig) -> Result<()> {
+    let task_name = a.task.clone().unwrap_or_else(|| st.train.task.clone());
+    let dim = a.dim.unwrap_or(st.train.dim);
+    let steps = a.steps.unwrap_or(st.train.horizon);
+    let grid = parse_grid(a.grid.as_deref().unwrap_or("-3..-1"))?;
+    let lrs = fixed_rates(a.lr.as_deref())?;
+    let eps: Vec<f64> = list(&a.eps, "tolerance ε")?;
+    let names: Vec<String> = list(
+        a.vs.as_deref()
+            .unwrap_or("adam,rmsprop,lbfgs-armijo,lbfgs-constant,lbfgs-wolfe"),
+        "competitor",
+    )?;
+    let ctx = dev.context()?;
+    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let opts = a.mlp.options(&st.train.task_options)?;
+    let test = build_task(
+        &ctx,
+        &task_name,
+        dim,
+        &opts,
+        a.batch,
+        test_seed(st.train.seed),
+        true,
+    )?;
+    let o = RunOptions {
+        steps,
+        eps_g: a.eps_g,
+        check_every: 10,
+    };
+    let mut runs: Vec<(Trace, f64)> = vec![];
+    let mut go = |opt: &mut dyn Optimizer| -> Result<()> {
+        let pb = bar(steps as u64, opt.name());
+        let t0 = Instant::now();
+        let t = run(&ctx, test.as_ref(), opt, &o, &mut |k| pb.set_position(k as u64))?;
+        pb.finish_and_clear();
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!("{}: {secs:.1} s", t.optimizer);
+        runs.push((t, secs));
+        Ok(())
+    };
+    go(&mut Lbfgs::with_policy(pc, st.best_phi.clone())?)?;
+    let mut train_task = None;
+    for name in &names {
+        let ls = match name.as_str() {
+            "lbfgs-armijo" | "lbfgs-btls" => Some(LineSearch::armijo()),
+            "lbfgs-constant" | "lbfgs-b" => Some(LineSearch::Constant),
+            "lbfgs-wolfe" => Some(LineSearch::wolfe()),
+            _ => None,
+        };
+        if let Some(ls) = ls {
+            go(&mut Lbfgs::new(LbfgsConfig {
+                m: pc.m,
+                line_search: ls,
+                ..LbfgsConfig::default()
+            }))?;
+            continue;
+        }
+        let kind = kind_of(name)?;
+        if train_task.is_none() && !lrs.iter().any(|(k, _)| k == name) {
+            // tuned on training problems (first epoch's seed, training images), never on the test set
+            train_task = Some(build_task(
+                &ctx,
+                &task_name,
+                dim,
+                &opts,
+                a.tune_batch.unwrap_or(a.batch),
+                epoch_seed(st.train.seed, 0),
+                false,
+            )?);
+        }
+        let lr = match &train_task {
+            Some(t) => rate_for(&ctx, name, kind, &lrs, t.as_ref(), &grid, steps)?,
+            None => rate_for(&ctx, name, kind, &lrs, test.as_ref(), &grid, steps)?,
+        };
+        go(&mut FirstOrder::new(kind, lr))?;
+    }
+    if runs.len() < 2 {
+        bail!("no competitors: give --vs");
+    }
+    for (t, _) in &runs {
+        report::write_csv(
+            t,
+            &a.out.join(format!("{}.csv", report::slug(&t.optimizer))),
+        )?;
+    }
+    let md = table(&runs, &eps);
+    let header = format!(
+        "{task_name} n={}, {} held-out problems{}, up to {steps} steps or ‖∇f‖ < {:e}; L-BFGS-π = best φ of {} \
+         (epoch {}), m = {}; {}\n\n",
+        test.dim(),
+        a.batch,
+        if task_name == "mnist" { " (MNIST test images)" } else { "" },
+        a.eps_g,
+        a.checkpoint.display(),
+        st.best_epoch,
+        pc.m,
+        ctx.precision()
+    );
+    std::fs::write(a.out.join("eval.md"), format!("{header}{md}"))?;
+    print!("{header}{md}");
+    let ours = &runs[0].0;
+    let groups: Vec<(String, Vec<f64>)> = runs[1..]
+        .iter()
+        .map(|(t, _)| (t.optimizer.clone(), log_ratio_index(ours, t)))
+        .collect();
+    plot::box_plot(
+        &groups,
+        &format!("I_a = ln(f̂[a] / f̂[L-BFGS-π]), {task_name} n={} ({} problems)", test.dim(), a.batch),
+        "I_a  (> 0: L-BFGS-π reached a lower loss)",
+        &a.out.join("index.svg"),
+    )?;
+    let traces: Vec<Trace> = runs.iter().map(|(t, _)| t.clone()).collect();
+    let title = format!("{task_name} n={}: L-BFGS-π vs competitors ({} problems)", test.dim(), a.batch);
+    plot::loss_plot(&traces, &title, &a.out.join("loss.svg"))?;
+    plot::gnorm_plot(&traces, &title, &a.out.join("gnorm.svg"))?;
+    eprintln!(
+        "wrote eval.md, index.svg, loss.svg, gnorm.svg and one CSV per optimizer in {}",
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// The Table 1 analogue: per competitor and ε, L-BFGS-π's win and tie percentages counted in iterations and in
+/// function evaluations; then per optimizer the best value f̂, the evaluations and the wall-clock time, and the
+/// I_a summary.
+fn table(runs: &[(Trace, f64)], eps: &[f64]) -> String {
+    let ours = &runs[0].0;
+    let mut s = String::from(
+        "| competitor | ε | iterations: W (%) | T (%) | evaluations: W (%) | T (%) |\n|---|---|---|---|---|---|\n",
+    );
+    for (t, _) in &runs[1..] {
+        for &e in eps {
+            let (wi, we) = (win_tie(ours, t, e, false), win_tie(ours, t, e, true));
+            let _ = writeln!(
+                s,
+                "| {} | {e:.0e} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                t.optimizer, wi.win, wi.tie, we.win, we.tie
+            );
+        }
+    }
+    s.push_str(
+        "\n| optimizer | f̂ = min_k f(x_k): median | mean | final ‖∇f‖ median | evaluations (mean) | wall-clock (s) | I_a median | I_a mean |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for (i, (t, secs)) in runs.iter().enumerate() {
+        let fh: Vec<f64> = (0..t.batch)
+            .map(|b| l2o_optim::compare::best_value(t, b))
+            .collect();
+        let f = summarize(&fh);
+        let g = summarize(t.gnorm.last().expect("rows"));
+        let ev = t.evaluations.iter().sum::<f64>() / t.batch as f64;
+        let (im, ia) = if i == 0 {
+            ("—".into(), "—".into())
+        } else {
+            let idx = summarize(&log_ratio_index(ours, t));
+            (format!("{:.3}", idx.median), format!("{:.3}", idx.mean))
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {:.4e} | {:.4e} | {:.2e} | {ev:.0} | {secs:.1} | {im} | {ia} |",
+            t.optimizer, f.median, f.mean, g.median
+        );
+    }
+    s
+}

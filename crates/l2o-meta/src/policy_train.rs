@@ -1,0 +1,189 @@
+//! Meta-training of the L-BFGS-π step-size policy (seed 003 §5) by truncated BPTT on the device
+//! ([`crate::policy_gpu::PolicyTrainer`]).
+//!
+//! The outer objective of one outer step is F(φ) = (1/B) Σ_b Σ_{k=1..K} w_k f_b(x_k), w_k = 1, over K inner
+//! L-BFGS-π steps (`unroll` = K, seed: 50) from an empty memory; T = `horizon`/K outer steps (seed: 8) form an
+//! episode, each starting at the previous x_K (x0 ← x_K), and a problem whose ‖g‖ fell below 1e-10 restarts
+//! from its initial point. One meta-update per outer step, ADADELTA with learning rate 1 by default (seed).
+//!
+//! An epoch here is one episode on a batch of B training problems drawn with the epoch's seed (for MNIST:
+//! B networks, each with its own x0 and its own fixed set of training images); the seed's epoch over 60 fixed
+//! tasks is 60/B of ours. Validation runs the device L-BFGS-π with φ on fixed validation problems for the
+//! horizon and keeps the best φ (mean loss over the steps).
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use l2o_engine::Context;
+use l2o_optim::step_policy::PolicyConfig;
+use l2o_optim::{Lbfgs, RunOptions, run};
+use l2o_tasks::{Task, build_task};
+
+use crate::checkpoint;
+use crate::lstm::LstmConfig;
+use crate::metaopt::MetaOptState;
+use crate::policy_gpu::PolicyTrainer;
+use crate::state::{EpochRecord, TrainConfig, TrainState, epoch_seed, validation_seed};
+use crate::train::UnrollProgress;
+
+/// A fresh policy training state: φ initialised from `seed`.
+pub fn new_policy_state(policy: PolicyConfig, train: TrainConfig) -> Result<TrainState> {
+    policy.validate()?;
+    if train.unroll == 0 || train.horizon == 0 || train.horizon % train.unroll != 0 {
+        bail!(
+            "the horizon ({}) must be a positive multiple of the inner steps per outer step ({})",
+            train.horizon,
+            train.unroll
+        );
+    }
+    if train.dim == 0 || train.batch == 0 || train.val_batch == 0 {
+        bail!("dimension, batch and validation batch must be positive");
+    }
+    let phi = policy.init(train.seed);
+    let metaopt = MetaOptState::by_name(&train.meta_optimizer, phi.len(), train.meta_lr)?;
+    Ok(TrainState {
+        lstm: LstmConfig::default(),
+        policy: Some(policy),
+        train,
+        epoch: 0,
+        updates: 0,
+        best_phi: phi.clone(),
+        phi,
+        best_val: None,
+        best_epoch: 0,
+        metaopt,
+        skipped_total: 0,
+        skipped_in_row: 0,
+        history: vec![],
+    })
+}
+
+/// Mean loss over the problems and steps 1..=steps of L-BFGS-π with φ on the device.
+pub fn evaluate_policy(
+    ctx: &Context,
+    cfg: &PolicyConfig,
+    phi: &[f64],
+    task: &dyn Task,
+    steps: usize,
+) -> Result<f64> {
+    let mut opt = Lbfgs::with_policy(*cfg, phi.to_vec())?;
+    let tr = run(
+        ctx,
+        task,
+        &mut opt,
+        &RunOptions {
+            steps,
+            eps_g: 0.0,
+            check_every: 0,
+        },
+        &mut |_| {},
+    )?;
+    let mut s = 0.0;
+    for row in &tr.f[1..] {
+        s += row.iter().sum::<f64>();
+    }
+    Ok(s / (steps * task.batch()) as f64)
+}
+
+/// Train the policy in `state` until `state.epoch == state.train.epochs` (see the module docs), saving a
+/// checkpoint after every epoch when `ckpt` is set.
+pub fn train_policy(
+    ctx: &Context,
+    state: &mut TrainState,
+    ckpt: Option<&Path>,
+    on_outer: &mut UnrollProgress,
+    on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
+) -> Result<()> {
+    let Some(cfg) = state.policy else {
+        bail!("this training state holds an LSTM, not an L-BFGS-π policy");
+    };
+    let tc = state.train.clone();
+    let weights = vec![1.0; tc.unroll];
+    let val_task = build_task(
+        ctx,
+        &tc.task,
+        tc.dim,
+        &tc.task_options,
+        tc.val_batch,
+        validation_seed(tc.seed),
+        false,
+    )?;
+    let mut dev = PolicyTrainer::new(ctx, &cfg, val_task.dim(), tc.batch, &weights)?;
+    let outer = tc.horizon / tc.unroll;
+    while state.epoch < tc.epochs {
+        let e = state.epoch;
+        let task = build_task(
+            ctx,
+            &tc.task,
+            tc.dim,
+            &tc.task_options,
+            tc.batch,
+            epoch_seed(tc.seed, e),
+            false,
+        )?;
+        dev.bind(ctx, task.as_ref())?;
+        let x0 = task.initial_point();
+        let n = task.dim();
+        let (mut total, mut counted, mut skipped) = (0.0, 0, 0);
+        for u in 0..outer {
+            let r = dev.run(ctx, &state.phi)?;
+            let finite = r.meta_loss.is_finite() && r.dphi.iter().all(|g| g.is_finite());
+            if finite {
+                state.metaopt.step(&mut state.phi, &r.dphi)?;
+                state.updates += 1;
+                state.skipped_in_row = 0;
+                total += r.meta_loss / tc.unroll as f64;
+                counted += 1;
+            } else {
+                skipped += 1;
+                state.skipped_total += 1;
+                state.skipped_in_row += 1;
+                log::warn!("epoch {e} outer step {u}: non-finite meta-gradient, update skipped");
+                if state.skipped_in_row >= tc.max_nonfinite {
+                    bail!(
+                        "{} non-finite meta-gradients in a row (epoch {e}): lower the meta learning rate (now {}) \
+                         or resume from the last checkpoint",
+                        state.skipped_in_row,
+                        tc.meta_lr
+                    );
+                }
+            }
+            // a problem that converged (or diverged) starts again from its initial point
+            for (b, g) in r.gnorm.iter().enumerate() {
+                let lost = r.losses[b * (tc.unroll + 1) + tc.unroll];
+                if !(*g >= 1e-10) || !lost.is_finite() {
+                    dev.set_x(ctx, b, &x0[b * n..(b + 1) * n])?;
+                }
+            }
+            on_outer(e, u, r.meta_loss / tc.unroll as f64);
+        }
+        if state.phi.iter().any(|p| !p.is_finite()) {
+            bail!("φ became non-finite at epoch {e}; lower the meta learning rate");
+        }
+        let last = e + 1 == tc.epochs;
+        let val_loss = if (e + 1) % tc.validate_every.max(1) == 0 || last {
+            let v = evaluate_policy(ctx, &cfg, &state.phi, val_task.as_ref(), tc.horizon)?;
+            if state.best_val.is_none_or(|b| v < b) {
+                state.best_val = Some(v);
+                state.best_phi = state.phi.clone();
+                state.best_epoch = e + 1;
+            }
+            Some(v)
+        } else {
+            None
+        };
+        let rec = EpochRecord {
+            epoch: e + 1,
+            meta_loss: (counted > 0).then(|| total / counted as f64),
+            val_loss,
+            skipped,
+        };
+        state.epoch += 1;
+        state.history.push(rec.clone());
+        if let Some(p) = ckpt {
+            checkpoint::save(p, state)?;
+        }
+        on_epoch(&rec, state);
+    }
+    Ok(())
+}
