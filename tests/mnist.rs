@@ -179,3 +179,35 @@ fn mlp_on_real_mnist() {
     let g = c.read(&dg).unwrap();
     assert!(l2o::engine::oracle::max_rel_err(&g[n..], &gw) < 1e-5);
 }
+
+/// Two runs of one optimizer on the same minibatch task give the same trace bit for bit (the driver rewinds the
+/// minibatch stream with `Task::reset`), and they differ from a run without the rewind, so every optimizer
+/// compared on one task object sees the same minibatches.
+#[test]
+fn runs_on_one_minibatch_task_see_the_same_minibatches() {
+    use l2o::optim::{FirstOrder, Kind, RunOptions, run};
+    let data = std::sync::Arc::new(synthetic());
+    let c = l2o::testing::ctx(Precision::F32).expect("an adapter");
+    let cfg = configs().remove(0);
+    let task = Mlp::new(&c, data, cfg, 2, 9).unwrap();
+    let o = RunOptions {
+        steps: 5,
+        eps_g: 0.0,
+        check_every: 0,
+    };
+    let go = || {
+        run(&c, &task, &mut FirstOrder::new(Kind::Sgd, 0.1), &o, &mut |_| {}).unwrap()
+    };
+    let (a, b) = (go(), go());
+    assert_eq!(a.f, b.f);
+    // without the rewind the stream continues: the first loss is on another minibatch
+    let out = c.zeros("f", 2).unwrap();
+    let th = c.upload("theta", &task.initial_point()).unwrap();
+    let g = c.zeros("g", 2 * task.dim()).unwrap();
+    let d = task
+        .loss_and_grad(&c, th.view(task.dim()), g.view(task.dim()), ScalarOut { buf: &out, stride: 1, col: 0 })
+        .unwrap();
+    c.submit(&d).unwrap();
+    let f_next = c.read(&out).unwrap();
+    assert_ne!(f_next[0], a.f[0][0], "the stream must advance between evaluations");
+}

@@ -170,7 +170,8 @@ fn status_dispatch(
     )
 }
 
-/// Run `opt` on `task` from the task's initial point; `progress(k)` is called after step k is submitted.
+/// Run `opt` on `task` from the task's initial point (after [`Task::reset`], so repeated runs on one task see
+/// the same evaluations); `progress(k)` is called after step k is submitted.
 pub fn run(
     ctx: &Context,
     task: &dyn Task,
@@ -179,6 +180,7 @@ pub fn run(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Trace> {
     let (n, batch) = (task.dim(), task.batch());
+    task.reset(ctx)?;
     let stride = opt.scalar_columns();
     if stride < 4 {
         bail!(

@@ -49,6 +49,11 @@ pub trait Task {
     fn initial_point(&self) -> Vec<f64>;
     /// f64 CPU reference: (f_b(θ), ∇f_b(θ)) for problem b.
     fn oracle_loss_grad(&self, b: usize, theta: &[f64]) -> (f64, Vec<f64>);
+    /// Rewind any per-evaluation state (the MNIST minibatch stream) so that a new run sees the same sequence of
+    /// evaluations as the first: every optimizer compared on one task object gets the same minibatches.
+    fn reset(&self, _ctx: &Context) -> Result<()> {
+        Ok(())
+    }
 }
 
 use Layout::{Read as R, ReadWrite as W, Uniform as U};

@@ -371,6 +371,9 @@ impl Mlp {
 }
 
 impl Task for Mlp {
+    fn reset(&self, ctx: &Context) -> Result<()> {
+        ctx.write_u32(&self.ctr, 0, &[0])
+    }
     fn name(&self) -> String {
         format!("mnist-mlp{:?}-{:?}", self.cfg.hidden, self.cfg.activation).to_lowercase()
     }
