@@ -189,10 +189,9 @@ fn pair_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// L-BFGS-π step policy (seed 003 §4, `l2o_optim::step_policy`), one thread per problem: from the Gram matrix G
-// of [d, g, s_{k−1}, y_{k−1}] at column p.q0 (row-major), u0 = ln(max(σ⊙G, ε)) with σ = −1 above the diagonal,
-// u1 = W1 u0 + b1, u2 = W2 u0 + b2, p = u1ᵀu2/‖u2‖², τ = clip(p, τm, τM) (a NaN p gives τm), t = exp(τ) → T.
-// Records p and τ in the two columns after G.
+// L-BFGS-π step policy (seed 003 §4), one thread per problem: π on the Gram matrix of [d, g, s_{k−1}, y_{k−1}]
+// at column p.q0 (`policy_net`, shaders/policy_net.wgsl), τ = clip(p, τm, τM) (a NaN p gives τm), t = exp(τ) → T.
+// Records p and τ in the two columns after the Gram matrix.
 @compute @workgroup_size(64)
 fn policy_step(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
@@ -200,32 +199,7 @@ fn policy_step(@builtin(global_invocation_id) gid: vec3<u32>) {
     let s = b * p.stride;
     if (status[b] != 0u) { return; }
     let g0 = s + p.q0;
-    var u0: array<Real, 16>;
-    for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) {
-            var x = scal[g0 + 4u * i + j];
-            if (i < j) { x = -x; }
-            u0[4u * i + j] = r_log(max(x, cst[6]));
-        }
-    }
-    let nh = u32(cst[7]);
-    let w1 = 8u;
-    let b1 = w1 + 16u * nh;
-    let w2 = b1 + nh;
-    let b2 = w2 + 16u * nh;
-    var num: Real = 0.0;
-    var q: Real = 0.0;
-    for (var r = 0u; r < nh; r++) {
-        var a = cst[b1 + r];
-        var c = cst[b2 + r];
-        for (var k = 0u; k < 16u; k++) {
-            a += cst[w1 + 16u * r + k] * u0[k];
-            c += cst[w2 + 16u * r + k] * u0[k];
-        }
-        num += a * c;
-        q += c * c;
-    }
-    let pp = num / q;
+    let pp = policy_net(g0).p;
     var tau = cst[4];
     if (pp > cst[4]) { tau = min(pp, cst[5]); }
     scal[g0 + 16u] = pp;

@@ -49,8 +49,8 @@ fn record_post(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // Reverse of the policy at step k for λt = ⟨λS, d_k⟩ (column c0): λτ = t·λt, λp = λτ inside the clip (0 on an
-// active bound), λu1 = λp u2/‖u2‖², λu2 = λp (u1 − 2p u2)/‖u2‖², ∂φ += ..., λu0 = W1ᵀλu1 + W2ᵀλu2,
-// λG_ij = σ_ij λu0_ij / X_ij (0 at the ε floor). Writes CD_j = λG_0j + λG_j0 at c1..c1+4 (the d row and column)
+// active bound); with u0, u1, u2 recomputed by `policy_net`: λu1 = λp u2/‖u2‖², λu2 = λp (u1 − 2p u2)/‖u2‖²,
+// ∂φ += ..., λu0 = W1ᵀλu1 + W2ᵀλu2, λG_ij = σ_ij λu0_ij / X_ij (0 at the ε floor). Writes CD_j = λG_0j + λG_j0 at c1..c1+4 (the d row and column)
 // and CS_j = λG_2j + λG_j2 at c2..c2+4 (the s_{k−1} row and column).
 @compute @workgroup_size(64)
 fn rev_policy(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -62,54 +62,32 @@ fn rev_policy(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pp = scal[rb + R_P];
     if (!(pp > cst[4] && pp < cst[5])) { return; }
     let lp = scal[rb + R_T] * scal[s + p.c0];
-    var x: array<Real, 16>;
-    var u0: array<Real, 16>;
-    for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) {
-            var v = scal[rb + 4u * i + j];
-            if (i < j) { v = -v; }
-            x[4u * i + j] = v;
-            u0[4u * i + j] = r_log(max(v, cst[6]));
-        }
-    }
+    var o = policy_net(rb);
     let nh = u32(cst[7]);
     let w1 = 8u;
     let b1 = w1 + 16u * nh;
     let w2 = b1 + nh;
     let b2 = w2 + 16u * nh;
     let len = 2u * (16u * nh + nh);
-    var u1: array<Real, 16>;
-    var u2: array<Real, 16>;
-    var q: Real = 0.0;
-    for (var r = 0u; r < nh; r++) {
-        var a = cst[b1 + r];
-        var c = cst[b2 + r];
-        for (var k = 0u; k < 16u; k++) {
-            a += cst[w1 + 16u * r + k] * u0[k];
-            c += cst[w2 + 16u * r + k] * u0[k];
-        }
-        u1[r] = a;
-        u2[r] = c;
-        q += c * c;
-    }
+    let q = o.q;
     var lu0: array<Real, 16>;
     for (var k = 0u; k < 16u; k++) { lu0[k] = 0.0; }
-    let o = b * len;
+    let ob = b * len;
     for (var r = 0u; r < nh; r++) {
-        let l1 = lp * u2[r] / q;
-        let l2 = lp * (u1[r] - 2.0 * pp * u2[r]) / q;
-        dphi[o + b1 - 8u + r] += l1;
-        dphi[o + b2 - 8u + r] += l2;
+        let l1 = lp * o.u2[r] / q;
+        let l2 = lp * (o.u1[r] - 2.0 * pp * o.u2[r]) / q;
+        dphi[ob + b1 - 8u + r] += l1;
+        dphi[ob + b2 - 8u + r] += l2;
         for (var k = 0u; k < 16u; k++) {
-            dphi[o + 16u * r + k] += l1 * u0[k];
-            dphi[o + w2 - 8u + 16u * r + k] += l2 * u0[k];
+            dphi[ob + 16u * r + k] += l1 * o.u0[k];
+            dphi[ob + w2 - 8u + 16u * r + k] += l2 * o.u0[k];
             lu0[k] += cst[w1 + 16u * r + k] * l1 + cst[w2 + 16u * r + k] * l2;
         }
     }
     var lg: array<Real, 16>;
     for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) {
-            let v = x[4u * i + j];
+            let v = o.x[4u * i + j];
             var l: Real = 0.0;
             if (v > cst[6]) { l = lu0[4u * i + j] / v; if (i < j) { l = -l; } }
             lg[4u * i + j] = l;

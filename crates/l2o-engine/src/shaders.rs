@@ -81,7 +81,10 @@ pub static STATUS: ShaderFamily = ShaderFamily {
 
 pub static LBFGS: ShaderFamily = ShaderFamily {
     name: "lbfgs",
-    body: include_str!("../../../shaders/lbfgs.wgsl"),
+    body: concat!(
+        include_str!("../../../shaders/lbfgs.wgsl"),
+        include_str!("../../../shaders/policy_net.wgsl")
+    ),
     layout: &[U, R, W, W, W],
     entries: &["ls_begin", "ls_update", "pair_update", "policy_step"],
     default_defines: "",
@@ -97,7 +100,10 @@ pub static LSTM: ShaderFamily = ShaderFamily {
 
 pub static POLICY: ShaderFamily = ShaderFamily {
     name: "policy",
-    body: include_str!("../../../shaders/policy.wgsl"),
+    body: concat!(
+        include_str!("../../../shaders/policy.wgsl"),
+        include_str!("../../../shaders/policy_net.wgsl")
+    ),
     layout: &[U, R, W, W],
     entries: &[
         "record_pre",

@@ -16,15 +16,14 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use l2o_engine::Context;
 use l2o_optim::step_policy::PolicyConfig;
-use l2o_optim::{Lbfgs, RunOptions, run};
+use l2o_optim::Lbfgs;
 use l2o_tasks::{Task, build_task};
 
-use crate::checkpoint;
 use crate::lstm::LstmConfig;
 use crate::metaopt::MetaOptState;
 use crate::policy_gpu::PolicyTrainer;
 use crate::state::{EpochRecord, TrainConfig, TrainState, epoch_seed, validation_seed};
-use crate::train::UnrollProgress;
+use crate::train::{UnrollProgress, apply_update, finish_epoch, mean_loss};
 
 /// A fresh policy training state: φ initialised from `seed`.
 pub fn new_policy_state(policy: PolicyConfig, train: TrainConfig) -> Result<TrainState> {
@@ -66,23 +65,7 @@ pub fn evaluate_policy(
     task: &dyn Task,
     steps: usize,
 ) -> Result<f64> {
-    let mut opt = Lbfgs::with_policy(*cfg, phi.to_vec())?;
-    let tr = run(
-        ctx,
-        task,
-        &mut opt,
-        &RunOptions {
-            steps,
-            eps_g: 0.0,
-            check_every: 0,
-        },
-        &mut |_| {},
-    )?;
-    let mut s = 0.0;
-    for row in &tr.f[1..] {
-        s += row.iter().sum::<f64>();
-    }
-    Ok(s / (steps * task.batch()) as f64)
+    mean_loss(ctx, &mut Lbfgs::with_policy(*cfg, phi.to_vec())?, task, steps)
 }
 
 /// Train the policy in `state` until `state.epoch == state.train.epochs` (see the module docs), saving a
@@ -127,26 +110,11 @@ pub fn train_policy(
         let (mut total, mut counted, mut skipped) = (0.0, 0, 0);
         for u in 0..outer {
             let r = dev.run(ctx, &state.phi)?;
-            let finite = r.meta_loss.is_finite() && r.dphi.iter().all(|g| g.is_finite());
-            if finite {
-                state.metaopt.step(&mut state.phi, &r.dphi)?;
-                state.updates += 1;
-                state.skipped_in_row = 0;
+            if apply_update(state, r.meta_loss, &r.dphi, e, u)? {
                 total += r.meta_loss / tc.unroll as f64;
                 counted += 1;
             } else {
                 skipped += 1;
-                state.skipped_total += 1;
-                state.skipped_in_row += 1;
-                log::warn!("epoch {e} outer step {u}: non-finite meta-gradient, update skipped");
-                if state.skipped_in_row >= tc.max_nonfinite {
-                    bail!(
-                        "{} non-finite meta-gradients in a row (epoch {e}): lower the meta learning rate (now {}) \
-                         or resume from the last checkpoint",
-                        state.skipped_in_row,
-                        tc.meta_lr
-                    );
-                }
             }
             // a problem that converged (or diverged) starts again from its initial point
             for (b, g) in r.gnorm.iter().enumerate() {
@@ -157,33 +125,16 @@ pub fn train_policy(
             }
             on_outer(e, u, r.meta_loss / tc.unroll as f64);
         }
-        if state.phi.iter().any(|p| !p.is_finite()) {
-            bail!("φ became non-finite at epoch {e}; lower the meta learning rate");
-        }
-        let last = e + 1 == tc.epochs;
-        let val_loss = if (e + 1) % tc.validate_every.max(1) == 0 || last {
-            let v = evaluate_policy(ctx, &cfg, &state.phi, val_task.as_ref(), tc.horizon)?;
-            if state.best_val.is_none_or(|b| v < b) {
-                state.best_val = Some(v);
-                state.best_phi = state.phi.clone();
-                state.best_epoch = e + 1;
-            }
-            Some(v)
-        } else {
-            None
-        };
-        let rec = EpochRecord {
-            epoch: e + 1,
-            meta_loss: (counted > 0).then(|| total / counted as f64),
-            val_loss,
+        finish_epoch(
+            state,
+            e,
+            total,
+            counted,
             skipped,
-        };
-        state.epoch += 1;
-        state.history.push(rec.clone());
-        if let Some(p) = ckpt {
-            checkpoint::save(p, state)?;
-        }
-        on_epoch(&rec, state);
+            &mut |phi| evaluate_policy(ctx, &cfg, phi, val_task.as_ref(), tc.horizon),
+            ckpt,
+            on_epoch,
+        )?;
     }
     Ok(())
 }

@@ -58,13 +58,22 @@ pub fn evaluate(
     task: &dyn Task,
     horizon: usize,
 ) -> Result<f64> {
-    let mut opt = LstmOptimizer::new(*lstm, phi.to_vec())?;
+    mean_loss(ctx, &mut LstmOptimizer::new(*lstm, phi.to_vec())?, task, horizon)
+}
+
+/// Mean loss of `opt` over the problems of `task` and steps 1..=steps.
+pub fn mean_loss(
+    ctx: &Context,
+    opt: &mut dyn l2o_optim::Optimizer,
+    task: &dyn Task,
+    steps: usize,
+) -> Result<f64> {
     let tr = run(
         ctx,
         task,
-        &mut opt,
+        opt,
         &RunOptions {
-            steps: horizon,
+            steps,
             eps_g: 0.0,
             check_every: 0,
         },
@@ -74,7 +83,80 @@ pub fn evaluate(
     for row in &tr.f[1..] {
         s += row.iter().sum::<f64>();
     }
-    Ok(s / (horizon * task.batch()) as f64)
+    Ok(s / (steps * task.batch()) as f64)
+}
+
+/// Apply one meta-update from an unroll's meta-loss and ∂L/∂φ: a non-finite one is skipped and counted, and
+/// `max_nonfinite` of them in a row stop training with an error. Returns whether the update was applied.
+pub fn apply_update(
+    state: &mut TrainState,
+    meta_loss: f64,
+    dphi: &[f64],
+    epoch: usize,
+    unroll: usize,
+) -> Result<bool> {
+    if meta_loss.is_finite() && dphi.iter().all(|g| g.is_finite()) {
+        state.metaopt.step(&mut state.phi, dphi)?;
+        state.updates += 1;
+        state.skipped_in_row = 0;
+        return Ok(true);
+    }
+    state.skipped_total += 1;
+    state.skipped_in_row += 1;
+    log::warn!("epoch {epoch} unroll {unroll}: non-finite meta-gradient, update skipped");
+    if state.skipped_in_row >= state.train.max_nonfinite {
+        bail!(
+            "{} non-finite meta-gradients in a row (epoch {epoch}): training diverged; lower the meta learning rate \
+             (now {}), or resume from the last checkpoint",
+            state.skipped_in_row,
+            state.train.meta_lr
+        );
+    }
+    Ok(false)
+}
+
+/// End of epoch e: validate when due (keeping the best φ), append the record, save the checkpoint, report.
+/// `validate(φ)` is the mean validation loss; `total / counted` the epoch's mean meta-loss per step.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_epoch(
+    state: &mut TrainState,
+    e: usize,
+    total: f64,
+    counted: usize,
+    skipped: usize,
+    validate: &mut dyn FnMut(&[f64]) -> Result<f64>,
+    ckpt: Option<&Path>,
+    on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
+) -> Result<()> {
+    if state.phi.iter().any(|p| !p.is_finite()) {
+        bail!("φ became non-finite at epoch {e}; lower the meta learning rate");
+    }
+    let tc = &state.train;
+    let last = e + 1 == tc.epochs;
+    let val_loss = if (e + 1) % tc.validate_every.max(1) == 0 || last {
+        let v = validate(&state.phi)?;
+        if state.best_val.is_none_or(|b| v < b) {
+            state.best_val = Some(v);
+            state.best_phi = state.phi.clone();
+            state.best_epoch = e + 1;
+        }
+        Some(v)
+    } else {
+        None
+    };
+    let rec = EpochRecord {
+        epoch: e + 1,
+        meta_loss: (counted > 0).then(|| total / counted as f64),
+        val_loss,
+        skipped,
+    };
+    state.epoch += 1;
+    state.history.push(rec.clone());
+    if let Some(p) = ckpt {
+        checkpoint::save(p, state)?;
+    }
+    on_epoch(&rec, state);
+    Ok(())
 }
 
 /// Progress of one unroll: (epoch, unroll index, meta-loss per step).
@@ -130,56 +212,25 @@ pub fn train(
                 dev.carry(ctx)?;
             }
             let r = dev.run(ctx, &state.phi)?;
-            let finite = r.meta_loss.is_finite() && r.dphi.iter().all(|g| g.is_finite());
-            if finite {
-                state.metaopt.step(&mut state.phi, &r.dphi)?;
-                state.updates += 1;
-                state.skipped_in_row = 0;
+            if apply_update(state, r.meta_loss, &r.dphi, e, u)? {
                 total += r.meta_loss / tc.unroll as f64;
                 counted += 1;
             } else {
                 skipped += 1;
-                state.skipped_total += 1;
-                state.skipped_in_row += 1;
-                log::warn!("epoch {e} unroll {u}: non-finite meta-gradient, update skipped");
-                if state.skipped_in_row >= tc.max_nonfinite {
-                    bail!(
-                        "{} non-finite meta-gradients in a row (epoch {e}): training diverged; lower the meta learning \
-                         rate (now {}) or the output scale, or resume from the last checkpoint",
-                        state.skipped_in_row,
-                        tc.meta_lr
-                    );
-                }
             }
             on_unroll(e, u, r.meta_loss / tc.unroll as f64);
         }
-        if state.phi.iter().any(|p| !p.is_finite()) {
-            bail!("φ became non-finite at epoch {e}; lower the meta learning rate");
-        }
-        let last = e + 1 == tc.epochs;
-        let val_loss = if (e + 1) % tc.validate_every.max(1) == 0 || last {
-            let v = evaluate(ctx, &state.lstm, &state.phi, val_task.as_ref(), tc.horizon)?;
-            if state.best_val.is_none_or(|b| v < b) {
-                state.best_val = Some(v);
-                state.best_phi = state.phi.clone();
-                state.best_epoch = e + 1;
-            }
-            Some(v)
-        } else {
-            None
-        };
-        let rec = EpochRecord {
-            epoch: e + 1,
-            meta_loss: (counted > 0).then(|| total / counted as f64),
-            val_loss,
+        let lstm = state.lstm;
+        finish_epoch(
+            state,
+            e,
+            total,
+            counted,
             skipped,
-        };
-        state.epoch += 1;
-        state.history.push(rec.clone());
-        if let Some(p) = ckpt {
-            checkpoint::save(p, state)?;
-        }
-        on_epoch(&rec, state);
+            &mut |phi| evaluate(ctx, &lstm, phi, val_task.as_ref(), tc.horizon),
+            ckpt,
+            on_epoch,
+        )?;
     }
     Ok(())
 }
