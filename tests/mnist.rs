@@ -211,3 +211,25 @@ fn runs_on_one_minibatch_task_see_the_same_minibatches() {
     let f_next = c.read(&out).unwrap();
     assert_ne!(f_next[0], a.f[0][0], "the stream must advance between evaluations");
 }
+
+/// Full batch: each network gets a fixed group of M images, the ⌊N/M⌋ groups are disjoint and network b uses
+/// group b mod ⌊N/M⌋ (300 synthetic training images, M = 100: 3 groups for 4 networks).
+#[test]
+fn full_batch_networks_use_disjoint_image_groups() {
+    let data = std::sync::Arc::new(synthetic());
+    let c = l2o::testing::ctx(Precision::F32).expect("an adapter");
+    let cfg = MlpConfig {
+        hidden: vec![5],
+        activation: Activation::Sigmoid,
+        minibatch: 100,
+        full_batch: true,
+        test_split: false,
+    };
+    let task = Mlp::new(&c, data, cfg, 4, 3).unwrap();
+    let g: Vec<std::collections::BTreeSet<u32>> =
+        (0..4).map(|b| task.minibatch(b, 0).into_iter().collect()).collect();
+    assert!(g.iter().all(|s| s.len() == 100));
+    assert!(g[0].is_disjoint(&g[1]) && g[1].is_disjoint(&g[2]) && g[0].is_disjoint(&g[2]));
+    assert_eq!(g[3], g[0]);
+    assert_eq!(task.minibatch(1, 0), task.minibatch(1, 7), "full batch: the same images every draw");
+}

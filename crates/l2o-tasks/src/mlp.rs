@@ -14,7 +14,9 @@
 //! ## Minibatches
 //! Each evaluation of `loss_and_grad` draws a fresh minibatch on the device: image i of network b at draw s is
 //! `h(seed, b, s, i) mod N` with murmur3's finaliser `h` ([`Mlp::minibatch`] is the same on the host), and a
-//! device counter advances by one per evaluation — no host round trip. In full-batch mode the M images are fixed.
+//! device counter advances by one per evaluation — no host round trip. In full-batch mode the M images are fixed
+//! per network: a seeded permutation of the split cut into ⌊N/M⌋ disjoint groups, network b using group b mod ⌊N/M⌋
+//! (seed 003 §6: the 10,000 test images in 10 groups of 1,000; networks b and b + 10 share a group, not x0).
 //! [`Task::oracle_loss_grad`] evaluates the minibatch of draw 0 (the first evaluation after construction);
 //! [`Mlp::oracle_at`] takes any draw.
 
@@ -126,7 +128,8 @@ pub struct Mlp {
     data: Arc<MnistData>,
     n_images: usize,
     pixels: usize,
-    fixed: Option<Vec<u32>>,
+    /// Full batch: the image indices of each network.
+    fixed: Option<Vec<Vec<u32>>>,
     theta0: Vec<f64>,
     // device
     imgs: DBuf,
@@ -193,11 +196,13 @@ impl Mlp {
         }
         let seed32 = (seed ^ (seed >> 32)) as u32;
         let fixed = cfg.full_batch.then(|| {
-            // a fixed set: the first M of a seeded permutation (the same for every network)
+            // disjoint groups of M of a seeded permutation, network b on group b mod ⌊N/M⌋
             let mut perm: Vec<u32> = (0..n_images as u32).collect();
             rand::seq::SliceRandom::shuffle(&mut perm[..], &mut rng);
-            perm.truncate(m);
-            perm
+            let groups = (n_images / m).max(1);
+            (0..batch)
+                .map(|b| perm[(b % groups) * m..(b % groups + 1) * m].to_vec())
+                .collect::<Vec<_>>()
         });
         let words: Vec<u32> = images
             .chunks(4)
@@ -209,7 +214,7 @@ impl Mlp {
             })
             .collect();
         let idx0: Vec<u32> = match &fixed {
-            Some(f) => (0..batch).flat_map(|_| f.iter().copied()).collect(),
+            Some(f) => f.iter().flat_map(|g| g.iter().copied()).collect(),
             None => vec![0; batch * m],
         };
         Ok(Self {
@@ -249,7 +254,7 @@ impl Mlp {
     /// The image indices network b uses at draw s.
     pub fn minibatch(&self, b: usize, s: u32) -> Vec<u32> {
         if let Some(f) = &self.fixed {
-            return f.clone();
+            return f[b].clone();
         }
         let n = self.n_images as u32;
         (0..self.cfg.minibatch as u32)
