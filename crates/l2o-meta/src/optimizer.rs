@@ -41,6 +41,11 @@ impl LstmOptimizer {
     /// The best φ of a training checkpoint.
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
         let s = crate::checkpoint::load(path)?;
+        anyhow::ensure!(
+            s.policy.is_none(),
+            "{} holds an L-BFGS-π policy, not an LSTM (load it with l2o_meta::policy_train::policy_optimizer)",
+            path.display()
+        );
         Self::new(s.lstm, s.best_phi)
     }
 }
@@ -116,6 +121,11 @@ impl LstmStepper {
     /// Load the best φ of a checkpoint.
     pub fn from_checkpoint(ctx: &Context, path: &Path, n: usize) -> Result<Self> {
         let s = crate::checkpoint::load(path)?;
+        anyhow::ensure!(
+            s.policy.is_none(),
+            "{} holds an L-BFGS-π policy, not an LSTM",
+            path.display()
+        );
         Self::new(ctx, &s.lstm, &s.best_phi, n, 1)
     }
 

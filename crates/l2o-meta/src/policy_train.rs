@@ -138,3 +138,16 @@ pub fn train_policy(
     }
     Ok(())
 }
+
+/// L-BFGS-π with the best φ of a checkpoint written by `l2o train --optimizer lbfgs-policy`, ready for
+/// [`l2o_optim::run`] or any driver (an error names the file when it is missing, corrupt or holds an LSTM).
+pub fn policy_optimizer(path: &Path) -> Result<Lbfgs> {
+    let st = crate::checkpoint::load(path)?;
+    let Some(pc) = st.policy else {
+        bail!(
+            "{} holds an L2L LSTM, not an L-BFGS-π policy (use LstmOptimizer::from_checkpoint)",
+            path.display()
+        );
+    };
+    Lbfgs::with_policy(pc, st.best_phi)
+}

@@ -280,6 +280,19 @@ fn bad_magic_is_not_a_checkpoint() {
     assert!(load_err(&p).contains("not an l2o checkpoint"));
 }
 
+/// A version-1 file (written before L-BFGS-π policies existed: same layout, no `policy` in the header) still
+/// loads as an LSTM checkpoint.
+#[test]
+fn version_1_files_load() {
+    let (p, mut bytes) = saved("v1");
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    fix_crc(&mut bytes);
+    fs::write(&p, &bytes).unwrap();
+    let back = checkpoint::load(&p).unwrap();
+    assert!(back.policy.is_none());
+    assert_bit_equal(&state("adam"), &back);
+}
+
 #[test]
 fn future_version_is_unsupported() {
     let (p, mut bytes) = saved("version");
@@ -288,7 +301,9 @@ fn future_version_is_unsupported() {
     fs::write(&p, &bytes).unwrap();
     let e = load_err(&p);
     assert!(
-        e.contains("unsupported") && e.contains("version 2") && e.contains("[1]"),
+        e.contains("unsupported")
+            && e.contains(&format!("version {}", FORMAT_VERSION + 1))
+            && e.contains("[1, 2]"),
         "{e}"
     );
 }
@@ -420,4 +435,44 @@ fn overwriting_replaces_the_checkpoint() {
     let back = checkpoint::load(&p).unwrap();
     assert_eq!(back.epoch, s.epoch);
     assert_bit_equal(&back, &s);
+}
+
+/// An L-BFGS-π policy checkpoint (format 2) round-trips bit-exactly, including the policy's constants, and a
+/// policy φ of the wrong length is refused with the architecture named; the LSTM loaders refuse it.
+#[test]
+fn policy_checkpoint_round_trips_and_is_checked() {
+    use l2o_optim::step_policy::PolicyConfig;
+    let d = scratch("policy");
+    let p = d.join("pi.l2o");
+    let pc = PolicyConfig {
+        tau_min: -3.0 + 1e-17,
+        curvature_eps: Some(1e-10 / 3.0),
+        ..PolicyConfig::default()
+    };
+    let mut st = state("adadelta");
+    let phi = pc.init(5);
+    let n = phi.len();
+    st.policy = Some(pc);
+    st.phi = phi.clone();
+    st.best_phi = phi.iter().map(|v| v * 1.5 - 0.1 / 3.0).collect();
+    st.metaopt = MetaOptState::by_name("adadelta", n, 1.0).unwrap();
+    checkpoint::save(&p, &st).unwrap();
+    assert_eq!(
+        u32::from_le_bytes(fs::read(&p).unwrap()[8..12].try_into().unwrap()),
+        FORMAT_VERSION
+    );
+    let back = checkpoint::load(&p).unwrap();
+    assert_bit_equal(&st, &back);
+    let q = back.policy.expect("policy kept");
+    assert_eq!(q.tau_min.to_bits(), pc.tau_min.to_bits());
+    assert_eq!(
+        q.curvature_eps.map(f64::to_bits),
+        pc.curvature_eps.map(f64::to_bits)
+    );
+    assert!(l2o_meta::policy_train::policy_optimizer(&p).is_ok());
+    let e = l2o_meta::optimizer::LstmOptimizer::from_checkpoint(&p).err().expect("refused");
+    assert!(format!("{e:#}").contains("L-BFGS-π"), "{e:#}");
+    st.best_phi.pop();
+    let e = checkpoint::save(&d.join("bad.l2o"), &st).err().expect("refused");
+    assert!(format!("{e:#}").contains("n_h = 6"), "{e:#}");
 }
