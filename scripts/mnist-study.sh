@@ -9,8 +9,7 @@ ckpt=${1:?usage: scripts/mnist-study.sh CHECKPOINT OUT_DIR [l2o eval flags]}
 out=${2:?usage: scripts/mnist-study.sh CHECKPOINT OUT_DIR [l2o eval flags]}
 shift 2
 l2o=${L2O:-./target/release/l2o}
-common=(--checkpoint "$ckpt" --task mnist --steps 200 --batch 8 --tune-batch 2 --grid=-3..0
-  --vs sgd,nag,rmsprop,adam "$@")
+common=(--checkpoint "$ckpt" --task mnist --steps 200 --tune-batch 2 --grid=-3..0 --vs sgd,nag,rmsprop,adam "$@")
 mkdir -p "$out"
 : >"$out/study.md"
 run() {
@@ -29,9 +28,9 @@ run() {
     echo
   } >>"$out/study.md"
 }
-run base "1 hidden layer, 20 sigmoid units (the training architecture)" --hidden 20 --activation sigmoid
+run base "1 hidden layer, 20 sigmoid units (the training architecture)" --hidden 20 --activation sigmoid --batch 8
 # 40 units: 8 networks' LSTM states exceed a 128 MiB binding (lavapipe), so 4 test networks
 run h40 "40 hidden units" --hidden 40 --activation sigmoid --batch 4
-run h20x20 "2 hidden layers of 20 units" --hidden 20,20 --activation sigmoid
-run relu "ReLU activation" --hidden 20 --activation relu
+run h20x20 "2 hidden layers of 20 units" --hidden 20,20 --activation sigmoid --batch 8
+run relu "ReLU activation" --hidden 20 --activation relu --batch 8
 echo "wrote $out/study.md"

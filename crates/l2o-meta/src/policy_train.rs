@@ -9,21 +9,21 @@
 //! An epoch here is one episode on a batch of B training problems drawn with the epoch's seed (for MNIST:
 //! B networks, each with its own x0 and its own fixed set of training images); the seed's epoch over 60 fixed
 //! tasks is 60/B of ours. Validation runs the device L-BFGS-π with φ on fixed validation problems for the
-//! horizon and keeps the best φ (mean loss over the steps).
+//! horizon and keeps the best φ by the mean of ln f over problems and steps ([`evaluate_policy`]).
 
 use std::path::Path;
 
 use anyhow::{Result, bail};
 use l2o_engine::Context;
 use l2o_optim::step_policy::PolicyConfig;
-use l2o_optim::Lbfgs;
+use l2o_optim::{Lbfgs, RunOptions, run};
 use l2o_tasks::{Task, build_task};
 
 use crate::lstm::LstmConfig;
 use crate::metaopt::MetaOptState;
 use crate::policy_gpu::PolicyTrainer;
 use crate::state::{EpochRecord, TrainConfig, TrainState, epoch_seed, validation_seed};
-use crate::train::{UnrollProgress, apply_update, finish_epoch, mean_loss};
+use crate::train::{UnrollProgress, apply_update, finish_epoch};
 
 /// A fresh policy training state: φ initialised from `seed`.
 pub fn new_policy_state(policy: PolicyConfig, train: TrainConfig) -> Result<TrainState> {
@@ -57,7 +57,10 @@ pub fn new_policy_state(policy: PolicyConfig, train: TrainConfig) -> Result<Trai
     })
 }
 
-/// Mean loss over the problems and steps 1..=steps of L-BFGS-π with φ on the device.
+/// Validation score of L-BFGS-π with φ on the device: the mean over problems and steps 1..=steps of ln f(x_k)
+/// (f floored at 1e-300; a non-finite f scores +∞). Not the arithmetic mean: L-BFGS with a step in [e^τm, 1] and
+/// no line search can spike (on MNIST f reached 1e12 for a few steps before recovering), and one spike would
+/// dominate an arithmetic mean.
 pub fn evaluate_policy(
     ctx: &Context,
     cfg: &PolicyConfig,
@@ -65,7 +68,24 @@ pub fn evaluate_policy(
     task: &dyn Task,
     steps: usize,
 ) -> Result<f64> {
-    mean_loss(ctx, &mut Lbfgs::with_policy(*cfg, phi.to_vec())?, task, steps)
+    let tr = run(
+        ctx,
+        task,
+        &mut Lbfgs::with_policy(*cfg, phi.to_vec())?,
+        &RunOptions {
+            steps,
+            eps_g: 0.0,
+            check_every: 0,
+        },
+        &mut |_| {},
+    )?;
+    let mut s = 0.0;
+    for row in &tr.f[1..] {
+        for &f in row {
+            s += if f.is_finite() { f.max(1e-300).ln() } else { f64::INFINITY };
+        }
+    }
+    Ok(s / (steps * task.batch()) as f64)
 }
 
 /// Train the policy in `state` until `state.epoch == state.train.epochs` (see the module docs), saving a

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Seed 003 §6 at the scale the software adapter allows: meta-train the L-BFGS-π step-size policy on the MNIST
+# 1×20 sigmoid MLP (full batch of 1,000 training images per network, f64), then compare it on held-out
+# networks (MNIST test images) with Adam and RMSprop (rates tuned on the seed's grid {1,3}×10^{−3..−1}) and
+# L-BFGS with backtracking, constant step and strong Wolfe: the Table 1 analogue, the I_a box plot, curves.
+# Then, without retraining, a 2×400 MLP (n = 477,010) on 100-image full batches.
+# Usage: scripts/lbfgs-pi-study.sh OUT_DIR [EPOCHS]   (an existing OUT_DIR/train/checkpoint.l2o is reused)
+set -euo pipefail
+out=${1:?usage: scripts/lbfgs-pi-study.sh OUT_DIR [EPOCHS]}
+epochs=${2:-12}
+l2o=${L2O:-./target/release/l2o}
+mnist=(--task mnist --activation sigmoid --full-batch)
+if [ ! -f "$out/train/checkpoint.l2o" ]; then
+  "$l2o" train --precision f64 --optimizer lbfgs-policy "${mnist[@]}" --hidden 20 --minibatch 1000 --batch 1 \
+    --epochs "$epochs" --horizon 400 --unroll 50 --val-batch 2 --validate-every 3 --seed 1 --out "$out/train"
+fi
+"$l2o" eval --precision f64 --checkpoint "$out/train/checkpoint.l2o" "${mnist[@]}" --hidden 20 --minibatch 1000 \
+  --batch 10 --steps 200 --tune-batch 1 --out "$out/eval-1x20"
+"$l2o" eval --precision f64 --checkpoint "$out/train/checkpoint.l2o" "${mnist[@]}" --hidden 400,400 \
+  --minibatch 100 --batch 2 --steps 100 --eps 1e-4,1e-5,1e-6 --lr adam=0.03,rmsprop=0.01 --out "$out/eval-2x400"
