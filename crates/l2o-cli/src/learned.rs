@@ -505,7 +505,8 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     plot::loss_plot(
         &traces,
         &format!(
-            "{task_name} n={dim}: LSTM vs tuned baselines ({} problems)",
+            "{task_name} n={}: LSTM vs tuned baselines ({} problems)",
+            test.dim(),
             a.batch
         ),
         &a.out.join("loss.svg"),
