@@ -8,6 +8,7 @@ pub use l2o_tasks as tasks;
 pub mod bench;
 pub mod meta_bench;
 pub mod mlp_bench;
+pub mod policy_bench;
 
 /// Helpers shared by the integration tests in `tests/` (an injected device, explicit tolerances).
 #[doc(hidden)]

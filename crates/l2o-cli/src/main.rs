@@ -159,6 +159,9 @@ enum Cmd {
         /// Directory of the MNIST files for --mlp
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Benchmark L-BFGS-π meta-gradients (s per outer step of K = 50, device vs f64 CPU reference) instead
+        #[arg(long)]
+        policy: bool,
     },
 }
 
@@ -454,6 +457,30 @@ fn mlp_bench_cmd(
     report_bench(&l2o::mlp_bench::format_mlp_table(&rows, false), &[], md)
 }
 
+fn policy_bench_cmd(
+    dev: &DeviceArgs,
+    sizes: &str,
+    batches: &str,
+    markdown: Option<&PathBuf>,
+) -> Result<()> {
+    let ctx = dev.context()?;
+    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let rows = l2o::policy_bench::run_policy_bench(
+        &ctx,
+        &list::<usize>(sizes, "size")?,
+        &list::<usize>(batches, "batch")?,
+        50,
+        2,
+    )?;
+    let md = l2o::policy_bench::policy_markdown(&rows, &ctx.describe());
+    println!("{md}");
+    if let Some(p) = markdown {
+        std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 fn meta_bench_cmd(
     dev: &DeviceArgs,
     sizes: &str,
@@ -530,8 +557,11 @@ fn main() {
             meta,
             mlp,
             data,
+            policy,
         } => {
-            if *mlp {
+            if *policy {
+                policy_bench_cmd(dev, sizes, batches, markdown.as_ref())
+            } else if *mlp {
                 mlp_bench_cmd(dev, batches, data.as_deref(), markdown.as_ref())
             } else if *meta {
                 meta_bench_cmd(dev, sizes, batches, markdown.as_ref())
