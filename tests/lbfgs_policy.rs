@@ -119,7 +119,10 @@ fn policy_adjoint_matches_finite_differences_of_the_surrogate() {
         let mut grad = vec![0.0; phi.len()];
         policy::adjoint(&cfg, &phi, &rec, &weights, 1.0, &mut grad);
         let gn = grad.iter().map(|v| v * v).sum::<f64>().sqrt();
-        assert!(gn > 0.0, "seed {seed}: zero meta-gradient (clip active at every step?)");
+        assert!(
+            gn > 0.0,
+            "seed {seed}: zero meta-gradient (clip active at every step?)"
+        );
         for dir in 0..3 {
             let v = normal(&mut r, phi.len());
             let vn = v.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -277,8 +280,15 @@ fn device_policy_adjoint_matches_cpu_reference() {
                 f64: 1e-8,
             }
             .of(c.precision());
-            assert!(gmax > 0.0 && clipped > 0, "the case must exercise both clip regimes");
-            assert!(lerr < tol && err < tol, "{}: loss {lerr:e}, ∂φ {err:e}", c.precision());
+            assert!(
+                gmax > 0.0 && clipped > 0,
+                "the case must exercise both clip regimes"
+            );
+            assert!(
+                lerr < tol && err < tol,
+                "{}: loss {lerr:e}, ∂φ {err:e}",
+                c.precision()
+            );
         }
     });
 }

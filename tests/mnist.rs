@@ -196,7 +196,14 @@ fn runs_on_one_minibatch_task_see_the_same_minibatches() {
         check_every: 0,
     };
     let go = || {
-        run(&c, &task, &mut FirstOrder::new(Kind::Sgd, 0.1), &o, &mut |_| {}).unwrap()
+        run(
+            &c,
+            &task,
+            &mut FirstOrder::new(Kind::Sgd, 0.1),
+            &o,
+            &mut |_| {},
+        )
+        .unwrap()
     };
     let (a, b) = (go(), go());
     assert_eq!(a.f, b.f);
@@ -205,11 +212,23 @@ fn runs_on_one_minibatch_task_see_the_same_minibatches() {
     let th = c.upload("theta", &task.initial_point()).unwrap();
     let g = c.zeros("g", 2 * task.dim()).unwrap();
     let d = task
-        .loss_and_grad(&c, th.view(task.dim()), g.view(task.dim()), ScalarOut { buf: &out, stride: 1, col: 0 })
+        .loss_and_grad(
+            &c,
+            th.view(task.dim()),
+            g.view(task.dim()),
+            ScalarOut {
+                buf: &out,
+                stride: 1,
+                col: 0,
+            },
+        )
         .unwrap();
     c.submit(&d).unwrap();
     let f_next = c.read(&out).unwrap();
-    assert_ne!(f_next[0], a.f[0][0], "the stream must advance between evaluations");
+    assert_ne!(
+        f_next[0], a.f[0][0],
+        "the stream must advance between evaluations"
+    );
 }
 
 /// Full batch: each network gets a fixed group of M images, the ⌊N/M⌋ groups are disjoint and network b uses
@@ -226,10 +245,15 @@ fn full_batch_networks_use_disjoint_image_groups() {
         test_split: false,
     };
     let task = Mlp::new(&c, data, cfg, 4, 3).unwrap();
-    let g: Vec<std::collections::BTreeSet<u32>> =
-        (0..4).map(|b| task.minibatch(b, 0).into_iter().collect()).collect();
+    let g: Vec<std::collections::BTreeSet<u32>> = (0..4)
+        .map(|b| task.minibatch(b, 0).into_iter().collect())
+        .collect();
     assert!(g.iter().all(|s| s.len() == 100));
     assert!(g[0].is_disjoint(&g[1]) && g[1].is_disjoint(&g[2]) && g[0].is_disjoint(&g[2]));
     assert_eq!(g[3], g[0]);
-    assert_eq!(task.minibatch(1, 0), task.minibatch(1, 7), "full batch: the same images every draw");
+    assert_eq!(
+        task.minibatch(1, 0),
+        task.minibatch(1, 7),
+        "full batch: the same images every draw"
+    );
 }

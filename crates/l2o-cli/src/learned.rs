@@ -10,8 +10,8 @@ use clap::Args;
 use l2o_meta::checkpoint;
 use l2o_meta::lstm::LstmConfig;
 use l2o_meta::optimizer::LstmOptimizer;
-use l2o_meta::state::{TrainConfig, epoch_seed, test_seed};
 use l2o_meta::policy_train::{new_policy_state, train_policy};
+use l2o_meta::state::{TrainConfig, epoch_seed, test_seed};
 use l2o_meta::train::{new_state, train};
 use l2o_optim::step_policy::PolicyConfig;
 use l2o_optim::tune::tune;
@@ -189,7 +189,10 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
                     *pc == policy,
                     "checkpoint holds the policy {pc:?}, but the command asks for {policy:?}"
                 ),
-                (true, None) => bail!("{} holds an LSTM: resume it with --optimizer lstm", p.display()),
+                (true, None) => bail!(
+                    "{} holds an LSTM: resume it with --optimizer lstm",
+                    p.display()
+                ),
                 (false, Some(_)) => bail!(
                     "{} holds an L-BFGS-π policy: resume it with --optimizer lbfgs-policy",
                     p.display()
@@ -352,14 +355,17 @@ pub(crate) fn fixed_rates(spec: Option<&str>) -> Result<Vec<(String, f64)>> {
     let Some(spec) = spec else { return Ok(vec![]) };
     spec.split(',')
         .map(|kv| {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("--lr {kv:?}: expected NAME=RATE, e.g. adam=0.03"))?;
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--lr {kv:?}: expected NAME=RATE, e.g. adam=0.03")
+            })?;
             let lr: f64 = v
                 .trim()
                 .parse()
                 .map_err(|_| anyhow::anyhow!("--lr {kv:?}: {v:?} is not a number"))?;
-            anyhow::ensure!(lr > 0.0 && lr.is_finite(), "--lr {kv:?}: the rate must be positive");
+            anyhow::ensure!(
+                lr > 0.0 && lr.is_finite(),
+                "--lr {kv:?}: the rate must be positive"
+            );
             Ok((k.trim().to_string(), lr))
         })
         .collect()

@@ -1,8 +1,8 @@
 //! `l2o`: the command-line front end. `l2o info | run | tune | bench`; progress on stderr, results in --out.
 
 mod learned;
-mod policy_eval;
 mod plot;
+mod policy_eval;
 mod report;
 
 use std::path::PathBuf;

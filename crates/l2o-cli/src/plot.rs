@@ -118,7 +118,12 @@ pub fn gnorm_plot(traces: &[Trace], title: &str, path: &Path) -> Result<()> {
 
 /// Box plots, one per group: the box spans the quartiles with the median drawn across, whiskers reach the most
 /// extreme values within 1.5·IQR, points beyond are drawn as outliers; a dashed line marks y = 0.
-pub fn box_plot(groups: &[(String, Vec<f64>)], title: &str, ylabel: &str, path: &Path) -> Result<()> {
+pub fn box_plot(
+    groups: &[(String, Vec<f64>)],
+    title: &str,
+    ylabel: &str,
+    path: &Path,
+) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("plotting {}: {e}", path.display());
     let all: Vec<f64> = groups
         .iter()

@@ -18,7 +18,12 @@ use l2o_tasks::build_task;
 use crate::learned::{EvalArgs, fixed_rates, kind_of, rate_for};
 use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
 
-pub fn policy_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, pc: PolicyConfig) -> Result<()> {
+pub fn policy_eval(
+    dev: &DeviceArgs,
+    a: &EvalArgs,
+    st: &TrainState,
+    pc: PolicyConfig,
+) -> Result<()> {
     let task_name = a.task.clone().unwrap_or_else(|| st.train.task.clone());
     let dim = a.dim.unwrap_or(st.train.dim);
     let steps = a.steps.unwrap_or(st.train.horizon);
@@ -53,7 +58,9 @@ pub fn policy_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, pc: PolicyCo
     let mut go = |opt: &mut dyn Optimizer| -> Result<()> {
         let pb = bar(steps as u64, opt.name());
         let t0 = Instant::now();
-        let t = run(&ctx, test.as_ref(), opt, &o, &mut |k| pb.set_position(k as u64))?;
+        let t = run(&ctx, test.as_ref(), opt, &o, &mut |k| {
+            pb.set_position(k as u64)
+        })?;
         pb.finish_and_clear();
         let secs = t0.elapsed().as_secs_f64();
         eprintln!("{}: {secs:.1} s", t.optimizer);
@@ -111,7 +118,11 @@ pub fn policy_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, pc: PolicyCo
          (epoch {}), m = {}; {}\n\n",
         test.dim(),
         a.batch,
-        if task_name == "mnist" { " (MNIST test images)" } else { "" },
+        if task_name == "mnist" {
+            " (MNIST test images)"
+        } else {
+            ""
+        },
         a.eps_g,
         a.checkpoint.display(),
         st.best_epoch,
@@ -127,12 +138,20 @@ pub fn policy_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, pc: PolicyCo
         .collect();
     plot::box_plot(
         &groups,
-        &format!("I_a = ln(f̂[a] / f̂[L-BFGS-π]), {task_name} n={} ({} problems)", test.dim(), a.batch),
+        &format!(
+            "I_a = ln(f̂[a] / f̂[L-BFGS-π]), {task_name} n={} ({} problems)",
+            test.dim(),
+            a.batch
+        ),
         "I_a  (> 0: L-BFGS-π reached a lower loss)",
         &a.out.join("index.svg"),
     )?;
     let traces: Vec<Trace> = runs.iter().map(|(t, _)| t.clone()).collect();
-    let title = format!("{task_name} n={}: L-BFGS-π vs competitors ({} problems)", test.dim(), a.batch);
+    let title = format!(
+        "{task_name} n={}: L-BFGS-π vs competitors ({} problems)",
+        test.dim(),
+        a.batch
+    );
     plot::loss_plot(&traces, &title, &a.out.join("loss.svg"))?;
     plot::gnorm_plot(&traces, &title, &a.out.join("gnorm.svg"))?;
     eprintln!(

@@ -22,6 +22,9 @@ pub mod shaders;
 
 pub use buffer::{DBuf, Dispatch, Elem, View, grid_x};
 pub use context::{AdapterSummary, Context, ContextOptions};
+pub use kernels::hilbert::{
+    Coefs, Operand, Output, Pair, Store, Stores, combine, dots, gram_pairs,
+};
 pub use kernels::lincomb::{Scalars, Term, lincomb};
 pub use kernels::reduce::{ScalarOut, dot, gram, sum};
 pub use precision::Precision;

@@ -116,9 +116,19 @@ pub static POLICY: ShaderFamily = ShaderFamily {
     default_defines: "",
 };
 
+pub static HILBERT: ShaderFamily = ShaderFamily {
+    name: "hilbert",
+    body: include_str!("../../../shaders/hilbert.wgsl"),
+    layout: &[U, R, W, W, W, W, R],
+    entries: &["dots_small", "dots_partial", "dots_finish", "combine"],
+    default_defines: "",
+};
+
 /// Every family the engine ships (tasks register theirs in `l2o-tasks`).
 pub fn engine_families() -> Vec<&'static ShaderFamily> {
-    vec![&REDUCE, &LINCOMB, &MAPS, &STATUS, &LBFGS, &LSTM, &POLICY]
+    vec![
+        &REDUCE, &LINCOMB, &HILBERT, &MAPS, &STATUS, &LBFGS, &LSTM, &POLICY,
+    ]
 }
 
 /// The most storage buffers any engine kernel binds in one stage (a device must allow at least this many).

@@ -106,7 +106,11 @@ fn two_loop_recorded(
     rho: &[f64],
     order: &[usize],
     gamma: f64,
-) -> (Vec<f64>, Vec<(usize, f64, f64, Vec<f64>, Vec<f64>)>, Vec<f64>) {
+) -> (
+    Vec<f64>,
+    Vec<(usize, f64, f64, Vec<f64>, Vec<f64>)>,
+    Vec<f64>,
+) {
     let mut q: Vec<f64> = g.iter().map(|v| -v).collect();
     let mut rec: Vec<(usize, f64, f64, Vec<f64>, Vec<f64>)> = vec![];
     for &j in order {

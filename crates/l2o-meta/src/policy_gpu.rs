@@ -196,7 +196,13 @@ impl PolicyTrainer {
         ctx.dispatch(
             &LBFGS,
             entry,
-            &[&p, &self.cst.buf, &self.scal.buf, &self.status.buf, &self.pending.buf],
+            &[
+                &p,
+                &self.cst.buf,
+                &self.scal.buf,
+                &self.status.buf,
+                &self.pending.buf,
+            ],
             [self.batch.div_ceil(64) as u32, 1, 1],
         )
     }
@@ -269,7 +275,15 @@ impl PolicyTrainer {
                     col: k,
                 },
             )?;
-            e.push(lincomb(ctx, n, bt, gv(k), None, &[Term::new(self.gnew.view(n), 1.0)], sc)?);
+            e.push(lincomb(
+                ctx,
+                n,
+                bt,
+                gv(k),
+                None,
+                &[Term::new(self.gnew.view(n), 1.0)],
+                sc,
+            )?);
             Ok(e)
         };
         let mut ds = eval(0)?;
@@ -291,7 +305,15 @@ impl PolicyTrainer {
                 count,
             )?);
             // reset to −g when d is not a descent direction (ls_begin sets DA, DB)
-            ds.extend(dot(ctx, n, bt, gv(k), self.d.slot(k, kk, n), self.out(c::GD), None)?);
+            ds.extend(dot(
+                ctx,
+                n,
+                bt,
+                gv(k),
+                self.d.slot(k, kk, n),
+                self.out(c::GD),
+                None,
+            )?);
             ds.push(self.lb(ctx, "ls_begin", 0)?);
             ds.push(lincomb(
                 ctx,
@@ -304,14 +326,46 @@ impl PolicyTrainer {
             )?);
             // the policy: Gram of [d, g, s_{k−1}, y_{k−1}], t = π(·; φ)
             let v4 = |j| self.v4.slot(j, 4, n);
-            ds.push(lincomb(ctx, n, bt, v4(0), None, &[Term::new(self.d.slot(k, kk, n), 1.0)], sc)?);
-            ds.push(lincomb(ctx, n, bt, v4(1), None, &[Term::new(gv(k), 1.0)], sc)?);
+            ds.push(lincomb(
+                ctx,
+                n,
+                bt,
+                v4(0),
+                None,
+                &[Term::new(self.d.slot(k, kk, n), 1.0)],
+                sc,
+            )?);
+            ds.push(lincomb(
+                ctx,
+                n,
+                bt,
+                v4(1),
+                None,
+                &[Term::new(gv(k), 1.0)],
+                sc,
+            )?);
             if k == 0 {
                 ds.push(lincomb(ctx, n, bt, v4(2), None, &[], sc)?);
                 ds.push(lincomb(ctx, n, bt, v4(3), None, &[], sc)?);
             } else {
-                ds.push(lincomb(ctx, n, bt, v4(2), None, &[Term::new(self.s.slot(k - 1, kk, n), 1.0)], sc)?);
-                ds.push(lincomb(ctx, n, bt, v4(3), None, &[Term::new(self.y.slot(k - 1, kk, n), 1.0)], sc)?);
+                ds.push(lincomb(
+                    ctx,
+                    n,
+                    bt,
+                    v4(2),
+                    None,
+                    &[Term::new(self.s.slot(k - 1, kk, n), 1.0)],
+                    sc,
+                )?);
+                ds.push(lincomb(
+                    ctx,
+                    n,
+                    bt,
+                    v4(3),
+                    None,
+                    &[Term::new(self.y.slot(k - 1, kk, n), 1.0)],
+                    sc,
+                )?);
             }
             ds.extend(gram(ctx, n, bt, 4, v4(0), n, self.out(c::gram0(kk)))?);
             ds.push(self.lb(ctx, "policy_step", 0)?);
@@ -408,7 +462,15 @@ impl PolicyTrainer {
                 ],
                 sc,
             )?);
-            ds.extend(dot(ctx, n, bt, ls, self.d.slot(k, kk, n), self.out(cl.lt), None)?);
+            ds.extend(dot(
+                ctx,
+                n,
+                bt,
+                ls,
+                self.d.slot(k, kk, n),
+                self.out(cl.lt),
+                None,
+            )?);
             ds.push(self.pk(ctx, "rev_policy", k, [cl.lt, cl.cd, cl.cs, 0, 0, 0, 0, 0])?);
             // λd = t λS + Σ_j CD_j V_j;  λs_{k−1} += Σ_j CS_j V_j
             let mut terms = vec![
@@ -451,7 +513,15 @@ impl PolicyTrainer {
             }
             let pair = |e: usize| k - 1 - e; // e = 0 is the newest pair
             // recompute the two-loop of step k: q_0..q_c (kept), α_e, β_e
-            ds.push(lincomb(ctx, n, bt, qv(0), None, &[Term::new(gv(k), -1.0)], sc)?);
+            ds.push(lincomb(
+                ctx,
+                n,
+                bt,
+                qv(0),
+                None,
+                &[Term::new(gv(k), -1.0)],
+                sc,
+            )?);
             for e in 0..cnt {
                 let j = pair(e);
                 ds.extend(dot(
@@ -512,12 +582,29 @@ impl PolicyTrainer {
             // second loop reversed (newest first), λr = λd
             for e in 0..cnt {
                 let j = pair(e);
-                ds.extend(dot(ctx, n, bt, ld, self.s.slot(j, kk, n), self.out(cl.cdot), None)?);
+                ds.extend(dot(
+                    ctx,
+                    n,
+                    bt,
+                    ld,
+                    self.s.slot(j, kk, n),
+                    self.out(cl.cdot),
+                    None,
+                )?);
                 ds.push(self.pk(
                     ctx,
                     "rev_loop2",
                     k,
-                    [cl.cdot, c::rho(j), cl.beta + e, cl.la + e, cl.nn, cl.mm, 0, 0],
+                    [
+                        cl.cdot,
+                        c::rho(j),
+                        cl.beta + e,
+                        cl.la + e,
+                        cl.nn,
+                        cl.mm,
+                        0,
+                        0,
+                    ],
                 )?);
                 ds.push(lincomb(
                     ctx,
@@ -557,7 +644,15 @@ impl PolicyTrainer {
             // first loop reversed (oldest first)
             for e in (0..cnt).rev() {
                 let j = pair(e);
-                ds.extend(dot(ctx, n, bt, lq, self.y.slot(j, kk, n), self.out(cl.z), None)?);
+                ds.extend(dot(
+                    ctx,
+                    n,
+                    bt,
+                    lq,
+                    self.y.slot(j, kk, n),
+                    self.out(cl.z),
+                    None,
+                )?);
                 ds.push(self.pk(
                     ctx,
                     "rev_loop1",
@@ -598,7 +693,12 @@ impl PolicyTrainer {
     /// Overwrite the current iterates of problem `b` (e.g. a fresh x0 after convergence).
     pub fn set_x(&self, ctx: &Context, b: usize, x: &[f64]) -> Result<()> {
         if x.len() != self.n || b >= self.batch {
-            bail!("set_x: problem {b} of {}, {} values for n = {}", self.batch, x.len(), self.n);
+            bail!(
+                "set_x: problem {b} of {}, {} values for n = {}",
+                self.batch,
+                x.len(),
+                self.n
+            );
         }
         ctx.write(&self.x, b * self.n, x)
     }

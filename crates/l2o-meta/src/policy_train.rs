@@ -82,7 +82,11 @@ pub fn evaluate_policy(
     let mut s = 0.0;
     for row in &tr.f[1..] {
         for &f in row {
-            s += if f.is_finite() { f.max(1e-300).ln() } else { f64::INFINITY };
+            s += if f.is_finite() {
+                f.max(1e-300).ln()
+            } else {
+                f64::INFINITY
+            };
         }
     }
     Ok(s / (steps * task.batch()) as f64)

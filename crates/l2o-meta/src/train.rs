@@ -58,7 +58,12 @@ pub fn evaluate(
     task: &dyn Task,
     horizon: usize,
 ) -> Result<f64> {
-    mean_loss(ctx, &mut LstmOptimizer::new(*lstm, phi.to_vec())?, task, horizon)
+    mean_loss(
+        ctx,
+        &mut LstmOptimizer::new(*lstm, phi.to_vec())?,
+        task,
+        horizon,
+    )
 }
 
 /// Mean loss of `opt` over the problems of `task` and steps 1..=steps.

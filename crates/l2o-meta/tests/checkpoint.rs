@@ -470,9 +470,13 @@ fn policy_checkpoint_round_trips_and_is_checked() {
         pc.curvature_eps.map(f64::to_bits)
     );
     assert!(l2o_meta::policy_train::policy_optimizer(&p).is_ok());
-    let e = l2o_meta::optimizer::LstmOptimizer::from_checkpoint(&p).err().expect("refused");
+    let e = l2o_meta::optimizer::LstmOptimizer::from_checkpoint(&p)
+        .err()
+        .expect("refused");
     assert!(format!("{e:#}").contains("L-BFGS-π"), "{e:#}");
     st.best_phi.pop();
-    let e = checkpoint::save(&d.join("bad.l2o"), &st).err().expect("refused");
+    let e = checkpoint::save(&d.join("bad.l2o"), &st)
+        .err()
+        .expect("refused");
     assert!(format!("{e:#}").contains("n_h = 6"), "{e:#}");
 }

@@ -110,7 +110,13 @@ mod tests {
             1.0,
         );
         let wt = win_tie(&ours, &other, 1e-3, false);
-        assert_eq!(wt, WinTie { win: 25.0, tie: 50.0 });
+        assert_eq!(
+            wt,
+            WinTie {
+                win: 25.0,
+                tie: 50.0
+            }
+        );
         // counted in evaluations, the other spends 3 per iteration: problem 1 becomes a win too
         let other3 = trace(
             &[
@@ -123,7 +129,10 @@ mod tests {
         );
         assert_eq!(
             win_tie(&ours, &other3, 1e-3, true),
-            WinTie { win: 50.0, tie: 25.0 }
+            WinTie {
+                win: 50.0,
+                tie: 25.0
+            }
         );
         assert_eq!(first_reach(&ours, 0, 1e-3), Some((2.0, 2.0)));
         assert_eq!(first_reach(&ours, 2, 1e-3), None);

@@ -445,7 +445,15 @@ impl Optimizer for Lbfgs {
         if let Some(v4) = &bf.v4 {
             for head in 0..m {
                 let copy = |j: usize, src: View| {
-                    lincomb(ctx, n, bt, v4.slot(j, 4, n), None, &[Term::new(src, 1.0)], sc)
+                    lincomb(
+                        ctx,
+                        n,
+                        bt,
+                        v4.slot(j, 4, n),
+                        None,
+                        &[Term::new(src, 1.0)],
+                        sc,
+                    )
                 };
                 let mut ps = vec![
                     copy(0, dv)?,

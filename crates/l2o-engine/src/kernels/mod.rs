@@ -1,3 +1,4 @@
 //! Kernel launchers: each records [`Dispatch`](crate::Dispatch)es that can be replayed; none reads back.
+pub mod hilbert;
 pub mod lincomb;
 pub mod reduce;

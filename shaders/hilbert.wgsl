@@ -1,0 +1,159 @@
+// Hilbert-space vector kernels (engine kernel family `hilbert`): the inner products of listed pairs of vectors
+// and linear combinations of listed vectors, where every vector is addressed through a table of operand codes.
+// They are the whole vector work of the Hilbert LSTM (forward and reverse sweep): a Gram matrix is the dot
+// products of the pairs of a basis, a reverse sweep needs the cross products ⟨λ_o, V_j⟩, and every new vector
+// (and every adjoint vector) is a linear combination Σ_j κ_j V_j with per-problem coefficients.
+//
+// Operand code: bit 31 selects the store (0: X, 1: Y), bit 30 (outputs of `combine` only) means "accumulate
+// into the current value", bits 0..29 are the element offset of problem 0's vector; problem b's vector starts at
+// offset + b·stride of its store (X: x_stride, Y: y_stride).
+//
+// dots: pair q of this dispatch is tab[tab0 + 4q ..] = (operand a, operand b, column, mirror column) and writes
+//     scal[out_off + b·out_stride + column] = ⟨a_b, b_b⟩   (and the same at the mirror column unless NONE).
+//   `dots_small` (n ≤ SMALL_N): one thread per (pair, problem), a sequential sum in coordinate order.
+//   `dots_partial` + `dots_finish`: workgroup (chunk, pair, problem) reduces CHUNK = 256·16 coordinates by per-
+//   thread sums of 16 terms and a 256-wide pairwise tree; with one chunk it writes the result, otherwise partials
+//   that `dots_finish` tree-reduces in a fixed order. Deterministic (no atomics) in every mode.
+// combine: output o of this dispatch (`count` outputs, operand codes at tab[tab0 + nin + o]) from the inputs
+//     j < nin (operand codes at tab[tab0 + j]):
+//     out_o[i] ← [out_o[i]] + Σ_j coef[coef_off + b·coef_stride + o·nin + j] · in_j[i]
+//   (coef_stride = 0: one coefficient table shared by all problems). Each thread reads every input at its
+//   coordinate before writing any output, so an output may overwrite (or accumulate into) one of the inputs.
+//   With use_status = 1 problems whose status is not 0 are left untouched.
+
+struct Params {
+    n: u32, batch: u32, x_stride: u32, y_stride: u32,
+    count: u32, nin: u32, tab0: u32, chunks: u32,
+    out_off: u32, out_stride: u32, coef_off: u32, coef_stride: u32,
+    use_status: u32, q0: u32, q1: u32, q2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> tab: array<u32>;
+@group(0) @binding(2) var<storage, read_write> xs: array<Real>;
+@group(0) @binding(3) var<storage, read_write> ys: array<Real>;
+@group(0) @binding(4) var<storage, read_write> partial: array<Real>;
+// dots: results; combine: coefficients
+@group(0) @binding(5) var<storage, read_write> scal: array<Real>;
+@group(0) @binding(6) var<storage, read> status: array<u32>;
+
+const WG: u32 = 256u;
+const ITEMS: u32 = 16u;
+const CHUNK: u32 = 4096u;
+const MAX_IN: u32 = 32u;
+const STORE_Y: u32 = 0x80000000u;
+const ACCUM: u32 = 0x40000000u;
+const OFFSET_MASK: u32 = 0x3fffffffu;
+
+var<workgroup> sh: array<Real, 256>;
+
+// Element index of coordinate 0 of problem b's vector for an operand code.
+fn base(code: u32, b: u32) -> u32 {
+    let off = code & OFFSET_MASK;
+    if ((code & STORE_Y) != 0u) { return off + b * p.y_stride; }
+    return off + b * p.x_stride;
+}
+
+fn load(code: u32, idx: u32) -> Real {
+    if ((code & STORE_Y) != 0u) { return ys[idx]; }
+    return xs[idx];
+}
+
+fn write_dot(q: u32, b: u32, v: Real) {
+    let o = p.out_off + b * p.out_stride;
+    scal[o + tab[p.tab0 + 4u * q + 2u]] = v;
+    let mirror = tab[p.tab0 + 4u * q + 3u];
+    if (mirror != NONE) { scal[o + mirror] = v; }
+}
+
+@compute @workgroup_size(64)
+fn dots_small(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x;
+    let b = gid.y;
+    if (q >= p.count || b >= p.batch) { return; }
+    let ca = tab[p.tab0 + 4u * q];
+    let cb = tab[p.tab0 + 4u * q + 1u];
+    let ia = base(ca, b);
+    let ib = base(cb, b);
+    var acc: Real = 0.0;
+    for (var i = 0u; i < p.n; i++) {
+        acc = acc + load(ca, ia + i) * load(cb, ib + i);
+    }
+    write_dot(q, b, acc);
+}
+
+fn tree(lid: u32) {
+    var s = WG / 2u;
+    loop {
+        if (s == 0u) { break; }
+        workgroupBarrier();
+        if (lid < s) { sh[lid] = sh[lid] + sh[lid + s]; }
+        s = s / 2u;
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(256)
+fn dots_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let chunk = wid.x;
+    let q = wid.y;
+    let b = wid.z;
+    let ca = tab[p.tab0 + 4u * q];
+    let cb = tab[p.tab0 + 4u * q + 1u];
+    let ia = base(ca, b);
+    let ib = base(cb, b);
+    var acc: Real = 0.0;
+    let start = chunk * CHUNK + lid;
+    for (var t = 0u; t < ITEMS; t++) {
+        let i = start + t * WG;
+        if (i < p.n) { acc = acc + load(ca, ia + i) * load(cb, ib + i); }
+    }
+    sh[lid] = acc;
+    tree(lid);
+    if (lid == 0u) {
+        if (p.chunks == 1u) {
+            write_dot(q, b, sh[0]);
+        } else {
+            partial[(b * p.count + q) * p.chunks + chunk] = sh[0];
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn dots_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let q = wid.x;
+    let b = wid.z;
+    let off = (b * p.count + q) * p.chunks;
+    var acc: Real = 0.0;
+    for (var c = lid; c < p.chunks; c = c + WG) { acc = acc + partial[off + c]; }
+    sh[lid] = acc;
+    tree(lid);
+    if (lid == 0u) { write_dot(q, b, sh[0]); }
+}
+
+@compute @workgroup_size(256)
+fn combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let b = gid.y;
+    if (b >= p.batch) { return; }
+    if (p.use_status == 1u && status[b] != 0u) { return; }
+    let cb = p.coef_off + b * p.coef_stride;
+    let step = nwg.x * WG;
+    var inp: array<Real, MAX_IN>;
+    for (var i = gid.x; i < p.n; i = i + step) {
+        for (var j = 0u; j < p.nin; j++) {
+            let c = tab[p.tab0 + j];
+            inp[j] = load(c, base(c, b) + i);
+        }
+        for (var o = 0u; o < p.count; o++) {
+            let c = tab[p.tab0 + p.nin + o];
+            let at = base(c, b) + i;
+            var v: Real = 0.0;
+            if ((c & ACCUM) != 0u) { v = load(c, at); }
+            let row = cb + o * p.nin;
+            for (var j = 0u; j < p.nin; j++) { v = v + scal[row + j] * inp[j]; }
+            if ((c & STORE_Y) != 0u) { ys[at] = v; } else { xs[at] = v; }
+        }
+    }
+}
