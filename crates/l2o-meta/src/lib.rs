@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod gpu;
+pub mod hlstm;
 pub mod lstm;
 pub mod metaopt;
 pub mod optimizer;

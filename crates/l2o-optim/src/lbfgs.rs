@@ -614,12 +614,29 @@ pub mod reference {
         steps: usize,
         eps_g: f64,
     ) -> RefTrace {
+        run_fn(
+            &|x: &[f64]| task.oracle_loss_grad(b, x),
+            theta0,
+            cfg,
+            steps,
+            eps_g,
+        )
+    }
+
+    /// [`run`] on any host function `lg(θ) = (f, ∇f)`.
+    pub fn run_fn(
+        lg: &dyn Fn(&[f64]) -> (f64, Vec<f64>),
+        theta0: &[f64],
+        cfg: &LbfgsConfig,
+        steps: usize,
+        eps_g: f64,
+    ) -> RefTrace {
         let n = theta0.len();
         let m = cfg.m;
         let eps_c = cfg.curvature_eps(Precision::F64);
         let (c1, c2) = cfg.line_search.constants();
         let mut x = theta0.to_vec();
-        let (mut f, mut g) = task.oracle_loss_grad(b, &x);
+        let (mut f, mut g) = lg(&x);
         let mut s_hist = vec![vec![0.0; n]; m];
         let mut y_hist = vec![vec![0.0; n]; m];
         let mut rho = vec![0.0; m];
@@ -656,7 +673,7 @@ pub mod reference {
             let accepted: Option<(Vec<f64>, f64, Vec<f64>)>;
             loop {
                 let xt: Vec<f64> = x.iter().zip(&d).map(|(a, b)| a + t * b).collect();
-                let (ft, gt_vec) = task.oracle_loss_grad(b, &xt);
+                let (ft, gt_vec) = lg(&xt);
                 let gt = dotp(&gt_vec, &d);
                 nls += 1;
                 tr.evaluations += 1;
