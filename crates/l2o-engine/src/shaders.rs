@@ -124,6 +124,18 @@ pub static HILBERT: ShaderFamily = ShaderFamily {
     default_defines: "",
 };
 
+/// The Hilbert LSTM's per-problem cell and its reverse (`l2o_meta::hlstm_gpu::defines` gives the constants of an
+/// architecture; the default is cell 2, m = 5, 32 hidden units).
+pub static HLSTM: ShaderFamily = ShaderFamily {
+    name: "hlstm",
+    body: include_str!("../../../shaders/hlstm.wgsl"),
+    layout: &[U, R, R, W, W, W, W, W, W, W],
+    entries: &["cell_fwd", "cell_rev", "loss_weights"],
+    default_defines: "const M: u32 = 5u; const K: u32 = 13u; const KK: u32 = 169u; const QH: u32 = 65u; \
+        const NF: u32 = 112u; const NH: u32 = 32u; const KC: u32 = 14u; const NO: u32 = 30u; const CELL: u32 = 2u; \
+        const PL: u32 = 4606u; const RW: u32 = 173u; const NR: u32 = 112u;",
+};
+
 /// Every family the engine ships (tasks register theirs in `l2o-tasks`).
 pub fn engine_families() -> Vec<&'static ShaderFamily> {
     vec![
@@ -142,8 +154,13 @@ pub fn max_storage_bindings() -> u32 {
 
 /// Parse and validate a family with naga for both precisions, without a device.
 pub fn validate(family: &ShaderFamily) -> anyhow::Result<()> {
+    validate_with(family, family.default_defines)
+}
+
+/// [`validate`] with other compile-time constants (a family specialised per architecture).
+pub fn validate_with(family: &ShaderFamily, defines: &str) -> anyhow::Result<()> {
     for precision in [Precision::F32, Precision::F64] {
-        let src = family.source(precision);
+        let src = family.source_with(precision, defines);
         let module = naga::front::wgsl::parse_str(&src).map_err(|e| {
             anyhow::anyhow!("{} ({precision}): {}", family.name, e.emit_to_string(&src))
         })?;

@@ -1,10 +1,10 @@
 //! Versioned, checksummed checkpoints of a [`TrainState`](crate::state::TrainState).
 //!
-//! ## File layout (format version 2; all integers little-endian)
+//! ## File layout (format version 3; all integers little-endian)
 //! ```text
 //! offset        size   content
 //! 0             8      MAGIC = b"L2OCKPT\0"
-//! 8             4      u32 format version (2; version 1 files, which predate `policy`, are read too)
+//! 8             4      u32 format version (3; versions 1 and 2, which predate `policy` and `hlstm`, are read too)
 //! 12            8      u64 header length H (bytes)
 //! 20            H      header: UTF-8 JSON (serde_json) of `{"arrays": [[name, len], ...], "state": TrainState}`
 //! 20+H          8·N    the f64 arrays, little-endian IEEE-754 bits, in the order (and with the lengths) of
@@ -14,7 +14,8 @@
 //! ```
 //! The header's `state` is the [`TrainState`] with `phi`, `best_phi` and the meta-optimizer vectors emptied
 //! (they live in the binary arrays). Every other f64 of the state (the *scalars*: output scale, preprocessing
-//! p, the L-BFGS-π policy's τm, τM, ε and ε_c when the checkpoint holds a policy, meta learning rate, best
+//! p, the L-BFGS-π policy's τm, τM, ε and ε_c when the checkpoint holds a policy, the HLSTM's ε_c and the log
+//! meta-loss floor when present, meta learning rate, best
 //! validation loss, the meta-optimizer's hyperparameters, each history record's
 //! meta- and validation loss; optional ones only when present; see [`scalar_slots`] for the order) is also
 //! stored bit-exactly in the `scalars` array, because JSON cannot hold NaN/±∞ (serde_json writes them as `null`,
@@ -47,9 +48,10 @@ use crate::state::{EpochRecord, TrainConfig, TrainState};
 /// The first 8 bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"L2OCKPT\0";
 /// The format version this build writes (and the only one it reads).
-pub const FORMAT_VERSION: u32 = 2;
-/// Versions [`load`] accepts (1: before L-BFGS-π policies; its files read as LSTM checkpoints).
-pub const SUPPORTED_VERSIONS: &[u32] = &[1, 2];
+pub const FORMAT_VERSION: u32 = 3;
+/// Versions [`load`] accepts (1: before L-BFGS-π policies, 2: before the Hilbert LSTM; their files read with
+/// the newer fields absent).
+pub const SUPPORTED_VERSIONS: &[u32] = &[1, 2, 3];
 
 /// Bytes before the header: magic, version, header length.
 const PREAMBLE: usize = 8 + 4 + 8;
@@ -65,7 +67,8 @@ struct Header {
 }
 
 /// Every f64 scalar of the state, in the fixed order of the `scalars` array:
-/// lstm.scale, lstm.preprocess, the policy's tau_min, tau_max, eps, curvature_eps (when present), train.meta_lr, best_val, the meta-optimizer's hyperparameters
+/// lstm.scale, lstm.preprocess, the policy's tau_min, tau_max, eps, curvature_eps (when present), the HLSTM's
+/// curvature_eps, the log meta-loss floor, train.meta_lr, best_val, the meta-optimizer's hyperparameters
 /// (Adam: lr, beta1, beta2, eps; ADADELTA: lr, rho, eps), then meta_loss, val_loss of each history record.
 /// Optional fields contribute a slot only when they are Some (whether they are is recorded by the JSON).
 ///
@@ -74,6 +77,8 @@ fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
     let TrainState {
         lstm,
         policy,
+        hlstm,
+        meta_loss,
         train,
         epoch: _,
         updates: _,
@@ -122,6 +127,19 @@ fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
         out.extend([tau_min, tau_max, eps]);
         out.extend(curvature_eps.as_mut());
     }
+    if let Some(hc) = hlstm.as_mut() {
+        let crate::hlstm::HlstmConfig {
+            cell: _,
+            m: _,
+            hidden: _,
+            curvature_eps,
+        } = hc;
+        out.extend(curvature_eps.as_mut());
+    }
+    match meta_loss {
+        Some(crate::hlstm::MetaLoss::Log { floor }) => out.push(floor),
+        Some(crate::hlstm::MetaLoss::Sum) | None => {}
+    }
     out.push(meta_lr);
     out.extend(best_val.as_mut());
     match metaopt {
@@ -163,13 +181,22 @@ fn array_names(metaopt: &MetaOptState) -> [&'static str; 5] {
 
 /// The checks shared by save and load: lengths agree with the architecture, vectors are finite.
 fn validate(state: &TrainState) -> Result<()> {
-    let n = match &state.policy {
-        Some(pc) => {
+    ensure!(
+        state.policy.is_none() || state.hlstm.is_none(),
+        "the state holds both an L-BFGS-π policy and a Hilbert LSTM"
+    );
+    let n = match (&state.policy, &state.hlstm) {
+        (Some(pc), _) => {
             pc.validate()
                 .map_err(|e| anyhow!("invalid policy architecture: {e:#}"))?;
             pc.layout().len
         }
-        None => {
+        (None, Some(hc)) => {
+            hc.validate()
+                .map_err(|e| anyhow!("invalid HLSTM architecture: {e:#}"))?;
+            hc.layout().len
+        }
+        (None, None) => {
             state
                 .lstm
                 .validate()
@@ -189,9 +216,13 @@ fn validate(state: &TrainState) -> Result<()> {
             v.len() == n,
             "array lengths inconsistent with the architecture: {name} has {} entries but {} has {n} parameters",
             v.len(),
-            match &state.policy {
-                Some(pc) => format!("an L-BFGS-π policy with n_h = {}", pc.nh),
-                None => format!(
+            match (&state.policy, &state.hlstm) {
+                (Some(pc), _) => format!("an L-BFGS-π policy with n_h = {}", pc.nh),
+                (None, Some(hc)) => format!(
+                    "a Hilbert LSTM (cell {}, m = {}, {} hidden units)",
+                    hc.cell, hc.m, hc.hidden
+                ),
+                (None, None) => format!(
                     "an LSTM with hidden = {} and input dimension {}",
                     state.lstm.hidden,
                     state.lstm.input_dim()

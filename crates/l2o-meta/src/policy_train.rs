@@ -43,6 +43,8 @@ pub fn new_policy_state(policy: PolicyConfig, train: TrainConfig) -> Result<Trai
     Ok(TrainState {
         lstm: LstmConfig::default(),
         policy: Some(policy),
+        hlstm: None,
+        meta_loss: None,
         train,
         epoch: 0,
         updates: 0,

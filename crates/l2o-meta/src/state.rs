@@ -52,6 +52,12 @@ pub struct TrainState {
     /// L-BFGS-π: the checkpoint holds a step-size policy (φ is its parameter vector) instead of an LSTM.
     #[serde(default)]
     pub policy: Option<l2o_optim::step_policy::PolicyConfig>,
+    /// Hilbert LSTM: the checkpoint holds an HLSTM (φ is its parameter vector).
+    #[serde(default)]
+    pub hlstm: Option<crate::hlstm::HlstmConfig>,
+    /// Hilbert LSTM training: the meta-loss (None: the sum of losses).
+    #[serde(default)]
+    pub meta_loss: Option<crate::hlstm::MetaLoss>,
     pub train: TrainConfig,
     /// Completed epochs; with `train.seed` this is the whole RNG state (epoch seeds are derived, not drawn).
     pub epoch: usize,

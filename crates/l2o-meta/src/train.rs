@@ -36,6 +36,8 @@ pub fn new_state(lstm: LstmConfig, train: TrainConfig) -> Result<TrainState> {
     Ok(TrainState {
         lstm,
         policy: None,
+        hlstm: None,
+        meta_loss: None,
         train,
         epoch: 0,
         updates: 0,

@@ -52,6 +52,8 @@ fn state(meta_optimizer: &str) -> TrainState {
     }
     TrainState {
         policy: None,
+        hlstm: None,
+        meta_loss: None,
         lstm,
         train: train_config(meta_optimizer),
         epoch: 7,

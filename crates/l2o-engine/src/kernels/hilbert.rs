@@ -112,7 +112,8 @@ fn bind_y<'a>(
     })
 }
 
-/// Record the inner products of `pairs` for B problems of n coordinates into `out` (one dispatch for
+/// Record the inner products of `pairs` for B problems of n coordinates into `out` (pair columns are relative to
+/// `out.col`: pair q of problem b lands at `out.col + b·out.stride + q.col`; one dispatch for
 /// n ≤ [`SMALL_N`] or one chunk, two otherwise). Deterministic: fixed summation order, no atomics.
 pub fn dots(
     ctx: &Context,
@@ -130,7 +131,8 @@ pub fn dots(
     }
     let mut tab = Vec::with_capacity(4 * pairs.len());
     for (q, pr) in pairs.iter().enumerate() {
-        let cols = pr.col.max(pr.mirror.unwrap_or(0));
+        // columns are relative to out.col; every row b writes out.col + b·stride + column
+        let cols = out.col + pr.col.max(pr.mirror.unwrap_or(0));
         if cols >= out.stride || batch * out.stride > out.buf.len {
             bail!(
                 "dots: pair {q} writes column {cols} outside the scalar rows (stride {}, {} problems, buffer {})",
