@@ -342,22 +342,8 @@ fn cell2_initialisation_is_lbfgs() {
     }
 }
 
-/// A random orthogonal Q (QR of a Gaussian matrix by modified Gram–Schmidt), row-major.
 fn random_orthogonal(rng: &mut StdRng, n: usize) -> Vec<f64> {
-    let a = randn(rng, n * n);
-    let mut q: Vec<Vec<f64>> = vec![];
-    for j in 0..n {
-        let mut v: Vec<f64> = (0..n).map(|i| a[i * n + j]).collect();
-        for u in &q {
-            let d: f64 = u.iter().zip(&v).map(|(a, b)| a * b).sum();
-            v.iter_mut().zip(u).for_each(|(x, y)| *x -= d * y);
-        }
-        let nv = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        v.iter_mut().for_each(|x| *x /= nv);
-        q.push(v);
-    }
-    // Q[i][j] = q_j[i]
-    (0..n * n).map(|ij| q[ij % n][ij / n]).collect()
+    l2o::tasks::random_orthogonal(rng, n)
 }
 
 fn matvec(q: &[f64], x: &[f64]) -> Vec<f64> {

@@ -8,6 +8,8 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use l2o_meta::checkpoint;
+use l2o_meta::hlstm::{HlstmConfig, HlstmTraining, MetaLoss};
+use l2o_meta::hlstm_train::{new_hlstm_state, train_hlstm};
 use l2o_meta::lstm::LstmConfig;
 use l2o_meta::optimizer::LstmOptimizer;
 use l2o_meta::policy_train::{new_policy_state, train_policy};
@@ -66,8 +68,8 @@ impl MlpArgs {
 
 #[derive(Args, Clone)]
 pub struct TrainArgs {
-    /// Learned optimizer to train: lstm (the coordinatewise L2L LSTM, seed 002) or lbfgs-policy (the
-    /// L-BFGS-π step-size policy, seed 003)
+    /// Learned optimizer to train: lstm (the coordinatewise L2L LSTM, seed 002), lbfgs-policy (the
+    /// L-BFGS-π step-size policy, seed 003) or hlstm (the Hilbert LSTM, seed 000; docs/hlstm.md)
     #[arg(long, default_value = "lstm")]
     optimizer: String,
     #[arg(long, default_value = "quadratic")]
@@ -77,25 +79,41 @@ pub struct TrainArgs {
     /// Problems per meta-iteration
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Optimizee steps per meta-iteration [lstm: 100; lbfgs-policy: 400 = T·K, T = 8 outer steps]
+    /// Optimizee steps per meta-iteration [lstm: 100; lbfgs-policy: 400 = T·K, T = 8 outer steps; hlstm: 50]
     #[arg(long)]
     horizon: Option<usize>,
     /// Unroll length of truncated BPTT, one meta-update per unroll [lstm: T = 20; lbfgs-policy: K = 50 inner
-    /// steps per outer step]
+    /// steps per outer step; hlstm: 10]
     #[arg(long)]
     unroll: Option<usize>,
     /// Meta-iterations (each on a fresh batch of problems)
     #[arg(long, default_value_t = 400)]
     epochs: usize,
-    /// adam or adadelta [lstm: adam; lbfgs-policy: adadelta]
+    /// adam or adadelta [lstm, hlstm: adam; lbfgs-policy: adadelta]
     #[arg(long)]
     meta_optimizer: Option<String>,
-    /// Meta learning rate [lstm: 0.01; lbfgs-policy: 1]
+    /// Meta learning rate [lstm: 0.01; lbfgs-policy: 1; hlstm: 0.001]
     #[arg(long)]
     meta_lr: Option<f64>,
-    /// lbfgs-policy: L-BFGS memory m
+    /// lbfgs-policy, hlstm: memory m (pairs (s, y))
     #[arg(long, default_value_t = 5)]
     memory: usize,
+    /// hlstm: cell structure 1 (Gram features only; starts as the Barzilai–Borwein step) or 2 (plus the L-BFGS
+    /// direction with a residual around it; starts as L-BFGS with step 1)
+    #[arg(long, default_value_t = 2)]
+    cell: u32,
+    /// hlstm: hidden units of the scalar network
+    #[arg(long = "hlstm-hidden", default_value_t = 32)]
+    hlstm_hidden: usize,
+    /// hlstm: meta-loss Σ_t ℓ(f_t) with ℓ = log (ln max(f, floor·f_0)) or sum (f)
+    #[arg(long, default_value = "log")]
+    meta_loss: String,
+    /// hlstm: the floor of the log meta-loss, relative to f at the start of the run
+    #[arg(long, default_value_t = 1e-8)]
+    loss_floor: f64,
+    /// hlstm: clip each meta-gradient to this Euclidean norm
+    #[arg(long)]
+    clip: Option<f64>,
     /// lbfgs-policy: width n_h of the policy's two linear layers
     #[arg(long, default_value_t = 6)]
     policy_width: usize,
@@ -146,11 +164,44 @@ fn write_history(state: &l2o_meta::state::TrainState, path: &std::path::Path) ->
     Ok(())
 }
 
+/// Which learned optimizer `l2o train` trains.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Learned {
+    Lstm,
+    Policy,
+    Hlstm,
+}
+
+impl Learned {
+    fn name(self) -> &'static str {
+        match self {
+            Learned::Lstm => "L2L",
+            Learned::Policy => "L-BFGS-π",
+            Learned::Hlstm => "HLSTM",
+        }
+    }
+    fn held_by(s: &l2o_meta::state::TrainState) -> Self {
+        match (&s.policy, &s.hlstm) {
+            (Some(_), _) => Learned::Policy,
+            (None, Some(_)) => Learned::Hlstm,
+            (None, None) => Learned::Lstm,
+        }
+    }
+    fn flag(self) -> &'static str {
+        match self {
+            Learned::Lstm => "lstm",
+            Learned::Policy => "lbfgs-policy",
+            Learned::Hlstm => "hlstm",
+        }
+    }
+}
+
 pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
-    let is_policy = match a.optimizer.as_str() {
-        "lstm" => false,
-        "lbfgs-policy" | "lbfgs-pi" => true,
-        other => bail!("unknown learned optimizer {other:?}: use lstm or lbfgs-policy"),
+    let kind = match a.optimizer.as_str() {
+        "lstm" => Learned::Lstm,
+        "lbfgs-policy" | "lbfgs-pi" => Learned::Policy,
+        "hlstm" => Learned::Hlstm,
+        other => bail!("unknown learned optimizer {other:?}: use lstm, lbfgs-policy or hlstm"),
     };
     let policy = PolicyConfig {
         nh: a.policy_width,
@@ -162,18 +213,36 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
         preprocess: (a.preprocess > 0.0).then_some(a.preprocess),
         scale: a.scale,
     };
+    let hcfg = HlstmConfig {
+        cell: a.cell,
+        m: a.memory,
+        hidden: a.hlstm_hidden,
+        curvature_eps: None,
+    };
+    let htrain = HlstmTraining {
+        loss: match a.meta_loss.as_str() {
+            "log" => MetaLoss::Log {
+                floor: a.loss_floor,
+            },
+            "sum" => MetaLoss::Sum,
+            other => bail!("--meta-loss {other:?}: use log or sum"),
+        },
+        clip: a.clip,
+    };
+    let (horizon, unroll, metaopt, lr) = match kind {
+        Learned::Lstm => (100, 20, "adam", 0.01),
+        Learned::Policy => (400, 50, "adadelta", 1.0),
+        Learned::Hlstm => (50, 10, "adam", 1e-3),
+    };
     let tc = TrainConfig {
         task: a.task.clone(),
         dim: a.dim,
         batch: a.batch,
-        horizon: a.horizon.unwrap_or(if is_policy { 400 } else { 100 }),
-        unroll: a.unroll.unwrap_or(if is_policy { 50 } else { 20 }),
+        horizon: a.horizon.unwrap_or(horizon),
+        unroll: a.unroll.unwrap_or(unroll),
         epochs: a.epochs,
-        meta_optimizer: a
-            .meta_optimizer
-            .clone()
-            .unwrap_or_else(|| (if is_policy { "adadelta" } else { "adam" }).into()),
-        meta_lr: a.meta_lr.unwrap_or(if is_policy { 1.0 } else { 0.01 }),
+        meta_optimizer: a.meta_optimizer.clone().unwrap_or_else(|| metaopt.into()),
+        meta_lr: a.meta_lr.unwrap_or(lr),
         seed: a.seed,
         val_batch: a.val_batch,
         validate_every: a.validate_every,
@@ -183,19 +252,26 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     let mut state = match &a.resume {
         Some(p) => {
             let mut s = checkpoint::load(p)?;
-            match (is_policy, &s.policy) {
-                (false, None) => checkpoint::check_compatible(&s, &lstm)?,
-                (true, Some(pc)) => anyhow::ensure!(
-                    *pc == policy,
-                    "checkpoint holds the policy {pc:?}, but the command asks for {policy:?}"
+            let held = Learned::held_by(&s);
+            if held != kind {
+                bail!(
+                    "{} holds an {}: resume it with --optimizer {}",
+                    p.display(),
+                    held.name(),
+                    held.flag()
+                );
+            }
+            match kind {
+                Learned::Lstm => checkpoint::check_compatible(&s, &lstm)?,
+                Learned::Policy => anyhow::ensure!(
+                    s.policy == Some(policy),
+                    "checkpoint holds the policy {:?}, but the command asks for {policy:?}",
+                    s.policy
                 ),
-                (true, None) => bail!(
-                    "{} holds an LSTM: resume it with --optimizer lstm",
-                    p.display()
-                ),
-                (false, Some(_)) => bail!(
-                    "{} holds an L-BFGS-π policy: resume it with --optimizer lbfgs-policy",
-                    p.display()
+                Learned::Hlstm => anyhow::ensure!(
+                    s.hlstm == Some(hcfg),
+                    "checkpoint holds the HLSTM {:?}, but the command asks for {hcfg:?}",
+                    s.hlstm
                 ),
             }
             if s.train.epochs < a.epochs {
@@ -209,8 +285,11 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
             );
             s
         }
-        None if is_policy => new_policy_state(policy, tc)?,
-        None => new_state(lstm, tc)?,
+        None => match kind {
+            Learned::Lstm => new_state(lstm, tc)?,
+            Learned::Policy => new_policy_state(policy, tc)?,
+            Learned::Hlstm => new_hlstm_state(hcfg, htrain, tc)?,
+        },
     };
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
@@ -225,7 +304,11 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     );
     let t0 = Instant::now();
     let mut last = f64::NAN;
-    let trainer = if is_policy { train_policy } else { train };
+    let trainer = match kind {
+        Learned::Lstm => train,
+        Learned::Policy => train_policy,
+        Learned::Hlstm => train_hlstm,
+    };
     trainer(
         &ctx,
         &mut state,
@@ -259,21 +342,50 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     write_history(&state, &csv_path)?;
+    // HLSTM: the log meta-loss (mean ln f) and the validation score (mean log10 f_K/f_0) are shown as the
+    // corresponding losses / ratios on the log axis
+    let log_loss = kind == Learned::Hlstm
+        && matches!(
+            state.hlstm_training,
+            Some(HlstmTraining {
+                loss: MetaLoss::Log { .. },
+                ..
+            })
+        );
+    let shown = |v: f64, exp10: bool| if exp10 { 10f64.powf(v) } else { v };
     let curves = vec![
         (
-            "meta-loss per step (training batch)".to_string(),
+            if log_loss {
+                "exp(mean ln f) per step (training batch)".to_string()
+            } else {
+                "meta-loss per step (training batch)".to_string()
+            },
             state
                 .history
                 .iter()
-                .filter_map(|r| r.meta_loss.map(|m| (r.epoch as f64, m, m, m)))
+                .filter_map(|r| {
+                    r.meta_loss.map(|m| {
+                        let v = if log_loss { m.exp() } else { m };
+                        (r.epoch as f64, v, v, v)
+                    })
+                })
                 .collect(),
         ),
         (
-            "validation loss".to_string(),
+            if kind == Learned::Hlstm {
+                "validation: 10^mean log10(f_K/f_0)".to_string()
+            } else {
+                "validation loss".to_string()
+            },
             state
                 .history
                 .iter()
-                .filter_map(|r| r.val_loss.map(|m| (r.epoch as f64, m, m, m)))
+                .filter_map(|r| {
+                    r.val_loss.map(|m| {
+                        let v = shown(m, kind == Learned::Hlstm);
+                        (r.epoch as f64, v, v, v)
+                    })
+                })
                 .collect(),
         ),
     ];
@@ -281,7 +393,7 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
         &curves,
         &format!(
             "{} meta-training: {} n={} B={}",
-            if is_policy { "L-BFGS-π" } else { "L2L" },
+            kind.name(),
             state.train.task,
             state.train.dim,
             state.train.batch
@@ -330,7 +442,8 @@ pub struct EvalArgs {
     pub(crate) steps: Option<usize>,
     #[command(flatten)]
     pub(crate) mlp: MlpArgs,
-    /// Tuning grid {1,3}×10^j for the first-order baselines [LSTM: -4..0; L-BFGS-π: the seed's -3..-1]
+    /// Tuning grid {1,3}×10^j for the first-order baselines [LSTM: -4..0; L-BFGS-π: the seed's -3..-1;
+    /// HLSTM: -6..1]
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) grid: Option<String>,
     /// Fixed learning rates instead of tuning, e.g. adam=0.03,rmsprop=0.01
@@ -346,6 +459,15 @@ pub struct EvalArgs {
     /// tuning cheaper where one step is expensive (MNIST on a software adapter)
     #[arg(long)]
     pub(crate) tune_batch: Option<usize>,
+    /// HLSTM: evaluate at each of these dimensions, without retraining (e.g. 5,10,100,1000)
+    #[arg(long)]
+    pub(crate) dims: Option<String>,
+    /// HLSTM: budgets K of gradient evaluations at which log10(f_K/f_0) is reported (default: --steps)
+    #[arg(long)]
+    pub(crate) budgets: Option<String>,
+    /// HLSTM: also run this L2L LSTM checkpoint (trained on the same problems)
+    #[arg(long)]
+    pub(crate) l2l: Option<PathBuf>,
     #[arg(long, default_value = "out/eval")]
     pub(crate) out: PathBuf,
 }
@@ -421,6 +543,9 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     let st = checkpoint::load(&a.checkpoint)?;
     if let Some(pc) = st.policy {
         return crate::policy_eval::policy_eval(dev, a, &st, pc);
+    }
+    if let Some(hc) = st.hlstm {
+        return crate::hlstm_eval::hlstm_eval(dev, a, &st, hc);
     }
     let task_name = a.task.clone().unwrap_or_else(|| st.train.task.clone());
     let dim = a.dim.unwrap_or(st.train.dim);

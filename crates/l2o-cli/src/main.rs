@@ -1,5 +1,6 @@
 //! `l2o`: the command-line front end. `l2o info | run | tune | bench`; progress on stderr, results in --out.
 
+mod hlstm_eval;
 mod learned;
 mod plot;
 mod policy_eval;

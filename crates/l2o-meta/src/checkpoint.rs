@@ -68,7 +68,7 @@ struct Header {
 
 /// Every f64 scalar of the state, in the fixed order of the `scalars` array:
 /// lstm.scale, lstm.preprocess, the policy's tau_min, tau_max, eps, curvature_eps (when present), the HLSTM's
-/// curvature_eps, the log meta-loss floor, train.meta_lr, best_val, the meta-optimizer's hyperparameters
+/// curvature_eps, the log meta-loss floor and the meta-gradient clip, train.meta_lr, best_val, the meta-optimizer's hyperparameters
 /// (Adam: lr, beta1, beta2, eps; ADADELTA: lr, rho, eps), then meta_loss, val_loss of each history record.
 /// Optional fields contribute a slot only when they are Some (whether they are is recorded by the JSON).
 ///
@@ -78,7 +78,7 @@ fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
         lstm,
         policy,
         hlstm,
-        meta_loss,
+        hlstm_training,
         train,
         epoch: _,
         updates: _,
@@ -136,9 +136,12 @@ fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
         } = hc;
         out.extend(curvature_eps.as_mut());
     }
-    match meta_loss {
-        Some(crate::hlstm::MetaLoss::Log { floor }) => out.push(floor),
-        Some(crate::hlstm::MetaLoss::Sum) | None => {}
+    if let Some(ht) = hlstm_training.as_mut() {
+        let crate::hlstm::HlstmTraining { loss, clip } = ht;
+        if let crate::hlstm::MetaLoss::Log { floor } = loss {
+            out.push(floor);
+        }
+        out.extend(clip.as_mut());
     }
     out.push(meta_lr);
     out.extend(best_val.as_mut());

@@ -799,6 +799,23 @@ impl MetaLoss {
     }
 }
 
+/// How an HLSTM is meta-trained (stored in its checkpoints).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HlstmTraining {
+    pub loss: MetaLoss,
+    /// Scale each meta-gradient down to this Euclidean norm when it is longer (None: no clipping).
+    pub clip: Option<f64>,
+}
+
+impl Default for HlstmTraining {
+    fn default() -> Self {
+        Self {
+            loss: MetaLoss::Log { floor: 1e-8 },
+            clip: None,
+        }
+    }
+}
+
 /// What an unroll starts from: the memory pairs (newest first), c, h, the scalar state and f at the start of the
 /// run. All constants of the meta-gradient (truncation).
 #[derive(Clone, Debug)]

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod gpu;
 pub mod hlstm;
 pub mod hlstm_gpu;
+pub mod hlstm_train;
 pub mod lstm;
 pub mod metaopt;
 pub mod optimizer;

@@ -44,7 +44,7 @@ pub fn new_policy_state(policy: PolicyConfig, train: TrainConfig) -> Result<Trai
         lstm: LstmConfig::default(),
         policy: Some(policy),
         hlstm: None,
-        meta_loss: None,
+        hlstm_training: None,
         train,
         epoch: 0,
         updates: 0,

@@ -55,9 +55,9 @@ pub struct TrainState {
     /// Hilbert LSTM: the checkpoint holds an HLSTM (φ is its parameter vector).
     #[serde(default)]
     pub hlstm: Option<crate::hlstm::HlstmConfig>,
-    /// Hilbert LSTM training: the meta-loss (None: the sum of losses).
+    /// Hilbert LSTM training options (meta-loss, meta-gradient clipping).
     #[serde(default)]
-    pub meta_loss: Option<crate::hlstm::MetaLoss>,
+    pub hlstm_training: Option<crate::hlstm::HlstmTraining>,
     pub train: TrainConfig,
     /// Completed epochs; with `train.seed` this is the whole RNG state (epoch seeds are derived, not drawn).
     pub epoch: usize,

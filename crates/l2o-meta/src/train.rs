@@ -37,7 +37,7 @@ pub fn new_state(lstm: LstmConfig, train: TrainConfig) -> Result<TrainState> {
         lstm,
         policy: None,
         hlstm: None,
-        meta_loss: None,
+        hlstm_training: None,
         train,
         epoch: 0,
         updates: 0,

@@ -53,7 +53,7 @@ fn state(meta_optimizer: &str) -> TrainState {
     TrainState {
         policy: None,
         hlstm: None,
-        meta_loss: None,
+        hlstm_training: None,
         lstm,
         train: train_config(meta_optimizer),
         epoch: 7,

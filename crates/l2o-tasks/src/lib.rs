@@ -5,7 +5,8 @@
 //! and `oracle_loss_grad` is the f64 CPU reference of the same function.
 //!
 //! Tasks shipped here (kernels in `shaders/tasks.wgsl`, family [`TASKS`]):
-//! - [`Quadratic`]: f(θ) = ‖Wθ − y‖² with Gaussian W, y (Andrychowicz et al. 2016, §3.1);
+//! - [`Quadratic`]: f(θ) = ‖Wθ − y‖² with Gaussian W, y (Andrychowicz et al. 2016, §3.1); also with a
+//!   prescribed condition number, axis-aligned or rotated ([`Quadratic::conditioned`]);
 //! - [`Rosenbrock`]: the extended Rosenbrock function, n even;
 //! - [`Logistic`]: ℓ2-regularised binary logistic regression on a synthetic data set per problem.
 //!
@@ -26,7 +27,7 @@ mod rosenbrock;
 
 pub use logistic::Logistic;
 pub use mlp::{Activation, Mlp, MlpConfig};
-pub use quadratic::Quadratic;
+pub use quadratic::{Quadratic, random_orthogonal};
 pub use rosenbrock::Rosenbrock;
 
 pub trait Task {
@@ -81,7 +82,17 @@ pub fn families() -> Vec<&'static ShaderFamily> {
 }
 
 /// Names accepted by [`make_task`].
-pub const TASK_NAMES: &[&str] = &["quadratic", "rosenbrock", "logistic", "mnist"];
+pub const TASK_NAMES: &[&str] = &[
+    "quadratic",
+    "quadratic-cond",
+    "quadratic-cond-rotated",
+    "rosenbrock",
+    "logistic",
+    "mnist",
+];
+
+/// Condition numbers of the `quadratic-cond` tasks (log-uniform per problem).
+pub const COND_RANGE: (f64, f64) = (1e3, 1e4);
 
 /// A task by name with its default options: "quadratic", "rosenbrock" (n even) or "logistic" (100 samples,
 /// λ = 1e-3); "mnist" (the 1×20 sigmoid MLP on minibatches of 128 training images, data from
@@ -156,6 +167,12 @@ pub fn build_task(
 ) -> Result<Box<dyn Task>> {
     Ok(match name.to_ascii_lowercase().as_str() {
         "quadratic" => Box::new(Quadratic::sample(ctx, n, batch, seed)?),
+        "quadratic-cond" => Box::new(Quadratic::conditioned(
+            ctx, n, batch, seed, COND_RANGE, false,
+        )?),
+        "quadratic-cond-rotated" => Box::new(Quadratic::conditioned(
+            ctx, n, batch, seed, COND_RANGE, true,
+        )?),
         "rosenbrock" => Box::new(Rosenbrock::sample(ctx, n, batch, seed)?),
         "logistic" => Box::new(Logistic::sample(ctx, n, batch, seed)?),
         "mnist" => {

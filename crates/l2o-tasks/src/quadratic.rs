@@ -48,6 +48,67 @@ impl Quadratic {
         Self::from_parts(ctx, n, batch, w, y, theta0)
     }
 
+    /// Ill-conditioned quadratics f_b(θ) = ‖W_b(θ − θ*_b)‖² (the HLSTM study, docs/hlstm.md §5): W = D, or
+    /// W = D Qᵀ with a random orthogonal Q when `rotated`, where D = diag(d), d_i² = κ^{u_i} with u_0 = 0,
+    /// u_{n−1} = 1 and the other u_i uniform on [0, 1], so that WᵀW has condition number exactly κ, drawn
+    /// log-uniformly from [`kappa.0`, `kappa.1`] per problem; θ* and θ_0 are N(0, 1). The unrotated family is
+    /// axis-aligned (the best case for coordinatewise methods); the rotated one has the same spectra in a random
+    /// basis. The minimum is f = 0.
+    pub fn conditioned(
+        ctx: &Context,
+        n: usize,
+        batch: usize,
+        seed: u64,
+        kappa: (f64, f64),
+        rotated: bool,
+    ) -> Result<Self> {
+        use rand::Rng;
+        check_dims("quadratic", n, batch)?;
+        check_fits(
+            ctx,
+            &format!("conditioned quadratic task (n = {n}, batch = {batch}): W (batch × n × n)"),
+            &[batch, n, n],
+        )?;
+        if !(kappa.0 >= 1.0 && kappa.1 >= kappa.0 && kappa.1.is_finite()) {
+            bail!("conditioned quadratic: condition range {kappa:?} must satisfy 1 ≤ lo ≤ hi < ∞");
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut w = vec![0.0; batch * n * n];
+        let mut y = Vec::with_capacity(batch * n);
+        for b in 0..batch {
+            let k = (kappa.0.ln() + rng.random::<f64>() * (kappa.1 / kappa.0).ln()).exp();
+            let d: Vec<f64> = (0..n)
+                .map(|i| {
+                    let u = if i == 0 {
+                        0.0
+                    } else if i == n - 1 {
+                        1.0
+                    } else {
+                        rng.random::<f64>()
+                    };
+                    k.powf(u).sqrt()
+                })
+                .collect();
+            let wb = &mut w[b * n * n..(b + 1) * n * n];
+            if rotated {
+                let q = random_orthogonal(&mut rng, n);
+                for i in 0..n {
+                    for j in 0..n {
+                        wb[i * n + j] = d[i] * q[j * n + i];
+                    }
+                }
+            } else {
+                for i in 0..n {
+                    wb[i * n + i] = d[i];
+                }
+            }
+            let xs: Vec<f64> = (0..n).map(|_| normal(&mut rng)).collect();
+            y.extend((0..n).map(|i| (0..n).map(|j| wb[i * n + j] * xs[j]).sum::<f64>()));
+        }
+        let theta0 = (0..batch * n).map(|_| normal(&mut rng)).collect();
+        Self::from_parts(ctx, n, batch, w, y, theta0)
+    }
+
     /// A task with known data: `w` is B × n × n (row-major per problem), `y` and `theta0` are B × n.
     pub fn from_parts(
         ctx: &Context,
@@ -175,4 +236,21 @@ impl Task for Quadratic {
             .collect();
         (f, g)
     }
+}
+
+/// A Haar-random orthogonal n×n matrix (row-major): modified Gram–Schmidt on a Gaussian matrix, columns q_j.
+pub fn random_orthogonal(rng: &mut StdRng, n: usize) -> Vec<f64> {
+    let a: Vec<f64> = (0..n * n).map(|_| normal(rng)).collect();
+    let mut cols: Vec<Vec<f64>> = Vec::with_capacity(n);
+    for j in 0..n {
+        let mut v: Vec<f64> = (0..n).map(|i| a[i * n + j]).collect();
+        for u in &cols {
+            let d: f64 = u.iter().zip(&v).map(|(a, b)| a * b).sum();
+            v.iter_mut().zip(u).for_each(|(x, y)| *x -= d * y);
+        }
+        let nv = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v.iter_mut().for_each(|x| *x /= nv);
+        cols.push(v);
+    }
+    (0..n * n).map(|ij| cols[ij % n][ij / n]).collect()
 }
