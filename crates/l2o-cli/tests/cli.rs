@@ -264,3 +264,75 @@ fn train_then_eval_writes_checkpoint_table_and_plot() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `l2o train --optimizer hlstm` then `l2o eval` at two dimensions: the checkpoint, the training log and the
+/// evaluation's summary exist; training twice with the same seed gives the same log (determinism).
+#[test]
+fn hlstm_train_and_eval() {
+    if skip() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("l2o-cli-hlstm-{}", std::process::id()));
+    let train = |out: &std::path::Path| {
+        l2o(&[
+            "train",
+            "--optimizer",
+            "hlstm",
+            "--task",
+            "quadratic-cond-rotated",
+            "--dim",
+            "6",
+            "--batch",
+            "2",
+            "--epochs",
+            "2",
+            "--horizon",
+            "6",
+            "--unroll",
+            "3",
+            "--memory",
+            "2",
+            "--hlstm-hidden",
+            "4",
+            "--val-batch",
+            "2",
+            "--validate-every",
+            "1",
+            "--seed",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let (ok, out, err) = train(&dir.join("a"));
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("trained 2 epochs"), "{out}");
+    let log = std::fs::read_to_string(dir.join("a/train.csv")).unwrap();
+    assert_eq!(log.lines().count(), 1 + 3, "header, the initialisation (epoch 0), 2 epochs:\n{log}");
+    let (ok, out, err) = train(&dir.join("b"));
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(log, std::fs::read_to_string(dir.join("b/train.csv")).unwrap(), "same seed, same log");
+    let ck = dir.join("a/checkpoint.l2o");
+    let (ok, out, err) = l2o(&[
+        "eval",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--dims",
+        "6,12",
+        "--batch",
+        "2",
+        "--steps",
+        "6",
+        "--budgets",
+        "3,6",
+        "--vs",
+        "sgd,lbfgs-constant",
+        "--grid=-3..-2",
+        "--out",
+        dir.join("eval").to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let s = std::fs::read_to_string(dir.join("eval/summary.md")).unwrap();
+    assert!(s.contains("HLSTM") && s.contains("n = 12 K = 6") && s.contains("lbfgs-constant"), "{s}");
+    assert!(dir.join("eval/n12/progress.svg").exists());
+}
