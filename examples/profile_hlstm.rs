@@ -3,7 +3,7 @@
 use l2o::engine::{Context, ContextOptions, Precision};
 use l2o::meta::hlstm::{HlstmConfig, MetaLoss};
 use l2o::meta::hlstm_gpu::HlstmDevice;
-use l2o::tasks::{Task, make_task};
+use l2o::tasks::make_task;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     let ev = task.loss_and_grad(&ctx, theta.view(n), grad.view(n), dev.loss_out(4))?;
     let mut all = dev.forward_step(&ctx, 3, &theta, &grad, ev, None)?;
     all.push(dev.loss_weights(&ctx)?);
-    all.extend(dev.reverse_step(&ctx, 3)?);
+    all.extend(dev.reverse_step(&ctx, 3, true)?);
     all.push(dev.carry(&ctx)?);
     ctx.submit(&all)?;
     ctx.wait()?;

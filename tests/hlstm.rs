@@ -2,7 +2,7 @@
 //! frozen-gradient surrogate (f64), and the three properties the design promises — it contains L-BFGS, it is
 //! rotation-equivariant (and the coordinatewise L2L LSTM is not), and one φ runs at every dimension.
 
-use l2o::meta::hlstm::{self, Carry, HlstmConfig, MetaLoss};
+use l2o::meta::hlstm::{self, Carry, HlstmConfig, MetaLoss, Replay};
 use l2o::optim::lbfgs::{LbfgsConfig, LineSearch, reference};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -59,7 +59,8 @@ fn random_phi(cfg: &HlstmConfig, seed: u64, scale: f64) -> Vec<f64> {
 }
 
 /// Central differences of the frozen-gradient surrogate match the adjoint to ≤ 1e-6 relative, for both cells,
-/// both meta-losses, random φ and 3 random directions, on an unroll that starts from a carried memory (pairs,
+/// both meta-losses, with and without the memory gradient (then the surrogate freezes the memory too), random φ
+/// and 3 random directions, on an unroll that starts from a carried memory (pairs,
 /// c, h and γ from a previous unroll), 2 problems.
 ///
 /// Kinks: pair acceptance, direction resets, masks and the log floor are piecewise constant; the problems are
@@ -69,10 +70,11 @@ fn random_phi(cfg: &HlstmConfig, seed: u64, scale: f64) -> Vec<f64> {
 fn adjoint_matches_finite_differences_of_the_frozen_surrogate() {
     let eps_c = 1e-10;
     for cell in [1u32, 2] {
-        for (li, loss) in [MetaLoss::Sum, MetaLoss::Log { floor: 1e-8 }]
-            .into_iter()
-            .enumerate()
-        {
+        for (li, loss, memory_grad) in [
+            (0u64, MetaLoss::Sum, true),
+            (1, MetaLoss::Log { floor: 1e-8 }, true),
+            (2, MetaLoss::Log { floor: 1e-8 }, false),
+        ] {
             let cfg = HlstmConfig {
                 cell,
                 m: 3,
@@ -91,8 +93,18 @@ fn adjoint_matches_finite_differences_of_the_frozen_surrogate() {
                 let xb = &x0[b * n..(b + 1) * n];
                 let carry = Carry::fresh(&cfg, n, lg(b, xb).0);
                 // a first unroll gives the recorded one a non-trivial carried memory
-                let first =
-                    hlstm::unroll(&cfg, &phi, &lg, b, xb, &carry, &[1.0; 4], loss, eps_c, None);
+                let first = hlstm::unroll(
+                    &cfg,
+                    &phi,
+                    &lg,
+                    b,
+                    xb,
+                    &carry,
+                    &[1.0; 4],
+                    loss,
+                    eps_c,
+                    Replay::Live,
+                );
                 let c1 = first.next_carry();
                 recs.push(hlstm::unroll(
                     &cfg,
@@ -104,17 +116,29 @@ fn adjoint_matches_finite_differences_of_the_frozen_surrogate() {
                     &weights,
                     loss,
                     eps_c,
-                    None,
+                    Replay::Live,
                 ));
             }
             let scale = 1.0 / batch as f64;
             let mut grad = vec![0.0; phi.len()];
             for r in &recs {
-                hlstm::adjoint(&cfg, &phi, r, &weights, loss, scale, &mut grad);
+                hlstm::adjoint(&cfg, &phi, r, &weights, loss, scale, &mut grad, memory_grad);
             }
             let sur = |p: &[f64]| {
                 (0..batch)
-                    .map(|b| hlstm::surrogate(&cfg, p, &lg, b, &recs[b], &weights, loss, eps_c))
+                    .map(|b| {
+                        hlstm::surrogate(
+                            &cfg,
+                            p,
+                            &lg,
+                            b,
+                            &recs[b],
+                            &weights,
+                            loss,
+                            eps_c,
+                            memory_grad,
+                        )
+                    })
                     .sum::<f64>()
                     * scale
             };
@@ -141,7 +165,11 @@ fn adjoint_matches_finite_differences_of_the_frozen_surrogate() {
                             &weights,
                             loss,
                             eps_c,
-                            Some(&r.g),
+                            if memory_grad {
+                                Replay::Gradients(r)
+                            } else {
+                                Replay::Memory(r)
+                            },
                         );
                         for (e0, e1) in r.evals.iter().zip(&u.evals) {
                             assert_eq!(
@@ -156,7 +184,7 @@ fn adjoint_matches_finite_differences_of_the_frozen_surrogate() {
                 let ad: f64 = grad.iter().zip(&v).map(|(a, b)| a * b).sum();
                 let rel = (fd - ad).abs() / ad.abs().max(1e-8);
                 eprintln!(
-                    "cell {cell} {loss:?} dir {dir}: fd {fd:.12e} adjoint {ad:.12e} rel {rel:.2e}"
+                    "cell {cell} {loss:?} memory_grad {memory_grad} dir {dir}: fd {fd:.12e} adjoint {ad:.12e} rel {rel:.2e}"
                 );
                 assert!(
                     rel < 1e-6,
@@ -196,10 +224,10 @@ fn adjoint_matches_finite_differences_per_parameter() {
             &w,
             MetaLoss::Sum,
             eps_c,
-            None,
+            Replay::Live,
         );
         let mut grad = vec![0.0; phi.len()];
-        hlstm::adjoint(&cfg, &phi, &rec, &w, MetaLoss::Sum, 1.0, &mut grad);
+        hlstm::adjoint(&cfg, &phi, &rec, &w, MetaLoss::Sum, 1.0, &mut grad, true);
         let gmax = grad.iter().fold(0.0f64, |a, b| a.max(b.abs()));
         assert!(gmax > 0.0);
         let mut worst = 0.0f64;
@@ -207,9 +235,9 @@ fn adjoint_matches_finite_differences_per_parameter() {
             let h = 1e-6;
             let mut p = phi.clone();
             p[i] += h;
-            let fp = hlstm::surrogate(&cfg, &p, &lg, 0, &rec, &w, MetaLoss::Sum, eps_c);
+            let fp = hlstm::surrogate(&cfg, &p, &lg, 0, &rec, &w, MetaLoss::Sum, eps_c, true);
             p[i] -= 2.0 * h;
-            let fm = hlstm::surrogate(&cfg, &p, &lg, 0, &rec, &w, MetaLoss::Sum, eps_c);
+            let fm = hlstm::surrogate(&cfg, &p, &lg, 0, &rec, &w, MetaLoss::Sum, eps_c, true);
             let fd = (fp - fm) / (2.0 * h);
             worst = worst.max((fd - grad[i]).abs() / gmax);
         }
@@ -318,7 +346,7 @@ fn cell2_initialisation_is_lbfgs() {
             &vec![1.0; steps],
             MetaLoss::Sum,
             1e-10,
-            None,
+            Replay::Live,
         );
         let mut worst = 0.0f64;
         for t in 0..=steps {
@@ -407,7 +435,7 @@ fn rotation_equivariance() {
             &w,
             MetaLoss::Sum,
             1e-10,
-            None,
+            Replay::Live,
         );
         let b = hlstm::unroll(
             &cfg,
@@ -419,7 +447,7 @@ fn rotation_equivariance() {
             &w,
             MetaLoss::Sum,
             1e-10,
-            None,
+            Replay::Live,
         );
         let e = dev(&a.x, &b.x);
         eprintln!(
@@ -476,11 +504,12 @@ fn device_quadratics(c: &Context, rng: &mut StdRng, n: usize, batch: usize) -> Q
 fn device_unroll_and_meta_gradient_match_the_reference() {
     each_precision(|c| {
         let p = c.precision();
-        for (cell, n, loss, m, hidden) in [
-            (2u32, 7usize, MetaLoss::Sum, 3usize, 6usize),
-            (1, 7, MetaLoss::Log { floor: 1e-8 }, 3, 6),
-            (2, 600, MetaLoss::Log { floor: 1e-8 }, 5, 32),
-            (1, 600, MetaLoss::Sum, 5, 32),
+        for (cell, n, loss, m, hidden, memory_grad) in [
+            (2u32, 7usize, MetaLoss::Sum, 3usize, 6usize, true),
+            (1, 7, MetaLoss::Log { floor: 1e-8 }, 3, 6, true),
+            (2, 7, MetaLoss::Log { floor: 1e-8 }, 3, 6, false),
+            (2, 600, MetaLoss::Log { floor: 1e-8 }, 5, 32, true),
+            (1, 600, MetaLoss::Sum, 5, 32, true),
         ] {
             let cfg = HlstmConfig {
                 cell,
@@ -494,7 +523,12 @@ fn device_unroll_and_meta_gradient_match_the_reference() {
             let task = device_quadratics(c, &mut rng, n, batch);
             let phi = random_phi(&cfg, 5, 0.05);
             let weights: Vec<f64> = (0..tt).map(|t| 1.0 + 0.1 * t as f64).collect();
-            let mut tr = HlstmTrainer::new(c, &cfg, n, batch, &weights, loss).unwrap();
+            let training = hlstm::HlstmTraining {
+                loss,
+                clip: None,
+                memory_grad,
+            };
+            let mut tr = HlstmTrainer::new(c, &cfg, n, batch, &weights, &training).unwrap();
             tr.bind(c, &task).unwrap();
             let r1 = tr.run(c, &phi).unwrap();
             tr.carry(c).unwrap();
@@ -507,7 +541,18 @@ fn device_unroll_and_meta_gradient_match_the_reference() {
             for b in 0..batch {
                 let xb = &x0[b * n..(b + 1) * n];
                 let carry = Carry::fresh(&cfg, n, lg(b, xb).0);
-                let u1 = hlstm::unroll(&cfg, &phi, &lg, b, xb, &carry, &weights, loss, eps_c, None);
+                let u1 = hlstm::unroll(
+                    &cfg,
+                    &phi,
+                    &lg,
+                    b,
+                    xb,
+                    &carry,
+                    &weights,
+                    loss,
+                    eps_c,
+                    Replay::Live,
+                );
                 let u2 = hlstm::unroll(
                     &cfg,
                     &phi,
@@ -518,7 +563,7 @@ fn device_unroll_and_meta_gradient_match_the_reference() {
                     &weights,
                     loss,
                     eps_c,
-                    None,
+                    Replay::Live,
                 );
                 for (i, u) in [&u1, &u2].into_iter().enumerate() {
                     want_losses[i].extend(u.f.iter().copied());
@@ -530,6 +575,7 @@ fn device_unroll_and_meta_gradient_match_the_reference() {
                         loss,
                         1.0 / batch as f64,
                         &mut want_dphi[i],
+                        memory_grad,
                     );
                 }
             }
@@ -553,7 +599,7 @@ fn device_unroll_and_meta_gradient_match_the_reference() {
                 let eg = l2o::engine::oracle::max_rel_err(&r.dphi, &want_dphi[i]);
                 let gmax = want_dphi[i].iter().fold(0.0f64, |a, b| a.max(b.abs()));
                 eprintln!(
-                    "{p} cell {cell} n {n} {loss:?} unroll {}: losses {ef:.2e}, ∂φ {eg:.2e} (‖∂φ‖∞ {gmax:.3e})",
+                    "{p} cell {cell} n {n} {loss:?} memory_grad {memory_grad} unroll {}: losses {ef:.2e}, ∂φ {eg:.2e} (‖∂φ‖∞ {gmax:.3e})",
                     i + 1
                 );
                 assert!(gmax > 0.0);
@@ -724,8 +770,7 @@ fn one_checkpoint_runs_at_every_dimension() {
         max_nonfinite: 10,
         task_options: Default::default(),
     };
-    let mut st =
-        l2o::meta::hlstm_train::new_hlstm_state(cfg, Default::default(), tc).unwrap();
+    let mut st = l2o::meta::hlstm_train::new_hlstm_state(cfg, Default::default(), tc).unwrap();
     // a φ off the initialisation (a small residual), so the file's φ is not something the loader could rebuild
     st.best_phi = random_phi(&cfg, 2, 0.01);
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hlstm-dims");

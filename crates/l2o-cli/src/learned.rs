@@ -114,6 +114,10 @@ pub struct TrainArgs {
     /// hlstm: clip each meta-gradient to this Euclidean norm
     #[arg(long)]
     clip: Option<f64>,
+    /// hlstm: stop the meta-gradient at the memory (s_i, c, h): each step is differentiated for the memory it
+    /// saw and reaches the meta-loss only through θ
+    #[arg(long)]
+    no_memory_grad: bool,
     /// lbfgs-policy: width n_h of the policy's two linear layers
     #[arg(long, default_value_t = 6)]
     policy_width: usize,
@@ -228,6 +232,7 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
             other => bail!("--meta-loss {other:?}: use log or sum"),
         },
         clip: a.clip,
+        memory_grad: !a.no_memory_grad,
     };
     let (horizon, unroll, metaopt, lr) = match kind {
         Learned::Lstm => (100, 20, "adam", 0.01),

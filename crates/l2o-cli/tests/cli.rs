@@ -308,10 +308,18 @@ fn hlstm_train_and_eval() {
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("trained 2 epochs"), "{out}");
     let log = std::fs::read_to_string(dir.join("a/train.csv")).unwrap();
-    assert_eq!(log.lines().count(), 1 + 3, "header, the initialisation (epoch 0), 2 epochs:\n{log}");
+    assert_eq!(
+        log.lines().count(),
+        1 + 3,
+        "header, the initialisation (epoch 0), 2 epochs:\n{log}"
+    );
     let (ok, out, err) = train(&dir.join("b"));
     assert!(ok, "{out}\n{err}");
-    assert_eq!(log, std::fs::read_to_string(dir.join("b/train.csv")).unwrap(), "same seed, same log");
+    assert_eq!(
+        log,
+        std::fs::read_to_string(dir.join("b/train.csv")).unwrap(),
+        "same seed, same log"
+    );
     let ck = dir.join("a/checkpoint.l2o");
     let (ok, out, err) = l2o(&[
         "eval",
@@ -333,6 +341,9 @@ fn hlstm_train_and_eval() {
     ]);
     assert!(ok, "{out}\n{err}");
     let s = std::fs::read_to_string(dir.join("eval/summary.md")).unwrap();
-    assert!(s.contains("HLSTM") && s.contains("n = 12 K = 6") && s.contains("lbfgs-constant"), "{s}");
+    assert!(
+        s.contains("HLSTM") && s.contains("n = 12 K = 6") && s.contains("lbfgs-constant"),
+        "{s}"
+    );
     assert!(dir.join("eval/n12/progress.svg").exists());
 }

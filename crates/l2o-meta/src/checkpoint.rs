@@ -137,7 +137,11 @@ fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
         out.extend(curvature_eps.as_mut());
     }
     if let Some(ht) = hlstm_training.as_mut() {
-        let crate::hlstm::HlstmTraining { loss, clip } = ht;
+        let crate::hlstm::HlstmTraining {
+            loss,
+            clip,
+            memory_grad: _,
+        } = ht;
         if let crate::hlstm::MetaLoss::Log { floor } = loss {
             out.push(floor);
         }

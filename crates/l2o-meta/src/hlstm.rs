@@ -805,6 +805,15 @@ pub struct HlstmTraining {
     pub loss: MetaLoss,
     /// Scale each meta-gradient down to this Euclidean norm when it is longer (None: no clipping).
     pub clip: Option<f64>,
+    /// Follow the meta-gradient through the memory (s_i, c, h of later steps: the full truncated BPTT). false:
+    /// stop it there — each step's u_t is differentiated for the (recorded) memory it saw, and reaches the
+    /// meta-loss only through θ (docs/hlstm.md §4).
+    #[serde(default = "yes")]
+    pub memory_grad: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for HlstmTraining {
@@ -812,8 +821,21 @@ impl Default for HlstmTraining {
         Self {
             loss: MetaLoss::Log { floor: 1e-8 },
             clip: None,
+            memory_grad: true,
         }
     }
+}
+
+/// What a re-run of an unroll replays from a recording instead of computing it (the surrogates).
+#[derive(Clone, Copy)]
+pub enum Replay<'a> {
+    /// Nothing: the meta-training forward pass.
+    Live,
+    /// The gradients g_0..g_T (hence y): the frozen-gradient surrogate of the full truncated BPTT.
+    Gradients(&'a HlstmUnroll),
+    /// The gradients and the memory (s_i, y_i, c, h of every step's basis): the surrogate of the meta-gradient
+    /// with `memory_grad = false`. Only θ and the steps u_t(φ) are live.
+    Memory(&'a HlstmUnroll),
 }
 
 /// What an unroll starts from: the memory pairs (newest first), c, h, the scalar state and f at the start of the
@@ -905,9 +927,9 @@ impl HlstmUnroll {
     }
 }
 
-/// Forward unroll of T = `weights.len()` steps of problem `b` from θ0 and `carry`. With `frozen`, the recorded
-/// gradients g_0..g_T are fed to the optimizer instead of ∇f at the new iterates (f is still evaluated there):
-/// the frozen-gradient surrogate.
+/// Forward unroll of T = `weights.len()` steps of problem `b` from θ0 and `carry`. With a [`Replay`], the
+/// recorded gradients (and memory) are fed to the optimizer instead of those of the new iterates (f is still
+/// evaluated there): the surrogates whose exact gradients the adjoint computes.
 #[allow(clippy::too_many_arguments)]
 pub fn unroll(
     cfg: &HlstmConfig,
@@ -919,10 +941,15 @@ pub fn unroll(
     weights: &[f64],
     loss: MetaLoss,
     eps_c: f64,
-    frozen: Option<&[Vec<f64>]>,
+    replay: Replay,
 ) -> HlstmUnroll {
     let n = x0.len();
     let (f0, g0) = lg(b, x0);
+    let (frozen, memory) = match replay {
+        Replay::Live => (None, None),
+        Replay::Gradients(r) => (Some(&r.g[..]), None),
+        Replay::Memory(r) => (Some(&r.g[..]), Some(r)),
+    };
     let g0 = frozen.map_or(g0, |gs| gs[0].clone());
     let mut u = HlstmUnroll {
         carry: carry.clone(),
@@ -940,9 +967,13 @@ pub fn unroll(
     };
     let mut st = carry.state;
     for (t, &w) in weights.iter().enumerate() {
-        let basis = u.basis(t);
+        let basis = match memory {
+            Some(r) => r.basis(t),
+            None => u.basis(t),
+        };
+        let st_t = memory.map_or(st, |r| r.states[t]);
         let gm = l2o_engine::oracle::gram(&basis);
-        let ev = cell_forward(cfg, phi, &gm, &st, eps_c);
+        let ev = cell_forward(cfg, phi, &gm, &st_t, eps_c);
         let comb = |kap: &[f64]| {
             let mut out = vec![0.0; n];
             for (j, v) in basis.iter().enumerate() {
@@ -960,7 +991,7 @@ pub fn unroll(
         let gn = frozen.map_or(gt, |gs| gs[t + 1].clone());
         let yt: Vec<f64> = gn.iter().zip(&u.g[t]).map(|(a, b)| a - b).collect();
         u.meta_loss += w * loss.eval(f, carry.f_start).0;
-        u.states.push(st);
+        u.states.push(st_t);
         st = ev.next;
         u.grams.push(gm);
         u.evals.push(ev);
@@ -975,8 +1006,8 @@ pub fn unroll(
     u
 }
 
-/// The frozen-gradient surrogate L̃(φ) of a recorded unroll: at the recording's φ its gradient is exactly the
-/// truncated meta-gradient of [`adjoint`].
+/// The frozen-gradient surrogate L̃(φ) of a recorded unroll (with `memory_grad = false`: gradients and memory
+/// frozen): at the recording's φ its gradient is exactly the truncated meta-gradient of [`adjoint`].
 #[allow(clippy::too_many_arguments)]
 pub fn surrogate(
     cfg: &HlstmConfig,
@@ -987,18 +1018,15 @@ pub fn surrogate(
     weights: &[f64],
     loss: MetaLoss,
     eps_c: f64,
+    memory_grad: bool,
 ) -> f64 {
+    let replay = if memory_grad {
+        Replay::Gradients(rec)
+    } else {
+        Replay::Memory(rec)
+    };
     unroll(
-        cfg,
-        phi,
-        lg,
-        b,
-        &rec.x[0],
-        &rec.carry,
-        weights,
-        loss,
-        eps_c,
-        Some(&rec.g),
+        cfg, phi, lg, b, &rec.x[0], &rec.carry, weights, loss, eps_c, replay,
     )
     .meta_loss
 }
@@ -1014,7 +1042,8 @@ fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
 }
 
 /// The hand-derived adjoint ∂L/∂φ of a recorded unroll (module docs), scaled by `scale` (1/B for a batch
-/// mean), added into `dphi`.
+/// mean), added into `dphi`. With `memory_grad = false` nothing flows back into the memory (λs, λc, λh = 0).
+#[allow(clippy::too_many_arguments)]
 pub fn adjoint(
     cfg: &HlstmConfig,
     phi: &[f64],
@@ -1023,6 +1052,7 @@ pub fn adjoint(
     loss: MetaLoss,
     scale: f64,
     dphi: &mut [f64],
+    memory_grad: bool,
 ) {
     let l = cfg.layout();
     let (m, k) = (l.m, l.k);
@@ -1051,6 +1081,9 @@ pub fn adjoint(
             &lku,
             dphi,
         );
+        if !memory_grad {
+            continue;
+        }
         let lv = |i: usize| {
             let mut out = vec![0.0; n];
             axpy(&mut out, ev.kc[i], &lc);

@@ -25,7 +25,7 @@ use l2o_engine::{
 use l2o_optim::{Optimizer, State};
 use l2o_tasks::Task;
 
-use crate::hlstm::{HlstmConfig, Layout, MetaLoss};
+use crate::hlstm::{HlstmConfig, HlstmTraining, Layout, MetaLoss};
 
 /// WGSL constants of a configuration (the `hlstm` family is specialised per architecture).
 pub fn defines(cfg: &HlstmConfig) -> String {
@@ -380,7 +380,13 @@ impl HlstmDevice {
     }
 
     /// Reverse step t (after `loss_weights`, with the adjoint store, λθ and dphi cleared before the sweep).
-    pub fn reverse_step(&self, ctx: &Context, t: usize) -> Result<Vec<Dispatch>> {
+    /// `memory_grad = false` stops the meta-gradient at the memory: no adjoint flows into s_i, c, h.
+    pub fn reverse_step(
+        &self,
+        ctx: &Context,
+        t: usize,
+        memory_grad: bool,
+    ) -> Result<Vec<Dispatch>> {
         let Some((ad, lt)) = &self.ad else {
             bail!("this HLSTM was built for evaluation (no adjoint store)");
         };
@@ -450,6 +456,9 @@ impl HlstmDevice {
             },
         )?);
         d.push(self.kernel(ctx, "cell_rev", t)?);
+        if !memory_grad {
+            return Ok(d);
+        }
         let mut inputs = lams.to_vec();
         inputs.extend(basis);
         let mut outs: Vec<Output> = (0..m as isize)
@@ -551,6 +560,7 @@ pub struct HlstmTrainer {
     grad: DBuf,
     weights: Vec<f64>,
     loss: MetaLoss,
+    memory_grad: bool,
     f_start: Vec<f64>,
     /// f(θ) at the start of the next unroll (the device records f_1..f_T only).
     f_now: std::cell::RefCell<Vec<f64>>,
@@ -565,15 +575,25 @@ impl HlstmTrainer {
         n: usize,
         batch: usize,
         weights: &[f64],
-        loss: MetaLoss,
+        training: &HlstmTraining,
     ) -> Result<Self> {
-        let dev = HlstmDevice::new(ctx, cfg, n, batch, weights.len(), weights, loss, true)?;
+        let dev = HlstmDevice::new(
+            ctx,
+            cfg,
+            n,
+            batch,
+            weights.len(),
+            weights,
+            training.loss,
+            true,
+        )?;
         Ok(Self {
             theta: ctx.zeros("theta", batch * n)?,
             grad: ctx.zeros("grad", batch * n)?,
             dev,
             weights: weights.to_vec(),
-            loss,
+            loss: training.loss,
+            memory_grad: training.memory_grad,
             f_start: vec![0.0; batch],
             f_now: std::cell::RefCell::new(vec![0.0; batch]),
             unroll: vec![],
@@ -612,7 +632,7 @@ impl HlstmTrainer {
         }
         u.push(d.loss_weights(ctx)?);
         for t in (0..d.tsteps).rev() {
-            u.extend(d.reverse_step(ctx, t)?);
+            u.extend(d.reverse_step(ctx, t, self.memory_grad)?);
         }
         self.unroll = u;
         self.carry_d = Some(d.carry(ctx)?);

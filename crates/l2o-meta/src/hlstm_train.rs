@@ -144,7 +144,7 @@ pub fn train_hlstm(
         on_epoch(&rec, state);
     }
     let weights = vec![1.0; tc.unroll];
-    let mut dev = HlstmTrainer::new(ctx, &cfg, val_task.dim(), tc.batch, &weights, ht.loss)?;
+    let mut dev = HlstmTrainer::new(ctx, &cfg, val_task.dim(), tc.batch, &weights, &ht)?;
     let unrolls = tc.horizon / tc.unroll;
     while state.epoch < tc.epochs {
         let e = state.epoch;
