@@ -803,3 +803,46 @@ impl Optimizer for HlstmOptimizer {
         ctx.submit(&self.steps[t])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `hlstm` family validates with naga for both cells and several memories (both precisions, no device),
+    /// and its default constants are those of the default architecture.
+    #[test]
+    fn hlstm_wgsl_validates_for_every_structure() {
+        assert_eq!(HLSTM.default_defines, defines(&HlstmConfig::default()));
+        for cell in [1, 2] {
+            for (m, hidden) in [(1, 1), (3, 16), (5, 32), (12, 64)] {
+                let cfg = HlstmConfig {
+                    cell,
+                    m,
+                    hidden,
+                    curvature_eps: None,
+                };
+                l2o_engine::shaders::validate_with(&HLSTM, &defines(&cfg))
+                    .unwrap_or_else(|e| panic!("cell {cell} m {m}: {e}"));
+            }
+        }
+    }
+
+    /// The parameter counts stated in docs/hlstm.md and README.
+    #[test]
+    fn parameter_counts() {
+        let count = |cell, m, hidden| {
+            HlstmConfig {
+                cell,
+                m,
+                hidden,
+                curvature_eps: None,
+            }
+            .layout()
+            .len
+        };
+        assert_eq!(count(1, 5, 32), 4093);
+        assert_eq!(count(2, 5, 32), 4606);
+        assert_eq!(count(1, 3, 16), 1157);
+        assert_eq!(count(2, 3, 16), 1350);
+    }
+}
