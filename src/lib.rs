@@ -6,6 +6,7 @@ pub use l2o_optim as optim;
 pub use l2o_tasks as tasks;
 
 pub mod bench;
+pub mod hlstm_bench;
 pub mod meta_bench;
 pub mod mlp_bench;
 pub mod policy_bench;

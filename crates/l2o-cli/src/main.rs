@@ -163,6 +163,10 @@ enum Cmd {
         /// Benchmark L-BFGS-π meta-gradients (s per outer step of K = 50, device vs f64 CPU reference) instead
         #[arg(long)]
         policy: bool,
+        /// Benchmark the Hilbert LSTM (meta-training and inference s per step, device vs f64 CPU reference)
+        /// instead
+        #[arg(long)]
+        hlstm: bool,
     },
 }
 
@@ -458,6 +462,33 @@ fn mlp_bench_cmd(
     report_bench(&l2o::mlp_bench::format_mlp_table(&rows, false), &[], md)
 }
 
+fn hlstm_bench_cmd(
+    dev: &DeviceArgs,
+    sizes: &str,
+    batches: &str,
+    markdown: Option<&PathBuf>,
+) -> Result<()> {
+    let ctx = dev.context()?;
+    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let mut skipped = vec![];
+    let rows = l2o::hlstm_bench::run_hlstm_bench(
+        &ctx,
+        &list::<usize>(sizes, "size")?,
+        &list::<usize>(batches, "batch")?,
+        3,
+        &mut |n, b, e| skipped.push(format!("n = {n}, B = {b}: {e:#}")),
+    )?;
+    let md = l2o::hlstm_bench::hlstm_markdown(&rows, &ctx.describe());
+    let file = markdown.map(|p| {
+        let mut m = md.clone();
+        for s in &skipped {
+            m.push_str(&format!("\nskipped: {s}"));
+        }
+        (p, m)
+    });
+    report_bench(&md, &skipped, file)
+}
+
 fn policy_bench_cmd(
     dev: &DeviceArgs,
     sizes: &str,
@@ -559,8 +590,11 @@ fn main() {
             mlp,
             data,
             policy,
+            hlstm,
         } => {
-            if *policy {
+            if *hlstm {
+                hlstm_bench_cmd(dev, sizes, batches, markdown.as_ref())
+            } else if *policy {
                 policy_bench_cmd(dev, sizes, batches, markdown.as_ref())
             } else if *mlp {
                 mlp_bench_cmd(dev, batches, data.as_deref(), markdown.as_ref())
