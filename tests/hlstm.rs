@@ -480,7 +480,7 @@ fn rotation_equivariance() {
 
 use l2o::engine::{Context, Precision};
 use l2o::meta::hlstm_gpu::{HlstmOptimizer, HlstmTrainer};
-use l2o::optim::{RunOptions, run};
+use l2o::optim::{Optimizer, RunOptions, run};
 use l2o::tasks::{Quadratic, Task};
 use l2o::testing::{Tol, ctx, each_precision};
 
@@ -787,6 +787,8 @@ fn one_checkpoint_runs_at_every_dimension() {
         let t = l2o::tasks::make_task(&c, task, n, 1, 3).unwrap();
         let mut opt = HlstmOptimizer::from_checkpoint(&path).unwrap();
         assert_eq!(opt.phi, st.best_phi);
+        // the generic loader gives the same optimizer
+        assert_eq!(l2o::meta::load_optimizer(&path).unwrap().name(), opt.name());
         let o = RunOptions {
             steps,
             eps_g: 0.0,
