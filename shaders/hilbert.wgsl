@@ -37,15 +37,10 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> scal: array<Real>;
 @group(0) @binding(6) var<storage, read> status: array<u32>;
 
-const WG: u32 = 256u;
-const ITEMS: u32 = 16u;
-const CHUNK: u32 = 4096u;
 const MAX_IN: u32 = 32u;
 const STORE_Y: u32 = 0x80000000u;
 const ACCUM: u32 = 0x40000000u;
 const OFFSET_MASK: u32 = 0x3fffffffu;
-
-var<workgroup> sh: array<Real, 256>;
 
 // Element index of coordinate 0 of problem b's vector for an operand code.
 fn base(code: u32, b: u32) -> u32 {
@@ -80,17 +75,6 @@ fn dots_small(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc = acc + load(ca, ia + i) * load(cb, ib + i);
     }
     write_dot(q, b, acc);
-}
-
-fn tree(lid: u32) {
-    var s = WG / 2u;
-    loop {
-        if (s == 0u) { break; }
-        workgroupBarrier();
-        if (lid < s) { sh[lid] = sh[lid] + sh[lid + s]; }
-        s = s / 2u;
-    }
-    workgroupBarrier();
 }
 
 @compute @workgroup_size(256)

@@ -23,11 +23,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> partial: array<Real>;
 @group(0) @binding(4) var<storage, read_write> scal: array<Real>;
 
-const WG: u32 = 256u;
-const ITEMS: u32 = 16u;
-const CHUNK: u32 = 4096u;
-
-var<workgroup> sh: array<Real, 256>;
 
 fn pair_ij(pair: u32) -> vec2<u32> {
     var i = 0u;
@@ -39,17 +34,6 @@ fn pair_ij(pair: u32) -> vec2<u32> {
         i = i + 1u;
     }
     return vec2<u32>(i, i + rem);
-}
-
-fn tree(lid: u32) {
-    var s = WG / 2u;
-    loop {
-        if (s == 0u) { break; }
-        workgroupBarrier();
-        if (lid < s) { sh[lid] = sh[lid] + sh[lid + s]; }
-        s = s / 2u;
-    }
-    workgroupBarrier();
 }
 
 fn write_out(pair: u32, b: u32, v: Real) {

@@ -96,11 +96,7 @@ pub fn run_hlstm_bench(
                 }
                 let train_cpu = t1.elapsed().as_secs_f64() / tt as f64;
                 let steps = 20;
-                let o = RunOptions {
-                    steps,
-                    eps_g: 0.0,
-                    check_every: 0,
-                };
+                let o = RunOptions::fixed(steps);
                 let mut opt = HlstmOptimizer::new(cfg, phi.clone())?;
                 run(ctx, task.as_ref(), &mut opt, &o, &mut |_| {})?;
                 let t2 = Instant::now();

@@ -630,11 +630,7 @@ fn device_cell2_initialisation_is_lbfgs() {
     let mut rng = StdRng::seed_from_u64(3);
     let task = device_quadratics(&c, &mut rng, n, batch);
     let mut opt = HlstmOptimizer::new(cfg, cfg.init(1)).unwrap();
-    let o = RunOptions {
-        steps,
-        eps_g: 0.0,
-        check_every: 0,
-    };
+    let o = RunOptions::fixed(steps);
     let tr = run(&c, &task, &mut opt, &o, &mut |_| {}).unwrap();
     let lcfg = LbfgsConfig {
         m: 5,
@@ -687,11 +683,7 @@ fn device_rotation_equivariance() {
         let task = Quadratic::from_parts(c, n, 1, w.clone(), y.clone(), x0).unwrap();
         let q = random_orthogonal(&mut rng, n);
         let rot = rotated(c, &task, &w, &y, &q);
-        let o = RunOptions {
-            steps: 10,
-            eps_g: 0.0,
-            check_every: 0,
-        };
+        let o = RunOptions::fixed(10);
         let deviation = |a: &[f64], b: &[f64]| {
             let qa = matvec(&q, a);
             l2o::engine::oracle::max_rel_err(b, &qa)
@@ -789,11 +781,7 @@ fn one_checkpoint_runs_at_every_dimension() {
         assert_eq!(opt.phi, st.best_phi);
         // the generic loader gives the same optimizer
         assert_eq!(l2o::meta::load_optimizer(&path).unwrap().name(), opt.name());
-        let o = RunOptions {
-            steps,
-            eps_g: 0.0,
-            check_every: 0,
-        };
+        let o = RunOptions::fixed(steps);
         let tr = run(&c, t.as_ref(), &mut opt, &o, &mut |_| {}).unwrap();
         let (f0, f) = (tr.f[0][0], tr.f[steps][0]);
         eprintln!("{task} n = {n}: f {f0:.4e} → {f:.4e} in {steps} steps");

@@ -184,11 +184,7 @@ fn device_lbfgs_policy_matches_cpu_reference() {
         for (i, task) in tasks.iter().enumerate() {
             let phi = random_phi(&cfg, 30 + i as u64, 0.05);
             let mut opt = Lbfgs::with_policy(cfg, phi.clone()).unwrap();
-            let o = RunOptions {
-                steps,
-                eps_g: 0.0,
-                check_every: 0,
-            };
+            let o = RunOptions::fixed(steps);
             let tr = run(c, task.as_ref(), &mut opt, &o, &mut |_| {}).unwrap();
             let (n, bt) = (task.dim(), task.batch());
             let x0 = task.initial_point();

@@ -190,11 +190,7 @@ fn runs_on_one_minibatch_task_see_the_same_minibatches() {
     let c = l2o::testing::ctx(Precision::F32).expect("an adapter");
     let cfg = configs().remove(0);
     let task = Mlp::new(&c, data, cfg, 2, 9).unwrap();
-    let o = RunOptions {
-        steps: 5,
-        eps_g: 0.0,
-        check_every: 0,
-    };
+    let o = RunOptions::fixed(5);
     let go = || {
         run(
             &c,

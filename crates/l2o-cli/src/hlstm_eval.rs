@@ -10,10 +10,10 @@ use l2o_meta::hlstm::HlstmConfig;
 use l2o_meta::hlstm_gpu::HlstmOptimizer;
 use l2o_meta::optimizer::LstmOptimizer;
 use l2o_meta::state::{TrainState, epoch_seed, test_seed};
-use l2o_optim::{FirstOrder, Lbfgs, LbfgsConfig, LineSearch, Optimizer, RunOptions, Trace, run};
+use l2o_optim::{Optimizer, RunOptions, Trace, run};
 use l2o_tasks::build_task;
 
-use crate::learned::{EvalArgs, fixed_rates, kind_of, rate_for};
+use crate::learned::{Competitors, EvalArgs, fixed_rates};
 use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
 
 /// f of problem b at the last iterate reached within `k` gradient evaluations (line searches spend several per
@@ -103,11 +103,7 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let opts = a.mlp.options(&st.train.task_options)?;
     let trained = st.best_epoch > 0;
-    let o = RunOptions {
-        steps,
-        eps_g: 0.0,
-        check_every: 0,
-    };
+    let o = RunOptions::fixed(steps);
     let init_name = if cfg.cell == 2 {
         "HLSTM init (= L-BFGS, step 1)"
     } else {
@@ -152,29 +148,15 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
                 &mut HlstmOptimizer::new(cfg, cfg.init(st.train.seed))?,
             )?;
         }
-        let mut train_task = None;
-        for name in &names {
-            let ls = match name.as_str() {
-                "lbfgs-armijo" => Some(LineSearch::armijo()),
-                "lbfgs-constant" => Some(LineSearch::Constant),
-                "lbfgs-wolfe" => Some(LineSearch::wolfe()),
-                _ => None,
-            };
-            if let Some(ls) = ls {
-                go(
-                    name.clone(),
-                    &mut Lbfgs::new(LbfgsConfig {
-                        m: cfg.m,
-                        line_search: ls,
-                        ..LbfgsConfig::default()
-                    }),
-                )?;
-                continue;
-            }
-            let kind = kind_of(name)?;
-            if train_task.is_none() && !lrs.iter().any(|(k, _)| k == name) {
-                // tuned on training problems of this dimension (first epoch's seed), never on the test set
-                train_task = Some(build_task(
+        let mut comp = Competitors::new(
+            &ctx,
+            cfg.m,
+            lrs.clone(),
+            grid.clone(),
+            steps,
+            // tuned on training problems of this dimension (first epoch's seed), never on the test set
+            Box::new(|| {
+                build_task(
                     &ctx,
                     &task_name,
                     dim,
@@ -182,13 +164,12 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
                     a.tune_batch.unwrap_or(a.batch),
                     epoch_seed(st.train.seed, 0),
                     false,
-                )?);
-            }
-            let lr = match &train_task {
-                Some(t) => rate_for(&ctx, name, kind, &lrs, t.as_ref(), &grid, steps)?,
-                None => rate_for(&ctx, name, kind, &lrs, test.as_ref(), &grid, steps)?,
-            };
-            go(format!("{name} (lr {lr})"), &mut FirstOrder::new(kind, lr))?;
+                )
+            }),
+        );
+        for name in &names {
+            let mut opt = comp.make(name)?;
+            go(opt.name(), opt.as_mut())?;
         }
         if let Some(p) = &a.l2l {
             go(
@@ -222,7 +203,7 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
                 });
             }
             md.push('\n');
-            let key = label.split(" (lr").next().unwrap_or(label).to_string();
+            let key = label.split("(lr=").next().unwrap_or(label).to_string();
             match rows.iter_mut().find(|r| r.0 == key) {
                 Some(r) => r.1.extend(cells),
                 None => {

@@ -517,6 +517,79 @@ pub(crate) fn rate_for(
     Ok(r.best_lr)
 }
 
+/// The competitors of an evaluation, by name: `lbfgs-armijo` (alias `lbfgs-btls`), `lbfgs-constant`
+/// (`lbfgs-b`), `lbfgs-wolfe` with memory m, or a first-order method whose rate `--lr` fixes or the tuner picks
+/// on training problems (`tune_on`, built once, on first need — never the test problems).
+pub(crate) struct Competitors<'a> {
+    pub ctx: &'a l2o_engine::Context,
+    pub m: usize,
+    pub lrs: Vec<(String, f64)>,
+    pub grid: Vec<f64>,
+    pub steps: usize,
+    pub tune_on: Box<dyn Fn() -> Result<Box<dyn l2o_tasks::Task>> + 'a>,
+    tuned_on: Option<Box<dyn l2o_tasks::Task>>,
+}
+
+impl<'a> Competitors<'a> {
+    pub fn new(
+        ctx: &'a l2o_engine::Context,
+        m: usize,
+        lrs: Vec<(String, f64)>,
+        grid: Vec<f64>,
+        steps: usize,
+        tune_on: Box<dyn Fn() -> Result<Box<dyn l2o_tasks::Task>> + 'a>,
+    ) -> Self {
+        Self {
+            ctx,
+            m,
+            lrs,
+            grid,
+            steps,
+            tune_on,
+            tuned_on: None,
+        }
+    }
+
+    pub fn make(&mut self, name: &str) -> Result<Box<dyn l2o_optim::Optimizer>> {
+        let ls = match name {
+            "lbfgs-armijo" | "lbfgs-btls" => Some(l2o_optim::LineSearch::armijo()),
+            "lbfgs-constant" | "lbfgs-b" => Some(l2o_optim::LineSearch::Constant),
+            "lbfgs-wolfe" => Some(l2o_optim::LineSearch::wolfe()),
+            _ => None,
+        };
+        if let Some(ls) = ls {
+            return Ok(Box::new(l2o_optim::Lbfgs::new(l2o_optim::LbfgsConfig {
+                m: self.m,
+                line_search: ls,
+                ..l2o_optim::LbfgsConfig::default()
+            })));
+        }
+        let kind = kind_of(name)?;
+        if self.tuned_on.is_none() && !self.lrs.iter().any(|(k, _)| k == name) {
+            self.tuned_on = Some((self.tune_on)()?);
+        }
+        let lr = match &self.tuned_on {
+            Some(t) => rate_for(
+                self.ctx,
+                name,
+                kind,
+                &self.lrs,
+                t.as_ref(),
+                &self.grid,
+                self.steps,
+            )?,
+            // every rate fixed by --lr: no tuning task needed
+            None => self
+                .lrs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, lr)| *lr)
+                .expect("a rate fixed by --lr"),
+        };
+        Ok(Box::new(FirstOrder::new(kind, lr)))
+    }
+}
+
 pub(crate) fn kind_of(name: &str) -> Result<l2o_optim::Kind> {
     let n = if name == "nag" { "nesterov" } else { name };
     parse_kind(n).ok_or_else(|| {
@@ -588,11 +661,7 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
         test_seed(st.train.seed),
         true,
     )?;
-    let o = RunOptions {
-        steps,
-        eps_g: 0.0,
-        check_every: 0,
-    };
+    let o = RunOptions::fixed(steps);
     let mut traces = vec![];
     let pb = bar(steps as u64, "lstm".into());
     let mut lstm = LstmOptimizer::new(st.lstm, st.best_phi.clone())?;

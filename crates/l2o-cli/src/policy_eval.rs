@@ -10,12 +10,10 @@ use anyhow::{Context as _, Result, bail};
 use l2o_meta::state::{TrainState, epoch_seed, test_seed};
 use l2o_optim::compare::{log_ratio_index, win_tie};
 use l2o_optim::step_policy::PolicyConfig;
-use l2o_optim::{
-    FirstOrder, Lbfgs, LbfgsConfig, LineSearch, Optimizer, RunOptions, Trace, run, summarize,
-};
+use l2o_optim::{Lbfgs, Optimizer, RunOptions, Trace, run, summarize};
 use l2o_tasks::build_task;
 
-use crate::learned::{EvalArgs, fixed_rates, kind_of, rate_for};
+use crate::learned::{Competitors, EvalArgs, fixed_rates};
 use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
 
 pub fn policy_eval(
@@ -68,26 +66,15 @@ pub fn policy_eval(
         Ok(())
     };
     go(&mut Lbfgs::with_policy(pc, st.best_phi.clone())?)?;
-    let mut train_task = None;
-    for name in &names {
-        let ls = match name.as_str() {
-            "lbfgs-armijo" | "lbfgs-btls" => Some(LineSearch::armijo()),
-            "lbfgs-constant" | "lbfgs-b" => Some(LineSearch::Constant),
-            "lbfgs-wolfe" => Some(LineSearch::wolfe()),
-            _ => None,
-        };
-        if let Some(ls) = ls {
-            go(&mut Lbfgs::new(LbfgsConfig {
-                m: pc.m,
-                line_search: ls,
-                ..LbfgsConfig::default()
-            }))?;
-            continue;
-        }
-        let kind = kind_of(name)?;
-        if train_task.is_none() && !lrs.iter().any(|(k, _)| k == name) {
-            // tuned on training problems (first epoch's seed, training images), never on the test set
-            train_task = Some(build_task(
+    let mut comp = Competitors::new(
+        &ctx,
+        pc.m,
+        lrs,
+        grid,
+        steps,
+        // tuned on training problems (first epoch's seed, training images), never on the test set
+        Box::new(|| {
+            build_task(
                 &ctx,
                 &task_name,
                 dim,
@@ -95,13 +82,11 @@ pub fn policy_eval(
                 a.tune_batch.unwrap_or(a.batch),
                 epoch_seed(st.train.seed, 0),
                 false,
-            )?);
-        }
-        let lr = match &train_task {
-            Some(t) => rate_for(&ctx, name, kind, &lrs, t.as_ref(), &grid, steps)?,
-            None => rate_for(&ctx, name, kind, &lrs, test.as_ref(), &grid, steps)?,
-        };
-        go(&mut FirstOrder::new(kind, lr))?;
+            )
+        }),
+    );
+    for name in &names {
+        go(comp.make(name)?.as_mut())?;
     }
     if runs.len() < 2 {
         bail!("no competitors: give --vs");

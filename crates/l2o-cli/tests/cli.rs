@@ -342,7 +342,7 @@ fn hlstm_train_and_eval() {
     assert!(ok, "{out}\n{err}");
     let s = std::fs::read_to_string(dir.join("eval/summary.md")).unwrap();
     assert!(
-        s.contains("HLSTM") && s.contains("n = 12 K = 6") && s.contains("lbfgs-constant"),
+        s.contains("HLSTM") && s.contains("n = 12 K = 6") && s.contains("lbfgs(m=2,constant)"),
         "{s}"
     );
     assert!(dir.join("eval/n12/progress.svg").exists());

@@ -49,7 +49,10 @@ impl ShaderFamily {
 
 pub static REDUCE: ShaderFamily = ShaderFamily {
     name: "reduce",
-    body: include_str!("../../../shaders/reduce.wgsl"),
+    body: concat!(
+        include_str!("../../../shaders/tree.wgsl"),
+        include_str!("../../../shaders/reduce.wgsl")
+    ),
     layout: &[U, R, R, W, W],
     entries: &["partial_main", "finish_main"],
     default_defines: "",
@@ -118,7 +121,10 @@ pub static POLICY: ShaderFamily = ShaderFamily {
 
 pub static HILBERT: ShaderFamily = ShaderFamily {
     name: "hilbert",
-    body: include_str!("../../../shaders/hilbert.wgsl"),
+    body: concat!(
+        include_str!("../../../shaders/tree.wgsl"),
+        include_str!("../../../shaders/hilbert.wgsl")
+    ),
     layout: &[U, R, W, W, W, W, R],
     entries: &["dots_small", "dots_partial", "dots_finish", "combine"],
     default_defines: "",

@@ -16,13 +16,11 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use l2o_engine::Context;
 use l2o_optim::{RunOptions, Trace, run};
-use l2o_tasks::{Task, build_task};
+use l2o_tasks::Task;
 
 use crate::hlstm::{HlstmConfig, HlstmTraining};
 use crate::hlstm_gpu::{HlstmOptimizer, HlstmTrainer};
-use crate::lstm::LstmConfig;
-use crate::metaopt::MetaOptState;
-use crate::state::{EpochRecord, TrainConfig, TrainState, epoch_seed, validation_seed};
+use crate::state::{EpochRecord, TrainConfig, TrainState};
 use crate::train::{UnrollProgress, apply_update, finish_epoch};
 
 /// log10(f_k / f_0) of every problem of a trace after k steps (floored at 1e-20; a non-finite f gives +∞).
@@ -51,11 +49,7 @@ pub fn evaluate_hlstm(
         ctx,
         task,
         &mut HlstmOptimizer::new(*cfg, phi.to_vec())?,
-        &RunOptions {
-            steps,
-            eps_g: 0.0,
-            check_every: 0,
-        },
+        &RunOptions::fixed(steps),
         &mut |_| {},
     )?;
     let v = log_progress(&tr, steps);
@@ -69,39 +63,17 @@ pub fn new_hlstm_state(
     train: TrainConfig,
 ) -> Result<TrainState> {
     cfg.validate()?;
-    if train.unroll == 0 || train.horizon == 0 || train.horizon % train.unroll != 0 {
-        bail!(
-            "the horizon ({}) must be a positive multiple of the unroll length ({})",
-            train.horizon,
-            train.unroll
-        );
-    }
-    if train.dim == 0 || train.batch == 0 || train.val_batch == 0 {
-        bail!("dimension, batch and validation batch must be positive");
-    }
+    train.validate("unroll length")?;
     if let Some(c) = training.clip
         && !(c > 0.0 && c.is_finite())
     {
         bail!("the meta-gradient clip must be a positive number, got {c}");
     }
     let phi = cfg.init(train.seed);
-    let metaopt = MetaOptState::by_name(&train.meta_optimizer, phi.len(), train.meta_lr)?;
     Ok(TrainState {
-        lstm: LstmConfig::default(),
-        policy: None,
         hlstm: Some(cfg),
         hlstm_training: Some(training),
-        train,
-        epoch: 0,
-        updates: 0,
-        best_phi: phi.clone(),
-        phi,
-        best_val: None,
-        best_epoch: 0,
-        metaopt,
-        skipped_total: 0,
-        skipped_in_row: 0,
-        history: vec![],
+        ..TrainState::start(train, phi)?
     })
 }
 
@@ -119,15 +91,7 @@ pub fn train_hlstm(
     };
     let ht = state.hlstm_training.unwrap_or_default();
     let tc = state.train.clone();
-    let val_task = build_task(
-        ctx,
-        &tc.task,
-        tc.dim,
-        &tc.task_options,
-        tc.val_batch,
-        validation_seed(tc.seed),
-        false,
-    )?;
+    let val_task = tc.validation_task(ctx)?;
     let mut validate = |phi: &[f64]| evaluate_hlstm(ctx, &cfg, phi, val_task.as_ref(), tc.horizon);
     if state.epoch == 0 && state.best_val.is_none() {
         let v = validate(&state.phi)?;
@@ -148,15 +112,7 @@ pub fn train_hlstm(
     let unrolls = tc.horizon / tc.unroll;
     while state.epoch < tc.epochs {
         let e = state.epoch;
-        let task = build_task(
-            ctx,
-            &tc.task,
-            tc.dim,
-            &tc.task_options,
-            tc.batch,
-            epoch_seed(tc.seed, e),
-            false,
-        )?;
+        let task = tc.epoch_task(ctx, e)?;
         dev.bind(ctx, task.as_ref())?;
         let (mut total, mut counted, mut skipped) = (0.0, 0, 0);
         for u in 0..unrolls {

@@ -17,45 +17,20 @@ use anyhow::{Result, bail};
 use l2o_engine::Context;
 use l2o_optim::step_policy::PolicyConfig;
 use l2o_optim::{Lbfgs, RunOptions, run};
-use l2o_tasks::{Task, build_task};
+use l2o_tasks::Task;
 
-use crate::lstm::LstmConfig;
-use crate::metaopt::MetaOptState;
 use crate::policy_gpu::PolicyTrainer;
-use crate::state::{EpochRecord, TrainConfig, TrainState, epoch_seed, validation_seed};
+use crate::state::{EpochRecord, TrainConfig, TrainState};
 use crate::train::{UnrollProgress, apply_update, finish_epoch};
 
 /// A fresh policy training state: φ initialised from `seed`.
 pub fn new_policy_state(policy: PolicyConfig, train: TrainConfig) -> Result<TrainState> {
     policy.validate()?;
-    if train.unroll == 0 || train.horizon == 0 || train.horizon % train.unroll != 0 {
-        bail!(
-            "the horizon ({}) must be a positive multiple of the inner steps per outer step ({})",
-            train.horizon,
-            train.unroll
-        );
-    }
-    if train.dim == 0 || train.batch == 0 || train.val_batch == 0 {
-        bail!("dimension, batch and validation batch must be positive");
-    }
+    train.validate("inner steps per outer step")?;
     let phi = policy.init(train.seed);
-    let metaopt = MetaOptState::by_name(&train.meta_optimizer, phi.len(), train.meta_lr)?;
     Ok(TrainState {
-        lstm: LstmConfig::default(),
         policy: Some(policy),
-        hlstm: None,
-        hlstm_training: None,
-        train,
-        epoch: 0,
-        updates: 0,
-        best_phi: phi.clone(),
-        phi,
-        best_val: None,
-        best_epoch: 0,
-        metaopt,
-        skipped_total: 0,
-        skipped_in_row: 0,
-        history: vec![],
+        ..TrainState::start(train, phi)?
     })
 }
 
@@ -74,11 +49,7 @@ pub fn evaluate_policy(
         ctx,
         task,
         &mut Lbfgs::with_policy(*cfg, phi.to_vec())?,
-        &RunOptions {
-            steps,
-            eps_g: 0.0,
-            check_every: 0,
-        },
+        &RunOptions::fixed(steps),
         &mut |_| {},
     )?;
     let mut s = 0.0;
@@ -108,28 +79,12 @@ pub fn train_policy(
     };
     let tc = state.train.clone();
     let weights = vec![1.0; tc.unroll];
-    let val_task = build_task(
-        ctx,
-        &tc.task,
-        tc.dim,
-        &tc.task_options,
-        tc.val_batch,
-        validation_seed(tc.seed),
-        false,
-    )?;
+    let val_task = tc.validation_task(ctx)?;
     let mut dev = PolicyTrainer::new(ctx, &cfg, val_task.dim(), tc.batch, &weights)?;
     let outer = tc.horizon / tc.unroll;
     while state.epoch < tc.epochs {
         let e = state.epoch;
-        let task = build_task(
-            ctx,
-            &tc.task,
-            tc.dim,
-            &tc.task_options,
-            tc.batch,
-            epoch_seed(tc.seed, e),
-            false,
-        )?;
+        let task = tc.epoch_task(ctx, e)?;
         dev.bind(ctx, task.as_ref())?;
         let x0 = task.initial_point();
         let n = task.dim();

@@ -33,6 +33,59 @@ pub struct TrainConfig {
     pub task_options: l2o_tasks::TaskOptions,
 }
 
+impl TrainConfig {
+    /// The checks every learned optimizer's training shares: the horizon is a positive multiple of the unroll
+    /// (`unroll_name`: what one meta-update spans), and the dimension and batches are positive.
+    pub fn validate(&self, unroll_name: &str) -> anyhow::Result<()> {
+        if self.unroll == 0 || self.horizon == 0 || self.horizon % self.unroll != 0 {
+            anyhow::bail!(
+                "the horizon ({}) must be a positive multiple of the {unroll_name} ({})",
+                self.horizon,
+                self.unroll
+            );
+        }
+        if self.dim == 0 || self.batch == 0 || self.val_batch == 0 {
+            anyhow::bail!("dimension, batch and validation batch must be positive");
+        }
+        Ok(())
+    }
+
+    /// B problems of the training task drawn with `seed` (training images for MNIST).
+    pub fn task(
+        &self,
+        ctx: &l2o_engine::Context,
+        batch: usize,
+        seed: u64,
+    ) -> anyhow::Result<Box<dyn l2o_tasks::Task>> {
+        l2o_tasks::build_task(
+            ctx,
+            &self.task,
+            self.dim,
+            &self.task_options,
+            batch,
+            seed,
+            false,
+        )
+    }
+
+    /// The fixed validation problems.
+    pub fn validation_task(
+        &self,
+        ctx: &l2o_engine::Context,
+    ) -> anyhow::Result<Box<dyn l2o_tasks::Task>> {
+        self.task(ctx, self.val_batch, validation_seed(self.seed))
+    }
+
+    /// The training problems of epoch e.
+    pub fn epoch_task(
+        &self,
+        ctx: &l2o_engine::Context,
+        e: usize,
+    ) -> anyhow::Result<Box<dyn l2o_tasks::Task>> {
+        self.task(ctx, self.batch, epoch_seed(self.seed, e))
+    }
+}
+
 /// One line of the training log (and of the CSV).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
@@ -73,6 +126,31 @@ pub struct TrainState {
     pub skipped_total: usize,
     pub skipped_in_row: usize,
     pub history: Vec<EpochRecord>,
+}
+
+impl TrainState {
+    /// Epoch 0 of a run from φ: best φ = φ, nothing validated yet, a fresh meta-optimizer; no learned optimizer
+    /// named yet (the caller sets `lstm`, `policy` or `hlstm`).
+    pub fn start(train: TrainConfig, phi: Vec<f64>) -> anyhow::Result<Self> {
+        let metaopt = MetaOptState::by_name(&train.meta_optimizer, phi.len(), train.meta_lr)?;
+        Ok(Self {
+            lstm: LstmConfig::default(),
+            policy: None,
+            hlstm: None,
+            hlstm_training: None,
+            train,
+            epoch: 0,
+            updates: 0,
+            best_phi: phi.clone(),
+            phi,
+            best_val: None,
+            best_epoch: 0,
+            metaopt,
+            skipped_total: 0,
+            skipped_in_row: 0,
+            history: vec![],
+        })
+    }
 }
 
 /// Seed of the problems of epoch e (SplitMix64 of the pair, so epochs never share a seed with validation).

@@ -9,46 +9,22 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use l2o_engine::Context;
 use l2o_optim::{RunOptions, run};
-use l2o_tasks::{Task, build_task};
+use l2o_tasks::Task;
 
 use crate::checkpoint;
 use crate::gpu::L2lTrainer;
 use crate::lstm::{LstmConfig, unit_weights};
-use crate::metaopt::MetaOptState;
 use crate::optimizer::LstmOptimizer;
-use crate::state::{EpochRecord, TrainConfig, TrainState, epoch_seed, validation_seed};
+use crate::state::{EpochRecord, TrainConfig, TrainState};
 
 /// A fresh training state: φ initialised from `seed`.
 pub fn new_state(lstm: LstmConfig, train: TrainConfig) -> Result<TrainState> {
     lstm.validate()?;
-    if train.unroll == 0 || train.horizon == 0 || train.horizon % train.unroll != 0 {
-        bail!(
-            "the horizon ({}) must be a positive multiple of the unroll length ({})",
-            train.horizon,
-            train.unroll
-        );
-    }
-    if train.dim == 0 || train.batch == 0 || train.val_batch == 0 {
-        bail!("dimension, batch and validation batch must be positive");
-    }
+    train.validate("unroll length")?;
     let phi = lstm.init(train.seed);
-    let metaopt = MetaOptState::by_name(&train.meta_optimizer, phi.len(), train.meta_lr)?;
     Ok(TrainState {
         lstm,
-        policy: None,
-        hlstm: None,
-        hlstm_training: None,
-        train,
-        epoch: 0,
-        updates: 0,
-        best_phi: phi.clone(),
-        phi,
-        best_val: None,
-        best_epoch: 0,
-        metaopt,
-        skipped_total: 0,
-        skipped_in_row: 0,
-        history: vec![],
+        ..TrainState::start(train, phi)?
     })
 }
 
@@ -75,17 +51,7 @@ pub fn mean_loss(
     task: &dyn Task,
     steps: usize,
 ) -> Result<f64> {
-    let tr = run(
-        ctx,
-        task,
-        opt,
-        &RunOptions {
-            steps,
-            eps_g: 0.0,
-            check_every: 0,
-        },
-        &mut |_| {},
-    )?;
+    let tr = run(ctx, task, opt, &RunOptions::fixed(steps), &mut |_| {})?;
     let mut s = 0.0;
     for row in &tr.f[1..] {
         s += row.iter().sum::<f64>();
@@ -180,15 +146,7 @@ pub fn train(
 ) -> Result<()> {
     let tc = state.train.clone();
     let weights = unit_weights(tc.unroll);
-    let val_task = build_task(
-        ctx,
-        &tc.task,
-        tc.dim,
-        &tc.task_options,
-        tc.val_batch,
-        validation_seed(tc.seed),
-        false,
-    )?;
+    let val_task = tc.validation_task(ctx)?;
     // (for MNIST the dimension follows from the network: take it from the task)
     let mut dev = L2lTrainer::new(
         ctx,
@@ -201,15 +159,7 @@ pub fn train(
     let unrolls = tc.horizon / tc.unroll;
     while state.epoch < tc.epochs {
         let e = state.epoch;
-        let task = build_task(
-            ctx,
-            &tc.task,
-            tc.dim,
-            &tc.task_options,
-            tc.batch,
-            epoch_seed(tc.seed, e),
-            false,
-        )?;
+        let task = tc.epoch_task(ctx, e)?;
         dev.bind(ctx, task.as_ref())?;
         let mut total = 0.0;
         let mut counted = 0;

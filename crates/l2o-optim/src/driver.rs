@@ -17,6 +17,17 @@ pub struct RunOptions {
     pub check_every: usize,
 }
 
+impl RunOptions {
+    /// Exactly `steps` steps: no convergence test, no early-stop checks (meta-training, validation, tuning).
+    pub fn fixed(steps: usize) -> Self {
+        Self {
+            steps,
+            eps_g: 0.0,
+            check_every: 0,
+        }
+    }
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         Self {

@@ -42,17 +42,7 @@ pub fn tune(
         let mut count = 0usize;
         for task in tasks {
             let mut opt = FirstOrder::new(kind, lr);
-            let t = run(
-                ctx,
-                *task,
-                &mut opt,
-                &RunOptions {
-                    steps,
-                    eps_g: 0.0,
-                    check_every: 0,
-                },
-                &mut |_| {},
-            )?;
+            let t = run(ctx, *task, &mut opt, &RunOptions::fixed(steps), &mut |_| {})?;
             let last = &t.f[t.steps()];
             if last.iter().any(|v| !v.is_finite()) {
                 total = f64::INFINITY;
