@@ -563,7 +563,7 @@ pub struct HlstmTrainer {
     memory_grad: bool,
     f_start: Vec<f64>,
     /// f(θ) at the start of the next unroll (the device records f_1..f_T only).
-    f_now: std::cell::RefCell<Vec<f64>>,
+    f_now: Vec<f64>,
     unroll: Vec<Dispatch>,
     carry_d: Option<Dispatch>,
 }
@@ -595,7 +595,7 @@ impl HlstmTrainer {
             loss: training.loss,
             memory_grad: training.memory_grad,
             f_start: vec![0.0; batch],
-            f_now: std::cell::RefCell::new(vec![0.0; batch]),
+            f_now: vec![0.0; batch],
             unroll: vec![],
             carry_d: None,
         })
@@ -644,7 +644,7 @@ impl HlstmTrainer {
         ctx.submit_after_clear(&[&d.tr], &first)?;
         let l = ctx.read(&d.lrec)?;
         self.f_start = (0..d.batch).map(|b| l[b * 2 * (d.tsteps + 1)]).collect();
-        *self.f_now.borrow_mut() = self.f_start.clone();
+        self.f_now = self.f_start.clone();
         d.reset_state(ctx, &self.f_start)
     }
 
@@ -657,7 +657,7 @@ impl HlstmTrainer {
     }
 
     /// One unroll from the current state with φ: forward sweep, reverse sweep, one readback.
-    pub fn run(&self, ctx: &Context, phi: &[f64]) -> Result<HlstmUnrollResult> {
+    pub fn run(&mut self, ctx: &Context, phi: &[f64]) -> Result<HlstmUnrollResult> {
         let d = &self.dev;
         if self.unroll.is_empty() {
             bail!("run before bind");
@@ -669,7 +669,7 @@ impl HlstmTrainer {
         let (tt, bt, pl) = (d.tsteps, d.batch, d.lay.len);
         let mut losses = vec![0.0; bt * (tt + 1)];
         let mut meta = 0.0;
-        let mut f_now = self.f_now.borrow_mut();
+        let f_now = &mut self.f_now;
         for b in 0..bt {
             for t in 0..=tt {
                 let f = if t == 0 {
