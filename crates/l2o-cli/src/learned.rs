@@ -83,7 +83,7 @@ pub struct TrainArgs {
     #[arg(long)]
     horizon: Option<usize>,
     /// Unroll length of truncated BPTT, one meta-update per unroll [lstm: T = 20; lbfgs-policy: K = 50 inner
-    /// steps per outer step; hlstm: 10]
+    /// steps per outer step; hlstm: 1, one greedy step per meta-update]
     #[arg(long)]
     unroll: Option<usize>,
     /// Meta-iterations (each on a fresh batch of problems)
@@ -237,7 +237,7 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     let (horizon, unroll, metaopt, lr) = match kind {
         Learned::Lstm => (100, 20, "adam", 0.01),
         Learned::Policy => (400, 50, "adadelta", 1.0),
-        Learned::Hlstm => (50, 10, "adam", 1e-3),
+        Learned::Hlstm => (50, 1, "adam", 1e-3),
     };
     let tc = TrainConfig {
         task: a.task.clone(),
