@@ -404,7 +404,10 @@ fn bad_inputs_are_errors() {
     );
     let e = err_text(make_task(&ctx, "rosenbrok", 4, 1, 0));
     assert!(
-        e.contains("rosenbrok") && e.contains("quadratic, rosenbrock, logistic"),
+        e.contains("rosenbrok")
+            && e.contains(
+                "quadratic, quadratic-cond, quadratic-cond-rotated, rosenbrock, logistic"
+            ),
         "{e}"
     );
     assert!(err_text(Logistic::with_options(&ctx, 4, 1, 0, 1e-3, 0)).contains("samples"));
@@ -487,4 +490,47 @@ fn bad_inputs_are_errors() {
         )
         .is_err()
     );
+}
+
+/// The conditioned quadratics: W Wᵀ = D² (diagonal, for the rotated family too, since W = D Qᵀ with Q orthogonal)
+/// with condition number κ = max d²/min d² in [1e3, 1e4]; unrotated, W itself is diagonal. (The device loss and
+/// gradient are the `quadratic` kernels, tested against the oracle above.)
+#[test]
+fn conditioned_quadratics_have_the_stated_spectrum() {
+    let Some(ctx) = ctx(Precision::F64) else {
+        return;
+    };
+    for rotated in [false, true] {
+        let (n, b) = (12, 4);
+        let q = Quadratic::conditioned(&ctx, n, b, 7, (1e3, 1e4), rotated).unwrap();
+        for p in 0..b {
+            let w = &q.w()[p * n * n..(p + 1) * n * n];
+            let mut d2 = vec![];
+            for i in 0..n {
+                for j in 0..n {
+                    let wwt: f64 = (0..n).map(|l| w[i * n + l] * w[j * n + l]).sum();
+                    if i == j {
+                        d2.push(wwt);
+                    } else {
+                        assert!(
+                            wwt.abs() < 1e-9 * (1.0 + d2.iter().fold(0.0f64, |a, b| a.max(*b))),
+                            "W Wᵀ not diagonal"
+                        );
+                    }
+                    if !rotated && i != j {
+                        assert_eq!(w[i * n + j], 0.0, "unrotated W must be diagonal");
+                    }
+                }
+            }
+            let kappa = d2.iter().fold(0.0f64, |a, b| a.max(*b))
+                / d2.iter().fold(f64::MAX, |a, b| a.min(*b));
+            assert!(
+                (1e3 * (1.0 - 1e-9)..=1e4 * (1.0 + 1e-9)).contains(&kappa),
+                "κ = {kappa}"
+            );
+        }
+        let x0 = q.initial_point();
+        let f0 = q.oracle_loss_grad(0, &x0[..n]).0;
+        assert!(f0 > 0.0 && f0.is_finite());
+    }
 }
