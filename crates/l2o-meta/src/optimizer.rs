@@ -11,6 +11,25 @@ use l2o_tasks::Task;
 use crate::gpu::LstmBuffers;
 use crate::lstm::LstmConfig;
 
+/// Refuse a checkpoint that holds another learned optimizer, naming the loader to use.
+fn ensure_lstm(s: &crate::state::TrainState, path: &Path) -> Result<()> {
+    if s.policy.is_some() {
+        bail!(
+            "{} holds an L-BFGS-π policy, not an LSTM (load it with l2o_meta::policy_train::policy_optimizer or \
+             l2o_meta::load_optimizer)",
+            path.display()
+        );
+    }
+    if s.hlstm.is_some() {
+        bail!(
+            "{} holds a Hilbert LSTM, not an L2L LSTM (load it with l2o_meta::hlstm_gpu::HlstmOptimizer or \
+             l2o_meta::load_optimizer)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// The LSTM optimizer in inference mode: two state slots used alternately, no trajectory.
 pub struct LstmOptimizer {
     pub cfg: LstmConfig,
@@ -41,11 +60,7 @@ impl LstmOptimizer {
     /// The best φ of a training checkpoint.
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
         let s = crate::checkpoint::load(path)?;
-        anyhow::ensure!(
-            s.policy.is_none(),
-            "{} holds an L-BFGS-π policy, not an LSTM (load it with l2o_meta::policy_train::policy_optimizer)",
-            path.display()
-        );
+        ensure_lstm(&s, path)?;
         Self::new(s.lstm, s.best_phi)
     }
 }
@@ -121,11 +136,7 @@ impl LstmStepper {
     /// Load the best φ of a checkpoint.
     pub fn from_checkpoint(ctx: &Context, path: &Path, n: usize) -> Result<Self> {
         let s = crate::checkpoint::load(path)?;
-        anyhow::ensure!(
-            s.policy.is_none(),
-            "{} holds an L-BFGS-π policy, not an LSTM",
-            path.display()
-        );
+        ensure_lstm(&s, path)?;
         Self::new(ctx, &s.lstm, &s.best_phi, n, 1)
     }
 

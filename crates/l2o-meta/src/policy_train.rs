@@ -126,8 +126,13 @@ pub fn policy_optimizer(path: &Path) -> Result<Lbfgs> {
     let st = crate::checkpoint::load(path)?;
     let Some(pc) = st.policy else {
         bail!(
-            "{} holds an L2L LSTM, not an L-BFGS-π policy (use LstmOptimizer::from_checkpoint)",
-            path.display()
+            "{} holds {}, not an L-BFGS-π policy (use l2o_meta::load_optimizer for any checkpoint)",
+            path.display(),
+            if st.hlstm.is_some() {
+                "a Hilbert LSTM"
+            } else {
+                "an L2L LSTM"
+            }
         );
     };
     Lbfgs::with_policy(pc, st.best_phi)

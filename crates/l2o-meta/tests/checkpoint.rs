@@ -282,6 +282,30 @@ fn bad_magic_is_not_a_checkpoint() {
     assert!(load_err(&p).contains("not an l2o checkpoint"));
 }
 
+/// A version-2 file (before the Hilbert LSTM: same layout, no `hlstm` or `hlstm_training` in the header) still
+/// loads, with those fields absent.
+#[test]
+fn version_2_files_load() {
+    let (p, bytes) = saved("v2");
+    let h = header_len(&bytes);
+    let header = std::str::from_utf8(&bytes[20..20 + h]).unwrap();
+    assert!(
+        header.contains("\"hlstm\":null,\"hlstm_training\":null,"),
+        "{header}"
+    );
+    let old = header.replace("\"hlstm\":null,\"hlstm_training\":null,", "");
+    let mut v2 = bytes[..8].to_vec();
+    v2.extend(2u32.to_le_bytes());
+    v2.extend((old.len() as u64).to_le_bytes());
+    v2.extend(old.as_bytes());
+    v2.extend(&bytes[20 + h..]);
+    fix_crc(&mut v2);
+    fs::write(&p, &v2).unwrap();
+    let back = checkpoint::load(&p).unwrap();
+    assert!(back.hlstm.is_none() && back.hlstm_training.is_none());
+    assert_bit_equal(&state("adam"), &back);
+}
+
 /// A version-1 file (written before L-BFGS-π policies existed: same layout, no `policy` in the header) still
 /// loads as an LSTM checkpoint.
 #[test]
@@ -305,7 +329,7 @@ fn future_version_is_unsupported() {
     assert!(
         e.contains("unsupported")
             && e.contains(&format!("version {}", FORMAT_VERSION + 1))
-            && e.contains("[1, 2]"),
+            && e.contains("[1, 2, 3]"),
         "{e}"
     );
 }
@@ -439,7 +463,7 @@ fn overwriting_replaces_the_checkpoint() {
     assert_bit_equal(&back, &s);
 }
 
-/// An L-BFGS-π policy checkpoint (format 2) round-trips bit-exactly, including the policy's constants, and a
+/// An L-BFGS-π policy checkpoint (format ≥ 2) round-trips bit-exactly, including the policy's constants, and a
 /// policy φ of the wrong length is refused with the architecture named; the LSTM loaders refuse it.
 #[test]
 fn policy_checkpoint_round_trips_and_is_checked() {
@@ -481,4 +505,60 @@ fn policy_checkpoint_round_trips_and_is_checked() {
         .err()
         .expect("refused");
     assert!(format!("{e:#}").contains("n_h = 6"), "{e:#}");
+}
+
+/// A Hilbert LSTM checkpoint (format 3) round-trips bit-exactly with its training options (log floor, clip,
+/// curvature ε among the bit-exact scalars); the HLSTM loaders accept it, the others refuse it by name, and a
+/// φ of the wrong length is refused with the architecture named.
+#[test]
+fn hlstm_checkpoint_round_trips_and_is_checked() {
+    use l2o_meta::hlstm::{HlstmConfig, HlstmTraining, MetaLoss};
+    let d = scratch("hlstm");
+    let p = d.join("h.l2o");
+    let hc = HlstmConfig {
+        cell: 1,
+        m: 3,
+        hidden: 7,
+        curvature_eps: Some(1e-7 / 3.0),
+    };
+    let ht = HlstmTraining {
+        loss: MetaLoss::Log { floor: 1e-8 / 3.0 },
+        clip: Some(0.1 + 0.2),
+        memory_grad: false,
+    };
+    let mut st = state("adam");
+    let phi = hc.init(5);
+    let n = phi.len();
+    st.hlstm = Some(hc);
+    st.hlstm_training = Some(ht);
+    st.phi = phi.clone();
+    st.best_phi = phi.iter().map(|v| v * 1.5 - 0.1 / 3.0).collect();
+    st.metaopt = MetaOptState::by_name("adam", n, 1e-3).unwrap();
+    checkpoint::save(&p, &st).unwrap();
+    let back = checkpoint::load(&p).unwrap();
+    assert_bit_equal(&st, &back);
+    assert_eq!(back.hlstm, Some(hc));
+    assert_eq!(back.hlstm_training, Some(ht));
+    let Some(MetaLoss::Log { floor }) = back.hlstm_training.map(|t| t.loss) else {
+        panic!("log loss kept")
+    };
+    assert_eq!(floor.to_bits(), (1e-8f64 / 3.0).to_bits());
+    assert!(l2o_meta::hlstm_gpu::HlstmOptimizer::from_checkpoint(&p).is_ok());
+    assert!(l2o_meta::load_optimizer(&p).is_ok());
+    let e = l2o_meta::optimizer::LstmOptimizer::from_checkpoint(&p)
+        .err()
+        .expect("refused");
+    assert!(format!("{e:#}").contains("Hilbert LSTM"), "{e:#}");
+    let e = l2o_meta::policy_train::policy_optimizer(&p)
+        .err()
+        .expect("refused");
+    assert!(format!("{e:#}").contains("Hilbert LSTM"), "{e:#}");
+    st.best_phi.pop();
+    let e = checkpoint::save(&d.join("bad.l2o"), &st)
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{e:#}").contains("cell 1, m = 3, 7 hidden"),
+        "{e:#}"
+    );
 }
