@@ -6,7 +6,7 @@ use anyhow::{Result, anyhow};
 use l2o_optim::{Trace, summarize};
 use plotters::prelude::*;
 
-const COLORS: [RGBColor; 8] = [
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -15,6 +15,8 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 /// One curve: (step, median, q1, q3) with non-positive or non-finite values dropped (log axis).
