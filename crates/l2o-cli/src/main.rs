@@ -478,6 +478,7 @@ fn hlstm_bench_cmd(
         3,
         &mut |n, b, e| skipped.push(format!("n = {n}, B = {b}: {e:#}")),
     )?;
+    skipped.dedup(); // both cells refuse the same size
     let md = l2o::hlstm_bench::hlstm_markdown(&rows, &ctx.describe());
     let file = markdown.map(|p| {
         let mut m = md.clone();
