@@ -3,11 +3,14 @@
 # 1×20 sigmoid MLP (full batch of 1,000 training images per network, f64), then compare it on held-out
 # networks (MNIST test images) with Adam and RMSprop (rates tuned on the seed's grid {1,3}×10^{−3..−1}) and
 # L-BFGS with backtracking, constant step and strong Wolfe: the Table 1 analogue, the I_a box plot, curves.
-# Then, without retraining, a 2×400 MLP (n = 477,010) on 100-image full batches.
+# Then, without retraining, a 2×400 MLP (n = 478,410) and a 4×800 MLP (n = 2,558,410) on 100-image full batches.
 # Usage: scripts/lbfgs-pi-study.sh OUT_DIR [EPOCHS]   (an existing OUT_DIR/train/checkpoint.l2o is reused)
 set -euo pipefail
 out=${1:?usage: scripts/lbfgs-pi-study.sh OUT_DIR [EPOCHS]}
 epochs=${2:-12}
+n1=${N_TEST_1X20:-5}    # held-out networks of each evaluation (seed: 1,000; ~5 min each for 1×20 on lavapipe)
+n2=${N_TEST_2X400:-2}
+n3=${N_TEST_4X800:-1}
 l2o=${L2O:-./target/release/l2o}
 mnist=(--task mnist --activation sigmoid --full-batch)
 if [ ! -f "$out/train/checkpoint.l2o" ]; then
@@ -18,6 +21,10 @@ fi
 # with `--batch 10 --tune-batch 1` in place of `--batch 5 --lr ...` (adam 0.1, rmsprop 0.03; tuning alone takes
 # ~20 min on lavapipe, so the study fixes the tuned rates and evaluates 5 held-out networks: ~45 min).
 "$l2o" eval --precision f64 --checkpoint "$out/train/checkpoint.l2o" "${mnist[@]}" --hidden 20 --minibatch 1000 \
-  --batch 5 --steps 200 --lr adam=0.1,rmsprop=0.03 --out "$out/eval-1x20"
+  --batch "$n1" --steps 200 --lr adam=0.1,rmsprop=0.03 --out "$out/eval-1x20"
 "$l2o" eval --precision f64 --checkpoint "$out/train/checkpoint.l2o" "${mnist[@]}" --hidden 400,400 \
-  --minibatch 100 --batch 2 --steps 100 --eps 1e-4,1e-5,1e-6 --lr adam=0.03,rmsprop=0.01 --out "$out/eval-2x400"
+  --minibatch 100 --batch "$n2" --steps 100 --eps 1e-4,1e-5,1e-6 --lr adam=0.03,rmsprop=0.01 --out "$out/eval-2x400"
+# 4×800 (n = 2,558,410): one network fits lavapipe's 128 MiB storage bindings (each L-BFGS history buffer is
+# m·n·8 B = 102 MB per network); 50 steps.
+"$l2o" eval --precision f64 --checkpoint "$out/train/checkpoint.l2o" "${mnist[@]}" --hidden 800,800,800,800 \
+  --minibatch 100 --batch "$n3" --steps 50 --eps 1e-5,1e-6,1e-7 --lr adam=0.03,rmsprop=0.01 --out "$out/eval-4x800"

@@ -308,6 +308,7 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
         "meta-training".into(),
     );
     let t0 = Instant::now();
+    let start_epoch = state.epoch;
     let mut last = f64::NAN;
     let trainer = match kind {
         Learned::Lstm => train,
@@ -357,7 +358,12 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
                 ..
             })
         );
-    let shown = |v: f64, exp10: bool| if exp10 { 10f64.powf(v) } else { v };
+    // validation scores on a log scale: HLSTM mean log10(f_K/f_0), L-BFGS-π mean ln f (over problems and steps)
+    let shown = |v: f64| match kind {
+        Learned::Hlstm => 10f64.powf(v),
+        Learned::Policy => v.exp(),
+        Learned::Lstm => v,
+    };
     let curves = vec![
         (
             if log_loss {
@@ -377,17 +383,18 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
                 .collect(),
         ),
         (
-            if kind == Learned::Hlstm {
-                "validation: 10^mean log10(f_K/f_0)".to_string()
-            } else {
-                "validation loss".to_string()
-            },
+            match kind {
+                Learned::Hlstm => "validation: 10^mean log10(f_K/f_0)",
+                Learned::Policy => "validation: exp(mean ln f) over the horizon",
+                Learned::Lstm => "validation loss",
+            }
+            .to_string(),
             state
                 .history
                 .iter()
                 .filter_map(|r| {
                     r.val_loss.map(|m| {
-                        let v = shown(m, kind == Learned::Hlstm);
+                        let v = shown(m);
                         (r.epoch as f64, v, v, v)
                     })
                 })
@@ -397,24 +404,35 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     plot::xy_plot(
         &curves,
         &format!(
-            "{} meta-training: {} n={} B={}",
+            "{} meta-training: {} B={}",
             kind.name(),
-            state.train.task,
-            state.train.dim,
+            task_label(&state.train),
             state.train.batch
         ),
         "epoch",
         "loss",
         &a.out.join("train.svg"),
     )?;
-    println!(
-        "trained {} epochs ({} meta-updates, {} skipped) in {secs:.1} s; last meta-loss/step {last:.4e}; best validation {:.4e} at epoch {}",
-        state.epoch,
-        state.updates,
-        state.skipped_total,
-        state.best_val.unwrap_or(f64::NAN),
-        state.best_epoch
-    );
+    if state.epoch == start_epoch {
+        // a resumed run with no epochs left: nothing trained, but --out still gets the checkpoint and plots
+        checkpoint::save(&ckpt, &state)?;
+        println!(
+            "nothing to train: the checkpoint is at epoch {} of {} (raise --epochs to continue); best validation {:.4e} at epoch {}",
+            state.epoch,
+            state.train.epochs,
+            state.best_val.unwrap_or(f64::NAN),
+            state.best_epoch
+        );
+    } else {
+        println!(
+            "trained {} epochs ({} meta-updates, {} skipped) in {secs:.1} s; last meta-loss/step {last:.4e}; best validation {:.4e} at epoch {}",
+            state.epoch,
+            state.updates,
+            state.skipped_total,
+            state.best_val.unwrap_or(f64::NAN),
+            state.best_epoch
+        );
+    }
     println!(
         "wrote {} (latest φ and best φ), train.csv, train.svg in {}",
         ckpt.display(),
@@ -721,4 +739,20 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// The task of a training run as a plot title shows it: `quadratic n=10`, or for the MNIST MLP its layer widths
+/// and activation (its dimension is the parameter count, not `--dim`).
+fn task_label(tc: &TrainConfig) -> String {
+    if tc.task == "mnist" {
+        let o = &tc.task_options;
+        let widths: Vec<String> = std::iter::once(784)
+            .chain(o.mlp_hidden.iter().copied())
+            .chain(std::iter::once(10))
+            .map(|w| w.to_string())
+            .collect();
+        format!("mnist MLP {} {}", widths.join("-"), o.activation)
+    } else {
+        format!("{} n={}", tc.task, tc.dim)
+    }
 }
