@@ -19,7 +19,7 @@ if [ ! -f "$out/train/checkpoint.l2o" ]; then
 fi
 # Adam and RMSprop rates: tuned on the seed's grid {1,3}×10^{−3..−1} on a training network by the same command
 # with `--tune-batch 1` in place of `--lr ...` (adam 0.1, rmsprop 0.03; tuning alone takes ~20 min on lavapipe,
-# so the study fixes the tuned rates). Wall-clock on lavapipe: 1×20 ~60 min, 2×400 ~10 min, 4×800 ~T3 min.
+# so the study fixes the tuned rates). Wall-clock on lavapipe: 1×20 ~60 min, 2×400 ~10 min, 4×800 ~25 min.
 "$l2o" eval --precision f64 --checkpoint "$out/train/checkpoint.l2o" "${mnist[@]}" --hidden 20 --minibatch 1000 \
   --batch "$n1" --steps 200 --lr adam=0.1,rmsprop=0.03 --out "$out/eval-1x20"
 "$l2o" eval --precision f64 --checkpoint "$out/train/checkpoint.l2o" "${mnist[@]}" --hidden 400,400 \
