@@ -741,17 +741,13 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// The task of a training run as a plot title shows it: `quadratic n=10`, or for the MNIST MLP its layer widths
-/// and activation (its dimension is the parameter count, not `--dim`).
+/// The task of a training run as a plot title shows it: `quadratic n=10`, or for the MNIST MLP its hidden layers
+/// (as `--hidden` takes them) and activation (its dimension is the parameter count, not `--dim`).
 fn task_label(tc: &TrainConfig) -> String {
     if tc.task == "mnist" {
         let o = &tc.task_options;
-        let widths: Vec<String> = std::iter::once(784)
-            .chain(o.mlp_hidden.iter().copied())
-            .chain(std::iter::once(10))
-            .map(|w| w.to_string())
-            .collect();
-        format!("mnist MLP {} {}", widths.join("-"), o.activation)
+        let hidden: Vec<String> = o.mlp_hidden.iter().map(usize::to_string).collect();
+        format!("mnist MLP hidden {} {}", hidden.join(","), o.activation)
     } else {
         format!("{} n={}", tc.task, tc.dim)
     }

@@ -113,10 +113,15 @@ fn saved(name: &str) -> (PathBuf, Vec<u8>) {
     (p, bytes)
 }
 
-fn load_err(p: &Path) -> String {
-    let e = format!("{:#}", checkpoint::load(p).expect_err("load should fail"));
+/// The error of a call that must fail, as the user sees it (`{:#}`: with its context chain).
+fn refused<T>(r: anyhow::Result<T>) -> String {
+    let e = format!("{:#}", r.err().expect("should be refused"));
     eprintln!("{e}");
     e
+}
+
+fn load_err(p: &Path) -> String {
+    refused(checkpoint::load(p))
 }
 
 fn header_len(bytes: &[u8]) -> usize {
@@ -496,15 +501,11 @@ fn policy_checkpoint_round_trips_and_is_checked() {
         pc.curvature_eps.map(f64::to_bits)
     );
     assert!(l2o_meta::policy_train::policy_optimizer(&p).is_ok());
-    let e = l2o_meta::optimizer::LstmOptimizer::from_checkpoint(&p)
-        .err()
-        .expect("refused");
-    assert!(format!("{e:#}").contains("L-BFGS-π"), "{e:#}");
+    let e = refused(l2o_meta::optimizer::LstmOptimizer::from_checkpoint(&p));
+    assert!(e.contains("L-BFGS-π"), "{e}");
     st.best_phi.pop();
-    let e = checkpoint::save(&d.join("bad.l2o"), &st)
-        .err()
-        .expect("refused");
-    assert!(format!("{e:#}").contains("n_h = 6"), "{e:#}");
+    let e = refused(checkpoint::save(&d.join("bad.l2o"), &st));
+    assert!(e.contains("n_h = 6"), "{e}");
 }
 
 /// A Hilbert LSTM checkpoint (format 3) round-trips bit-exactly with its training options (log floor, clip,
@@ -545,20 +546,11 @@ fn hlstm_checkpoint_round_trips_and_is_checked() {
     assert_eq!(floor.to_bits(), (1e-8f64 / 3.0).to_bits());
     assert!(l2o_meta::hlstm_gpu::HlstmOptimizer::from_checkpoint(&p).is_ok());
     assert!(l2o_meta::load_optimizer(&p).is_ok());
-    let e = l2o_meta::optimizer::LstmOptimizer::from_checkpoint(&p)
-        .err()
-        .expect("refused");
-    assert!(format!("{e:#}").contains("Hilbert LSTM"), "{e:#}");
-    let e = l2o_meta::policy_train::policy_optimizer(&p)
-        .err()
-        .expect("refused");
-    assert!(format!("{e:#}").contains("Hilbert LSTM"), "{e:#}");
+    let e = refused(l2o_meta::optimizer::LstmOptimizer::from_checkpoint(&p));
+    assert!(e.contains("Hilbert LSTM"), "{e}");
+    let e = refused(l2o_meta::policy_train::policy_optimizer(&p));
+    assert!(e.contains("Hilbert LSTM"), "{e}");
     st.best_phi.pop();
-    let e = checkpoint::save(&d.join("bad.l2o"), &st)
-        .err()
-        .expect("refused");
-    assert!(
-        format!("{e:#}").contains("cell 1, m = 3, 7 hidden"),
-        "{e:#}"
-    );
+    let e = refused(checkpoint::save(&d.join("bad.l2o"), &st));
+    assert!(e.contains("cell 1, m = 3, 7 hidden"), "{e}");
 }
