@@ -28,7 +28,7 @@ struct Params {
     use_status: u32, q0: u32, q1: u32, q2: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> tab: array<u32>;
 @group(0) @binding(2) var<storage, read_write> xs: array<Real>;
 @group(0) @binding(3) var<storage, read_write> ys: array<Real>;

@@ -19,7 +19,7 @@ struct Params {
     coef_stride: u32, lrec_stride: u32, q0: u32, q1: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> phi: array<Real>;
 // [ε_c, loss kind (0 sum, 1 log), log floor, 1/B, w_1..w_T]
 @group(0) @binding(2) var<storage, read> cst: array<Real>;

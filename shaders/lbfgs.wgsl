@@ -13,7 +13,7 @@ const RHO0: u32 = 26u;  // ρ_0..ρ_{m−1}, then α_0..α_{m−1}, then β_0..�
 
 struct Params { batch: u32, stride: u32, method: u32, max_ls: u32, slot: u32, m: u32, q0: u32, q1: u32 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 // [c1, c2, t_max, curvature ε_c] and, for L-BFGS-π, [τm, τM, ε, n_h, W1 (n_h×16), b1, W2 (n_h×16), b2]
 @group(0) @binding(1) var<storage, read> cst: array<Real>;
 @group(0) @binding(2) var<storage, read_write> scal: array<Real>;

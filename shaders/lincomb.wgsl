@@ -15,7 +15,7 @@ struct Params {
     col: vec4<u32>,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> cst: array<Real>;
 @group(0) @binding(2) var<storage, read_write> out: array<Real>;
 @group(0) @binding(3) var<storage, read> in0: array<Real>;

@@ -32,7 +32,7 @@ struct Params {
     preprocess: u32, p_len: u32, accumulate: u32, tc: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<uniform> phi: array<vec4<Real>, PHI_VEC4>;
 // [scale, p, e^{-p}, e^{p}, w_1/B, …, w_T/B]
 @group(0) @binding(2) var<storage, read> cst: array<Real>;

@@ -14,7 +14,7 @@ struct Params {
     p1_col: u32, p2_col: u32, kind: u32, q1: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> hyper: array<Real>;
 @group(0) @binding(2) var<storage, read_write> theta: array<Real>;
 @group(0) @binding(3) var<storage, read> grad: array<Real>;

@@ -14,7 +14,7 @@ struct Params {
     out_w: u32, seed: u32, fixed: u32, q0: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> theta: array<Real>;
 @group(0) @binding(2) var<storage, read_write> grad: array<Real>;
 @group(0) @binding(3) var<storage, read> imgs: array<u32>;   // 4 pixels per word, little-endian

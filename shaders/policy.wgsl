@@ -15,7 +15,7 @@ struct Params {
     c4: u32, c5: u32, c6: u32, c7: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 // [c1, c2, t_max, ε_c, τm, τM, ε, n_h, W1 (n_h×16), b1, W2 (n_h×16), b2] (the L-BFGS constants buffer)
 @group(0) @binding(1) var<storage, read> cst: array<Real>;
 @group(0) @binding(2) var<storage, read_write> scal: array<Real>;

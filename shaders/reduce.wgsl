@@ -6,6 +6,9 @@
 // result directly; otherwise it writes a partial and pass 2 (`finish_main`) tree-reduces the partials of each
 // (pair, b) in a fixed order (deterministic: no atomics).
 //
+// n ≤ 256 (`small_main`): one thread per (pair, b) sums four interleaved partial sums s_q = Σ_{i ≡ q mod 4}
+// and returns (s_0 + s_1) + (s_2 + s_3): no workgroup memory, no barriers.
+//
 // Modes: 0 dot ⟨a,b⟩ (one pair); 1 sum Σ a_i; 2 Gram: the k×k matrix G_ij = ⟨v_i, v_j⟩ of the k vectors
 // v_j = a[off + j·vec_step ..], pairs i ≤ j enumerated row by row, written symmetric (row-major) at out_col.
 // The dot result is multiplied by scal[b][scale_col] when scale_col != NONE (ρ_i·⟨s_i, q⟩ in the two-loop).
@@ -14,10 +17,10 @@ struct Params {
     n: u32, a_off: u32, a_stride: u32, b_off: u32,
     b_stride: u32, chunks: u32, k: u32, out_col: u32,
     out_stride: u32, scale_col: u32, mode: u32, vec_step: u32,
-    pairs: u32, p0: u32, p1: u32, p2: u32,
+    pairs: u32, batch: u32, p1: u32, p2: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> va: array<Real>;
 @group(0) @binding(2) var<storage, read> vb: array<Real>;
 @group(0) @binding(3) var<storage, read_write> partial: array<Real>;
@@ -85,6 +88,42 @@ fn partial_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             partial[(b * p.pairs + pair) * p.chunks + chunk] = sh[0];
         }
     }
+}
+
+fn term(ao: u32, bo: u32, i: u32) -> Real {
+    if (p.mode == 1u) { return va[ao + i]; }
+    if (p.mode == 2u) { return va[ao + i] * va[bo + i]; }
+    return va[ao + i] * vb[bo + i];
+}
+
+@compute @workgroup_size(64)
+fn small_main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let id = gid.x;
+    if (id >= p.pairs * p.batch) { return; }
+    let pair = id % p.pairs;
+    let b = id / p.pairs;
+    var ao = p.a_off + b * p.a_stride;
+    var bo = p.b_off + b * p.b_stride;
+    if (p.mode == 2u) {
+        let ij = pair_ij(pair);
+        ao = p.a_off + b * p.a_stride + ij.x * p.vec_step;
+        bo = p.a_off + b * p.a_stride + ij.y * p.vec_step;
+    }
+    var s0: Real = 0.0;
+    var s1: Real = 0.0;
+    var s2: Real = 0.0;
+    var s3: Real = 0.0;
+    var i = 0u;
+    for (; i + 3u < p.n; i = i + 4u) {
+        s0 = s0 + term(ao, bo, i);
+        s1 = s1 + term(ao, bo, i + 1u);
+        s2 = s2 + term(ao, bo, i + 2u);
+        s3 = s3 + term(ao, bo, i + 3u);
+    }
+    if (i < p.n) { s0 = s0 + term(ao, bo, i); }
+    if (i + 1u < p.n) { s1 = s1 + term(ao, bo, i + 1u); }
+    if (i + 2u < p.n) { s2 = s2 + term(ao, bo, i + 2u); }
+    write_out(pair, b, (s0 + s1) + (s2 + s3));
 }
 
 @compute @workgroup_size(256)

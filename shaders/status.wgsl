@@ -5,7 +5,7 @@
 
 struct Params { batch: u32, scal_stride: u32, count_step: u32, trace_row: u32 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> cst: array<Real>;     // [ε_g]
 @group(0) @binding(2) var<storage, read_write> scal: array<Real>;
 @group(0) @binding(3) var<storage, read_write> status: array<u32>;

@@ -9,6 +9,7 @@
 //
 //   quad_residual   r_b = W_b θ_b − y_b                  → s1[b·n + i]          (thread per (row i, b))
 //   quad_grad       ∇f_b = 2 W_bᵀ r_b                    → grad                 (thread per (column j, b))
+//   quad_small      all of it for n ≤ 32, f_b → s2[b·s_stride + m]          (thread per problem b)
 //   rosen           pair i < m = n/2: d = x_{2i+1} − x_{2i}², e = 1 − x_{2i}
 //                   term 100 d² + e² → s1[b·m + i]; ∂_{2i} = −400 x_{2i} d − 2e, ∂_{2i+1} = 200 d
 //   logit_z         z_s = x_s·θ, term (softplus(z_s) − y_s z_s)/m → s1[b·s_stride + s], c_s = (σ(z_s) − y_s)/m → s2[b·m + s]
@@ -21,7 +22,7 @@ struct Params {
     g_off: u32, g_stride: u32, m: u32, s_stride: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read_write> theta: array<Real>;
 @group(0) @binding(2) var<storage, read_write> grad: array<Real>;
 @group(0) @binding(3) var<storage, read> da: array<Real>;
@@ -48,6 +49,36 @@ fn quad_residual(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         }
         s1[b * n + i] = acc - db[b * n + i];
     }
+}
+
+// Small n (the launcher uses it for n ≤ 32): one thread per problem computes r = Wθ − y, ∇f = 2Wᵀr and
+// f = Σ r_i² (sequentially, i ascending) in one dispatch, f written to s2[b·s_stride + m] (the task's scalar
+// output column). Each residual is kept in s1 between the two passes.
+@compute @workgroup_size(64)
+fn quad_small(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.batch) { return; }
+    let n = p.n;
+    var f: Real = 0.0;
+    for (var i = 0u; i < n; i = i + 1u) {
+        let row = b * n * n + i * n;
+        var acc: Real = 0.0;
+        for (var j = 0u; j < n; j = j + 1u) {
+            acc = acc + da[row + j] * th(b, j);
+        }
+        let r = acc - db[b * n + i];
+        s1[b * n + i] = r;
+        f = f + r * r;
+    }
+    for (var j = 0u; j < n; j = j + 1u) {
+        let base = b * n * n + j;
+        var acc: Real = 0.0;
+        for (var i = 0u; i < n; i = i + 1u) {
+            acc = acc + da[base + i * n] * s1[b * n + i];
+        }
+        grad[gi(b, j)] = 2.0 * acc;
+    }
+    s2[b * p.s_stride + p.m] = f;
 }
 
 @compute @workgroup_size(64)

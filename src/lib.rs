@@ -45,6 +45,27 @@ pub mod testing {
         }
     }
 
+    /// Every L2L kernel set that can run `cfg` on `ctx`: the one [`l2o_meta::gpu::LstmKernels::choose`] picks,
+    /// the loop form, and a second unrolled variant (other workgroup size and block) where they fit — so each
+    /// device test body checks every variant against the same oracle.
+    pub fn lstm_kernel_sets(
+        ctx: &Context,
+        cfg: &l2o_meta::LstmConfig,
+    ) -> Vec<l2o_meta::gpu::LstmKernels> {
+        use l2o_meta::gpu::LstmKernels;
+        use l2o_meta::lstm_wgsl::LstmVariant;
+        let mut v = vec![LstmKernels::choose(ctx, cfg).expect("kernel choice")];
+        for k in [
+            LstmKernels::Loop,
+            LstmKernels::Unrolled(LstmVariant { wg: 64, block: 32 }),
+        ] {
+            if k.fits(ctx, cfg) && !v.contains(&k) {
+                v.push(k);
+            }
+        }
+        v
+    }
+
     /// A tolerance, stated once per test and printed on failure.
     #[derive(Clone, Copy, Debug)]
     pub struct Tol {

@@ -158,7 +158,7 @@ fn adjoint_matches_finite_differences_per_parameter() {
 /// tanh/σ builtins each contribute ~1e-7, and each entry sums B·n·T products; 100× margin for other drivers).
 #[test]
 fn device_unroll_matches_cpu_reference() {
-    use l2o::meta::gpu::L2lTrainer;
+    use l2o::meta::gpu::{L2lTrainer, LstmKernels};
     use l2o::tasks::{Quadratic, Task};
     l2o::testing::each_precision(|c| {
         // the second configuration also runs the reverse sweep in time chunks of 4 + 2 steps
@@ -187,58 +187,65 @@ fn device_unroll_matches_cpu_reference() {
             phi.iter_mut()
                 .for_each(|p| *p += 0.05 * r.sample::<f64, _>(rand_distr::StandardNormal));
             let weights: Vec<f64> = (0..steps).map(|t| 1.0 + 0.1 * t as f64).collect();
-            let mut tr = L2lTrainer::new(c, &cfg, n, batch, steps, &weights).unwrap();
-            if let Some(tc) = tc {
-                tr.bufs.set_time_chunk(tc);
-                assert_eq!(tr.bufs.time_chunk, tc);
-            }
-            tr.bind(c, &task).unwrap();
-            let lg = |b: usize, th: &[f64]| task.oracle_loss_grad(b, th);
-            let mut theta = task.initial_point();
-            let mut states = lstm::zero_states(&cfg, n * batch);
-            let p = c.precision();
-            for unroll in 0..2 {
-                if unroll > 0 {
-                    tr.carry(c).unwrap();
+            for kernels in l2o::testing::lstm_kernel_sets(c, &cfg) {
+                let mut tr =
+                    L2lTrainer::with_kernels(c, &cfg, n, batch, steps, &weights, kernels).unwrap();
+                if let (Some(tc), LstmKernels::Loop) = (tc, kernels) {
+                    tr.bufs.set_time_chunk(tc);
+                    assert_eq!(tr.bufs.time_chunk, tc);
                 }
-                let dev = tr.run(c, &phi).unwrap();
-                let rec = lstm::unroll(&cfg, &phi, &lg, n, batch, &theta, &states, &weights);
-                let want = lstm::adjoint(&cfg, &phi, &rec, &weights);
-                for b in 0..batch {
-                    for t in 0..=steps {
-                        let (got, w) = (dev.losses[b * (steps + 1) + t], rec.losses[t][b]);
-                        let e = (got - w).abs() / w.abs().max(1e-6);
-                        let tol = l2o::testing::Tol {
-                            f32: 2e-5,
-                            f64: 1e-9,
-                        }
-                        .of(p);
-                        assert!(
-                            e < tol,
-                            "{p} unroll {unroll}: loss b={b} t={t}: {got} vs {w} ({e:e})"
-                        );
+                tr.bind(c, &task).unwrap();
+                let lg = |b: usize, th: &[f64]| task.oracle_loss_grad(b, th);
+                let mut theta = task.initial_point();
+                let mut states = lstm::zero_states(&cfg, n * batch);
+                let p = c.precision();
+                for unroll in 0..2 {
+                    if unroll > 0 {
+                        tr.carry(c).unwrap();
                     }
+                    let dev = tr.run(c, &phi).unwrap();
+                    let rec = lstm::unroll(&cfg, &phi, &lg, n, batch, &theta, &states, &weights);
+                    let want = lstm::adjoint(&cfg, &phi, &rec, &weights);
+                    for b in 0..batch {
+                        for t in 0..=steps {
+                            let (got, w) = (dev.losses[b * (steps + 1) + t], rec.losses[t][b]);
+                            let e = (got - w).abs() / w.abs().max(1e-6);
+                            let tol = l2o::testing::Tol {
+                                f32: 2e-5,
+                                f64: 1e-9,
+                            }
+                            .of(p);
+                            assert!(
+                                e < tol,
+                                "{p} unroll {unroll}: loss b={b} t={t}: {got} vs {w} ({e:e})"
+                            );
+                        }
+                    }
+                    let gmax = want.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+                    let err = dev
+                        .dphi
+                        .iter()
+                        .zip(&want)
+                        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+                        / gmax;
+                    eprintln!("{p} H={} {} unroll {unroll}:", cfg.hidden, kernels.name());
+                    eprintln!(
+                        "  meta-loss {} vs {}, max |Δ∂φ|/‖∂φ‖∞ = {err:.2e}",
+                        dev.meta_loss, rec.meta_loss
+                    );
+                    let tol = l2o::testing::Tol {
+                        f32: 2e-5,
+                        f64: 1e-9,
+                    }
+                    .of(p);
+                    assert!(
+                        err < tol,
+                        "{p} {} unroll {unroll}: ∂L/∂φ differs by {err:e}",
+                        kernels.name()
+                    );
+                    theta = rec.thetas[steps].clone();
+                    states = rec.states[steps].clone();
                 }
-                let gmax = want.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-                let err = dev
-                    .dphi
-                    .iter()
-                    .zip(&want)
-                    .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
-                    / gmax;
-                eprintln!("{p} H={} unroll {unroll}: meta-loss", cfg.hidden);
-                eprintln!(
-                    "  meta-loss {} vs {}, max |Δ∂φ|/‖∂φ‖∞ = {err:.2e}",
-                    dev.meta_loss, rec.meta_loss
-                );
-                let tol = l2o::testing::Tol {
-                    f32: 2e-5,
-                    f64: 1e-9,
-                }
-                .of(p);
-                assert!(err < tol, "{p} unroll {unroll}: ∂L/∂φ differs by {err:e}");
-                theta = rec.thetas[steps].clone();
-                states = rec.states[steps].clone();
             }
         }
     });

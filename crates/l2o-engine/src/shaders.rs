@@ -53,15 +53,15 @@ pub static REDUCE: ShaderFamily = ShaderFamily {
         include_str!("../../../shaders/tree.wgsl"),
         include_str!("../../../shaders/reduce.wgsl")
     ),
-    layout: &[U, R, R, W, W],
-    entries: &["partial_main", "finish_main"],
+    layout: &[R, R, R, W, W],
+    entries: &["partial_main", "finish_main", "small_main"],
     default_defines: "",
 };
 
 pub static LINCOMB: ShaderFamily = ShaderFamily {
     name: "lincomb",
     body: include_str!("../../../shaders/lincomb.wgsl"),
-    layout: &[U, R, W, R, R, R, R, R, R],
+    layout: &[R, R, W, R, R, R, R, R, R],
     entries: &["lincomb_main"],
     default_defines: "",
 };
@@ -69,7 +69,7 @@ pub static LINCOMB: ShaderFamily = ShaderFamily {
 pub static MAPS: ShaderFamily = ShaderFamily {
     name: "maps",
     body: include_str!("../../../shaders/maps.wgsl"),
-    layout: &[U, R, W, R, W, W, W, R],
+    layout: &[R, R, W, R, W, W, W, R],
     entries: &["update", "adam_powers"],
     default_defines: "",
 };
@@ -77,7 +77,7 @@ pub static MAPS: ShaderFamily = ShaderFamily {
 pub static STATUS: ShaderFamily = ShaderFamily {
     name: "status",
     body: include_str!("../../../shaders/status.wgsl"),
-    layout: &[U, R, W, W, W],
+    layout: &[R, R, W, W, W],
     entries: &["update_status", "record"],
     default_defines: "",
 };
@@ -88,15 +88,18 @@ pub static LBFGS: ShaderFamily = ShaderFamily {
         include_str!("../../../shaders/lbfgs.wgsl"),
         include_str!("../../../shaders/policy_net.wgsl")
     ),
-    layout: &[U, R, W, W, W],
+    layout: &[R, R, W, W, W],
     entries: &["ls_begin", "ls_update", "pair_update", "policy_step"],
     default_defines: "",
 };
 
+/// Bindings of the L2L kernels (loop-form `lstm.wgsl` and the generated, unrolled [`LSTM_GEN`]).
+pub const LSTM_LAYOUT: &[Layout] = &[R, U, R, W, R, W, W, W, W, W, R, W];
+
 pub static LSTM: ShaderFamily = ShaderFamily {
     name: "lstm",
     body: include_str!("../../../shaders/lstm.wgsl"),
-    layout: &[U, U, R, W, R, W, W, W, W, W, R, W],
+    layout: LSTM_LAYOUT,
     entries: &["forward", "reverse", "outer_partial", "finish"],
     default_defines: "const H: u32 = 20u; const D: u32 = 2u;",
 };
@@ -107,7 +110,7 @@ pub static POLICY: ShaderFamily = ShaderFamily {
         include_str!("../../../shaders/policy.wgsl"),
         include_str!("../../../shaders/policy_net.wgsl")
     ),
-    layout: &[U, R, W, W],
+    layout: &[R, R, W, W],
     entries: &[
         "record_pre",
         "record_post",
@@ -125,8 +128,18 @@ pub static HILBERT: ShaderFamily = ShaderFamily {
         include_str!("../../../shaders/tree.wgsl"),
         include_str!("../../../shaders/hilbert.wgsl")
     ),
-    layout: &[U, R, W, W, W, W, R],
+    layout: &[R, R, W, W, W, W, R],
     entries: &["dots_small", "dots_partial", "dots_finish", "combine"],
+    default_defines: "",
+};
+
+/// The L2L kernels generated per architecture, variant and entry point by `l2o_meta::lstm_wgsl` (straight-line,
+/// φ in workgroup memory): the whole body comes in as the `defines` of [`ShaderFamily::source_with`].
+pub static LSTM_GEN: ShaderFamily = ShaderFamily {
+    name: "lstm_gen",
+    body: "",
+    layout: LSTM_LAYOUT,
+    entries: &["forward", "reverse_step", "dphi_step", "finish"],
     default_defines: "",
 };
 
@@ -135,7 +148,7 @@ pub static HILBERT: ShaderFamily = ShaderFamily {
 pub static HLSTM: ShaderFamily = ShaderFamily {
     name: "hlstm",
     body: include_str!("../../../shaders/hlstm.wgsl"),
-    layout: &[U, R, R, W, W, W, W, W, W, W],
+    layout: &[R, R, R, W, W, W, W, W, W, W],
     entries: &["cell_fwd", "cell_rev", "loss_weights"],
     default_defines: "const M: u32 = 5u; const K: u32 = 13u; const KK: u32 = 169u; const QH: u32 = 65u; \
         const NF: u32 = 112u; const NH: u32 = 32u; const KC: u32 = 14u; const NO: u32 = 30u; const CELL: u32 = 2u; \
@@ -166,6 +179,20 @@ pub fn validate(family: &ShaderFamily) -> anyhow::Result<()> {
 /// [`validate`] with other compile-time constants (a family specialised per architecture).
 pub fn validate_with(family: &ShaderFamily, defines: &str) -> anyhow::Result<()> {
     for precision in [Precision::F32, Precision::F64] {
+        validate_precision(family, precision, defines, family.entries)?;
+    }
+    Ok(())
+}
+
+/// [`validate_with`] for one precision, requiring the entry points `entries` (a generated source may hold
+/// one entry point of its family).
+pub fn validate_precision(
+    family: &ShaderFamily,
+    precision: Precision,
+    defines: &str,
+    entries: &[&str],
+) -> anyhow::Result<()> {
+    {
         let src = family.source_with(precision, defines);
         let module = naga::front::wgsl::parse_str(&src).map_err(|e| {
             anyhow::anyhow!("{} ({precision}): {}", family.name, e.emit_to_string(&src))
@@ -178,7 +205,7 @@ pub fn validate_with(family: &ShaderFamily, defines: &str) -> anyhow::Result<()>
         .map_err(|e| {
             anyhow::anyhow!("{} ({precision}): {}", family.name, e.emit_to_string(&src))
         })?;
-        for e in family.entries {
+        for e in entries {
             if !module.entry_points.iter().any(|ep| ep.name == *e) {
                 anyhow::bail!("{}: entry point {e} missing", family.name);
             }

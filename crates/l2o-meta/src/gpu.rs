@@ -1,31 +1,114 @@
-//! The L2L forward sweep, stored trajectory and reverse sweep on the device (`shaders/lstm.wgsl`).
+//! The L2L forward sweep, stored trajectory and reverse sweep on the device.
 //!
 //! An unroll of T steps is one pre-recorded list of dispatches, replayed every unroll (φ lives in a uniform
 //! buffer rewritten between unrolls): for t = 0..T: the task's loss and gradient at θ_t, then the LSTM forward
-//! step (recording x_t, g_t and the new state); the loss at θ_T; the reverse sweep (one thread per
-//! coordinate walks t = T−1…0 and writes ∂L/∂z); the outer-product reduction into per-chunk partials; and
-//! the fixed-order sum over chunks into ∂L/∂φ. One readback per unroll brings back the per-step losses
-//! and ∂L/∂φ together: 4T + 6 dispatches (quadratic task) and 1 host round trip per unroll.
+//! step (recording x_t, g_t and the new state); the loss at θ_T; the reverse sweep and the ∂L/∂φ reduction;
+//! the fixed-order final sum into ∂L/∂φ. One readback per unroll brings back the per-step losses and ∂L/∂φ
+//! together: one host round trip per unroll.
+//!
+//! Two kernel sets compute the same equations ([`LstmKernels`]): the generated straight-line kernels of
+//! [`crate::lstm_wgsl`] (default where φ fits workgroup memory; the reverse sweep and the reduction are two
+//! dispatches per step, so the adjoint rows of one step are all the sweep stores) and the loop-form kernels of
+//! `shaders/lstm.wgsl` (f64, large H: one thread per coordinate walks t = T−1…0 in time chunks whose adjoint
+//! rows fit one binding, then an outer-product reduction per chunk).
 
 use anyhow::{Result, bail};
-use l2o_engine::shaders::LSTM;
+use l2o_engine::shaders::{LSTM, LSTM_GEN};
 use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, wgpu};
 use l2o_tasks::Task;
 
 use crate::lstm::{CoordState, LstmConfig};
+use crate::lstm_wgsl::{self, Entry, LstmVariant};
 
-/// Rows of ∂L/∂z per outer-product tile (the shader's RT).
+/// Rows of ∂L/∂z per outer-product tile of the loop-form kernels (the shader's RT).
 const OUTER_ROWS: usize = 8;
+
+/// Which L2L kernels run. Both compute the same equations, tested against the same f64 reference; they group
+/// the ∂L/∂φ sums differently, so their f32 results differ in the last bits — a run uses one set throughout,
+/// and [`LstmKernels::name`] is printed by `l2o train` and `l2o bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LstmKernels {
+    /// `shaders/lstm.wgsl`: loops over private arrays, φ in the uniform block (any precision and H ≤ 32).
+    Loop,
+    /// [`crate::lstm_wgsl`]: straight-line, φ in workgroup memory (needs P·sizeof(Real) of it).
+    Unrolled(LstmVariant),
+}
+
+impl LstmKernels {
+    pub fn name(&self) -> String {
+        match self {
+            LstmKernels::Loop => "loop".into(),
+            LstmKernels::Unrolled(v) => v.name(),
+        }
+    }
+
+    /// Parse `loop` or `unrolled-wg<W>-b<B>` (the names [`LstmKernels::name`] prints).
+    pub fn parse(s: &str) -> Result<Self> {
+        if s == "loop" {
+            return Ok(LstmKernels::Loop);
+        }
+        let bad = || {
+            anyhow::anyhow!(
+                "unknown L2L kernel set {s:?}: use loop or unrolled-wg<W>-b<B> (e.g. unrolled-wg128-b128)"
+            )
+        };
+        let rest = s.strip_prefix("unrolled-wg").ok_or_else(bad)?;
+        let (wg, block) = rest.split_once("-b").ok_or_else(bad)?;
+        let (wg, block): (usize, usize) = (
+            wg.parse().map_err(|_| bad())?,
+            block.parse().map_err(|_| bad())?,
+        );
+        if !(1..=1024).contains(&wg) || !(1..=512).contains(&block) {
+            bail!("L2L kernel set {s:?}: workgroup size must be in 1..=1024 and block in 1..=512");
+        }
+        Ok(LstmKernels::Unrolled(LstmVariant { wg, block }))
+    }
+
+    /// Whether this set can run `cfg` on `ctx` (the unrolled kernels need φ in workgroup memory).
+    pub fn fits(&self, ctx: &Context, cfg: &LstmConfig) -> bool {
+        match self {
+            LstmKernels::Loop => true,
+            LstmKernels::Unrolled(v) => {
+                let lim = ctx.limits.max_compute_workgroup_storage_size as usize;
+                lstm_wgsl::workgroup_bytes(cfg, v, ctx.precision().size()) <= lim
+                    && v.wg as u32 <= ctx.limits.max_compute_invocations_per_workgroup
+            }
+        }
+    }
+
+    /// The set for this adapter and architecture: `L2O_LSTM_KERNELS` when set (a name of
+    /// [`LstmKernels::name`]), else the unrolled kernels where φ fits workgroup memory (f32 up to H ≈ 25 on a
+    /// 32 KiB adapter), else the loop form.
+    pub fn choose(ctx: &Context, cfg: &LstmConfig) -> Result<Self> {
+        if let Ok(spec) = std::env::var("L2O_LSTM_KERNELS")
+            && !spec.is_empty()
+        {
+            let k = Self::parse(&spec)?;
+            if !k.fits(ctx, cfg) {
+                bail!(
+                    "L2O_LSTM_KERNELS={spec}: does not fit this adapter for H = {} in {} (φ must fit its {} bytes \
+                     of workgroup memory); use loop",
+                    cfg.hidden,
+                    ctx.precision(),
+                    ctx.limits.max_compute_workgroup_storage_size
+                );
+            }
+            return Ok(k);
+        }
+        let v = LstmKernels::Unrolled(LstmVariant {
+            wg: 128,
+            block: 128,
+        });
+        Ok(if v.fits(ctx, cfg) {
+            v
+        } else {
+            LstmKernels::Loop
+        })
+    }
+}
 
 /// Bytes of the uniform buffer that holds φ (the shader's PHI_VEC4 × vec4).
 pub const PHI_BYTES: usize = 65536;
-
-/// Numbers of the device trajectory per coordinate for an unroll of T steps (states, inputs, gradients,
-/// adjoint rows): (T+1)·4H + T·D + T + T·(8H+1).
-pub fn trajectory_len(cfg: &LstmConfig, steps: usize) -> usize {
-    let (h, d) = (cfg.hidden, cfg.input_dim());
-    (steps + 1) * 4 * h + steps * d + steps + steps * (8 * h + 1)
-}
 
 /// Device buffers shared by training and inference: φ (uniform), constants, states, and the status vector.
 pub struct LstmBuffers {
@@ -42,15 +125,30 @@ pub struct LstmBuffers {
     pub partial: DBuf,
     pub dphi: DBuf,
     pub carry: DBuf,
+    /// Rows of `partial` summed by `finish` (loop form: chunks of entries × 64 lanes; unrolled: blocks of
+    /// coordinates).
     pub chunks: usize,
     pub chunk_len: usize,
-    /// Steps per time chunk of the reverse sweep (all T when the adjoint rows fit one binding).
+    /// Steps per time chunk of the loop-form reverse sweep (all T when the adjoint rows fit one binding; 1 for
+    /// the unrolled kernels, which store the adjoint rows of one step).
     pub time_chunk: usize,
+    pub kernels: LstmKernels,
+    /// The generated WGSL of each entry point of [`LstmKernels::Unrolled`] (empty for the loop form).
+    srcs: Vec<String>,
+}
+
+/// Loop-form reduction plan: at most 16 chunks of the entries (t, k) of one time chunk, 64 lanes each taking
+/// every 64th entry: (chunks, chunk_len).
+fn loop_plan(k: usize, time_chunk: usize) -> (usize, usize) {
+    let total = time_chunk.max(1) * k;
+    let chunk_len = (64 * 64).max(total.div_ceil(16)).next_multiple_of(64);
+    (total.div_ceil(chunk_len), chunk_len)
 }
 
 impl LstmBuffers {
     /// Allocate for B problems × n coordinates and unrolls of `steps` (`steps` = 1 with `train` = false for
-    /// inference: two state slots, no trajectory). `weights[t−1]` = w_t.
+    /// inference: two state slots, no trajectory). `weights[t−1]` = w_t. The kernel set is
+    /// [`LstmKernels::choose`]'s.
     pub fn new(
         ctx: &Context,
         cfg: &LstmConfig,
@@ -59,6 +157,23 @@ impl LstmBuffers {
         steps: usize,
         weights: &[f64],
         train: bool,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let kernels = LstmKernels::choose(ctx, cfg)?;
+        Self::with_kernels(ctx, cfg, n, batch, steps, weights, train, kernels)
+    }
+
+    /// [`LstmBuffers::new`] with a given kernel set (tests run every set; benchmarks compare them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_kernels(
+        ctx: &Context,
+        cfg: &LstmConfig,
+        n: usize,
+        batch: usize,
+        steps: usize,
+        weights: &[f64],
+        train: bool,
+        kernels: LstmKernels,
     ) -> Result<Self> {
         cfg.validate()?;
         if n == 0 || batch == 0 || steps == 0 {
@@ -70,6 +185,14 @@ impl LstmBuffers {
             bail!(
                 "LSTM optimizer: {} meta-loss weights for an unroll of {steps} steps",
                 weights.len()
+            );
+        }
+        if !kernels.fits(ctx, cfg) {
+            bail!(
+                "L2L kernels {}: φ of H = {} does not fit this adapter's workgroup memory in {}",
+                kernels.name(),
+                cfg.hidden,
+                ctx.precision()
             );
         }
         let l = cfg.layout();
@@ -84,20 +207,29 @@ impl LstmBuffers {
         let (h, d, k) = (cfg.hidden, cfg.input_dim(), n * batch);
         let lim = ctx.limits.max_storage_buffer_binding_size as usize;
         let per = |rows: usize| rows * k * real;
-        // The reverse sweep runs in time chunks of tc steps: the ∂L/∂z rows of one chunk (plus the carried λ's)
-        // must fit one binding; the states of the whole unroll must too.
-        let dz_rows = |tc: usize| tc * (8 * h + 1) + 4 * h + 1;
-        let tc = (1..=steps)
-            .rev()
-            .find(|&tc| per(dz_rows(tc)) <= lim)
-            .unwrap_or(0);
+        // Loop form: the reverse sweep runs in time chunks of tc steps whose ∂L/∂z rows (plus the carried λ's)
+        // must fit one binding. Unrolled: one step's rows. The states of the whole unroll must fit too.
+        let loop_rows = |tc: usize| tc * (8 * h + 1) + 4 * h + 1;
+        let tc = match kernels {
+            LstmKernels::Loop => (1..=steps)
+                .rev()
+                .find(|&tc| per(loop_rows(tc)) <= lim)
+                .unwrap_or(0),
+            LstmKernels::Unrolled(_) => {
+                if per(lstm_wgsl::dz_rows(h)) <= lim {
+                    1
+                } else {
+                    0
+                }
+            }
+        };
         if train && (tc == 0 || per((steps + 1) * 4 * h) > lim) {
             bail!(
                 "LSTM trajectory for T = {steps} steps × B = {batch} × n = {n}: the states of the unroll need \
                  {:.1} MiB and the adjoint rows of one step {:.1} MiB, but max_storage_buffer_binding_size is \
                  {:.1} MiB (memory is O(T·B·n·H)): shorten the unroll, or reduce the batch or the dimension",
                 per((steps + 1) * 4 * h) as f64 / 1048576.0,
-                per(dz_rows(1)) as f64 / 1048576.0,
+                per(loop_rows(1)) as f64 / 1048576.0,
                 lim as f64 / 1048576.0
             );
         }
@@ -110,10 +242,24 @@ impl LstmBuffers {
         let p = cfg.preprocess.unwrap_or(10.0);
         let mut cst = vec![cfg.scale, p, (-p).exp(), p.exp()];
         cst.extend(weights.iter().map(|w| w / batch as f64));
-        let total = tc.max(1) * k;
-        // outer_partial: at most 16 chunks of entries, 64 lanes each taking every 64th entry (≥ 64 per lane).
-        let chunk_len = (64 * 64).max(total.div_ceil(16)).next_multiple_of(64);
-        let chunks = total.div_ceil(chunk_len);
+        let (chunks, chunk_len, partial_rows, dz_len, srcs) = match &kernels {
+            LstmKernels::Loop => {
+                let (c, cl) = loop_plan(k, tc);
+                (c, cl, c * 64, loop_rows(tc) * k, vec![])
+            }
+            LstmKernels::Unrolled(v) => {
+                let blocks = k.div_ceil(v.block);
+                let srcs = if train {
+                    Entry::ALL
+                        .iter()
+                        .map(|&e| lstm_wgsl::source(cfg, v, e))
+                        .collect()
+                } else {
+                    vec![lstm_wgsl::source(cfg, v, Entry::Forward)]
+                };
+                (blocks, v.block, blocks, lstm_wgsl::dz_rows(h) * k, srcs)
+            }
+        };
         let (slots, tsteps) = if train { (steps + 1, steps) } else { (2, 1) };
         Ok(Self {
             cfg: *cfg,
@@ -125,25 +271,30 @@ impl LstmBuffers {
             states: ctx.zeros("lstm states", slots * 4 * h * k)?,
             xs: ctx.zeros("lstm inputs", if train { tsteps * d * k } else { 1 })?,
             gs: ctx.zeros("lstm gradients", if train { tsteps * k } else { 1 })?,
-            dz: ctx.zeros("lstm adjoint rows", if train { dz_rows(tc) * k } else { 1 })?,
-            partial: ctx.zeros("lstm partials", if train { l.len * chunks * 64 } else { 1 })?,
+            dz: ctx.zeros("lstm adjoint rows", if train { dz_len } else { 1 })?,
+            partial: ctx.zeros(
+                "lstm partials",
+                if train { l.len * partial_rows } else { 1 },
+            )?,
             dphi: ctx.zeros("lstm dphi", l.len)?,
             carry: ctx.zeros("lstm carried state", 4 * h * k)?,
             chunks,
             chunk_len,
             time_chunk: tc.max(1),
+            kernels,
+            srcs,
         })
     }
 
-    /// Run the reverse sweep in time chunks of at most `tc` steps (by default the largest chunk whose adjoint
-    /// rows fit one binding). Call before recording the reverse dispatches.
+    /// Run the loop-form reverse sweep in time chunks of at most `tc` steps (by default the largest chunk whose
+    /// adjoint rows fit one binding). Call before recording the reverse dispatches. The unrolled kernels always
+    /// sweep one step at a time.
     pub fn set_time_chunk(&mut self, tc: usize) {
-        self.time_chunk = tc.clamp(1, self.time_chunk);
-        let total = self.time_chunk * self.n * self.batch;
-        self.chunk_len = (64 * 64).max(total.div_ceil(16)).next_multiple_of(64);
-        self.chunks = total.div_ceil(self.chunk_len);
+        if self.kernels == LstmKernels::Loop {
+            self.time_chunk = tc.clamp(1, self.time_chunk);
+            (self.chunks, self.chunk_len) = loop_plan(self.n * self.batch, self.time_chunk);
+        }
     }
-
     /// Upload φ.
     pub fn set_phi(&self, ctx: &Context, phi: &[f64]) -> Result<()> {
         let l = self.cfg.layout();
@@ -190,6 +341,9 @@ impl LstmBuffers {
         ctx.copy(&self.carry, 0, &self.states, 0, len)
     }
 
+    /// One dispatch. `t`, `slots` and `flag` fill the kernel parameters: the loop-form kernels read
+    /// (t, slot_in, slot_out, accumulate = slot_out == 1); the generated ones (t, slot_in, slot_out,
+    /// accumulate = `flag`).
     #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &self,
@@ -204,6 +358,10 @@ impl LstmBuffers {
     ) -> Result<Dispatch> {
         let (h, d, k) = (self.cfg.hidden, self.cfg.input_dim(), self.n * self.batch);
         let u = |x: usize| x as u32;
+        let accumulate = match entry {
+            "dphi_step" => (t + 1 != self.steps) as u32,
+            _ => (slots.1 == 1) as u32,
+        };
         let params = ctx.params(&[
             u(k),
             u(self.n),
@@ -219,17 +377,20 @@ impl LstmBuffers {
             u(self.chunk_len),
             self.cfg.preprocess.is_some() as u32,
             u(self.cfg.layout().len),
-            (slots.1 == 1) as u32,
+            accumulate,
             u(self.time_chunk),
         ]);
-        let groups = match entry {
-            "outer_partial" => [u(2 * (4 * h).div_ceil(OUTER_ROWS) + 1), u(self.chunks), 1],
-            "finish" => [u(self.cfg.layout().len.div_ceil(64)), 1, 1],
-            _ => {
-                let wg = k.div_ceil(64);
-                let x = wg.min(65535);
-                [u(x), u(wg.div_ceil(x)), 1]
-            }
+        let per_coordinate = |threads: usize| {
+            let wg = k.div_ceil(threads);
+            let x = wg.min(65535);
+            [u(x), u(wg.div_ceil(x)), 1]
+        };
+        let groups = match (entry, &self.kernels) {
+            ("outer_partial", _) => [u(2 * (4 * h).div_ceil(OUTER_ROWS) + 1), u(self.chunks), 1],
+            ("dphi_step", _) => [4, u(self.chunks), 1],
+            ("finish", _) => [u(self.cfg.layout().len.div_ceil(64)), 1, 1],
+            (_, LstmKernels::Unrolled(v)) => per_coordinate(v.wg),
+            (_, LstmKernels::Loop) => per_coordinate(64),
         };
         let b = [
             &params,
@@ -245,11 +406,26 @@ impl LstmBuffers {
             &status.buf,
             &self.dphi.buf,
         ];
-        let defines = format!("const H: u32 = {h}u; const D: u32 = {d}u;");
-        ctx.dispatch_with(&LSTM, entry, &defines, &b, groups)
+        match &self.kernels {
+            LstmKernels::Loop => {
+                let defines = format!("const H: u32 = {h}u; const D: u32 = {d}u;");
+                ctx.dispatch_with(&LSTM, entry, &defines, &b, groups)
+            }
+            LstmKernels::Unrolled(_) => {
+                let i = Entry::ALL
+                    .iter()
+                    .position(|e| e.name() == entry)
+                    .filter(|&i| i < self.srcs.len())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("L2L kernel {entry} was not generated (inference buffers?)")
+                    })?;
+                ctx.dispatch_with(&LSTM_GEN, entry, &self.srcs[i], &b, groups)
+            }
+        }
     }
 
     /// The forward step from state slot `slots.0` to `slots.1` (inference when `record` is false).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         ctx: &Context,
@@ -271,25 +447,63 @@ impl LstmBuffers {
         grad: &DBuf,
         status: &DBuf,
     ) -> Result<Vec<Dispatch>> {
-        // time chunks [t_lo, t_hi) from the end; the outer-product partials of later chunks accumulate
-        // (slots = (t_hi, accumulate) for these entries).
         let mut d = vec![];
-        let mut t_hi = self.steps;
-        while t_hi > 0 {
-            let t_lo = t_hi.saturating_sub(self.time_chunk);
-            let acc = (t_hi != self.steps) as usize;
-            d.push(self.dispatch(ctx, "reverse", theta, grad, status, t_lo, (t_hi, 0), false)?);
-            d.push(self.dispatch(
-                ctx,
-                "outer_partial",
-                theta,
-                grad,
-                status,
-                t_lo,
-                (t_hi, acc),
-                false,
-            )?);
-            t_hi = t_lo;
+        match self.kernels {
+            LstmKernels::Unrolled(_) => {
+                // t = T−1 … 0: the step's adjoint rows, then its outer products into the block partials
+                for t in (0..self.steps).rev() {
+                    d.push(self.dispatch(
+                        ctx,
+                        "reverse_step",
+                        theta,
+                        grad,
+                        status,
+                        t,
+                        (0, 0),
+                        false,
+                    )?);
+                    d.push(self.dispatch(
+                        ctx,
+                        "dphi_step",
+                        theta,
+                        grad,
+                        status,
+                        t,
+                        (0, 0),
+                        false,
+                    )?);
+                }
+            }
+            LstmKernels::Loop => {
+                // time chunks [t_lo, t_hi) from the end; the outer-product partials of later chunks accumulate
+                // (slots = (t_hi, accumulate) for these entries).
+                let mut t_hi = self.steps;
+                while t_hi > 0 {
+                    let t_lo = t_hi.saturating_sub(self.time_chunk);
+                    let acc = (t_hi != self.steps) as usize;
+                    d.push(self.dispatch(
+                        ctx,
+                        "reverse",
+                        theta,
+                        grad,
+                        status,
+                        t_lo,
+                        (t_hi, 0),
+                        false,
+                    )?);
+                    d.push(self.dispatch(
+                        ctx,
+                        "outer_partial",
+                        theta,
+                        grad,
+                        status,
+                        t_lo,
+                        (t_hi, acc),
+                        false,
+                    )?);
+                    t_hi = t_lo;
+                }
+            }
         }
         d.push(self.dispatch(ctx, "finish", theta, grad, status, 0, (0, 0), false)?);
         Ok(d)
@@ -327,7 +541,21 @@ impl L2lTrainer {
         steps: usize,
         weights: &[f64],
     ) -> Result<Self> {
-        let bufs = LstmBuffers::new(ctx, cfg, n, batch, steps, weights, true)?;
+        let kernels = LstmKernels::choose(ctx, cfg)?;
+        Self::with_kernels(ctx, cfg, n, batch, steps, weights, kernels)
+    }
+
+    /// [`L2lTrainer::new`] with a given kernel set.
+    pub fn with_kernels(
+        ctx: &Context,
+        cfg: &LstmConfig,
+        n: usize,
+        batch: usize,
+        steps: usize,
+        weights: &[f64],
+        kernels: LstmKernels,
+    ) -> Result<Self> {
+        let bufs = LstmBuffers::with_kernels(ctx, cfg, n, batch, steps, weights, true, kernels)?;
         Ok(Self {
             bufs,
             weights: weights.to_vec(),
@@ -387,6 +615,11 @@ impl L2lTrainer {
     /// Number of dispatches per unroll.
     pub fn dispatches_per_unroll(&self) -> usize {
         self.unroll.len()
+    }
+
+    /// The recorded unroll (for profiling).
+    pub fn dispatches(&self) -> &[Dispatch] {
+        &self.unroll
     }
 
     /// Run one unroll at φ: forward sweep, reverse sweep, ∂L/∂φ; one readback.

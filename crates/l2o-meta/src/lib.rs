@@ -12,6 +12,7 @@ pub mod hlstm;
 pub mod hlstm_gpu;
 pub mod hlstm_train;
 pub mod lstm;
+pub mod lstm_wgsl;
 pub mod metaopt;
 pub mod optimizer;
 pub mod policy;

@@ -57,7 +57,7 @@ pub trait Task {
     }
 }
 
-use Layout::{Read as R, ReadWrite as W, Uniform as U};
+use Layout::{Read as R, ReadWrite as W};
 
 /// The optimizee kernels (`shaders/tasks.wgsl`). Bindings: params, θ (read_write so θ and ∇f may share a
 /// buffer), ∇f, task data A (W or X), task data B (y or labels), constants (λ), scratch 1 (loss terms),
@@ -65,7 +65,7 @@ use Layout::{Read as R, ReadWrite as W, Uniform as U};
 pub static TASKS: ShaderFamily = ShaderFamily {
     name: "tasks",
     body: include_str!("../../../shaders/tasks.wgsl"),
-    layout: &[U, W, W, R, R, R, W, W],
+    layout: &[R, W, W, R, R, R, W, W],
     entries: &[
         "quad_residual",
         "quad_grad",

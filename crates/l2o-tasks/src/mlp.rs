@@ -31,12 +31,12 @@ use std::sync::Arc;
 use crate::Task;
 use crate::idx::MnistData;
 
-use Layout::{Read as R, ReadWrite as W, Uniform as U};
+use Layout::{Read as R, ReadWrite as W};
 
 pub static MLP: ShaderFamily = ShaderFamily {
     name: "mlp",
     body: include_str!("../../../shaders/mlp.wgsl"),
-    layout: &[U, R, W, R, R, W, W, W, W, W],
+    layout: &[R, R, W, R, R, W, W, W, W, W],
     entries: &["sample", "advance", "gemm", "bias_grad", "softmax_ce"],
     default_defines: "",
 };

@@ -1,7 +1,7 @@
 //! Random quadratics (Andrychowicz et al. 2016, §3.1).
 
 use anyhow::{Context as _, Result, bail};
-use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, View, dot};
+use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, View, dot, grid_x};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -13,7 +13,12 @@ use crate::{TASKS, Task, check_dims, check_fits, check_views, grid, normal, para
 /// must fit `max_storage_buffer_binding_size` (128 MiB on lavapipe: n = 1000 fits B ≤ 33 in f32).
 ///
 /// Kernels: the residual r = Wθ − y (one thread per (row, problem)) into a scratch buffer, the gradient 2Wᵀr
-/// (one thread per (column, problem)), then f = ⟨r, r⟩ with the engine's tree-sum dot product.
+/// (one thread per (column, problem)), then f = ⟨r, r⟩ with the engine's dot product; for n ≤ [`SMALL_N`] one
+/// thread per problem does all three in one dispatch (the L2L quadratics: on the software adapter the three
+/// dispatches of 128 small workgroups cost 20× the arithmetic).
+/// Largest n for the one-dispatch, thread-per-problem kernel.
+pub const SMALL_N: usize = 32;
+
 pub struct Quadratic {
     n: usize,
     batch: usize,
@@ -200,6 +205,27 @@ impl Task for Quadratic {
     ) -> Result<Vec<Dispatch>> {
         let (n, b) = (self.n, self.batch);
         check_views("quadratic", &theta, &grad, n, b)?;
+        if n <= SMALL_N {
+            // one thread per problem, one dispatch (the loss goes straight to the output column)
+            out.check(b, 1)?;
+            let p = ctx.params(&params(n, b, &theta, &grad, out.col, out.stride));
+            let binds = [
+                &p,
+                &theta.buf.buf,
+                &grad.buf.buf,
+                &self.w_buf.buf,
+                &self.y_buf.buf,
+                &self.y_buf.buf,
+                &self.r.buf,
+                &out.buf.buf,
+            ];
+            return Ok(vec![ctx.dispatch(
+                &TASKS,
+                "quad_small",
+                &binds,
+                [grid_x(b.div_ceil(64)), 1, 1],
+            )?]);
+        }
         let p = ctx.params(&params(n, b, &theta, &grad, 0, n));
         let binds = [
             &p,

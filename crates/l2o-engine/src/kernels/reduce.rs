@@ -4,12 +4,15 @@
 
 use anyhow::{Result, bail};
 
-use crate::buffer::{DBuf, Dispatch, View};
+use crate::buffer::{DBuf, Dispatch, View, grid_x};
 use crate::context::Context;
 use crate::shaders::REDUCE;
 
 /// Coordinates reduced by one workgroup in pass 1 (256 threads × 16).
 pub const CHUNK: usize = 4096;
+/// Largest n reduced by one thread per output (four interleaved partial sums, no barriers): on the software
+/// adapter a 256-thread tree costs ~20 µs per workgroup in barriers alone.
+pub const SMALL_N: usize = 256;
 /// Largest k for [`gram`] (2m + 2 with m = 20, plus room for memory vectors).
 pub const MAX_GRAM_K: usize = 64;
 
@@ -22,7 +25,8 @@ pub struct ScalarOut<'a> {
 }
 
 impl ScalarOut<'_> {
-    fn check(&self, batch: usize, width: usize) -> Result<()> {
+    /// Fails unless `width` values per problem at `col` fit the buffer for `batch` problems.
+    pub fn check(&self, batch: usize, width: usize) -> Result<()> {
         if self.col + width > self.stride || batch * self.stride > self.buf.len {
             bail!(
                 "scalar output: {batch} problems × stride {} with {width} values at column {} do not fit a buffer of {}",
@@ -70,11 +74,20 @@ fn reduce(
         mode,
         u(vec_step),
         u(pairs),
-        0,
+        u(batch),
         0,
         0,
     ]);
     let binds = [&params, &a.buf.buf, &b.buf.buf, &partial.buf, &out.buf.buf];
+    if n <= SMALL_N {
+        // one thread per (pair, problem), no workgroup reduction
+        return Ok(vec![ctx.dispatch(
+            &REDUCE,
+            "small_main",
+            &binds,
+            [grid_x((pairs * batch).div_ceil(64)), 1, 1],
+        )?]);
+    }
     let mut d = vec![ctx.dispatch(
         &REDUCE,
         "partial_main",
