@@ -7,8 +7,15 @@ use l2o::meta::lstm::LstmConfig;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
-    let a: Vec<usize> = std::env::args().skip(1).map(|s| s.parse().unwrap()).collect();
-    let (n, b, t) = (*a.first().unwrap_or(&10), *a.get(1).unwrap_or(&128), *a.get(2).unwrap_or(&20));
+    let a: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (n, b, t) = (
+        *a.first().unwrap_or(&10),
+        *a.get(1).unwrap_or(&128),
+        *a.get(2).unwrap_or(&20),
+    );
     let ctx = Context::new(&ContextOptions {
         backend: Some("vulkan".into()),
         adapter: None,
@@ -16,7 +23,11 @@ fn main() -> anyhow::Result<()> {
     })?;
     let cfg = LstmConfig::default();
     let bufs = LstmBuffers::new(&ctx, &cfg, n, b, t, &vec![1.0; t], true)?;
-    println!("{} — n = {n}, B = {b}, T = {t}, kernels {}", ctx.describe(), bufs.kernels.name());
+    println!(
+        "{} — n = {n}, B = {b}, T = {t}, kernels {}",
+        ctx.describe(),
+        bufs.kernels.name()
+    );
     bufs.set_phi(&ctx, &cfg.init(1))?;
     let theta = ctx.upload("t", &vec![0.5; n * b])?;
     let grad = ctx.upload("g", &vec![0.3; n * b])?;
@@ -38,7 +49,12 @@ fn main() -> anyhow::Result<()> {
     }
     let (h, k) = (cfg.hidden as f64, (n * b) as f64);
     for label in labels {
-        let ds: Vec<Dispatch> = fwd.iter().chain(&rev).filter(|d| d.label == label).cloned().collect();
+        let ds: Vec<Dispatch> = fwd
+            .iter()
+            .chain(&rev)
+            .filter(|d| d.label == label)
+            .cloned()
+            .collect();
         let reps = 5;
         let t0 = Instant::now();
         for _ in 0..reps {
@@ -59,7 +75,11 @@ fn main() -> anyhow::Result<()> {
             "{label:>14}: {:8.3} ms per unroll ({} dispatches){}",
             s * 1e3,
             ds.len(),
-            if fma > 0.0 { format!(", {gflops:.1} GFLOP/s") } else { String::new() }
+            if fma > 0.0 {
+                format!(", {gflops:.1} GFLOP/s")
+            } else {
+                String::new()
+            }
         );
     }
     Ok(())

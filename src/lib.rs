@@ -57,7 +57,11 @@ pub mod testing {
         let mut v = vec![LstmKernels::choose(ctx, cfg).expect("kernel choice")];
         for k in [
             LstmKernels::Loop,
-            LstmKernels::Unrolled(LstmVariant { wg: 64, block: 32 }),
+            LstmKernels::Unrolled(LstmVariant {
+                wg: 64,
+                block: 32,
+                steps: 4,
+            }),
         ] {
             if k.fits(ctx, cfg) && !v.contains(&k) {
                 v.push(k);

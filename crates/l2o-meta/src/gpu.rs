@@ -42,26 +42,34 @@ impl LstmKernels {
         }
     }
 
-    /// Parse `loop` or `unrolled-wg<W>-b<B>` (the names [`LstmKernels::name`] prints).
+    /// Parse `loop` or `unrolled-wg<W>-b<B>-s<S>` (the names [`LstmKernels::name`] prints).
     pub fn parse(s: &str) -> Result<Self> {
         if s == "loop" {
             return Ok(LstmKernels::Loop);
         }
         let bad = || {
             anyhow::anyhow!(
-                "unknown L2L kernel set {s:?}: use loop or unrolled-wg<W>-b<B> (e.g. unrolled-wg128-b128)"
+                "unknown L2L kernel set {s:?}: use loop or unrolled-wg<W>-b<B>-s<S> (e.g. unrolled-wg128-b64-s2)"
             )
         };
         let rest = s.strip_prefix("unrolled-wg").ok_or_else(bad)?;
-        let (wg, block) = rest.split_once("-b").ok_or_else(bad)?;
-        let (wg, block): (usize, usize) = (
-            wg.parse().map_err(|_| bad())?,
-            block.parse().map_err(|_| bad())?,
-        );
-        if !(1..=1024).contains(&wg) || !(1..=512).contains(&block) {
-            bail!("L2L kernel set {s:?}: workgroup size must be in 1..=1024 and block in 1..=512");
+        let (wg, rest) = rest.split_once("-b").ok_or_else(bad)?;
+        let (block, steps) = rest.split_once("-s").ok_or_else(bad)?;
+        let num = |x: &str| x.parse::<usize>().map_err(|_| bad());
+        let v = LstmVariant {
+            wg: num(wg)?,
+            block: num(block)?,
+            steps: num(steps)?,
+        };
+        if !(1..=1024).contains(&v.wg)
+            || !(1..=512).contains(&v.block)
+            || !(1..=64).contains(&v.steps)
+        {
+            bail!(
+                "L2L kernel set {s:?}: workgroup size must be in 1..=1024, block in 1..=512 and steps in 1..=64"
+            );
         }
-        Ok(LstmKernels::Unrolled(LstmVariant { wg, block }))
+        Ok(LstmKernels::Unrolled(v))
     }
 
     /// Whether this set can run `cfg` on `ctx` (the unrolled kernels need φ in workgroup memory).
@@ -97,7 +105,8 @@ impl LstmKernels {
         }
         let v = LstmKernels::Unrolled(LstmVariant {
             wg: 128,
-            block: 128,
+            block: 64,
+            steps: 2,
         });
         Ok(if v.fits(ctx, cfg) {
             v
@@ -215,8 +224,8 @@ impl LstmBuffers {
                 .rev()
                 .find(|&tc| per(loop_rows(tc)) <= lim)
                 .unwrap_or(0),
-            LstmKernels::Unrolled(_) => {
-                if per(lstm_wgsl::dz_rows(h)) <= lim {
+            LstmKernels::Unrolled(v) => {
+                if per(lstm_wgsl::dz_rows(h, v.steps)) <= lim {
                     1
                 } else {
                     0
@@ -257,7 +266,14 @@ impl LstmBuffers {
                 } else {
                     vec![lstm_wgsl::source(cfg, v, Entry::Forward)]
                 };
-                (blocks, v.block, blocks, lstm_wgsl::dz_rows(h) * k, srcs)
+                let rows = blocks * lstm_wgsl::partial_per_block(cfg) / l.len + 1;
+                (
+                    blocks,
+                    v.block,
+                    rows,
+                    lstm_wgsl::dz_rows(h, v.steps) * k,
+                    srcs,
+                )
             }
         };
         let (slots, tsteps) = if train { (steps + 1, steps) } else { (2, 1) };
@@ -358,9 +374,10 @@ impl LstmBuffers {
     ) -> Result<Dispatch> {
         let (h, d, k) = (self.cfg.hidden, self.cfg.input_dim(), self.n * self.batch);
         let u = |x: usize| x as u32;
-        let accumulate = match entry {
-            "dphi_step" => (t + 1 != self.steps) as u32,
-            _ => (slots.1 == 1) as u32,
+        // dphi_step reduces the steps [t, t + slots.1); the group holding T − 1 runs first and overwrites
+        let (accumulate, tc) = match entry {
+            "dphi_step" => ((t + slots.1 != self.steps) as u32, slots.1),
+            _ => ((slots.1 == 1) as u32, self.time_chunk),
         };
         let params = ctx.params(&[
             u(k),
@@ -378,7 +395,7 @@ impl LstmBuffers {
             self.cfg.preprocess.is_some() as u32,
             u(self.cfg.layout().len),
             accumulate,
-            u(self.time_chunk),
+            u(tc),
         ]);
         let per_coordinate = |threads: usize| {
             let wg = k.div_ceil(threads);
@@ -387,7 +404,7 @@ impl LstmBuffers {
         };
         let groups = match (entry, &self.kernels) {
             ("outer_partial", _) => [u(2 * (4 * h).div_ceil(OUTER_ROWS) + 1), u(self.chunks), 1],
-            ("dphi_step", _) => [4, u(self.chunks), 1],
+            ("dphi_step", _) => [3, u(self.chunks), 1],
             ("finish", _) => [u(self.cfg.layout().len.div_ceil(64)), 1, 1],
             (_, LstmKernels::Unrolled(v)) => per_coordinate(v.wg),
             (_, LstmKernels::Loop) => per_coordinate(64),
@@ -449,29 +466,27 @@ impl LstmBuffers {
     ) -> Result<Vec<Dispatch>> {
         let mut d = vec![];
         match self.kernels {
-            LstmKernels::Unrolled(_) => {
-                // t = T−1 … 0: the step's adjoint rows, then its outer products into the block partials
+            LstmKernels::Unrolled(v) => {
+                // t = T−1 … 0: each step's adjoint rows; after every S-th (t ≡ 0 mod S), the outer products of
+                // those S steps into the block partials
                 for t in (0..self.steps).rev() {
-                    d.push(self.dispatch(
-                        ctx,
-                        "reverse_step",
-                        theta,
-                        grad,
-                        status,
-                        t,
-                        (0, 0),
-                        false,
-                    )?);
-                    d.push(self.dispatch(
-                        ctx,
-                        "dphi_step",
-                        theta,
-                        grad,
-                        status,
-                        t,
-                        (0, 0),
-                        false,
-                    )?);
+                    let rev =
+                        self.dispatch(ctx, "reverse_step", theta, grad, status, t, (0, 0), false);
+                    d.push(rev?);
+                    if t % v.steps == 0 {
+                        let cnt = v.steps.min(self.steps - t);
+                        let red = self.dispatch(
+                            ctx,
+                            "dphi_step",
+                            theta,
+                            grad,
+                            status,
+                            t,
+                            (0, cnt),
+                            false,
+                        );
+                        d.push(red?);
+                    }
                 }
             }
             LstmKernels::Loop => {

@@ -23,9 +23,10 @@
 //! Entry points (bindings as in `shaders/lstm.wgsl`), each its own module:
 //! - `forward`: one thread per coordinate k; state slot_in → slot_out, θ ← θ + s·u; records x_t, g_t.
 //! - `reverse_step` (step t = T−1 … 0): one thread per coordinate; recomputes the gates of step t from the
-//!   stored state and input, writes ∂L/∂z of both layers and ∂L/∂u to the adjoint rows of `dz` (with a copy of
-//!   h²_{t+1} for the output row's reduction), and carries λh¹, λc¹, λh², λc², λθ in the rows after them.
-//! - `dphi_step` (the same t): ∂L/∂φ += Σ_k δ_{t,k} ⊗ col_{t,k} as four tiles — layer 1 (rows 4H, columns
+//!   stored state and input, writes ∂L/∂z of both layers and ∂L/∂u to slot t mod S of the adjoint rows of `dz`,
+//!   and carries λh¹, λc¹, λh², λc², λθ in the rows after them.
+//! - `dphi_step` (after every S-th reverse step): ∂L/∂φ += Σ_{t,k} δ_{t,k} ⊗ col_{t,k} over those S steps as four
+//!   tiles — layer 1 (rows 4H, columns
 //!   [x_t; h¹_t; 1]), layer 2 in two column sets ([h¹_{t+1}; 1] and h²_t) and the output row (columns
 //!   [h²_{t+1}; 1]), one code path (see `dphi_step`'s table). Workgroup (tile, block of `block` coordinates): the
 //!   block's columns are staged in workgroup memory, then thread r (row r) reads its own δ and accumulates one
@@ -48,18 +49,30 @@ pub struct LstmVariant {
     pub wg: usize,
     /// Coordinates per workgroup of the ∂φ reduction (staged at once, then unrolled).
     pub block: usize,
+    /// Steps of the reverse sweep per ∂φ dispatch (their adjoint rows are kept until it runs).
+    pub steps: usize,
 }
 
 impl LstmVariant {
-    /// A short name for logs and benchmark tables, e.g. `unrolled-wg128-b128`.
+    /// A short name for logs and benchmark tables, e.g. `unrolled-wg128-b64-s2`.
     pub fn name(&self) -> String {
-        format!("unrolled-wg{}-b{}", self.wg, self.block)
+        format!("unrolled-wg{}-b{}-s{}", self.wg, self.block, self.steps)
     }
 }
 
-/// Threads of a `dphi_step` workgroup: one per gate row (4H), rounded up to a multiple of 8.
+/// Threads of a `dphi_step` workgroup: one per row of its widest tile (5H + 1), rounded up to a multiple of 8.
 pub fn dphi_threads(h: usize) -> usize {
-    (4 * h).next_multiple_of(8)
+    (5 * h + 1).next_multiple_of(8)
+}
+
+/// Slots of `partial` per block of the ∂φ reduction: 3 tiles × threads × columns.
+pub fn partial_per_block(cfg: &LstmConfig) -> usize {
+    3 * dphi_threads(cfg.hidden) * max_cols(cfg.hidden, cfg.input_dim())
+}
+
+/// Rows of `dz` per coordinate and step: δ¹ (4H), δ² (4H), ∂L/∂u, a copy of h²_{t+1} (H).
+fn dz_step_rows(h: usize) -> usize {
+    9 * h + 1
 }
 
 /// Columns of the widest ∂φ tile (layer 1: D + H + 1).
@@ -71,13 +84,13 @@ fn max_cols(h: usize, d: usize) -> usize {
 /// for the reduction (separate entry points; the larger counts).
 pub fn workgroup_bytes(cfg: &LstmConfig, v: &LstmVariant, real: usize) -> usize {
     let (h, d) = (cfg.hidden, cfg.input_dim());
-    cfg.layout().len.max(v.block * max_cols(h, d)) * real
+    cfg.layout().len.max(v.steps * v.block * max_cols(h, d)) * real
 }
 
-/// Rows of `dz` per coordinate: the adjoint rows of one step (8H + 1: δ¹, δ², ∂L/∂u), a copy of h²_{t+1} (H,
-/// the columns of the output row's reduction) and the carried λ's (4H + 1).
-pub fn dz_rows(h: usize) -> usize {
-    13 * h + 2
+/// Rows of `dz` per coordinate: the adjoint rows (9H + 1: δ¹, δ², ∂L/∂u, a copy of h²_{t+1}) of the `steps`
+/// steps one ∂φ dispatch reduces, then the carried λ's (4H + 1).
+pub fn dz_rows(h: usize, steps: usize) -> usize {
+    steps * dz_step_rows(h) + 4 * h + 1
 }
 
 /// One of the generated kernels.
@@ -262,7 +275,7 @@ impl Gen<'_> {
                 w!(
                     self,
                     "var<workgroup> shc: array<Real, {}>;",
-                    self.v.block * max_cols(h, d)
+                    self.v.steps * self.v.block * max_cols(h, d)
                 );
             }
             Entry::Finish => {}
@@ -394,7 +407,9 @@ impl Gen<'_> {
         w!(self, "  let live = k0 < kt;");
         w!(self, "  let t = p.t;");
         w!(self, "  let first = t + 1u == p.steps;");
-        w!(self, "  let lb = {}u * kt + k;", zr + h);
+        let zs = dz_step_rows(h);
+        w!(self, "  let lb = {}u * kt + k;", self.v.steps * zs);
+        w!(self, "  let zb = (t % {}u) * {zs}u * kt + k;", self.v.steps);
         for (q, name) in ["lh1_", "lc1_", "lh2_", "lc2_"].iter().enumerate() {
             for j in 0..h {
                 w!(
@@ -436,14 +451,14 @@ impl Gen<'_> {
         );
         w!(self, "  if (live) {{");
         for r in 0..h4 {
-            w!(self, "  dz[{r}u * kt + k] = ad{r};");
+            w!(self, "  dz[zb + {r}u * kt] = ad{r};");
         }
         for r in 0..h4 {
-            w!(self, "  dz[{}u * kt + k] = bd{r};", h4 + r);
+            w!(self, "  dz[zb + {}u * kt] = bd{r};", h4 + r);
         }
-        w!(self, "  dz[{}u * kt + k] = du;", 8 * h);
+        w!(self, "  dz[zb + {}u * kt] = du;", 8 * h);
         for j in 0..h {
-            w!(self, "  dz[{}u * kt + k] = bh{j};", zr + j);
+            w!(self, "  dz[zb + {}u * kt] = bh{j};", zr + j);
         }
         for (q, name) in ["lh1_", "lc1_", "lh2_", "lc2_"].iter().enumerate() {
             for j in 0..h {
@@ -455,140 +470,188 @@ impl Gen<'_> {
         w!(self, "}}");
     }
 
-    /// The ∂φ reduction of step t = p.t: one code path for four tiles (workgroup (tile, block of coordinates)).
-    /// Thread r owns row r of a block of adjoint rows and one accumulator per staged column (NC = D + H + 1, a
-    /// column of ones for the biases, unused columns staged as zeros):
+    /// The ∂φ reduction of the steps [t0, t0 + cnt) (t0 = p.t, cnt = p.tc ≤ S = `steps`). Workgroup (tile,
+    /// block of `block` coordinates): the columns of its S·block entries are staged in workgroup memory, then
+    /// thread r owns one row of per-entry values and keeps NC = D + H + 1 accumulators, one per staged column
+    /// (unused columns are staged as zeros):
     ///
-    /// | tile | rows of `dz` (thread r) | columns | φ of (r, j) |
+    /// | tile | thread r's row | columns | gives |
     /// |---|---|---|---|
-    /// | 0 | δ¹ (4H) | x_t, h¹_t, 1 | W1[r][j], b1[r] |
-    /// | 1 | δ² (4H) | h¹_{t+1}, 1 | W2[r][j], b2[r] |
-    /// | 2 | δ² (4H) | h²_t | W2[r][H + j] |
-    /// | 3 | h²_{t+1} (H, copied by `reverse_step`), then a row of ones | ∂L/∂u | w_out[r], b_out |
+    /// | 0 | δ¹_r (r < 4H) | x_t, h¹_t, 1 | W1, b1 |
+    /// | 1 | δ²_r (r < 4H); h²_{t+1, r−4H} (r < 5H); 1 (r = 5H) | h¹_{t+1}, 1, ∂L/∂u | W2[:, ..H], b2; w_out, b_out |
+    /// | 2 | δ²_r (r < 4H) | h²_t | W2[:, H..] |
+    ///
+    /// After the barrier the code has no branches (lavapipe compiles a kernel with a barrier as a coroutine whose
+    /// frame analysis grows with the branches after it): every thread stores all its accumulators to its own
+    /// slots of `partial` ([block][tile][thread][NC]); `finish` maps each parameter to its slot.
     fn dphi_step(&mut self) {
-        let (h, d, eb) = (self.h, self.d, self.v.block);
+        let (h, d, eb, ns) = (self.h, self.d, self.v.block, self.v.steps);
         let h4 = 4 * h;
+        let zr = dz_step_rows(h);
         let ncol = max_cols(h, d);
         let nt = dphi_threads(h);
-        let (w1, b1, w2, b2, wo) = (self.o_w1, self.o_b1, self.o_w2, self.o_b2, self.o_wo);
         w!(self, "@compute @workgroup_size({nt})");
         w!(
             self,
             "fn dphi_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{"
         );
         w!(self, "  let kt = p.k_total;");
-        w!(self, "  let t = p.t;");
+        w!(self, "  let t0 = p.t;");
+        w!(self, "  let cnt = p.tc;");
         w!(self, "  let tile = wid.x;");
         w!(self, "  let k0 = wid.y * {eb}u;");
+        w!(self, "  let t1 = tile == 1u;");
         w!(
             self,
-            "  for (var q = lid; q < {}u; q = q + {nt}u) {{",
-            ncol * eb
+            "  for (var q = lid; q < p.chunk_len * {}u; q = q + {nt}u) {{",
+            ns * ncol
         );
-        w!(self, "    let j = q / {eb}u;");
-        w!(self, "    let e = q - j * {eb}u;");
+        w!(self, "    let s = q / {}u;", ncol * eb);
+        w!(self, "    let rem = q - s * {}u;", ncol * eb);
+        w!(self, "    let j = rem / {eb}u;");
+        w!(self, "    let e = rem - j * {eb}u;");
+        w!(self, "    let t = min(t0 + s, p.steps - 1u);");
         w!(self, "    let kk = min(k0 + e, kt - 1u);");
-        w!(self, "    var v: Real = 0.0;");
-        w!(self, "    if (tile == 0u) {{");
         w!(
             self,
-            "      if (j < {d}u) {{ v = xs[(t * {d}u + j) * kt + kk]; }}"
+            "    let vx = xs[(t * {d}u + min(j, {}u)) * kt + kk];",
+            d - 1
         );
         w!(
             self,
-            "      else if (j < {}u) {{ v = states[(t * {h4}u + j - {d}u) * kt + kk]; }}",
-            d + h
-        );
-        w!(self, "      else {{ v = 1.0; }}");
-        w!(self, "    }} else if (tile == 1u) {{");
-        w!(
-            self,
-            "      if (j < {h}u) {{ v = states[((t + 1u) * {h4}u + j) * kt + kk]; }} else if (j == {h}u) {{ v = 1.0; }}"
-        );
-        w!(self, "    }} else if (tile == 2u) {{");
-        w!(
-            self,
-            "      if (j < {h}u) {{ v = states[(t * {h4}u + {}u + j) * kt + kk]; }}",
+            "    let srow = select(select({}u + j, j, t1), j - {d}u, tile == 0u && j >= {d}u);",
             2 * h
         );
         w!(
             self,
-            "    }} else if (j == 0u) {{ v = dz[{}u * kt + kk]; }}",
+            "    let vs = states[((t + select(0u, 1u, t1)) * {h4}u + min(srow, {}u)) * kt + kk];",
+            h4 - 1
+        );
+        w!(
+            self,
+            "    let vu = dz[((t % {ns}u) * {zr}u + {}u) * kt + kk];",
             8 * h
         );
         w!(
             self,
-            "    shc[e * {ncol}u + j] = select(0.0, v, k0 + e < kt);"
+            "    let v0 = select(select(select(Real(0.0), Real(1.0), j == {}u), vs, j < {}u), vx, j < {d}u);",
+            d + h,
+            d + h
+        );
+        w!(
+            self,
+            "    let v1 = select(select(select(0.0, vu, j == {}u), 1.0, j == {h}u), vs, j < {h}u);",
+            h + 1
+        );
+        w!(self, "    let v2 = select(0.0, vs, j < {h}u);");
+        w!(
+            self,
+            "    let v = select(select(v2, v1, t1), v0, tile == 0u);"
+        );
+        w!(
+            self,
+            "    shc[(s * {eb}u + e) * {ncol}u + j] = select(0.0, v, k0 + e < kt && s < cnt);"
         );
         w!(self, "  }}");
         w!(self, "  workgroupBarrier();");
-        // the thread's row of dz: tiles 0–2 δ rows, tile 3 the copy of h²_{t+1} (row H: ones)
-        w!(self, "  var row0: u32 = 0u;");
-        w!(self, "  var nrows: u32 = {h4}u;");
-        w!(self, "  var nc: u32 = {}u;", d + h + 1);
-        w!(self, "  var wbase: u32 = {w1}u;");
-        w!(self, "  var stride: u32 = {}u;", d + h);
-        w!(self, "  var bcol: u32 = {}u;", d + h);
-        w!(self, "  var bbase: u32 = {b1}u;");
+        // the thread's row of dz (clamped; threads past their tile's rows compute into slots nobody reads)
+        w!(self, "  let r = lid;");
         w!(
             self,
-            "  if (tile == 1u) {{ row0 = {h4}u; nc = {}u; wbase = {w2}u; stride = {}u; bcol = {h}u; bbase = {b2}u; }}",
-            h + 1,
-            2 * h
+            "  let row = min(select(select({h4}u + r, select({}u + r, {h4}u + r, r < {h4}u), t1), r, tile == 0u), {}u);",
+            h4 + 1,
+            zr - 1
         );
-        w!(
-            self,
-            "  if (tile == 2u) {{ row0 = {h4}u; nc = {h}u; wbase = {}u; stride = {}u; bcol = {ncol}u; }}",
-            w2 + h,
-            2 * h
-        );
-        w!(
-            self,
-            "  if (tile == 3u) {{ row0 = {}u; nrows = {}u; nc = 1u; wbase = {wo}u; stride = 1u; bcol = {ncol}u; }}",
-            8 * h + 1,
-            h + 1
-        );
-        w!(self, "  let r = min(lid, nrows - 1u);");
-        w!(self, "  let ones = tile == 3u && r == {h}u;");
-        w!(self, "  let rb = (row0 + min(r, {}u)) * kt + k0;", h4 - 1);
-        w!(self, "  let zlast = {}u * kt - 1u;", dz_rows(h));
+        w!(self, "  let ones = t1 && r == {}u;", 5 * h);
+        w!(self, "  let zlast = {}u * kt - 1u;", ns * zr);
         for j in 0..ncol {
             w!(self, "  var a{j}: Real = 0.0;");
         }
-        for e in 0..eb {
-            w!(
-                self,
-                "  let d{e} = select(select(0.0, dz[min(rb + {e}u, zlast)], k0 + {e}u < kt), 1.0, ones);"
-            );
-            for j in 0..ncol {
-                w!(self, "  a{j} = fma(d{e}, shc[{}u], a{j});", e * ncol + j);
+        for st in 0..ns {
+            w!(self, "  let rb{st} = ({}u + row) * kt + k0;", st * zr);
+            for e in 0..eb {
+                let i = st * eb + e;
+                w!(
+                    self,
+                    "  let d{i} = select(select(0.0, dz[min(rb{st} + {e}u, zlast)], k0 + {e}u < kt && {st}u < cnt), 1.0, ones);"
+                );
+                for j in 0..ncol {
+                    w!(self, "  a{j} = fma(d{i}, shc[{}u], a{j});", i * ncol + j);
+                }
             }
         }
-        w!(self, "  let pb = wid.y * {}u;", self.p_len);
-        w!(self, "  if (lid < nrows) {{");
+        w!(
+            self,
+            "  let pb = ((wid.y * 3u + tile) * {nt}u + r) * {ncol}u;"
+        );
+        w!(self, "  let acc = p.accumulate == 1u;");
         for j in 0..ncol {
-            w!(self, "    if ({j}u < nc) {{");
             w!(
                 self,
-                "      let pi = pb + select(wbase + r * stride + {j}u, bbase + r, {j}u == bcol);"
+                "  partial[pb + {j}u] = select(a{j}, partial[pb + {j}u] + a{j}, acc);"
             );
-            w!(
-                self,
-                "      if (p.accumulate == 1u) {{ partial[pi] = partial[pi] + a{j}; }} else {{ partial[pi] = a{j}; }}"
-            );
-            w!(self, "    }}");
         }
-        w!(self, "  }}");
         w!(self, "}}");
     }
 
+    /// ∂L/∂φ_i = Σ_block partial[block][slot(i)] in block order, slot(i) = (tile, thread, column) of
+    /// `dphi_step`'s table.
     fn finish(&mut self) {
+        let (h, d) = (self.h, self.d);
+        let (ncol, nt) = (max_cols(h, d), dphi_threads(h));
+        let (b1, w2, b2, wo, bo) = (self.o_b1, self.o_w2, self.o_b2, self.o_wo, self.o_bo);
         w!(self, "@compute @workgroup_size(64)");
         w!(
             self,
-            "fn finish(@builtin(global_invocation_id) gid: vec3<u32>) {{\n  let i = gid.x;\n  if (i >= {p}u) {{ return; }}\n  var total: Real = 0.0;\n  for (var c = 0u; c < p.chunks; c = c + 1u) {{ total = total + partial[c * {p}u + i]; }}\n  dphi[i] = total;\n}}",
-            p = self.p_len
+            "fn finish(@builtin(global_invocation_id) gid: vec3<u32>) {{"
         );
+        w!(self, "  let i = gid.x;");
+        w!(self, "  if (i >= {}u) {{ return; }}", self.p_len);
+        w!(self, "  var tile = 0u;");
+        w!(self, "  var r = 0u;");
+        w!(self, "  var j = 0u;");
+        w!(
+            self,
+            "  if (i < {b1}u) {{ r = i / {}u; j = i % {}u; }}",
+            d + h,
+            d + h
+        );
+        w!(
+            self,
+            "  else if (i < {w2}u) {{ r = i - {b1}u; j = {}u; }}",
+            d + h
+        );
+        w!(
+            self,
+            "  else if (i < {b2}u) {{ let q = i - {w2}u; r = q / {}u; j = q % {}u; tile = 1u; if (j >= {h}u) {{ tile = 2u; j = j - {h}u; }} }}",
+            2 * h,
+            2 * h
+        );
+        w!(
+            self,
+            "  else if (i < {wo}u) {{ tile = 1u; r = i - {b2}u; j = {h}u; }}"
+        );
+        w!(
+            self,
+            "  else if (i < {bo}u) {{ tile = 1u; r = {}u + i - {wo}u; j = {}u; }}",
+            4 * h,
+            h + 1
+        );
+        w!(
+            self,
+            "  else {{ tile = 1u; r = {}u; j = {}u; }}",
+            5 * h,
+            h + 1
+        );
+        w!(self, "  let slot = (tile * {nt}u + r) * {ncol}u + j;");
+        w!(self, "  var total: Real = 0.0;");
+        w!(
+            self,
+            "  for (var c = 0u; c < p.chunks; c = c + 1u) {{ total = total + partial[c * {}u + slot]; }}",
+            3 * nt * ncol
+        );
+        w!(self, "  dphi[i] = total;");
+        w!(self, "}}");
     }
 }
 
@@ -635,11 +698,28 @@ mod tests {
                 Some(10.0),
                 LstmVariant {
                     wg: 128,
-                    block: 128,
+                    block: 64,
+                    steps: 2,
                 },
             ),
-            (5, None, LstmVariant { wg: 64, block: 32 }),
-            (1, Some(10.0), LstmVariant { wg: 256, block: 8 }),
+            (
+                5,
+                None,
+                LstmVariant {
+                    wg: 64,
+                    block: 32,
+                    steps: 3,
+                },
+            ),
+            (
+                1,
+                Some(10.0),
+                LstmVariant {
+                    wg: 256,
+                    block: 8,
+                    steps: 1,
+                },
+            ),
         ] {
             let cfg = LstmConfig {
                 hidden: h,
