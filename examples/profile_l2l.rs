@@ -20,6 +20,7 @@ fn main() -> anyhow::Result<()> {
         backend: Some("vulkan".into()),
         adapter: None,
         precision: Precision::F32,
+        kernels: None,
     })?;
     let cfg = LstmConfig::default();
     let bufs = LstmBuffers::new(&ctx, &cfg, n, b, t, &vec![1.0; t], true)?;

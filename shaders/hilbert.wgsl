@@ -11,9 +11,9 @@
 // dots: pair q of this dispatch is tab[tab0 + 4q ..] = (operand a, operand b, column, mirror column) and writes
 //     scal[out_off + b·out_stride + column] = ⟨a_b, b_b⟩   (and the same at the mirror column unless NONE).
 //   `dots_small` (n ≤ SMALL_N): one thread per (pair, problem), a sequential sum in coordinate order.
-//   `dots_partial` + `dots_finish`: workgroup (chunk, pair, problem) reduces CHUNK = 256·16 coordinates by per-
-//   thread sums of 16 terms and a 256-wide pairwise tree; with one chunk it writes the result, otherwise partials
-//   that `dots_finish` tree-reduces in a fixed order. Deterministic (no atomics) in every mode.
+//   `dots_partial` + `dots_finish`: workgroup (chunk, pair, problem) reduces CHUNK = 4096 coordinates (tree.wgsl:
+//   the adapter's variant of the workgroup reduction); with one chunk it writes the result, otherwise partials
+//   that `dots_finish` reduces in a fixed order. Deterministic (no atomics) in every mode.
 // combine: output o of this dispatch (`count` outputs, operand codes at tab[tab0 + nin + o]) from the inputs
 //     j < nin (operand codes at tab[tab0 + j]):
 //     out_o[i] ← [out_o[i]] + Σ_j coef[coef_off + b·coef_stride + o·nin + j] · in_j[i]
@@ -77,7 +77,7 @@ fn dots_small(@builtin(global_invocation_id) gid: vec3<u32>) {
     write_dot(q, b, acc);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn dots_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
     let chunk = wid.x;
@@ -87,13 +87,21 @@ fn dots_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let cb = tab[p.tab0 + 4u * q + 1u];
     let ia = base(ca, b);
     let ib = base(cb, b);
-    var acc: Real = 0.0;
-    let start = chunk * CHUNK + lid;
-    for (var t = 0u; t < ITEMS; t++) {
-        let i = start + t * WG;
-        if (i < p.n) { acc = acc + load(ca, ia + i) * load(cb, ib + i); }
+    var s0: Real = 0.0;
+    var s1: Real = 0.0;
+    var s2: Real = 0.0;
+    var s3: Real = 0.0;
+    for (var t = 0u; t < ITEMS; t = t + 4u) {
+        let i = item(chunk, lid, t);
+        let i1 = item(chunk, lid, t + 1u);
+        let i2 = item(chunk, lid, t + 2u);
+        let i3 = item(chunk, lid, t + 3u);
+        if (i < p.n) { s0 = s0 + load(ca, ia + i) * load(cb, ib + i); }
+        if (i1 < p.n) { s1 = s1 + load(ca, ia + i1) * load(cb, ib + i1); }
+        if (i2 < p.n) { s2 = s2 + load(ca, ia + i2) * load(cb, ib + i2); }
+        if (i3 < p.n) { s3 = s3 + load(ca, ia + i3) * load(cb, ib + i3); }
     }
-    sh[lid] = acc;
+    sh[lid] = (s0 + s1) + (s2 + s3);
     tree(lid);
     if (lid == 0u) {
         if (p.chunks == 1u) {
@@ -104,7 +112,7 @@ fn dots_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn dots_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
     let q = wid.x;
@@ -117,13 +125,16 @@ fn dots_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     if (lid == 0u) { write_dot(q, b, sh[0]); }
 }
 
-@compute @workgroup_size(256)
+// Threads per workgroup of `combine`.
+const CWG: u32 = 256u;
+
+@compute @workgroup_size(CWG)
 fn combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let b = gid.y;
     if (b >= p.batch) { return; }
     if (p.use_status == 1u && status[b] != 0u) { return; }
     let cb = p.coef_off + b * p.coef_stride;
-    let step = nwg.x * WG;
+    let step = nwg.x * CWG;
     var inp: array<Real, MAX_IN>;
     for (var i = gid.x; i < p.n; i = i + step) {
         for (var j = 0u; j < p.nin; j++) {

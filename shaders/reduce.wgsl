@@ -1,10 +1,10 @@
 // Batched inner products, Gram matrices and sums (engine kernel family `reduce`).
 //
 // Operands are views into buffers laid out per problem: element i of problem b is at off + b·stride + i.
-// Pass 1 (`partial_main`): workgroup (chunk, pair, b) reduces CHUNK = 256·16 coordinates of one pair with a
-// per-thread sequential sum of 16 terms and a pairwise tree over the 256 threads. With one chunk it writes the
-// result directly; otherwise it writes a partial and pass 2 (`finish_main`) tree-reduces the partials of each
-// (pair, b) in a fixed order (deterministic: no atomics).
+// Pass 1 (`partial_main`): workgroup (chunk, pair, b) reduces CHUNK = 4096 coordinates of one pair (tree.wgsl:
+// the adapter's variant of the workgroup reduction). With one chunk it writes the result directly; otherwise it
+// writes a partial and pass 2 (`finish_main`) reduces the partials of each (pair, b) in a fixed order
+// (deterministic: no atomics).
 //
 // n ≤ 256 (`small_main`): one thread per (pair, b) sums four interleaved partial sums s_q = Σ_{i ≡ q mod 4}
 // and returns (s_0 + s_1) + (s_2 + s_3): no workgroup memory, no barriers.
@@ -27,16 +27,18 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> scal: array<Real>;
 
 
+// Pair q of the row-major upper triangle of a k×k matrix (k ≤ 64): row i = the last row whose first pair
+// index s_i = Σ_{r<i} (k − r) is ≤ q. A loop of fixed trip count without `break` (Mesa's GL compiler
+// mis-handles the data-dependent loop this replaces when q differs between invocations).
 fn pair_ij(pair: u32) -> vec2<u32> {
     var i = 0u;
-    var rem = pair;
-    loop {
-        let row = p.k - i;
-        if (rem < row) { break; }
-        rem = rem - row;
-        i = i + 1u;
+    var start = 0u;
+    var s = 0u;
+    for (var r = 0u; r < 64u; r = r + 1u) {
+        if (r < p.k && pair >= s) { i = r; start = s; }
+        s = s + (p.k - min(r, p.k));
     }
-    return vec2<u32>(i, i + rem);
+    return vec2<u32>(i, i + pair - start);
 }
 
 fn write_out(pair: u32, b: u32, v: Real) {
@@ -52,7 +54,7 @@ fn write_out(pair: u32, b: u32, v: Real) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn partial_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
     let chunk = wid.x;
@@ -65,21 +67,21 @@ fn partial_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         ao = p.a_off + b * p.a_stride + ij.x * p.vec_step;
         bo = p.a_off + b * p.a_stride + ij.y * p.vec_step;
     }
-    var acc: Real = 0.0;
-    let start = chunk * CHUNK + lid;
-    for (var t = 0u; t < ITEMS; t = t + 1u) {
-        let i = start + t * WG;
-        if (i < p.n) {
-            if (p.mode == 1u) {
-                acc = acc + va[ao + i];
-            } else if (p.mode == 2u) {
-                acc = acc + va[ao + i] * va[bo + i];
-            } else {
-                acc = acc + va[ao + i] * vb[bo + i];
-            }
-        }
+    var s0: Real = 0.0;
+    var s1: Real = 0.0;
+    var s2: Real = 0.0;
+    var s3: Real = 0.0;
+    for (var t = 0u; t < ITEMS; t = t + 4u) {
+        let i = item(chunk, lid, t);
+        let i1 = item(chunk, lid, t + 1u);
+        let i2 = item(chunk, lid, t + 2u);
+        let i3 = item(chunk, lid, t + 3u);
+        if (i < p.n) { s0 = s0 + term(ao, bo, i); }
+        if (i1 < p.n) { s1 = s1 + term(ao, bo, i1); }
+        if (i2 < p.n) { s2 = s2 + term(ao, bo, i2); }
+        if (i3 < p.n) { s3 = s3 + term(ao, bo, i3); }
     }
-    sh[lid] = acc;
+    sh[lid] = (s0 + s1) + (s2 + s3);
     tree(lid);
     if (lid == 0u) {
         if (p.chunks == 1u) {
@@ -87,6 +89,23 @@ fn partial_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         } else {
             partial[(b * p.pairs + pair) * p.chunks + chunk] = sh[0];
         }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn finish_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let pair = wid.x;
+    let b = wid.z;
+    let base = (b * p.pairs + pair) * p.chunks;
+    var acc: Real = 0.0;
+    for (var c = lid; c < p.chunks; c = c + WG) {
+        acc = acc + partial[base + c];
+    }
+    sh[lid] = acc;
+    tree(lid);
+    if (lid == 0u) {
+        write_out(pair, b, sh[0]);
     }
 }
 
@@ -113,32 +132,11 @@ fn small_main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var s1: Real = 0.0;
     var s2: Real = 0.0;
     var s3: Real = 0.0;
-    var i = 0u;
-    for (; i + 3u < p.n; i = i + 4u) {
+    for (var i = 0u; i < p.n; i = i + 4u) {
         s0 = s0 + term(ao, bo, i);
-        s1 = s1 + term(ao, bo, i + 1u);
-        s2 = s2 + term(ao, bo, i + 2u);
-        s3 = s3 + term(ao, bo, i + 3u);
+        if (i + 1u < p.n) { s1 = s1 + term(ao, bo, i + 1u); }
+        if (i + 2u < p.n) { s2 = s2 + term(ao, bo, i + 2u); }
+        if (i + 3u < p.n) { s3 = s3 + term(ao, bo, i + 3u); }
     }
-    if (i < p.n) { s0 = s0 + term(ao, bo, i); }
-    if (i + 1u < p.n) { s1 = s1 + term(ao, bo, i + 1u); }
-    if (i + 2u < p.n) { s2 = s2 + term(ao, bo, i + 2u); }
     write_out(pair, b, (s0 + s1) + (s2 + s3));
-}
-
-@compute @workgroup_size(256)
-fn finish_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
-    let lid = lid3.x;
-    let pair = wid.x;
-    let b = wid.z;
-    let base = (b * p.pairs + pair) * p.chunks;
-    var acc: Real = 0.0;
-    for (var c = lid; c < p.chunks; c = c + WG) {
-        acc = acc + partial[base + c];
-    }
-    sh[lid] = acc;
-    tree(lid);
-    if (lid == 0u) {
-        write_out(pair, b, sh[0]);
-    }
 }

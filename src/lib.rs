@@ -20,10 +20,15 @@ pub mod testing {
     /// Without one the test fails with the install hint, unless `L2O_SKIP_GPU_TESTS=1` (then `None`).
     pub fn ctx(precision: Precision) -> Option<Context> {
         let backend = std::env::var("L2O_BACKEND").unwrap_or_else(|_| "vulkan".into());
+        open(&backend, precision, None)
+    }
+
+    fn open(backend: &str, precision: Precision, kernels: Option<&str>) -> Option<Context> {
         match Context::new(&ContextOptions {
-            backend: Some(backend),
+            backend: Some(backend.into()),
             adapter: None,
             precision,
+            kernels: kernels.map(String::from),
         }) {
             Ok(c) => Some(c),
             Err(e) if std::env::var("L2O_SKIP_GPU_TESTS").as_deref() == Ok("1") => {
@@ -41,6 +46,49 @@ pub mod testing {
         for p in [Precision::F32, Precision::F64] {
             if let Some(c) = ctx(p) {
                 body(&c);
+            }
+        }
+    }
+
+    /// The backends whose adapters the kernel tests run on: `L2O_TEST_BACKENDS` (comma separated), else every
+    /// one of Vulkan and GL that has an adapter here (CI: lavapipe and Mesa llvmpipe through EGL; GL has no
+    /// f64, like Metal, so it keeps the f32-only paths honest).
+    pub fn test_backends() -> Vec<String> {
+        if let Ok(b) = std::env::var("L2O_TEST_BACKENDS") {
+            return b
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        let mut v = vec!["vulkan".to_string()];
+        if Context::adapters(Some("gl"))
+            .map(|a| !a.is_empty())
+            .unwrap_or(false)
+        {
+            v.push("gl".into());
+        }
+        v
+    }
+
+    /// One test body on every adapter of [`test_backends`], in every precision it supports, with every variant
+    /// of the reduction kernels (`reduce=tree`, `reduce=seq`): the kernel-vs-oracle tests (cubecl's pattern).
+    /// Each case is printed (`case: …`) before it runs, so a failure names its adapter, precision and variant.
+    pub fn each_device(mut body: impl FnMut(&Context)) {
+        for backend in test_backends() {
+            for p in [Precision::F32, Precision::F64] {
+                for r in l2o_engine::kernels::reduce::Reduction::NAMES {
+                    let probe = open(&backend, Precision::F32, None);
+                    let Some(probe) = probe else { continue };
+                    if p == Precision::F64 && !probe.supports_f64() {
+                        continue;
+                    }
+                    drop(probe);
+                    if let Some(c) = open(&backend, p, Some(&format!("reduce={r}"))) {
+                        eprintln!("case: {} {p} reduce={r}", c.describe());
+                        body(&c);
+                    }
+                }
             }
         }
     }

@@ -3,7 +3,7 @@
 //! small-n path at n = 512 and of the one-chunk path at 4096) and batches, in f32 and f64.
 
 use l2o::engine::{self, Coefs, Operand, Output, Pair, ScalarOut, Stores, oracle};
-use l2o::testing::{Tol, each_precision};
+use l2o::testing::{Tol, each_device};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const SIZES: [usize; 8] = [1, 7, 255, 512, 513, 4097, 9000, 100003];
@@ -33,7 +33,7 @@ fn dot_tol(c: &engine::Context, n: usize) -> f64 {
 /// A Gram matrix of vectors in X (with mirror columns) and cross products of Y-vectors with X-vectors.
 #[test]
 fn dots_match_oracle() {
-    each_precision(|c| {
+    each_device(|c| {
         let mut rng = StdRng::seed_from_u64(11);
         for b in BATCHES {
             for n in sizes_for(b) {
@@ -106,7 +106,7 @@ fn dots_match_oracle() {
 /// coefficient table, and frozen problems.
 #[test]
 fn combine_matches_oracle() {
-    each_precision(|c| {
+    each_device(|c| {
         let mut rng = StdRng::seed_from_u64(12);
         for b in BATCHES {
             for n in sizes_for(b) {

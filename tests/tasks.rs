@@ -3,7 +3,7 @@
 
 use l2o::engine::{Context, Precision, ScalarOut, View};
 use l2o::tasks::{Logistic, Quadratic, Rosenbrock, Task, make_task};
-use l2o::testing::{Tol, ctx, each_precision};
+use l2o::testing::{Tol, ctx, each_device};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -121,7 +121,7 @@ fn check_cases(
     skip: impl Fn(usize, usize) -> bool,
     make: impl Fn(&Context, usize, usize) -> (Box<dyn Task>, Vec<f64>),
 ) {
-    each_precision(|ctx| {
+    each_device(|ctx| {
         let p = ctx.precision();
         let mut worst = (0.0f64, 0.0f64);
         for &n in ns {
@@ -215,7 +215,7 @@ fn logistic_matches_oracle() {
 /// again, and get the new loss and gradient.
 #[test]
 fn dispatches_replay_with_new_theta() {
-    each_precision(|ctx| {
+    each_device(|ctx| {
         let tol = Tol {
             f32: 1e-4,
             f64: 1e-12,
@@ -340,7 +340,7 @@ fn initial_points_follow_the_seed() {
 
 #[test]
 fn quadratic_from_parts_known_values() {
-    each_precision(|ctx| {
+    each_device(|ctx| {
         // W = [[1, 2], [3, 4]], y = (1, 1), θ = (1, −1): r = (−2, −2), f = 8, ∇f = 2Wᵀr = (−16, −24).
         let task = Quadratic::from_parts(
             ctx,

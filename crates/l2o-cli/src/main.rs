@@ -43,6 +43,7 @@ impl DeviceArgs {
             backend: self.backend.clone(),
             adapter: self.adapter.clone(),
             precision: self.precision,
+            kernels: None,
         })
     }
 }

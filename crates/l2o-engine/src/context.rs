@@ -21,6 +21,8 @@ pub struct ContextOptions {
     pub adapter: Option<String>,
     /// f32 everywhere, or f64 where the adapter supports `SHADER_F64`.
     pub precision: Precision,
+    /// Kernel-variant overrides in the syntax of `L2O_KERNELS` (`family=variant,...`), applied over it.
+    pub kernels: Option<String>,
 }
 
 impl ContextOptions {
@@ -62,6 +64,7 @@ pub struct Context {
     layouts: Mutex<HashMap<(&'static str, Precision), wgpu::BindGroupLayout>>,
     error: Arc<Mutex<Option<String>>>,
     next_id: AtomicU64,
+    variants: Mutex<crate::variants::Choices>,
 }
 
 const NO_ADAPTER_HELP: &str = "no GPU adapter found. On Debian/Ubuntu install the software Vulkan driver: \
@@ -201,7 +204,14 @@ impl Context {
             trace: wgpu::Trace::Off,
         }))
         .with_context(|| format!("could not open a device on {}", info.name))?;
-        Self::build(device, queue, info, reason, options.precision)
+        Self::build(
+            device,
+            queue,
+            info,
+            reason,
+            options.precision,
+            options.kernels.as_deref(),
+        )
     }
 
     /// Embed l2o in another wgpu program: use its device and queue. f64 kernels need the device to have been
@@ -224,6 +234,7 @@ impl Context {
             info,
             "supplied by the host program (Context::from_wgpu)".into(),
             precision,
+            None,
         )
     }
 
@@ -233,6 +244,7 @@ impl Context {
         info: wgpu::AdapterInfo,
         reason: String,
         precision: Precision,
+        kernels: Option<&str>,
     ) -> Result<Self> {
         let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let e1 = error.clone();
@@ -251,7 +263,17 @@ impl Context {
                 ));
             }
         });
+        let mut env = crate::variants::env_overrides()?;
+        if let Some(k) = kernels {
+            env.extend(crate::variants::parse_overrides(k)?);
+        }
+        let variants = crate::variants::Choices {
+            env,
+            cache: crate::variants::cached_for(&info),
+            ..Default::default()
+        };
         Ok(Self {
+            variants: Mutex::new(variants),
             limits: device.limits(),
             features: device.features(),
             device,
@@ -284,6 +306,56 @@ impl Context {
             "{} [{:?}, {:?}]",
             self.info.name, self.info.backend, self.info.device_type
         )
+    }
+
+    /// The variant of kernel family `family` for this adapter and precision (see [`crate::variants`]):
+    /// `L2O_KERNELS`, else the autotune cache, else `cpu_default` on a software adapter and `gpu_default`
+    /// elsewhere. Resolved once per context; every answer is in [`Context::variant_report`].
+    pub fn variant(
+        &self,
+        family: &str,
+        candidates: &[&str],
+        gpu_default: &str,
+        cpu_default: &str,
+    ) -> Result<String> {
+        let key = format!("{family}:{}", self.precision);
+        let default = if self.is_software() {
+            cpu_default
+        } else {
+            gpu_default
+        };
+        self.variants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .resolve(&key, candidates, default)
+    }
+
+    /// Record the variant of a family that resolves its own choice (names outside a fixed list).
+    pub fn record_variant(&self, family: &str, variant: &str, source: crate::variants::Source) {
+        self.variants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(family, variant, source);
+    }
+
+    /// The override or cached choice for `family` (with or without the `:precision` suffix), if any.
+    pub fn variant_hint(&self, family: &str) -> Option<(String, crate::variants::Source)> {
+        let key = format!("{family}:{}", self.precision);
+        let v = self.variants.lock().unwrap_or_else(|p| p.into_inner());
+        let pick = |m: &std::collections::BTreeMap<String, String>| {
+            m.get(&key).or_else(|| m.get(family)).cloned()
+        };
+        pick(&v.env)
+            .map(|x| (x, crate::variants::Source::Env))
+            .or_else(|| pick(&v.cache).map(|x| (x, crate::variants::Source::Cache)))
+    }
+
+    /// The kernel variants this context has used, e.g. `reduce:f32=seq, lstm[H20 D2]:f32=unrolled-…`.
+    pub fn variant_report(&self) -> String {
+        self.variants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .report()
     }
 
     pub(crate) fn next_id(&self) -> u64 {

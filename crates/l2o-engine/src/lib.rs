@@ -19,6 +19,7 @@ pub mod kernels;
 pub mod oracle;
 pub mod precision;
 pub mod shaders;
+pub mod variants;
 
 pub use buffer::{DBuf, Dispatch, Elem, View, grid_x};
 pub use context::{AdapterSummary, Context, ContextOptions};

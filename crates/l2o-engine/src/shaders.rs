@@ -47,6 +47,10 @@ impl ShaderFamily {
     }
 }
 
+/// The constants `tree.wgsl` expects, for validation (the launchers pass the adapter's
+/// [`crate::kernels::reduce::Reduction`]).
+const TREE_DEFINES: &str = "const WG: u32 = 256u; const ITEMS: u32 = 16u; const CONTIG: bool = false; const TREE: bool = true;";
+
 pub static REDUCE: ShaderFamily = ShaderFamily {
     name: "reduce",
     body: concat!(
@@ -55,7 +59,7 @@ pub static REDUCE: ShaderFamily = ShaderFamily {
     ),
     layout: &[R, R, R, W, W],
     entries: &["partial_main", "finish_main", "small_main"],
-    default_defines: "",
+    default_defines: TREE_DEFINES,
 };
 
 pub static LINCOMB: ShaderFamily = ShaderFamily {
@@ -130,7 +134,7 @@ pub static HILBERT: ShaderFamily = ShaderFamily {
     ),
     layout: &[R, R, W, W, W, W, R],
     entries: &["dots_small", "dots_partial", "dots_finish", "combine"],
-    default_defines: "",
+    default_defines: TREE_DEFINES,
 };
 
 /// The L2L kernels generated per architecture, variant and entry point by `l2o_meta::lstm_wgsl` (straight-line,
@@ -231,11 +235,20 @@ pub fn validate_precision(
 mod tests {
     use super::*;
 
-    /// Every engine WGSL file parses and validates with naga for f32 and f64, no device needed.
+    /// Every engine WGSL file parses and validates with naga for f32 and f64, no device needed (the reduction
+    /// families in every variant).
     #[test]
     fn engine_shaders_validate_with_naga() {
         for f in engine_families() {
             validate(f).unwrap_or_else(|e| panic!("{e}"));
+        }
+        for r in [
+            crate::kernels::reduce::Reduction::Tree,
+            crate::kernels::reduce::Reduction::Seq,
+        ] {
+            for f in [&REDUCE, &HILBERT] {
+                validate_with(f, r.defines()).unwrap_or_else(|e| panic!("{r:?}: {e}"));
+            }
         }
     }
 

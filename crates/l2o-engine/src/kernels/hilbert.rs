@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 
 use crate::buffer::{DBuf, Dispatch, grid_x};
 use crate::context::Context;
-use crate::kernels::reduce::{CHUNK, ScalarOut};
+use crate::kernels::reduce::{CHUNK, Reduction, ScalarOut};
 use crate::shaders::HILBERT;
 
 /// Largest n for which [`dots`] uses one thread per (pair, problem) with a sequential sum.
@@ -188,24 +188,28 @@ pub fn dots(
         &out.buf.buf,
         &status.buf,
     ];
+    let defines = Reduction::of(ctx)?.defines();
     if small {
-        return Ok(vec![ctx.dispatch(
+        return Ok(vec![ctx.dispatch_with(
             &HILBERT,
             "dots_small",
+            defines,
             &binds,
             [u(pairs.len().div_ceil(64)), u(batch), 1],
         )?]);
     }
-    let mut d = vec![ctx.dispatch(
+    let mut d = vec![ctx.dispatch_with(
         &HILBERT,
         "dots_partial",
+        defines,
         &binds,
         [u(chunks), u(pairs.len()), u(batch)],
     )?];
     if chunks > 1 {
-        d.push(ctx.dispatch(
+        d.push(ctx.dispatch_with(
             &HILBERT,
             "dots_finish",
+            defines,
             &binds,
             [u(pairs.len()), 1, u(batch)],
         )?);
@@ -304,9 +308,10 @@ pub fn combine(
         0,
         0,
     ]);
-    ctx.dispatch(
+    ctx.dispatch_with(
         &HILBERT,
         "combine",
+        Reduction::of(ctx)?.defines(),
         &[
             &params,
             &tabuf.buf,

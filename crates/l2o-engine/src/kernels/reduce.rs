@@ -8,8 +8,45 @@ use crate::buffer::{DBuf, Dispatch, View, grid_x};
 use crate::context::Context;
 use crate::shaders::REDUCE;
 
-/// Coordinates reduced by one workgroup in pass 1 (256 threads × 16).
+/// Coordinates reduced by one workgroup in pass 1 (every [`Reduction`] variant: WG · ITEMS = 4096).
 pub const CHUNK: usize = 4096;
+
+/// The workgroup reduction of the chunked kernels (`shaders/tree.wgsl`, shared by [`dot`], [`sum`], [`gram`]
+/// and [`crate::dots`]), one variant per adapter (family `reduce`, see [`crate::variants`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// 256 threads × 16 interleaved items, pairwise tree (GPUs: coalesced loads, log-depth combine).
+    Tree,
+    /// 64 threads × 64 contiguous items, one barrier and an ordered sum by thread 0 (the software adapter).
+    Seq,
+}
+
+impl Reduction {
+    pub const NAMES: [&'static str; 2] = ["tree", "seq"];
+
+    /// This context's variant (`L2O_KERNELS=reduce=…`, the autotune cache, else `seq` on a software adapter
+    /// and `tree` on a GPU).
+    pub fn of(ctx: &Context) -> Result<Self> {
+        Ok(
+            match ctx.variant("reduce", &Self::NAMES, "tree", "seq")?.as_str() {
+                "tree" => Reduction::Tree,
+                _ => Reduction::Seq,
+            },
+        )
+    }
+
+    /// The WGSL constants of the variant.
+    pub fn defines(self) -> &'static str {
+        match self {
+            Reduction::Tree => {
+                "const WG: u32 = 256u; const ITEMS: u32 = 16u; const CONTIG: bool = false; const TREE: bool = true;"
+            }
+            Reduction::Seq => {
+                "const WG: u32 = 64u; const ITEMS: u32 = 64u; const CONTIG: bool = true; const TREE: bool = false;"
+            }
+        }
+    }
+}
 /// Largest n reduced by one thread per output (four interleaved partial sums, no barriers): on the software
 /// adapter a 256-thread tree costs ~20 µs per workgroup in barriers alone.
 pub const SMALL_N: usize = 256;
@@ -79,23 +116,32 @@ fn reduce(
         0,
     ]);
     let binds = [&params, &a.buf.buf, &b.buf.buf, &partial.buf, &out.buf.buf];
+    let defines = Reduction::of(ctx)?.defines();
     if n <= SMALL_N {
         // one thread per (pair, problem), no workgroup reduction
-        return Ok(vec![ctx.dispatch(
+        return Ok(vec![ctx.dispatch_with(
             &REDUCE,
             "small_main",
+            defines,
             &binds,
             [grid_x((pairs * batch).div_ceil(64)), 1, 1],
         )?]);
     }
-    let mut d = vec![ctx.dispatch(
+    let mut d = vec![ctx.dispatch_with(
         &REDUCE,
         "partial_main",
+        defines,
         &binds,
         [u(chunks), u(pairs), u(batch)],
     )?];
     if chunks > 1 {
-        d.push(ctx.dispatch(&REDUCE, "finish_main", &binds, [u(pairs), 1, u(batch)])?);
+        d.push(ctx.dispatch_with(
+            &REDUCE,
+            "finish_main",
+            defines,
+            &binds,
+            [u(pairs), 1, u(batch)],
+        )?);
     }
     Ok(d)
 }
