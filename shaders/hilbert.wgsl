@@ -28,7 +28,10 @@ struct Params {
     use_status: u32, q0: u32, q1: u32, q2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> pb: Params;
+// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
+// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> tab: array<u32>;
 @group(0) @binding(2) var<storage, read_write> xs: array<Real>;
 @group(0) @binding(3) var<storage, read_write> ys: array<Real>;
@@ -63,6 +66,7 @@ fn write_dot(q: u32, b: u32, v: Real) {
 
 @compute @workgroup_size(64)
 fn dots_small(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let q = gid.x;
     let b = gid.y;
     if (q >= p.count || b >= p.batch) { return; }
@@ -79,6 +83,7 @@ fn dots_small(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(WG)
 fn dots_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    p = pb;
     let lid = lid3.x;
     let chunk = wid.x;
     let q = wid.y;
@@ -114,6 +119,7 @@ fn dots_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 
 @compute @workgroup_size(WG)
 fn dots_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    p = pb;
     let lid = lid3.x;
     let q = wid.x;
     let b = wid.z;
@@ -130,6 +136,7 @@ const CWG: u32 = 256u;
 
 @compute @workgroup_size(CWG)
 fn combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
     let b = gid.y;
     if (b >= p.batch) { return; }
     if (p.use_status == 1u && status[b] != 0u) { return; }

@@ -19,7 +19,10 @@ struct Params {
     coef_stride: u32, lrec_stride: u32, q0: u32, q1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> pb: Params;
+// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
+// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> phi: array<Real>;
 // [ε_c, loss kind (0 sum, 1 log), log floor, 1/B, w_1..w_T]
 @group(0) @binding(2) var<storage, read> cst: array<Real>;
@@ -274,6 +277,7 @@ fn load_state(b: u32) {
 // write κ_u, κ_c', κ_h' for the forward `combine` and advance the state.
 @compute @workgroup_size(64)
 fn cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     gb = b * p.rec_stride + p.t * RW;
@@ -314,6 +318,7 @@ fn addg(i: u32, j: u32, v: Real) { lg[i * K + j] = lg[i * K + j] + v; }
 // from inputs [λu, λc', λh', V_0..V_{K−1}]: (κ_u[i], κ_c[i], κ_h[i], λG_ij + λG_ji).
 @compute @workgroup_size(64)
 fn cell_rev(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     gb = b * p.rec_stride + p.t * RW;
@@ -557,6 +562,7 @@ fn cell_rev(@builtin(global_invocation_id) gid: vec3<u32>) {
 // floor·f_start and 0 below it (log).
 @compute @workgroup_size(64)
 fn loss_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let lo_ = cst[2] * abs(state[b * 4u + 3u]);

@@ -13,7 +13,10 @@ const RHO0: u32 = 26u;  // ρ_0..ρ_{m−1}, then α_0..α_{m−1}, then β_0..�
 
 struct Params { batch: u32, stride: u32, method: u32, max_ls: u32, slot: u32, m: u32, q0: u32, q1: u32 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> pb: Params;
+// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
+// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
+var<private> p: Params;
 // [c1, c2, t_max, curvature ε_c] and, for L-BFGS-π, [τm, τM, ε, n_h, W1 (n_h×16), b1, W2 (n_h×16), b2]
 @group(0) @binding(1) var<storage, read> cst: array<Real>;
 @group(0) @binding(2) var<storage, read_write> scal: array<Real>;
@@ -29,6 +32,7 @@ const METHOD_WOLFE: u32 = 2u;
 // applies d ← DA·d + DB·g. First trial step: 1, or min(1, 1/‖g‖) while the history is empty (Nocedal & Wright).
 @compute @workgroup_size(64)
 fn ls_begin(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.stride;
@@ -100,6 +104,7 @@ fn zoom_next(s: u32) {
 // with status 3 (line search failed). Problems still searching are counted in `pending[0]`.
 @compute @workgroup_size(64)
 fn ls_update(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.stride;
@@ -173,6 +178,7 @@ fn ls_update(@builtin(global_invocation_id) gid: vec3<u32>) {
 // A skipped pair keeps its ring slot with ρ = 0, which removes it from both loops.
 @compute @workgroup_size(64)
 fn pair_update(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.stride;
@@ -194,6 +200,7 @@ fn pair_update(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Records p and τ in the two columns after the Gram matrix.
 @compute @workgroup_size(64)
 fn policy_step(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.stride;

@@ -9,13 +9,16 @@
 struct Params {
     n: u32, batch: u32, out_off: u32, out_stride: u32,
     nterms: u32, accumulate: u32, scal_stride: u32, mask_col: u32,
-    out_col: u32, use_status: u32, q0: u32, q1: u32,
+    out_col: u32, use_status: u32, aligned: u32, q1: u32,
     in_off: vec4<u32>,
     in_stride: vec4<u32>,
     col: vec4<u32>,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> pb: Params;
+// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
+// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> cst: array<Real>;
 @group(0) @binding(2) var<storage, read_write> out: array<Real>;
 @group(0) @binding(3) var<storage, read> in0: array<Real>;
@@ -24,14 +27,25 @@ struct Params {
 @group(0) @binding(6) var<storage, read> in3: array<Real>;
 @group(0) @binding(7) var<storage, read> scal: array<Real>;
 @group(0) @binding(8) var<storage, read> status: array<u32>;
+// out and the inputs again, four elements at a time (p.aligned = 1)
+@group(0) @binding(9) var<storage, read_write> out4: array<vec4<Real>>;
+@group(0) @binding(10) var<storage, read> in04: array<vec4<Real>>;
+@group(0) @binding(11) var<storage, read> in14: array<vec4<Real>>;
+@group(0) @binding(12) var<storage, read> in24: array<vec4<Real>>;
+@group(0) @binding(13) var<storage, read> in34: array<vec4<Real>>;
 
 fn sigma(b: u32, col: u32) -> Real {
     if (col == NONE) { return 1.0; }
     return scal[b * p.scal_stride + col];
 }
 
-@compute @workgroup_size(256)
+// Two variants (constants LWG, LITEMS, LSEG of l2o_engine::kernels::lincomb::Layout): `grid` (GPUs) — one
+// element per thread, neighbouring threads on neighbouring elements; `seg` (the software adapter) — each thread
+// a contiguous run of LITEMS elements, four at a time when every operand offset and stride is a multiple of 4
+// (p.aligned = 1). Every element is computed by the same expression in both: identical results.
+@compute @workgroup_size(LWG)
 fn lincomb_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
     let b = gid.y;
     if (b >= p.batch) { return; }
     if (p.use_status == 1u && status[b] != 0u) { return; }
@@ -41,14 +55,51 @@ fn lincomb_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let c2 = cst[3] * sigma(b, p.col.z);
     let c3 = cst[4] * sigma(b, p.col.w);
     let co = cst[0] * sigma(b, p.out_col);
-    let step = nwg.x * 256u;
-    for (var i = gid.x; i < p.n; i = i + step) {
-        var v: Real = 0.0;
-        if (p.accumulate == 1u) { v = co * out[p.out_off + b * p.out_stride + i]; }
-        if (p.nterms > 0u) { v = v + c0 * in0[p.in_off.x + b * p.in_stride.x + i]; }
-        if (p.nterms > 1u) { v = v + c1 * in1[p.in_off.y + b * p.in_stride.y + i]; }
-        if (p.nterms > 2u) { v = v + c2 * in2[p.in_off.z + b * p.in_stride.z + i]; }
-        if (p.nterms > 3u) { v = v + c3 * in3[p.in_off.w + b * p.in_stride.w + i]; }
-        out[p.out_off + b * p.out_stride + i] = v;
+    let n = p.n;
+    let nt = p.nterms;
+    let acc = p.accumulate == 1u;
+    let ob = p.out_off + b * p.out_stride;
+    let i0b = p.in_off.x + b * p.in_stride.x;
+    let i1b = p.in_off.y + b * p.in_stride.y;
+    let i2b = p.in_off.z + b * p.in_stride.z;
+    let i3b = p.in_off.w + b * p.in_stride.w;
+    if (LSEG) {
+        for (var r = gid.x; r * LITEMS < n; r = r + nwg.x * LWG) {
+            let e0 = r * LITEMS;
+            let e1 = min(e0 + LITEMS, n);
+            var e = e0;
+            if (p.aligned == 1u) {
+                let full = (e1 - e0) / 4u;
+                for (var q = 0u; q < full; q = q + 1u) {
+                    let i = e0 + 4u * q;
+                    var v = vec4<Real>(0.0);
+                    if (acc) { v = co * out4[(ob + i) / 4u]; }
+                    if (nt > 0u) { v = v + c0 * in04[(i0b + i) / 4u]; }
+                    if (nt > 1u) { v = v + c1 * in14[(i1b + i) / 4u]; }
+                    if (nt > 2u) { v = v + c2 * in24[(i2b + i) / 4u]; }
+                    if (nt > 3u) { v = v + c3 * in34[(i3b + i) / 4u]; }
+                    out4[(ob + i) / 4u] = v;
+                }
+                e = e0 + 4u * full;
+            }
+            for (; e < e1; e = e + 1u) {
+                out[ob + e] = element(e, ob, i0b, i1b, i2b, i3b, co, c0, c1, c2, c3, acc, nt);
+            }
+        }
+    } else {
+        for (var i = gid.x; i < n; i = i + nwg.x * LWG) {
+            out[ob + i] = element(i, ob, i0b, i1b, i2b, i3b, co, c0, c1, c2, c3, acc, nt);
+        }
     }
+}
+
+fn element(i: u32, ob: u32, i0b: u32, i1b: u32, i2b: u32, i3b: u32, co: Real, c0: Real, c1: Real, c2: Real,
+           c3: Real, acc: bool, nt: u32) -> Real {
+    var v: Real = 0.0;
+    if (acc) { v = co * out[ob + i]; }
+    if (nt > 0u) { v = v + c0 * in0[i0b + i]; }
+    if (nt > 1u) { v = v + c1 * in1[i1b + i]; }
+    if (nt > 2u) { v = v + c2 * in2[i2b + i]; }
+    if (nt > 3u) { v = v + c3 * in3[i3b + i]; }
+    return v;
 }

@@ -32,7 +32,10 @@ struct Params {
     preprocess: u32, p_len: u32, accumulate: u32, tc: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> pb: Params;
+// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
+// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
+var<private> p: Params;
 @group(0) @binding(1) var<uniform> phi: array<vec4<Real>, PHI_VEC4>;
 // [scale, p, e^{-p}, e^{p}, w_1/B, …, w_T/B]
 @group(0) @binding(2) var<storage, read> cst: array<Real>;
@@ -120,6 +123,7 @@ fn cell_forward() -> Real {
 // x_t and g_t at step p.t for the reverse sweep. Frozen problems (status ≠ 0) are left untouched.
 @compute @workgroup_size(64)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
     let k = gid.x + gid.y * nwg.x * 64u;
     if (k >= p.k_total) { return; }
     if (status[k / p.n] != 0u) { return; }
@@ -181,6 +185,7 @@ fn layer_delta(layer: u32, t: u32, k: u32) {
 // stored after each chunk and reloaded by the next, so dz needs room for one chunk only.
 @compute @workgroup_size(64)
 fn reverse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
     let k = gid.x + gid.y * nwg.x * 64u;
     if (k >= p.k_total) { return; }
     let t_hi = p.slot_in;
@@ -270,6 +275,7 @@ fn param_index(block: u32, n: u32, r: u32, j: u32) -> u32 {
 
 @compute @workgroup_size(64)
 fn outer_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    p = pb;
     let tile = wid.x;
     let c = wid.y;
     let lane = lid3.x;
@@ -315,6 +321,7 @@ fn outer_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 // those (fixed order).
 @compute @workgroup_size(64)
 fn finish(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let i = gid.x;
     if (i >= p.p_len) { return; }
     var total: Real = 0.0;

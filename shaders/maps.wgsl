@@ -14,7 +14,10 @@ struct Params {
     p1_col: u32, p2_col: u32, kind: u32, q1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> pb: Params;
+// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
+// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> hyper: array<Real>;
 @group(0) @binding(2) var<storage, read_write> theta: array<Real>;
 @group(0) @binding(3) var<storage, read> grad: array<Real>;
@@ -29,6 +32,7 @@ fn running(b: u32) -> bool {
 
 @compute @workgroup_size(256)
 fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
     let b = gid.y;
     if (!running(b)) { return; }
     let lr = hyper[0];
@@ -77,6 +81,7 @@ fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 
 @compute @workgroup_size(64)
 fn adam_powers(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (!running(b)) { return; }
     let s = b * p.scal_stride;

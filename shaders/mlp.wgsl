@@ -14,7 +14,10 @@ struct Params {
     out_w: u32, seed: u32, fixed: u32, q0: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> pb: Params;
+// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
+// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> theta: array<Real>;
 @group(0) @binding(2) var<storage, read_write> grad: array<Real>;
 @group(0) @binding(3) var<storage, read> imgs: array<u32>;   // 4 pixels per word, little-endian
@@ -68,6 +71,7 @@ fn dact(a: Real) -> Real {
 // not special: the counter is advanced by `advance`, a separate dispatch.
 @compute @workgroup_size(64)
 fn sample(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let i = gid.x;
     let b = gid.y;
     if (i >= p.m || b >= p.batch) { return; }
@@ -78,6 +82,7 @@ fn sample(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(1)
 fn advance() {
+    p = pb;
     ctr[0] = ctr[0] + 1u;
 }
 
@@ -134,6 +139,7 @@ fn store(b: u32, r: u32, c: u32, s: Real) {
 
 @compute @workgroup_size(16, 16)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    p = pb;
     let b = wid.z;
     let r0 = wid.y * TS * RPT;
     let c = wid.x * TS + lid.x;
@@ -161,6 +167,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 // ∂b_l[o] = Σ_i D_l[i][o]: one thread per (o, b), images summed in order.
 @compute @workgroup_size(64)
 fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let o = gid.x;
     let b = gid.y;
     if (o >= p.out_w || b >= p.batch) { return; }
@@ -173,6 +180,7 @@ fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
 // by M, so the sum over images is the mean) and D_L = (softmax(z) − onehot(y)) / M.
 @compute @workgroup_size(64)
 fn softmax_ce(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let i = gid.x;
     let b = gid.y;
     if (i >= p.m || b >= p.batch) { return; }

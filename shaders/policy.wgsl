@@ -15,7 +15,10 @@ struct Params {
     c4: u32, c5: u32, c6: u32, c7: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> pb: Params;
+// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
+// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
+var<private> p: Params;
 // [c1, c2, t_max, ε_c, τm, τM, ε, n_h, W1 (n_h×16), b1, W2 (n_h×16), b2] (the L-BFGS constants buffer)
 @group(0) @binding(1) var<storage, read> cst: array<Real>;
 @group(0) @binding(2) var<storage, read_write> scal: array<Real>;
@@ -26,6 +29,7 @@ struct Params {
 // 0 = no reset), γ (c3) and the live γ source (c4) into the record of step k at rb.
 @compute @workgroup_size(64)
 fn record_pre(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.stride;
@@ -40,6 +44,7 @@ fn record_pre(@builtin(global_invocation_id) gid: vec3<u32>) {
 // pair was accepted; GACC of the record starts at 0.
 @compute @workgroup_size(64)
 fn record_post(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.stride;
@@ -54,6 +59,7 @@ fn record_post(@builtin(global_invocation_id) gid: vec3<u32>) {
 // and CS_j = λG_2j + λG_j2 at c2..c2+4 (the s_{k−1} row and column).
 @compute @workgroup_size(64)
 fn rev_policy(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.stride;
@@ -103,6 +109,7 @@ fn rev_policy(@builtin(global_invocation_id) gid: vec3<u32>) {
 // N = −C ρ_j → c4 (λr += N y_j), M = C β_j ρ_j → c5 (the λρ_j part of λs_j along y_j).
 @compute @workgroup_size(64)
 fn rev_loop2(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.stride;
@@ -117,6 +124,7 @@ fn rev_loop2(@builtin(global_invocation_id) gid: vec3<u32>) {
 // (record base of step h = c1 + h·c2). Nothing when d_k was reset or γ = 1 (no pair yet).
 @compute @workgroup_size(64)
 fn rev_gamma(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.stride;
@@ -130,6 +138,7 @@ fn rev_gamma(@builtin(global_invocation_id) gid: vec3<u32>) {
 // (λs_j += P q_j, λq += P s_j), MQ = −λα_j α_j ρ_j → c5 (the λρ_j part along y_j).
 @compute @workgroup_size(64)
 fn rev_loop1(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.stride;

@@ -17,14 +17,21 @@ struct Params {
     n: u32, a_off: u32, a_stride: u32, b_off: u32,
     b_stride: u32, chunks: u32, k: u32, out_col: u32,
     out_stride: u32, scale_col: u32, mode: u32, vec_step: u32,
-    pairs: u32, batch: u32, p1: u32, p2: u32,
+    pairs: u32, batch: u32, aligned: u32, p2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> pb: Params;
+// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
+// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> va: array<Real>;
 @group(0) @binding(2) var<storage, read> vb: array<Real>;
 @group(0) @binding(3) var<storage, read_write> partial: array<Real>;
 @group(0) @binding(4) var<storage, read_write> scal: array<Real>;
+// The same buffers as va, vb, read four elements at a time (used when every operand offset and stride is a
+// multiple of 4: p.aligned = 1).
+@group(0) @binding(5) var<storage, read> va4: array<vec4<Real>>;
+@group(0) @binding(6) var<storage, read> vb4: array<vec4<Real>>;
 
 
 // Pair q of the row-major upper triangle of a k×k matrix (k ≤ 64): row i = the last row whose first pair
@@ -56,6 +63,7 @@ fn write_out(pair: u32, b: u32, v: Real) {
 
 @compute @workgroup_size(WG)
 fn partial_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    p = pb;
     let lid = lid3.x;
     let chunk = wid.x;
     let pair = wid.y;
@@ -67,21 +75,39 @@ fn partial_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         ao = p.a_off + b * p.a_stride + ij.x * p.vec_step;
         bo = p.a_off + b * p.a_stride + ij.y * p.vec_step;
     }
-    var s0: Real = 0.0;
-    var s1: Real = 0.0;
-    var s2: Real = 0.0;
-    var s3: Real = 0.0;
-    for (var t = 0u; t < ITEMS; t = t + 4u) {
-        let i = item(chunk, lid, t);
-        let i1 = item(chunk, lid, t + 1u);
-        let i2 = item(chunk, lid, t + 2u);
-        let i3 = item(chunk, lid, t + 3u);
-        if (i < p.n) { s0 = s0 + term(ao, bo, i); }
-        if (i1 < p.n) { s1 = s1 + term(ao, bo, i1); }
-        if (i2 < p.n) { s2 = s2 + term(ao, bo, i2); }
-        if (i3 < p.n) { s3 = s3 + term(ao, bo, i3); }
+    var s = vec4<Real>(0.0);
+    if (CONTIG && p.aligned == 1u) {
+        // contiguous items, four at a time: the same four partial sums (items ≡ 0, 1, 2, 3 mod 4) as below;
+        // the mode is tested outside the loops
+        let i0 = item(chunk, lid, 0u);
+        let iend = min(i0 + ITEMS, p.n);
+        let a4 = (ao + i0) / 4u;
+        let b4 = (bo + i0) / 4u;
+        let full = select(0u, (iend - i0) / 4u, iend > i0);
+        if (p.mode == 0u) {
+            for (var q = 0u; q < full; q = q + 1u) { s = s + va4[a4 + q] * vb4[b4 + q]; }
+        } else if (p.mode == 1u) {
+            for (var q = 0u; q < full; q = q + 1u) { s = s + va4[a4 + q]; }
+        } else {
+            for (var q = 0u; q < full; q = q + 1u) { s = s + va4[a4 + q] * va4[b4 + q]; }
+        }
+        let i = i0 + 4u * full;
+        if (i < iend) { s.x = s.x + term(ao, bo, i); }
+        if (i + 1u < iend) { s.y = s.y + term(ao, bo, i + 1u); }
+        if (i + 2u < iend) { s.z = s.z + term(ao, bo, i + 2u); }
+    } else {
+        for (var t = 0u; t < ITEMS; t = t + 4u) {
+            let i = item(chunk, lid, t);
+            let i1 = item(chunk, lid, t + 1u);
+            let i2 = item(chunk, lid, t + 2u);
+            let i3 = item(chunk, lid, t + 3u);
+            if (i < p.n) { s.x = s.x + term(ao, bo, i); }
+            if (i1 < p.n) { s.y = s.y + term(ao, bo, i1); }
+            if (i2 < p.n) { s.z = s.z + term(ao, bo, i2); }
+            if (i3 < p.n) { s.w = s.w + term(ao, bo, i3); }
+        }
     }
-    sh[lid] = (s0 + s1) + (s2 + s3);
+    sh[lid] = (s.x + s.y) + (s.z + s.w);
     tree(lid);
     if (lid == 0u) {
         if (p.chunks == 1u) {
@@ -94,6 +120,7 @@ fn partial_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 
 @compute @workgroup_size(WG)
 fn finish_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    p = pb;
     let lid = lid3.x;
     let pair = wid.x;
     let b = wid.z;
@@ -117,6 +144,7 @@ fn term(ao: u32, bo: u32, i: u32) -> Real {
 
 @compute @workgroup_size(64)
 fn small_main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let id = gid.x;
     if (id >= p.pairs * p.batch) { return; }
     let pair = id % p.pairs;

@@ -5,7 +5,10 @@
 
 struct Params { batch: u32, scal_stride: u32, count_step: u32, trace_row: u32 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> pb: Params;
+// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
+// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> cst: array<Real>;     // [ε_g]
 @group(0) @binding(2) var<storage, read_write> scal: array<Real>;
 @group(0) @binding(3) var<storage, read_write> status: array<u32>;
@@ -13,6 +16,7 @@ struct Params { batch: u32, scal_stride: u32, count_step: u32, trace_row: u32 }
 
 @compute @workgroup_size(64)
 fn update_status(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch || status[b] != 0u) { return; }
     let s = b * p.scal_stride;
@@ -30,6 +34,7 @@ fn update_status(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(64)
 fn record(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.scal_stride;

@@ -22,7 +22,10 @@ struct Params {
     g_off: u32, g_stride: u32, m: u32, s_stride: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> pb: Params;
+// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
+// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read_write> theta: array<Real>;
 @group(0) @binding(2) var<storage, read_write> grad: array<Real>;
 @group(0) @binding(3) var<storage, read> da: array<Real>;
@@ -38,6 +41,7 @@ fn gi(b: u32, i: u32) -> u32 { return p.g_off + b * p.g_stride + i; }
 
 @compute @workgroup_size(64)
 fn quad_residual(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
     let b = gid.y;
     if (b >= p.batch) { return; }
     let n = p.n;
@@ -56,6 +60,7 @@ fn quad_residual(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // output column). Each residual is kept in s1 between the two passes.
 @compute @workgroup_size(64)
 fn quad_small(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let n = p.n;
@@ -83,6 +88,7 @@ fn quad_small(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(64)
 fn quad_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
     let b = gid.y;
     if (b >= p.batch) { return; }
     let n = p.n;
@@ -98,6 +104,7 @@ fn quad_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 
 @compute @workgroup_size(64)
 fn rosen(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
     let b = gid.y;
     if (b >= p.batch) { return; }
     for (var i = gid.x; i < p.m; i = i + nwg.x * WG) {
@@ -113,6 +120,7 @@ fn rosen(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 
 @compute @workgroup_size(64)
 fn logit_z(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
     let b = gid.y;
     if (b >= p.batch) { return; }
     let n = p.n;
@@ -136,6 +144,7 @@ fn logit_z(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 
 @compute @workgroup_size(64)
 fn logit_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
     let b = gid.y;
     if (b >= p.batch) { return; }
     let n = p.n;

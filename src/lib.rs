@@ -71,21 +71,25 @@ pub mod testing {
         v
     }
 
-    /// One test body on every adapter of [`test_backends`], in every precision it supports, with every variant
-    /// of the reduction kernels (`reduce=tree`, `reduce=seq`): the kernel-vs-oracle tests (cubecl's pattern).
-    /// Each case is printed (`case: …`) before it runs, so a failure names its adapter, precision and variant.
+    /// The kernel-variant sets every device test body runs with: the GPU defaults and the software-adapter
+    /// defaults, so that each variant of each family is checked against the oracle on every adapter.
+    pub const VARIANT_SETS: [&str; 2] = ["reduce=tree,lincomb=grid", "reduce=seq,lincomb=seg"];
+
+    /// One test body on every adapter of [`test_backends`], in every precision it supports, with every set of
+    /// [`VARIANT_SETS`]: the kernel-vs-oracle tests (cubecl's pattern). Each case is printed (`case: …`) before
+    /// it runs, so a failure names its adapter, precision and variants.
     pub fn each_device(mut body: impl FnMut(&Context)) {
         for backend in test_backends() {
             for p in [Precision::F32, Precision::F64] {
-                for r in l2o_engine::kernels::reduce::Reduction::NAMES {
+                for r in VARIANT_SETS {
                     let probe = open(&backend, Precision::F32, None);
                     let Some(probe) = probe else { continue };
                     if p == Precision::F64 && !probe.supports_f64() {
                         continue;
                     }
                     drop(probe);
-                    if let Some(c) = open(&backend, p, Some(&format!("reduce={r}"))) {
-                        eprintln!("case: {} {p} reduce={r}", c.describe());
+                    if let Some(c) = open(&backend, p, Some(r)) {
+                        eprintln!("case: {} {p} {r}", c.describe());
                         body(&c);
                     }
                 }

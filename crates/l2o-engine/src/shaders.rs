@@ -57,7 +57,7 @@ pub static REDUCE: ShaderFamily = ShaderFamily {
         include_str!("../../../shaders/tree.wgsl"),
         include_str!("../../../shaders/reduce.wgsl")
     ),
-    layout: &[R, R, R, W, W],
+    layout: &[R, R, R, W, W, R, R],
     entries: &["partial_main", "finish_main", "small_main"],
     default_defines: TREE_DEFINES,
 };
@@ -65,9 +65,9 @@ pub static REDUCE: ShaderFamily = ShaderFamily {
 pub static LINCOMB: ShaderFamily = ShaderFamily {
     name: "lincomb",
     body: include_str!("../../../shaders/lincomb.wgsl"),
-    layout: &[R, R, W, R, R, R, R, R, R],
+    layout: &[R, R, W, R, R, R, R, R, R, W, R, R, R, R],
     entries: &["lincomb_main"],
-    default_defines: "",
+    default_defines: "const LWG: u32 = 256u; const LITEMS: u32 = 1u; const LSEG: bool = false;",
 };
 
 pub static MAPS: ShaderFamily = ShaderFamily {

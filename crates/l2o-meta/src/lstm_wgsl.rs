@@ -243,7 +243,7 @@ impl Gen<'_> {
             "struct Params {{\n    k_total: u32, n: u32, batch: u32, h: u32,\n    d: u32, t: u32, slot_in: u32, slot_out: u32,\n    steps: u32, record: u32, chunks: u32, chunk_len: u32,\n    preprocess: u32, p_len: u32, accumulate: u32, tc: u32,\n}}"
         );
         let binds = [
-            "var<storage, read> p: Params",
+            "var<storage, read> pb: Params",
             "var<uniform> phi: array<vec4<Real>, PHI_VEC4>",
             "var<storage, read> cst: array<Real>",
             "var<storage, read_write> theta: array<Real>",
@@ -259,6 +259,8 @@ impl Gen<'_> {
         for (i, b) in binds.iter().enumerate() {
             w!(self, "@group(0) @binding({i}) {b};");
         }
+        // a private copy of the parameters (storage-buffer reads are gathers on the software adapter)
+        w!(self, "var<private> p: Params;");
         match entry {
             Entry::Forward | Entry::ReverseStep => {
                 w!(
@@ -297,6 +299,7 @@ impl Gen<'_> {
             self,
             "fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {{"
         );
+        w!(self, "  p = pb;");
         self.load_phi();
         self.coordinate();
         w!(self, "  let live = k0 < kt && status[k / p.n] == 0u;");
@@ -402,6 +405,7 @@ impl Gen<'_> {
             self,
             "fn reverse_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {{"
         );
+        w!(self, "  p = pb;");
         self.load_phi();
         self.coordinate();
         w!(self, "  let live = k0 < kt;");
@@ -495,6 +499,7 @@ impl Gen<'_> {
             self,
             "fn dphi_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{"
         );
+        w!(self, "  p = pb;");
         w!(self, "  let kt = p.k_total;");
         w!(self, "  let t0 = p.t;");
         w!(self, "  let cnt = p.tc;");
@@ -605,6 +610,7 @@ impl Gen<'_> {
             self,
             "fn finish(@builtin(global_invocation_id) gid: vec3<u32>) {{"
         );
+        w!(self, "  p = pb;");
         w!(self, "  let i = gid.x;");
         w!(self, "  if (i >= {}u) {{ return; }}", self.p_len);
         w!(self, "  var tile = 0u;");

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 
 use crate::buffer::{DBuf, Dispatch, grid_x};
 use crate::context::Context;
-use crate::kernels::reduce::{CHUNK, Reduction, ScalarOut};
+use crate::kernels::reduce::{Reduction, ScalarOut};
 use crate::shaders::HILBERT;
 
 /// Largest n for which [`dots`] uses one thread per (pair, problem) with a sequential sum.
@@ -147,7 +147,12 @@ pub fn dots(
         tab.push(pr.mirror.map_or(u32::MAX, |m| m as u32));
     }
     let small = n <= SMALL_N;
-    let chunks = if small { 1 } else { n.div_ceil(CHUNK) };
+    let variant = Reduction::of(ctx)?;
+    let chunks = if small {
+        1
+    } else {
+        n.div_ceil(variant.chunk())
+    };
     let partial = ctx.zeros(
         "dots partials",
         if chunks > 1 {
@@ -188,7 +193,7 @@ pub fn dots(
         &out.buf.buf,
         &status.buf,
     ];
-    let defines = Reduction::of(ctx)?.defines();
+    let defines = variant.defines();
     if small {
         return Ok(vec![ctx.dispatch_with(
             &HILBERT,

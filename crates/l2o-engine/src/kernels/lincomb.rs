@@ -41,6 +41,52 @@ pub struct Scalars<'a> {
 /// Maximum number of input terms of one dispatch.
 pub const MAX_TERMS: usize = 4;
 
+/// How elements are split over threads (family `lincomb`, see [`crate::variants`]). Both compute every element
+/// with the same expression: their results are identical.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One element per thread, 256-thread workgroups (GPUs: coalesced).
+    Grid,
+    /// 256 contiguous elements per thread (four at a time where aligned), 64-thread workgroups (the software
+    /// adapter: few long-running threads, vector loads).
+    Seg,
+}
+
+impl Layout {
+    pub const NAMES: [&'static str; 2] = ["grid", "seg"];
+
+    pub fn of(ctx: &Context) -> Result<Self> {
+        Ok(
+            match ctx
+                .variant("lincomb", &Self::NAMES, "grid", "seg")?
+                .as_str()
+            {
+                "grid" => Layout::Grid,
+                _ => Layout::Seg,
+            },
+        )
+    }
+
+    pub fn defines(self) -> &'static str {
+        match self {
+            Layout::Grid => {
+                "const LWG: u32 = 256u; const LITEMS: u32 = 1u; const LSEG: bool = false;"
+            }
+            Layout::Seg => {
+                "const LWG: u32 = 64u; const LITEMS: u32 = 256u; const LSEG: bool = true;"
+            }
+        }
+    }
+
+    /// Elements per workgroup.
+    fn span(self) -> usize {
+        match self {
+            Layout::Grid => 256,
+            Layout::Seg => 64 * 256,
+        }
+    }
+}
+
 /// Record out ← [keep] + Σ terms. `keep` = Some((c_out, col)) accumulates into the current value of out.
 pub fn lincomb(
     ctx: &Context,
@@ -79,6 +125,11 @@ pub fn lincomb(
             );
         }
     }
+    let layout = Layout::of(ctx)?;
+    // the four-at-a-time path needs every operand 4-aligned and every bound buffer at least one vec4 long
+    let aligned = std::iter::once(out)
+        .chain(terms.iter().map(|t| t.v))
+        .all(|v| v.offset % 4 == 0 && v.stride % 4 == 0 && v.buf.len >= 4);
     let mut consts = vec![keep.map_or(0.0, |k| k.0)];
     consts.extend(terms.iter().map(|t| t.c));
     consts.resize(1 + MAX_TERMS, 0.0);
@@ -97,7 +148,7 @@ pub fn lincomb(
         col(sc.mask_col),
         col(keep.and_then(|k| k.1)),
         sc.status.is_some() as u32,
-        0,
+        aligned as u32,
         0,
     ];
     words.extend((0..4).map(|j| t(j).map_or(0, |t| t.v.offset as u32)));
@@ -113,9 +164,16 @@ pub fn lincomb(
         }
     };
     let input = |j: usize| t(j).map_or(&cst.buf, |t| &t.v.buf.buf);
-    ctx.dispatch(
+    // unused vec4 bindings get placeholders: one written (out4), one read (the inputs)
+    let (quad_out, quad_in) = (
+        ctx.zeros("lincomb unused out4", 4)?,
+        ctx.zeros("lincomb unused in4", 4)?,
+    );
+    let input4 = |j: usize| if aligned { input(j) } else { &quad_in.buf };
+    ctx.dispatch_with(
         &LINCOMB,
         "lincomb_main",
+        layout.defines(),
         &[
             &params,
             &cst.buf,
@@ -126,7 +184,12 @@ pub fn lincomb(
             input(3),
             &sc.scal.buf,
             status,
+            if aligned { &out.buf.buf } else { &quad_out.buf },
+            input4(0),
+            input4(1),
+            input4(2),
+            input4(3),
         ],
-        [grid_x(n.div_ceil(256)), batch as u32, 1],
+        [grid_x(n.div_ceil(layout.span())), batch as u32, 1],
     )
 }

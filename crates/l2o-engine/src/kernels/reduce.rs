@@ -8,7 +8,7 @@ use crate::buffer::{DBuf, Dispatch, View, grid_x};
 use crate::context::Context;
 use crate::shaders::REDUCE;
 
-/// Coordinates reduced by one workgroup in pass 1 (every [`Reduction`] variant: WG · ITEMS = 4096).
+/// Coordinates reduced by one workgroup in pass 1 of the `tree` variant (WG · ITEMS; see [`Reduction::chunk`]).
 pub const CHUNK: usize = 4096;
 
 /// The workgroup reduction of the chunked kernels (`shaders/tree.wgsl`, shared by [`dot`], [`sum`], [`gram`]
@@ -17,7 +17,8 @@ pub const CHUNK: usize = 4096;
 pub enum Reduction {
     /// 256 threads × 16 interleaved items, pairwise tree (GPUs: coalesced loads, log-depth combine).
     Tree,
-    /// 64 threads × 64 contiguous items, one barrier and an ordered sum by thread 0 (the software adapter).
+    /// 64 threads × 512 contiguous items (read four at a time where the operands are 4-aligned), one barrier and
+    /// an ordered sum by thread 0 (the software adapter: few, long-running workgroups).
     Seq,
 }
 
@@ -42,8 +43,16 @@ impl Reduction {
                 "const WG: u32 = 256u; const ITEMS: u32 = 16u; const CONTIG: bool = false; const TREE: bool = true;"
             }
             Reduction::Seq => {
-                "const WG: u32 = 64u; const ITEMS: u32 = 64u; const CONTIG: bool = true; const TREE: bool = false;"
+                "const WG: u32 = 64u; const ITEMS: u32 = 512u; const CONTIG: bool = true; const TREE: bool = false;"
             }
+        }
+    }
+
+    /// Coordinates per workgroup of the chunked pass.
+    pub fn chunk(self) -> usize {
+        match self {
+            Reduction::Tree => CHUNK,
+            Reduction::Seq => 64 * 512,
         }
     }
 }
@@ -90,7 +99,11 @@ fn reduce(
     scale_col: Option<usize>,
 ) -> Result<Vec<Dispatch>> {
     let pairs = if mode == 2 { k * (k + 1) / 2 } else { 1 };
-    let chunks = n.div_ceil(CHUNK);
+    let variant = Reduction::of(ctx)?;
+    let chunks = n.div_ceil(variant.chunk());
+    let aligned = [a.offset, a.stride, b.offset, b.stride, vec_step]
+        .iter()
+        .all(|x| x % 4 == 0);
     let partial = if chunks > 1 {
         ctx.zeros("reduce partials", batch * pairs * chunks)?
     } else {
@@ -112,11 +125,19 @@ fn reduce(
         u(vec_step),
         u(pairs),
         u(batch),
-        0,
+        aligned as u32,
         0,
     ]);
-    let binds = [&params, &a.buf.buf, &b.buf.buf, &partial.buf, &out.buf.buf];
-    let defines = Reduction::of(ctx)?.defines();
+    let binds = [
+        &params,
+        &a.buf.buf,
+        &b.buf.buf,
+        &partial.buf,
+        &out.buf.buf,
+        &a.buf.buf,
+        &b.buf.buf,
+    ];
+    let defines = variant.defines();
     if n <= SMALL_N {
         // one thread per (pair, problem), no workgroup reduction
         return Ok(vec![ctx.dispatch_with(
