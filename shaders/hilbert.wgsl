@@ -10,7 +10,8 @@
 //
 // dots: pair q of this dispatch is tab[tab0 + 4q ..] = (operand a, operand b, column, mirror column) and writes
 //     scal[out_off + b·out_stride + column] = ⟨a_b, b_b⟩   (and the same at the mirror column unless NONE).
-//   `dots_small` (n ≤ SMALL_N): one thread per (pair, problem), a sequential sum in coordinate order.
+//   `dots_small` (n up to the variant's small limit): one thread per (pair, problem), four interleaved partial
+//   sums added as (s0 + s1) + (s2 + s3): no workgroup reduction.
 //   `dots_partial` + `dots_finish`: workgroup (chunk, pair, problem) reduces CHUNK = 4096 coordinates (tree.wgsl:
 //   the adapter's variant of the workgroup reduction); with one chunk it writes the result, otherwise partials
 //   that `dots_finish` reduces in a fixed order. Deterministic (no atomics) in every mode.
@@ -74,11 +75,37 @@ fn dots_small(@builtin(global_invocation_id) gid: vec3<u32>) {
     let cb = tab[p.tab0 + 4u * q + 1u];
     let ia = base(ca, b);
     let ib = base(cb, b);
-    var acc: Real = 0.0;
-    for (var i = 0u; i < p.n; i++) {
-        acc = acc + load(ca, ia + i) * load(cb, ib + i);
+    // four partial sums (coordinates ≡ 0, 1, 2, 3 mod 4), one loop per pair of stores (chosen outside it)
+    let n = p.n;
+    let n4 = n - n % 4u;
+    let xa = (ca & STORE_Y) == 0u;
+    let xb = (cb & STORE_Y) == 0u;
+    var s = vec4<Real>(0.0);
+    if (xa && xb) {
+        for (var i = 0u; i < n4; i = i + 4u) {
+            s = s + vec4<Real>(xs[ia + i], xs[ia + i + 1u], xs[ia + i + 2u], xs[ia + i + 3u])
+                  * vec4<Real>(xs[ib + i], xs[ib + i + 1u], xs[ib + i + 2u], xs[ib + i + 3u]);
+        }
+    } else if (xa) {
+        for (var i = 0u; i < n4; i = i + 4u) {
+            s = s + vec4<Real>(xs[ia + i], xs[ia + i + 1u], xs[ia + i + 2u], xs[ia + i + 3u])
+                  * vec4<Real>(ys[ib + i], ys[ib + i + 1u], ys[ib + i + 2u], ys[ib + i + 3u]);
+        }
+    } else if (xb) {
+        for (var i = 0u; i < n4; i = i + 4u) {
+            s = s + vec4<Real>(ys[ia + i], ys[ia + i + 1u], ys[ia + i + 2u], ys[ia + i + 3u])
+                  * vec4<Real>(xs[ib + i], xs[ib + i + 1u], xs[ib + i + 2u], xs[ib + i + 3u]);
+        }
+    } else {
+        for (var i = 0u; i < n4; i = i + 4u) {
+            s = s + vec4<Real>(ys[ia + i], ys[ia + i + 1u], ys[ia + i + 2u], ys[ia + i + 3u])
+                  * vec4<Real>(ys[ib + i], ys[ib + i + 1u], ys[ib + i + 2u], ys[ib + i + 3u]);
+        }
     }
-    write_dot(q, b, acc);
+    if (n4 < n) { s.x = s.x + load(ca, ia + n4) * load(cb, ib + n4); }
+    if (n4 + 1u < n) { s.y = s.y + load(ca, ia + n4 + 1u) * load(cb, ib + n4 + 1u); }
+    if (n4 + 2u < n) { s.z = s.z + load(ca, ia + n4 + 2u) * load(cb, ib + n4 + 2u); }
+    write_dot(q, b, (s.x + s.y) + (s.z + s.w));
 }
 
 @compute @workgroup_size(WG)

@@ -27,6 +27,8 @@ var<private> p: Params;
 @group(0) @binding(7) var<storage, read_write> deltas: array<Real>;
 @group(0) @binding(8) var<storage, read_write> terms: array<Real>; // [B][M] per-image losses / M
 @group(0) @binding(9) var<storage, read_write> ctr: array<u32>;   // [0]: minibatches drawn so far
+// partial sums of the generated products (l2o_tasks::mlp_gemm, variant `lanes`): [chunk][network][r][c]
+@group(0) @binding(10) var<storage, read_write> part: array<Real>;
 
 // murmur3's 32-bit finaliser: the minibatch of network b at draw s is idx_i = h(seed, b, s, i) mod N (mlp.rs
 // mirrors it on the host).

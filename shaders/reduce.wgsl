@@ -6,8 +6,9 @@
 // writes a partial and pass 2 (`finish_main`) reduces the partials of each (pair, b) in a fixed order
 // (deterministic: no atomics).
 //
-// n ≤ 256 (`small_main`): one thread per (pair, b) sums four interleaved partial sums s_q = Σ_{i ≡ q mod 4}
-// and returns (s_0 + s_1) + (s_2 + s_3): no workgroup memory, no barriers.
+// Small n (`small_main`: n ≤ 256 on GPUs, 8192 on the software adapter — Reduction::small_n): one thread per
+// (pair, b) sums four interleaved partial sums s_q = Σ_{i ≡ q mod 4} and returns (s_0 + s_1) + (s_2 + s_3): no
+// workgroup memory, no barriers.
 //
 // Modes: 0 dot ⟨a,b⟩ (one pair); 1 sum Σ a_i; 2 Gram: the k×k matrix G_ij = ⟨v_i, v_j⟩ of the k vectors
 // v_j = a[off + j·vec_step ..], pairs i ≤ j enumerated row by row, written symmetric (row-major) at out_col.
@@ -156,15 +157,26 @@ fn small_main(@builtin(global_invocation_id) gid: vec3<u32>) {
         ao = p.a_off + b * p.a_stride + ij.x * p.vec_step;
         bo = p.a_off + b * p.a_stride + ij.y * p.vec_step;
     }
-    var s0: Real = 0.0;
-    var s1: Real = 0.0;
-    var s2: Real = 0.0;
-    var s3: Real = 0.0;
-    for (var i = 0u; i < p.n; i = i + 4u) {
-        s0 = s0 + term(ao, bo, i);
-        if (i + 1u < p.n) { s1 = s1 + term(ao, bo, i + 1u); }
-        if (i + 2u < p.n) { s2 = s2 + term(ao, bo, i + 2u); }
-        if (i + 3u < p.n) { s3 = s3 + term(ao, bo, i + 3u); }
+    let n = p.n;
+    let n4 = n - n % 4u;
+    var s = vec4<Real>(0.0);
+    if (p.mode == 0u) {
+        for (var i = 0u; i < n4; i = i + 4u) {
+            s = s + vec4<Real>(va[ao + i], va[ao + i + 1u], va[ao + i + 2u], va[ao + i + 3u])
+                  * vec4<Real>(vb[bo + i], vb[bo + i + 1u], vb[bo + i + 2u], vb[bo + i + 3u]);
+        }
+    } else if (p.mode == 1u) {
+        for (var i = 0u; i < n4; i = i + 4u) {
+            s = s + vec4<Real>(va[ao + i], va[ao + i + 1u], va[ao + i + 2u], va[ao + i + 3u]);
+        }
+    } else {
+        for (var i = 0u; i < n4; i = i + 4u) {
+            s = s + vec4<Real>(va[ao + i], va[ao + i + 1u], va[ao + i + 2u], va[ao + i + 3u])
+                  * vec4<Real>(va[bo + i], va[bo + i + 1u], va[bo + i + 2u], va[bo + i + 3u]);
+        }
     }
-    write_out(pair, b, (s0 + s1) + (s2 + s3));
+    if (n4 < n) { s.x = s.x + term(ao, bo, n4); }
+    if (n4 + 1u < n) { s.y = s.y + term(ao, bo, n4 + 1u); }
+    if (n4 + 2u < n) { s.z = s.z + term(ao, bo, n4 + 2u); }
+    write_out(pair, b, (s.x + s.y) + (s.z + s.w));
 }

@@ -73,7 +73,10 @@ pub mod testing {
 
     /// The kernel-variant sets every device test body runs with: the GPU defaults and the software-adapter
     /// defaults, so that each variant of each family is checked against the oracle on every adapter.
-    pub const VARIANT_SETS: [&str; 2] = ["reduce=tree,lincomb=grid", "reduce=seq,lincomb=seg"];
+    pub const VARIANT_SETS: [&str; 2] = [
+        "reduce=tree,lincomb=grid,mlp=tiled",
+        "reduce=seq,lincomb=seg,mlp=lanes",
+    ];
 
     /// One test body on every adapter of [`test_backends`], in every precision it supports, with every set of
     /// [`VARIANT_SETS`]: the kernel-vs-oracle tests (cubecl's pattern). Each case is printed (`case: …`) before

@@ -4,7 +4,7 @@
 use l2o::engine::{Precision, ScalarOut};
 use l2o::tasks::idx::MnistData;
 use l2o::tasks::{Activation, Mlp, MlpConfig, Task};
-use l2o::testing::{Tol, each_precision};
+use l2o::testing::{Tol, each_device};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// 300 training and 50 test images of 7×7 random pixels with random labels.
@@ -54,7 +54,7 @@ fn configs() -> Vec<MlpConfig> {
 #[test]
 fn mlp_loss_and_gradient_match_oracle() {
     let data = std::sync::Arc::new(synthetic());
-    each_precision(|c| {
+    each_device(|c| {
         for cfg in configs() {
             for bt in [1usize, 3] {
                 let task = Mlp::new(c, data.clone(), cfg.clone(), bt, 5).unwrap();

@@ -22,6 +22,7 @@ use l2o_engine::{Context, Dispatch, ScalarOut, View, grid_x};
 pub mod idx;
 mod logistic;
 pub mod mlp;
+pub mod mlp_gemm;
 mod quadratic;
 mod rosenbrock;
 

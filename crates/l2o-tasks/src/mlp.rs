@@ -30,16 +30,49 @@ use std::sync::Arc;
 
 use crate::Task;
 use crate::idx::MnistData;
+use crate::mlp_gemm::GemmKind;
 
 use Layout::{Read as R, ReadWrite as W};
+
+const MLP_LAYOUT: &[Layout] = &[R, R, W, R, R, W, W, W, W, W, W];
 
 pub static MLP: ShaderFamily = ShaderFamily {
     name: "mlp",
     body: include_str!("../../../shaders/mlp.wgsl"),
-    layout: &[R, R, W, R, R, W, W, W, W, W],
+    layout: MLP_LAYOUT,
     entries: &["sample", "advance", "gemm", "bias_grad", "softmax_ce"],
     default_defines: "",
 };
+
+/// The generated products of [`crate::mlp_gemm`] (variant `lanes`), compiled with the body of `mlp.wgsl`.
+pub static MLP_GEMM: ShaderFamily = ShaderFamily {
+    name: "mlp_gemm",
+    body: include_str!("../../../shaders/mlp.wgsl"),
+    layout: MLP_LAYOUT,
+    entries: &[],
+    default_defines: "",
+};
+
+/// How the MLP's products run (family `mlp`, see `l2o_engine::variants`): `tiled` — 64×16 output tiles through
+/// workgroup memory, two barriers per K-tile (GPUs); `lanes` — [`crate::mlp_gemm`]'s generated kernels, one
+/// thread per long dimension, one barrier (the software adapter). They sum in different orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmVariant {
+    Tiled,
+    Lanes,
+}
+
+impl GemmVariant {
+    pub const NAMES: [&'static str; 2] = ["tiled", "lanes"];
+    pub fn of(ctx: &Context) -> Result<Self> {
+        Ok(
+            match ctx.variant("mlp", &Self::NAMES, "tiled", "lanes")?.as_str() {
+                "tiled" => GemmVariant::Tiled,
+                _ => GemmVariant::Lanes,
+            },
+        )
+    }
+}
 
 /// Hidden-layer nonlinearity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +172,8 @@ pub struct Mlp {
     deltas: DBuf,
     terms: DBuf,
     ctr: DBuf,
+    /// Partial sums of the `lanes` products: [chunk][network][r][c], sized for the largest.
+    part: DBuf,
     act_off: Vec<usize>,
 }
 
@@ -228,6 +263,20 @@ impl Mlp {
             deltas: ctx.zeros("mlp deltas", scratch)?,
             terms: ctx.zeros("mlp losses", batch * m)?,
             ctr: ctx.upload_u32("minibatch counter", &[0])?,
+            part: ctx.zeros("mlp partial sums", {
+                let per = |rows: usize, cols: usize, inner: usize| {
+                    inner.div_ceil(crate::mlp_gemm::KC) * batch * rows * cols
+                };
+                widths
+                    .windows(2)
+                    .map(|w| {
+                        per(m, w[1], w[0])
+                            .max(per(w[0], w[1], m))
+                            .max(per(m, w[0], w[1]))
+                    })
+                    .max()
+                    .unwrap_or(1)
+            })?,
             cfg,
             batch,
             widths,
@@ -354,10 +403,26 @@ impl Mlp {
         words: [u32; 20],
         groups: [u32; 3],
     ) -> Result<Dispatch> {
+        self.dispatch_in(ctx, &MLP, entry, "", theta, grad, words, groups)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_in(
+        &self,
+        ctx: &Context,
+        family: &ShaderFamily,
+        entry: &'static str,
+        defines: &str,
+        theta: View,
+        grad: View,
+        words: [u32; 20],
+        groups: [u32; 3],
+    ) -> Result<Dispatch> {
         let params = ctx.params(&words);
-        ctx.dispatch(
-            &MLP,
+        ctx.dispatch_with(
+            family,
             entry,
+            defines,
             &[
                 &params,
                 &theta.buf.buf,
@@ -369,6 +434,7 @@ impl Mlp {
                 &self.deltas.buf,
                 &self.terms.buf,
                 &self.ctr.buf,
+                &self.part.buf,
             ],
             groups,
         )
@@ -442,6 +508,64 @@ impl Task for Mlp {
                 ]
             };
         let tiles = |rows: usize, cols: usize| [u(cols.div_ceil(16)), u(rows.div_ceil(64)), u(bt)]; // 64×16 tiles
+        let variant = GemmVariant::of(ctx)?;
+        // C = A·B of one kind (l2o_tasks::mlp_gemm's table), rows × cols with `inner` terms
+        let gemm = |d: &mut Vec<Dispatch>, kind: GemmKind, act: u32, li: usize| -> Result<()> {
+            let (win, wout) = (self.widths[li], self.widths[li + 1]);
+            let (mode, rows, cols, inner) = match kind {
+                GemmKind::Forward => (0, m, wout, win),
+                GemmKind::WeightGrad => (1, wout, win, m),
+                GemmKind::InputGrad => (2, m, win, wout),
+            };
+            if variant == GemmVariant::Tiled {
+                d.push(self.dispatch(
+                    ctx,
+                    "gemm",
+                    theta,
+                    grad,
+                    base(mode, act, li, rows, cols, inner),
+                    tiles(rows, cols),
+                )?);
+                return Ok(());
+            }
+            // lanes: threads along the long dimension (for ∂W the inputs j, so rows and columns swap)
+            let (rows, cols) = if kind == GemmKind::WeightGrad {
+                (win, wout)
+            } else {
+                (rows, cols)
+            };
+            let words = base(mode, act, li, rows, cols, inner);
+            let ct = crate::mlp_gemm::col_tile(cols);
+            let src = crate::mlp_gemm::source(kind, ct, li == 0);
+            let nk = inner.div_ceil(crate::mlp_gemm::KC);
+            let groups = [
+                u(rows.div_ceil(crate::mlp_gemm::ROWS)),
+                u(cols.div_ceil(ct) * nk),
+                u(bt),
+            ];
+            d.push(self.dispatch_in(
+                ctx,
+                &MLP_GEMM,
+                "gemm_tile",
+                &src,
+                theta,
+                grad,
+                words,
+                groups,
+            )?);
+            let fin = [u((rows * cols).div_ceil(64)), u(bt), 1];
+            d.push(self.dispatch_in(
+                ctx,
+                &MLP_GEMM,
+                "gemm_finish",
+                &src,
+                theta,
+                grad,
+                words,
+                fin,
+            )?);
+            Ok(())
+        };
         let mut d = vec![];
         d.push(self.dispatch(
             ctx,
@@ -461,15 +585,7 @@ impl Task for Mlp {
         )?);
         for li in 0..l {
             let act = if li + 1 < l { hid } else { 0 };
-            let (win, wout) = (self.widths[li], self.widths[li + 1]);
-            d.push(self.dispatch(
-                ctx,
-                "gemm",
-                theta,
-                grad,
-                base(0, act, li, m, wout, win),
-                tiles(m, wout),
-            )?);
+            gemm(&mut d, GemmKind::Forward, act, li)?;
         }
         d.push(self.dispatch(
             ctx,
@@ -480,15 +596,8 @@ impl Task for Mlp {
             [u(m.div_ceil(64)), u(bt), 1],
         )?);
         for li in (0..l).rev() {
-            let (win, wout) = (self.widths[li], self.widths[li + 1]);
-            d.push(self.dispatch(
-                ctx,
-                "gemm",
-                theta,
-                grad,
-                base(1, hid, li, wout, win, m),
-                tiles(wout, win),
-            )?);
+            let wout = self.widths[li + 1];
+            gemm(&mut d, GemmKind::WeightGrad, hid, li)?;
             d.push(self.dispatch(
                 ctx,
                 "bias_grad",
@@ -498,14 +607,7 @@ impl Task for Mlp {
                 [u(wout.div_ceil(64)), u(bt), 1],
             )?);
             if li > 0 {
-                d.push(self.dispatch(
-                    ctx,
-                    "gemm",
-                    theta,
-                    grad,
-                    base(2, hid, li, m, win, wout),
-                    tiles(m, win),
-                )?);
+                gemm(&mut d, GemmKind::InputGrad, hid, li)?;
             }
         }
         d.extend(sum(ctx, m, bt, self.terms.view(m), out)?);

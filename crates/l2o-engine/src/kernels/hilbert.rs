@@ -10,7 +10,8 @@ use crate::context::Context;
 use crate::kernels::reduce::{Reduction, ScalarOut};
 use crate::shaders::HILBERT;
 
-/// Largest n for which [`dots`] uses one thread per (pair, problem) with a sequential sum.
+/// Largest n for which [`dots`] uses one thread per (pair, problem) with a sequential sum, on GPUs (`tree`
+/// reductions); see [`Reduction::small_n`] for the software adapter.
 pub const SMALL_N: usize = 512;
 /// Most inputs of one [`combine`] dispatch.
 pub const MAX_INPUTS: usize = 32;
@@ -146,8 +147,8 @@ pub fn dots(
         tab.push(pr.col as u32);
         tab.push(pr.mirror.map_or(u32::MAX, |m| m as u32));
     }
-    let small = n <= SMALL_N;
     let variant = Reduction::of(ctx)?;
+    let small = n <= variant.small_n().max(SMALL_N);
     let chunks = if small {
         1
     } else {

@@ -48,6 +48,16 @@ impl Reduction {
         }
     }
 
+    /// Largest n reduced by one thread per output (no workgroup, no barrier). On the software adapter a
+    /// workgroup with a barrier costs ~20–40 µs to start (lavapipe runs it as a coroutine per 8 threads), more
+    /// than a thread's sequential sum of a few thousand terms; on a GPU the chunked pass is better early.
+    pub fn small_n(self) -> usize {
+        match self {
+            Reduction::Tree => SMALL_N,
+            Reduction::Seq => 8192,
+        }
+    }
+
     /// Coordinates per workgroup of the chunked pass.
     pub fn chunk(self) -> usize {
         match self {
@@ -138,7 +148,7 @@ fn reduce(
         &b.buf.buf,
     ];
     let defines = variant.defines();
-    if n <= SMALL_N {
+    if n <= variant.small_n() {
         // one thread per (pair, problem), no workgroup reduction
         return Ok(vec![ctx.dispatch_with(
             &REDUCE,
