@@ -79,6 +79,7 @@ fn main() -> Result<()> {
                 val_batch: 32,
                 validate_every: 4,
                 max_nonfinite: 10,
+                shards: 1,
                 task_options: Default::default(),
             };
             let mut s = train::new_state(lstm, tc)?;

@@ -760,6 +760,7 @@ fn one_checkpoint_runs_at_every_dimension() {
         val_batch: 1,
         validate_every: 1,
         max_nonfinite: 10,
+        shards: 1,
         task_options: Default::default(),
     };
     let mut st = l2o::meta::hlstm_train::new_hlstm_state(cfg, Default::default(), tc).unwrap();

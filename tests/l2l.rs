@@ -270,6 +270,7 @@ fn small_run(epochs: usize, seed: u64) -> (LstmConfig, l2o::meta::state::TrainCo
         val_batch: 16,
         validate_every: 2,
         max_nonfinite: 3,
+        shards: 1,
         task_options: Default::default(),
     };
     (lstm, tc)
@@ -443,4 +444,58 @@ fn stepper_matches_reference_on_host_slices_and_buffers() {
             c.precision()
         );
     });
+}
+
+/// A sharded meta-batch: the mean of two device trainers' unrolls (3 problems each, their own quadratics)
+/// is the meta-gradient of the union of their 6 problems, computed by the f64 reference in one batch.
+/// Tolerance as in `device_unroll_matches_cpu_reference` (f32: 2e-5 relative to ‖∂L/∂φ‖∞).
+#[test]
+fn sharded_meta_batch_is_the_union_of_its_shards() {
+    use l2o::meta::gpu::{L2lTrainer, UnrollResult};
+    use l2o::tasks::{Quadratic, Task};
+    let Some(c) = l2o::testing::ctx(l2o::engine::Precision::F32) else {
+        return;
+    };
+    let cfg = LstmConfig {
+        hidden: 8,
+        preprocess: Some(10.0),
+        scale: 0.5,
+    };
+    let (n, batch, steps) = (5, 3, 4);
+    let weights = lstm::unit_weights(steps);
+    let tasks = [
+        Quadratic::sample(&c, n, batch, 11).unwrap(),
+        Quadratic::sample(&c, n, batch, 12).unwrap(),
+    ];
+    let phi = cfg.init(4);
+    let mut results = vec![];
+    for t in &tasks {
+        let mut tr = L2lTrainer::new(&c, &cfg, n, batch, steps, &weights).unwrap();
+        tr.bind(&c, t).unwrap();
+        results.push(tr.run(&c, &phi).unwrap());
+    }
+    let got = UnrollResult::mean(&results);
+    let lg = |b: usize, th: &[f64]| tasks[b / batch].oracle_loss_grad(b % batch, th);
+    let theta0: Vec<f64> = tasks.iter().flat_map(|t| t.initial_point()).collect();
+    let states = lstm::zero_states(&cfg, 2 * batch * n);
+    let rec = lstm::unroll(&cfg, &phi, &lg, n, 2 * batch, &theta0, &states, &weights);
+    let want = lstm::adjoint(&cfg, &phi, &rec, &weights);
+    let gmax = want.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    let err = got
+        .dphi
+        .iter()
+        .zip(&want)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+        / gmax;
+    assert!(
+        err < 2e-5,
+        "sharded ∂L/∂φ differs from the union's by {err:e}"
+    );
+    let e = (got.meta_loss - rec.meta_loss).abs() / rec.meta_loss.abs();
+    assert!(
+        e < 2e-5,
+        "meta-loss {} vs {} ({e:e})",
+        got.meta_loss,
+        rec.meta_loss
+    );
 }

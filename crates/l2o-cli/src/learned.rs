@@ -136,6 +136,10 @@ pub struct TrainArgs {
     val_batch: usize,
     #[arg(long, default_value_t = 10)]
     validate_every: usize,
+    /// L2L: average each meta-update over this many independent batches of --batch problems, each on its own
+    /// device trainer (meta-batch = shards × batch; a trainer's trajectory must fit one buffer binding)
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Continue from this checkpoint (same architecture; the epoch count may be raised with --epochs)
@@ -252,6 +256,7 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
         val_batch: a.val_batch,
         validate_every: a.validate_every,
         max_nonfinite: 10,
+        shards: a.shards,
         task_options: a.mlp.options(&TaskOptions::default())?,
     };
     let mut state = match &a.resume {
@@ -433,8 +438,18 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
             state.best_epoch
         );
     }
+    // the adapter and kernel variants that produced these numbers
+    std::fs::write(
+        a.out.join("kernels.txt"),
+        format!(
+            "adapter: {}\nprecision: {}\nkernels: {}\n",
+            ctx.describe(),
+            ctx.precision(),
+            l2o::engine::variants::process_report()
+        ),
+    )?;
     println!(
-        "wrote {} (latest φ and best φ), train.csv, train.svg in {}",
+        "wrote {} (latest φ and best φ), train.csv, train.svg, kernels.txt in {}",
         ckpt.display(),
         a.out.display()
     );

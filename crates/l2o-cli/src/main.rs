@@ -614,4 +614,9 @@ fn main() {
         }
         std::process::exit(1);
     }
+    // the kernel variants that produced these numbers (l2o_engine::variants)
+    let kernels = l2o::engine::variants::process_report();
+    if !kernels.is_empty() {
+        eprintln!("kernels: {kernels}");
+    }
 }

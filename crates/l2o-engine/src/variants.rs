@@ -147,6 +147,32 @@ pub fn save_choice(info: &wgpu::AdapterInfo, family: &str, variant: &str) -> Res
     Ok(path)
 }
 
+/// Every choice made in this process (all contexts), for the report a command prints at its end.
+static PROCESS: std::sync::Mutex<BTreeMap<String, String>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn note(family: &str, variant: &str, src: Source) {
+    let v = if src == Source::Default {
+        variant.to_string()
+    } else {
+        format!("{variant} ({})", src.name())
+    };
+    PROCESS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(family.to_string(), v);
+}
+
+/// The kernel variants used anywhere in this process so far, `family=variant, …` (sorted), or "" if none.
+pub fn process_report() -> String {
+    PROCESS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(f, v)| format!("{f}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Choices resolved so far on one context (family → (variant, source)).
 #[derive(Debug, Default)]
 pub struct Choices {
@@ -178,6 +204,7 @@ impl Choices {
             (default.to_string(), Source::Default)
         };
         self.made.insert(family.to_string(), (v.clone(), src));
+        note(family, &v, src);
         Ok(v)
     }
 
@@ -185,6 +212,7 @@ impl Choices {
     pub fn record(&mut self, family: &str, variant: &str, src: Source) {
         self.made
             .insert(family.to_string(), (variant.to_string(), src));
+        note(family, variant, src);
     }
 
     pub fn report(&self) -> String {

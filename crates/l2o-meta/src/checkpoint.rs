@@ -109,6 +109,7 @@ fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
         val_batch: _,
         validate_every: _,
         max_nonfinite: _,
+        shards: _,
         task_options: _,
     } = train;
     let mut out: Vec<&mut f64> = vec![scale];

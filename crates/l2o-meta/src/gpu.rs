@@ -84,35 +84,45 @@ impl LstmKernels {
         }
     }
 
-    /// The set for this adapter and architecture: `L2O_LSTM_KERNELS` when set (a name of
-    /// [`LstmKernels::name`]), else the unrolled kernels where φ fits workgroup memory (f32 up to H ≈ 25 on a
-    /// 32 KiB adapter), else the loop form.
+    /// The set for this adapter and architecture: `L2O_KERNELS=lstm=<name>` (or the older `L2O_LSTM_KERNELS`)
+    /// when set, else the autotune cache's choice (family `lstm`), else the unrolled kernels where φ fits
+    /// workgroup memory (f32 up to H ≈ 25 on a 32 KiB adapter), else the loop form. The choice is recorded in
+    /// [`Context::variant_report`] as `lstm[H… D…]`.
     pub fn choose(ctx: &Context, cfg: &LstmConfig) -> Result<Self> {
-        if let Ok(spec) = std::env::var("L2O_LSTM_KERNELS")
-            && !spec.is_empty()
-        {
+        use l2o_engine::variants::Source;
+        let family = format!("lstm[H{} D{}]", cfg.hidden, cfg.input_dim());
+        let legacy = std::env::var("L2O_LSTM_KERNELS")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(|s| (s, Source::Env));
+        if let Some((spec, src)) = legacy.or_else(|| ctx.variant_hint("lstm")) {
             let k = Self::parse(&spec)?;
-            if !k.fits(ctx, cfg) {
+            if k.fits(ctx, cfg) {
+                ctx.record_variant(&family, &k.name(), src);
+                return Ok(k);
+            }
+            if src == Source::Env {
                 bail!(
-                    "L2O_LSTM_KERNELS={spec}: does not fit this adapter for H = {} in {} (φ must fit its {} bytes \
+                    "L2O_KERNELS lstm={spec}: does not fit this adapter for H = {} in {} (φ must fit its {} bytes \
                      of workgroup memory); use loop",
                     cfg.hidden,
                     ctx.precision(),
                     ctx.limits.max_compute_workgroup_storage_size
                 );
             }
-            return Ok(k);
         }
         let v = LstmKernels::Unrolled(LstmVariant {
             wg: 128,
             block: 64,
             steps: 2,
         });
-        Ok(if v.fits(ctx, cfg) {
+        let k = if v.fits(ctx, cfg) {
             v
         } else {
             LstmKernels::Loop
-        })
+        };
+        ctx.record_variant(&family, &k.name(), Source::Default);
+        Ok(k)
     }
 }
 
@@ -545,6 +555,27 @@ pub struct UnrollResult {
     /// f_b(θ_t), [B][T+1]
     pub losses: Vec<f64>,
     pub dphi: Vec<f64>,
+}
+
+impl UnrollResult {
+    /// The result of the union of equally sized shards: meta-loss and ∂L/∂φ averaged (summed in shard order,
+    /// then divided), losses concatenated.
+    pub fn mean(shards: &[UnrollResult]) -> UnrollResult {
+        let s = shards.len().max(1) as f64;
+        let mut dphi = vec![0.0; shards.first().map_or(0, |r| r.dphi.len())];
+        for r in shards {
+            dphi.iter_mut().zip(&r.dphi).for_each(|(a, b)| *a += b);
+        }
+        dphi.iter_mut().for_each(|a| *a /= s);
+        UnrollResult {
+            meta_loss: shards.iter().map(|r| r.meta_loss).sum::<f64>() / s,
+            losses: shards
+                .iter()
+                .flat_map(|r| r.losses.iter().copied())
+                .collect(),
+            dphi,
+        }
+    }
 }
 
 impl L2lTrainer {

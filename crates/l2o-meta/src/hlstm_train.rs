@@ -91,6 +91,11 @@ pub fn train_hlstm(
     };
     let ht = state.hlstm_training.unwrap_or_default();
     let tc = state.train.clone();
+    if tc.shards != 1 {
+        bail!(
+            "shards of the meta-batch are implemented for L2L; train the Hilbert LSTM with --shards 1 and a larger --batch"
+        );
+    }
     let val_task = tc.validation_task(ctx)?;
     let mut validate = |phi: &[f64]| evaluate_hlstm(ctx, &cfg, phi, val_task.as_ref(), tc.horizon);
     if state.epoch == 0 && state.best_val.is_none() {

@@ -78,6 +78,11 @@ pub fn train_policy(
         bail!("this training state holds an LSTM, not an L-BFGS-π policy");
     };
     let tc = state.train.clone();
+    if tc.shards != 1 {
+        bail!(
+            "shards of the meta-batch are implemented for L2L; train L-BFGS-π with --shards 1 and a larger --batch"
+        );
+    }
     let weights = vec![1.0; tc.unroll];
     let val_task = tc.validation_task(ctx)?;
     let mut dev = PolicyTrainer::new(ctx, &cfg, val_task.dim(), tc.batch, &weights)?;

@@ -31,6 +31,16 @@ pub struct TrainConfig {
     /// Options of the task (MNIST MLP architecture, minibatch, data directory).
     #[serde(default)]
     pub task_options: l2o_tasks::TaskOptions,
+    /// Shards of the meta-batch: each meta-update averages the meta-gradients of `shards` independent batches
+    /// of `batch` problems, each on its own device trainer (L2L), so the meta-batch (shards × batch problems)
+    /// is not bounded by what one trainer's trajectory fits in a binding. Shard 0 of epoch e is the batch an
+    /// unsharded run draws.
+    #[serde(default = "one")]
+    pub shards: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl TrainConfig {
@@ -44,8 +54,8 @@ impl TrainConfig {
                 self.unroll
             );
         }
-        if self.dim == 0 || self.batch == 0 || self.val_batch == 0 {
-            anyhow::bail!("dimension, batch and validation batch must be positive");
+        if self.dim == 0 || self.batch == 0 || self.val_batch == 0 || self.shards == 0 {
+            anyhow::bail!("dimension, batch, shards and validation batch must be positive");
         }
         Ok(())
     }
@@ -82,7 +92,23 @@ impl TrainConfig {
         ctx: &l2o_engine::Context,
         e: usize,
     ) -> anyhow::Result<Box<dyn l2o_tasks::Task>> {
-        self.task(ctx, self.batch, epoch_seed(self.seed, e))
+        self.shard_task(ctx, e, 0)
+    }
+
+    /// The training problems of shard s of epoch e (s = 0: [`TrainConfig::epoch_task`]).
+    pub fn shard_task(
+        &self,
+        ctx: &l2o_engine::Context,
+        e: usize,
+        s: usize,
+    ) -> anyhow::Result<Box<dyn l2o_tasks::Task>> {
+        let seed = epoch_seed(self.seed, e);
+        let seed = if s == 0 {
+            seed
+        } else {
+            epoch_seed(seed ^ 0x5eed_5eed_5eed_5eed, s)
+        };
+        self.task(ctx, self.batch, seed)
     }
 }
 

@@ -148,27 +148,45 @@ pub fn train(
     let weights = unit_weights(tc.unroll);
     let val_task = tc.validation_task(ctx)?;
     // (for MNIST the dimension follows from the network: take it from the task)
-    let mut dev = L2lTrainer::new(
-        ctx,
-        &state.lstm,
-        val_task.dim(),
-        tc.batch,
-        tc.unroll,
-        &weights,
-    )?;
+    // one trainer per shard of the meta-batch
+    let mut devs = (0..tc.shards)
+        .map(|_| {
+            L2lTrainer::new(
+                ctx,
+                &state.lstm,
+                val_task.dim(),
+                tc.batch,
+                tc.unroll,
+                &weights,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(d) = devs.first() {
+        log::info!("L2L kernels: {}", d.bufs.kernels.name());
+    }
     let unrolls = tc.horizon / tc.unroll;
     while state.epoch < tc.epochs {
         let e = state.epoch;
-        let task = tc.epoch_task(ctx, e)?;
-        dev.bind(ctx, task.as_ref())?;
+        let tasks = (0..tc.shards)
+            .map(|s| tc.shard_task(ctx, e, s))
+            .collect::<Result<Vec<_>>>()?;
+        for (dev, task) in devs.iter_mut().zip(&tasks) {
+            dev.bind(ctx, task.as_ref())?;
+        }
         let mut total = 0.0;
         let mut counted = 0;
         let mut skipped = 0;
         for u in 0..unrolls {
-            if u > 0 {
-                dev.carry(ctx)?;
+            let mut shard_results = Vec::with_capacity(devs.len());
+            for dev in &devs {
+                if u > 0 {
+                    dev.carry(ctx)?;
+                }
+                shard_results.push(dev.run(ctx, &state.phi)?);
             }
-            let r = dev.run(ctx, &state.phi)?;
+            // The one place where an unroll's ∂L/∂φ becomes a meta-update: the mean over the shards, added in
+            // shard order (every shard has the same number of problems).
+            let r = crate::gpu::UnrollResult::mean(&shard_results);
             if apply_update(state, r.meta_loss, &r.dphi, e, u)? {
                 total += r.meta_loss / tc.unroll as f64;
                 counted += 1;

@@ -32,6 +32,7 @@ fn train_config(meta_optimizer: &str) -> TrainConfig {
         val_batch: 64,
         validate_every: 5,
         max_nonfinite: 10,
+        shards: 1,
         task_options: Default::default(),
     }
 }
