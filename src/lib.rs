@@ -5,6 +5,7 @@ pub use l2o_meta as meta;
 pub use l2o_optim as optim;
 pub use l2o_tasks as tasks;
 
+pub mod autotune;
 pub mod bench;
 pub mod hlstm_bench;
 pub mod meta_bench;

@@ -169,6 +169,68 @@ enum Cmd {
         #[arg(long)]
         hlstm: bool,
     },
+    /// Time every variant of the kernel families on this adapter and cache the fastest (L2O_CACHE_DIR, else
+    /// ~/.cache/l2o): later runs on this adapter use the cached choice; L2O_KERNELS overrides it
+    Autotune {
+        #[command(flatten)]
+        dev: DeviceArgs,
+        /// Comma-separated families: reduce, lincomb, mlp, lstm
+        #[arg(long, default_value = "reduce,lincomb,mlp,lstm")]
+        families: String,
+        /// Fewer candidates and rounds (about a minute on the software adapter)
+        #[arg(long)]
+        quick: bool,
+        /// Time and print, but do not write the cache
+        #[arg(long)]
+        dry_run: bool,
+        /// Directory of the MNIST files (for the mlp family)
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+fn autotune_cmd(
+    dev: &DeviceArgs,
+    families: &str,
+    quick: bool,
+    dry: bool,
+    data: Option<&std::path::Path>,
+) -> Result<()> {
+    let fams: Vec<String> = families
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let base = ContextOptions {
+        backend: dev.backend.clone(),
+        adapter: dev.adapter.clone(),
+        precision: dev.precision,
+        kernels: None,
+    };
+    let probe = Context::new(&base)?;
+    eprintln!("device: {} — {}", probe.describe(), probe.precision());
+    drop(probe);
+    let (rows, notes) = l2o::autotune::autotune(&base, &fams, quick, !dry, data, &mut |t| {
+        println!("{} ({}):", t.family, t.workload);
+        for (name, s) in &t.times {
+            println!(
+                "  {name:<28} {:>10.1} µs{}",
+                s * 1e6,
+                if name == t.best() {
+                    "  ← fastest"
+                } else {
+                    ""
+                }
+            );
+        }
+    })?;
+    for n in notes {
+        println!("{n}");
+    }
+    if rows.is_empty() {
+        bail!("nothing was tuned");
+    }
+    Ok(())
 }
 
 fn list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>>
@@ -582,6 +644,13 @@ fn main() {
             out,
         } => tune_cmd(dev, task, optimizer, grid, *steps, out),
         Cmd::Train { dev, args } => learned::train_cmd(dev, args),
+        Cmd::Autotune {
+            dev,
+            families,
+            quick,
+            dry_run,
+            data,
+        } => autotune_cmd(dev, families, *quick, *dry_run, data.as_deref()),
         Cmd::Eval { dev, args } => learned::eval_cmd(dev, args),
         Cmd::Bench {
             dev,
