@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # Installs what l2o needs at run time on Debian/Ubuntu: a Vulkan loader and, when no Vulkan driver is present,
-# Mesa's software adapter (lavapipe). Needs root or sudo for apt-get; does nothing when a driver is there.
+# Mesa's software adapter (lavapipe); and, when EGL is missing, Mesa's GL driver, so that the kernel tests also
+# run on wgpu's GL backend (llvmpipe through EGL: no f64, like Metal). Needs root or sudo for apt-get; does
+# nothing when everything is there.
 set -euo pipefail
-have_icd() { ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; }
-have_loader() { ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; }
-if have_icd && have_loader; then
+have_icd() { compgen -G '/usr/share/vulkan/icd.d/*.json' >/dev/null || compgen -G '/etc/vulkan/icd.d/*.json' >/dev/null; }
+have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+pkgs=()
+if ! (have_icd && have_lib 'libvulkan\.so\.1'); then
+  pkgs+=(mesa-vulkan-drivers libvulkan1)
+fi
+if ! (have_lib 'libEGL\.so\.1' && have_lib 'libEGL_mesa\.so\.0'); then
+  pkgs+=(libegl1 libegl-mesa0 libgl1-mesa-dri)
+fi
+if [ ${#pkgs[@]} -eq 0 ]; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "setup: no Vulkan driver found and no apt-get: install a Vulkan driver (or Mesa lavapipe) for your system" >&2
+  echo "setup: missing ${pkgs[*]} and no apt-get: install a Vulkan driver (or Mesa lavapipe) for your system" >&2
   exit 1
 fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "setup: installing the Vulkan loader and Mesa's software Vulkan driver (lavapipe)" >&2
+echo "setup: installing ${pkgs[*]} (Vulkan loader, Mesa's software Vulkan driver lavapipe, Mesa EGL/GL)" >&2
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
