@@ -26,6 +26,23 @@ pub struct MetaBenchRow {
     pub cpu_coord_steps_per_s: f64,
     pub dispatches_per_epoch: usize,
     pub round_trips_per_epoch: usize,
+    /// The device's arithmetic rate: [`flops_per_coordinate_step`] × coordinate-steps/s.
+    pub gflops: f64,
+    /// The L2L kernel set that ran (`LstmKernels::name`).
+    pub kernels: String,
+}
+
+/// The ~125 GFLOP/s ALU ceiling of the software adapter (lavapipe, 2 cores, 256-bit), measured by
+/// `../shared/tools/lavapipe-probe` (`../shared/notes/lavapipe-performance.md`): the distance to it is printed.
+pub const LAVAPIPE_CEILING_GFLOPS: f64 = 125.0;
+
+/// Floating-point operations (an FMA = 2) per coordinate-step of meta-training: the forward step
+/// (4H(D+H) + 8H² multiply-adds), the reverse sweep (the forward recomputed, plus the transposed products W2ᵀδ²
+/// and W1[:, D..]ᵀδ¹: 12H²) and the ∂L/∂φ outer products (one multiply-add per parameter).
+pub fn flops_per_coordinate_step(cfg: &LstmConfig) -> f64 {
+    let (h, d) = (cfg.hidden as f64, cfg.input_dim() as f64);
+    let fwd = 4.0 * h * (d + h) + 8.0 * h * h;
+    2.0 * (2.0 * fwd + 12.0 * h * h + cfg.layout().len as f64)
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +148,10 @@ pub fn run_meta_bench(
                 cpu_coord_steps_per_s: (cb * n_eff * cfg.unroll) as f64 / cpu_s,
                 dispatches_per_epoch: trainer.dispatches_per_unroll() * unrolls,
                 round_trips_per_epoch: unrolls,
+                gflops: flops_per_coordinate_step(&lstm) * (n_eff * batch * cfg.horizon) as f64
+                    / gpu_epoch_s
+                    / 1e9,
+                kernels: trainer.bufs.kernels.name(),
             };
             progress(&row);
             rows.push(row);
@@ -140,7 +161,7 @@ pub fn run_meta_bench(
 }
 
 /// The cells of one row, formatted once for both the text table and the Markdown table.
-fn cells(r: &MetaBenchRow) -> [String; 10] {
+fn cells(r: &MetaBenchRow) -> [String; 12] {
     [
         r.task.clone(),
         r.n.to_string(),
@@ -152,6 +173,8 @@ fn cells(r: &MetaBenchRow) -> [String; 10] {
         format!("{:.2}", r.gpu_coord_steps_per_s / r.cpu_coord_steps_per_s),
         r.dispatches_per_epoch.to_string(),
         r.round_trips_per_epoch.to_string(),
+        format!("{:.1}", r.gflops),
+        format!("{:.1}", 100.0 * r.gflops / LAVAPIPE_CEILING_GFLOPS),
     ]
 }
 
@@ -167,8 +190,10 @@ pub fn format_meta_table(rows: &[MetaBenchRow]) -> String {
         "gpu/cpu",
         "dispatches",
         "round trips",
+        "GFLOP/s",
+        "% 125",
     ];
-    let widths = [10, 7, 5, 4, 12, 16, 16, 8, 11, 11];
+    let widths = [10, 7, 5, 4, 12, 16, 16, 8, 11, 11, 8, 6];
     let line = |c: &[String]| -> String {
         let mut l = format!("{:<w$}", c[0], w = widths[0]);
         for (v, w) in c.iter().zip(widths).skip(1) {
@@ -188,8 +213,13 @@ pub fn meta_markdown(rows: &[MetaBenchRow], adapter: &str) -> String {
         "Adapter: `{adapter}`. One epoch = horizon/unroll unrolls of B problems × n coordinates, each: forward sweep \
          with the task's loss and gradient, reverse sweep, ∂L/∂φ reduction, one readback, host Adam update. CPU: the \
          f64 reference (forward unroll, adjoint, Adam) on one unroll of ≤ 2048 coordinates.\n\n\
-         | task | n | B | T | epoch (s) | device coord-steps/s | CPU f64 coord-steps/s | device/CPU | dispatches/epoch | round trips/epoch |\n\
-         |:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+         GFLOP/s: {:.0} kFLOP per coordinate-step (forward, reverse with the forward recomputed, ∂L/∂φ) × \
+         coordinate-steps/s; the last column is that rate as a percentage of the software adapter's ~125 GFLOP/s \
+         ALU ceiling (lavapipe probe). L2L kernels: {}.\n\n\
+         | task | n | B | T | epoch (s) | device coord-steps/s | CPU f64 coord-steps/s | device/CPU | dispatches/epoch | round trips/epoch | GFLOP/s | % of 125 GFLOP/s |\n\
+         |:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        flops_per_coordinate_step(&LstmConfig::default()) / 1e3,
+        rows.first().map_or("-", |r| r.kernels.as_str())
     );
     for r in rows {
         let _ = writeln!(s, "| {} |", cells(r).join(" | "));
