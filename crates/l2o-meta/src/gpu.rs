@@ -116,7 +116,11 @@ impl LstmKernels {
             block: 64,
             steps: 2,
         });
-        let k = if v.fits(ctx, cfg) {
+        // Mesa's GL driver (llvmpipe behind wgpu's GL backend) spends minutes compiling the straight-line
+        // kernels (its coroutine-frame analysis is superlinear in their length), so GL defaults to the loop
+        // form; `L2O_KERNELS=lstm=unrolled-…` still selects them there.
+        let gl = ctx.info.backend == l2o_engine::wgpu::Backend::Gl;
+        let k = if v.fits(ctx, cfg) && !gl {
             v
         } else {
             LstmKernels::Loop
