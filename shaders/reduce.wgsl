@@ -13,6 +13,12 @@
 // Modes: 0 dot ⟨a,b⟩ (one pair); 1 sum Σ a_i; 2 Gram: the k×k matrix G_ij = ⟨v_i, v_j⟩ of the k vectors
 // v_j = a[off + j·vec_step ..], pairs i ≤ j enumerated row by row, written symmetric (row-major) at out_col.
 // The dot result is multiplied by scal[b][scale_col] when scale_col != NONE (ρ_i·⟨s_i, q⟩ in the two-loop).
+//
+// Blocked Gram (`gram_block_main`, the `seq` variant for n > small_n): the k vectors are taken in blocks of
+// four; one thread per (segment of SEG coordinates, block pair I ≤ J, b) reads the ≤ 8 vectors of its two
+// blocks once per coordinate and accumulates their ≤ 16 products — each vector is read ⌈k/4⌉ times instead of
+// k times (once for k ≤ 4), no workgroup memory, no barrier — and writes one partial per pair and segment;
+// `finish_main` sums the segments in order.
 
 struct Params {
     n: u32, a_off: u32, a_stride: u32, b_off: u32,
@@ -179,4 +185,115 @@ fn small_main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (n4 + 1u < n) { s.y = s.y + term(ao, bo, n4 + 1u); }
     if (n4 + 2u < n) { s.z = s.z + term(ao, bo, n4 + 2u); }
     write_out(pair, b, (s.x + s.y) + (s.z + s.w));
+}
+
+// Coordinates per thread of `gram_block_main` (a multiple of 4; a workgroup of 8 covers 8·SEG).
+const SEG: u32 = 2000u;
+
+// Offset of vector `vec` (clamped to the last) of problem b.
+fn goff(b: u32, vec: u32) -> u32 {
+    return p.a_off + b * p.a_stride + min(vec, p.k - 1u) * p.vec_step;
+}
+
+// Four consecutive coordinates o + i .. o + i + 3, zero past n (the scalar path: unaligned operands, the tail).
+fn gload(o: u32, i: u32) -> vec4<Real> {
+    var r = vec4<Real>(0.0);
+    if (i < p.n) { r.x = va[o + i]; }
+    if (i + 1u < p.n) { r.y = va[o + i + 1u]; }
+    if (i + 2u < p.n) { r.z = va[o + i + 2u]; }
+    if (i + 3u < p.n) { r.w = va[o + i + 3u]; }
+    return r;
+}
+
+// Index of pair (i, j), i ≤ j, in the row-major upper triangle (the inverse of pair_ij).
+fn pair_of(i: u32, j: u32) -> u32 {
+    return i * p.k - (i * (i - min(i, 1u))) / 2u + (j - i);
+}
+
+fn gput(b: u32, seg: u32, i: u32, j: u32, v: Real) {
+    if (i < p.k && j < p.k && i <= j) {
+        partial[(b * p.pairs + pair_of(i, j)) * p.chunks + seg] = v;
+    }
+}
+
+@compute @workgroup_size(8)
+fn gram_block_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
+                   @builtin(workgroup_id) wid: vec3<u32>) {
+    p = pb;
+    // workgroup w covers [w·8·SEG, (w+1)·8·SEG); its 8 threads interleave four coordinates at a time (thread l
+    // takes 4l, 4l + 32, …), so the 8 lanes of one load read 128 contiguous bytes of each vector
+    let seg = gid.x;
+    let lane = lid3.x;
+    if (seg >= p.chunks) { return; }
+    let b = gid.z;
+    // block pair gid.y = (I, J), I ≤ J, row-major over the ⌈k/4⌉ blocks
+    let nb = (p.k + 3u) / 4u;
+    var bi = 0u;
+    var start = 0u;
+    var s = 0u;
+    for (var r = 0u; r < 16u; r = r + 1u) {
+        if (r < nb && gid.y >= s) { bi = r; start = s; }
+        s = s + (nb - min(r, nb));
+    }
+    let bj = bi + gid.y - start;
+    let i0 = 4u * bi;
+    let j0 = 4u * bj;
+    let ox0 = goff(b, i0); let ox1 = goff(b, i0 + 1u); let ox2 = goff(b, i0 + 2u); let ox3 = goff(b, i0 + 3u);
+    let oy0 = goff(b, j0); let oy1 = goff(b, j0 + 1u); let oy2 = goff(b, j0 + 2u); let oy3 = goff(b, j0 + 3u);
+    let w0 = wid.x * 8u * SEG;
+    let lo = w0 + 4u * lane;
+    let hi = min(w0 + 8u * SEG, p.n);
+    // [lo, mid): whole vec4s read as vec4 when aligned; [mid, hi): the scalar path (mid ≡ lo mod 32)
+    var mid = lo;
+    let e = min(hi, p.n - min(p.n, 3u)); // full vec4s start below e
+    if (p.aligned == 1u && e > lo) { mid = lo + 32u * ((e - lo + 31u) / 32u); }
+    var a00: Real = 0.0; var a01: Real = 0.0; var a02: Real = 0.0; var a03: Real = 0.0;
+    var a10: Real = 0.0; var a11: Real = 0.0; var a12: Real = 0.0; var a13: Real = 0.0;
+    var a20: Real = 0.0; var a21: Real = 0.0; var a22: Real = 0.0; var a23: Real = 0.0;
+    var a30: Real = 0.0; var a31: Real = 0.0; var a32: Real = 0.0; var a33: Real = 0.0;
+    if (bi == bj) {
+        // one block: its 10 distinct products
+        for (var i = lo; i < mid; i = i + 32u) {
+            let x0 = va4[(ox0 + i) / 4u]; let x1 = va4[(ox1 + i) / 4u];
+            let x2 = va4[(ox2 + i) / 4u]; let x3 = va4[(ox3 + i) / 4u];
+            a00 = a00 + dot(x0, x0); a01 = a01 + dot(x0, x1); a02 = a02 + dot(x0, x2); a03 = a03 + dot(x0, x3);
+            a11 = a11 + dot(x1, x1); a12 = a12 + dot(x1, x2); a13 = a13 + dot(x1, x3);
+            a22 = a22 + dot(x2, x2); a23 = a23 + dot(x2, x3);
+            a33 = a33 + dot(x3, x3);
+        }
+        for (var i = mid; i < hi; i = i + 32u) {
+            let x0 = gload(ox0, i); let x1 = gload(ox1, i); let x2 = gload(ox2, i); let x3 = gload(ox3, i);
+            a00 = a00 + dot(x0, x0); a01 = a01 + dot(x0, x1); a02 = a02 + dot(x0, x2); a03 = a03 + dot(x0, x3);
+            a11 = a11 + dot(x1, x1); a12 = a12 + dot(x1, x2); a13 = a13 + dot(x1, x3);
+            a22 = a22 + dot(x2, x2); a23 = a23 + dot(x2, x3);
+            a33 = a33 + dot(x3, x3);
+        }
+    } else {
+        for (var i = lo; i < mid; i = i + 32u) {
+            let x0 = va4[(ox0 + i) / 4u]; let x1 = va4[(ox1 + i) / 4u];
+            let x2 = va4[(ox2 + i) / 4u]; let x3 = va4[(ox3 + i) / 4u];
+            let y0 = va4[(oy0 + i) / 4u]; let y1 = va4[(oy1 + i) / 4u];
+            let y2 = va4[(oy2 + i) / 4u]; let y3 = va4[(oy3 + i) / 4u];
+            a00 = a00 + dot(x0, y0); a01 = a01 + dot(x0, y1); a02 = a02 + dot(x0, y2); a03 = a03 + dot(x0, y3);
+            a10 = a10 + dot(x1, y0); a11 = a11 + dot(x1, y1); a12 = a12 + dot(x1, y2); a13 = a13 + dot(x1, y3);
+            a20 = a20 + dot(x2, y0); a21 = a21 + dot(x2, y1); a22 = a22 + dot(x2, y2); a23 = a23 + dot(x2, y3);
+            a30 = a30 + dot(x3, y0); a31 = a31 + dot(x3, y1); a32 = a32 + dot(x3, y2); a33 = a33 + dot(x3, y3);
+        }
+        for (var i = mid; i < hi; i = i + 32u) {
+            let x0 = gload(ox0, i); let x1 = gload(ox1, i); let x2 = gload(ox2, i); let x3 = gload(ox3, i);
+            let y0 = gload(oy0, i); let y1 = gload(oy1, i); let y2 = gload(oy2, i); let y3 = gload(oy3, i);
+            a00 = a00 + dot(x0, y0); a01 = a01 + dot(x0, y1); a02 = a02 + dot(x0, y2); a03 = a03 + dot(x0, y3);
+            a10 = a10 + dot(x1, y0); a11 = a11 + dot(x1, y1); a12 = a12 + dot(x1, y2); a13 = a13 + dot(x1, y3);
+            a20 = a20 + dot(x2, y0); a21 = a21 + dot(x2, y1); a22 = a22 + dot(x2, y2); a23 = a23 + dot(x2, y3);
+            a30 = a30 + dot(x3, y0); a31 = a31 + dot(x3, y1); a32 = a32 + dot(x3, y2); a33 = a33 + dot(x3, y3);
+        }
+    }
+    gput(b, seg, i0, j0, a00); gput(b, seg, i0, j0 + 1u, a01);
+    gput(b, seg, i0, j0 + 2u, a02); gput(b, seg, i0, j0 + 3u, a03);
+    gput(b, seg, i0 + 1u, j0, a10); gput(b, seg, i0 + 1u, j0 + 1u, a11);
+    gput(b, seg, i0 + 1u, j0 + 2u, a12); gput(b, seg, i0 + 1u, j0 + 3u, a13);
+    gput(b, seg, i0 + 2u, j0, a20); gput(b, seg, i0 + 2u, j0 + 1u, a21);
+    gput(b, seg, i0 + 2u, j0 + 2u, a22); gput(b, seg, i0 + 2u, j0 + 3u, a23);
+    gput(b, seg, i0 + 3u, j0, a30); gput(b, seg, i0 + 3u, j0 + 1u, a31);
+    gput(b, seg, i0 + 3u, j0 + 2u, a32); gput(b, seg, i0 + 3u, j0 + 3u, a33);
 }

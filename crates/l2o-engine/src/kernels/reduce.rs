@@ -69,6 +69,8 @@ impl Reduction {
 /// Largest n reduced by one thread per output (four interleaved partial sums, no barriers): on the software
 /// adapter a 256-thread tree costs ~20 µs per workgroup in barriers alone.
 pub const SMALL_N: usize = 256;
+/// Coordinates per thread of the blocked Gram (`SEG` in `shaders/reduce.wgsl`).
+pub const GRAM_SEG: usize = 2000;
 /// Largest k for [`gram`] (2m + 2 with m = 20, plus room for memory vectors).
 pub const MAX_GRAM_K: usize = 64;
 
@@ -110,7 +112,15 @@ fn reduce(
 ) -> Result<Vec<Dispatch>> {
     let pairs = if mode == 2 { k * (k + 1) / 2 } else { 1 };
     let variant = Reduction::of(ctx)?;
-    let chunks = n.div_ceil(variant.chunk());
+    // The software adapter's Gram reads each block of four vectors once (`gram_block_main`, GRAM_SEG
+    // coordinates per thread) instead of once per pair.
+    let blocked = mode == 2 && variant == Reduction::Seq && n > variant.small_n();
+    let chunks = if blocked {
+        // one partial per thread: workgroups of 8 threads over 8·GRAM_SEG coordinates
+        n.div_ceil(8 * GRAM_SEG) * 8
+    } else {
+        n.div_ceil(variant.chunk())
+    };
     let aligned = [a.offset, a.stride, b.offset, b.stride, vec_step]
         .iter()
         .all(|x| x % 4 == 0);
@@ -157,6 +167,27 @@ fn reduce(
             &binds,
             [grid_x((pairs * batch).div_ceil(64)), 1, 1],
         )?]);
+    }
+    if blocked {
+        // blocked Gram: each vector read ⌈k/4⌉ times, one thread per (segment, block pair, problem), then the
+        // segments of each pair summed in order
+        let nb = k.div_ceil(4);
+        return Ok(vec![
+            ctx.dispatch_with(
+                &REDUCE,
+                "gram_block_main",
+                defines,
+                &binds,
+                [u(chunks.div_ceil(8)), u(nb * (nb + 1) / 2), u(batch)],
+            )?,
+            ctx.dispatch_with(
+                &REDUCE,
+                "finish_main",
+                defines,
+                &binds,
+                [u(pairs), 1, u(batch)],
+            )?,
+        ]);
     }
     let mut d = vec![ctx.dispatch_with(
         &REDUCE,
