@@ -55,6 +55,16 @@ fn pair_ij(pair: u32) -> vec2<u32> {
     return vec2<u32>(i, i + pair - start);
 }
 
+// Offsets of the two operands of output `pair` of problem b (for a Gram pair: vectors i and j of `a`).
+fn operands(pair: u32, b: u32) -> vec2<u32> {
+    if (p.mode == 2u) {
+        let ij = pair_ij(pair);
+        let o = p.a_off + b * p.a_stride;
+        return vec2<u32>(o + ij.x * p.vec_step, o + ij.y * p.vec_step);
+    }
+    return vec2<u32>(p.a_off + b * p.a_stride, p.b_off + b * p.b_stride);
+}
+
 fn write_out(pair: u32, b: u32, v: Real) {
     let base = b * p.out_stride + p.out_col;
     if (p.mode == 2u) {
@@ -75,13 +85,9 @@ fn partial_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let chunk = wid.x;
     let pair = wid.y;
     let b = wid.z;
-    var ao = p.a_off + b * p.a_stride;
-    var bo = p.b_off + b * p.b_stride;
-    if (p.mode == 2u) {
-        let ij = pair_ij(pair);
-        ao = p.a_off + b * p.a_stride + ij.x * p.vec_step;
-        bo = p.a_off + b * p.a_stride + ij.y * p.vec_step;
-    }
+    let off = operands(pair, b);
+    let ao = off.x;
+    let bo = off.y;
     var s = vec4<Real>(0.0);
     if (CONTIG && p.aligned == 1u) {
         // contiguous items, four at a time: the same four partial sums (items ≡ 0, 1, 2, 3 mod 4) as below;
@@ -156,13 +162,9 @@ fn small_main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (id >= p.pairs * p.batch) { return; }
     let pair = id % p.pairs;
     let b = id / p.pairs;
-    var ao = p.a_off + b * p.a_stride;
-    var bo = p.b_off + b * p.b_stride;
-    if (p.mode == 2u) {
-        let ij = pair_ij(pair);
-        ao = p.a_off + b * p.a_stride + ij.x * p.vec_step;
-        bo = p.a_off + b * p.a_stride + ij.y * p.vec_step;
-    }
+    let off = operands(pair, b);
+    let ao = off.x;
+    let bo = off.y;
     let n = p.n;
     let n4 = n - n % 4u;
     var s = vec4<Real>(0.0);

@@ -205,28 +205,15 @@ impl Task for Quadratic {
     ) -> Result<Vec<Dispatch>> {
         let (n, b) = (self.n, self.batch);
         check_views("quadratic", &theta, &grad, n, b)?;
-        if n <= SMALL_N {
-            // one thread per problem, one dispatch (the loss goes straight to the output column)
+        // n ≤ SMALL_N: one thread per problem, one dispatch (the loss goes straight to the output column)
+        let small = n <= SMALL_N;
+        let (col, stride, last) = if small {
             out.check(b, 1)?;
-            let p = ctx.params(&params(n, b, &theta, &grad, out.col, out.stride));
-            let binds = [
-                &p,
-                &theta.buf.buf,
-                &grad.buf.buf,
-                &self.w_buf.buf,
-                &self.y_buf.buf,
-                &self.y_buf.buf,
-                &self.r.buf,
-                &out.buf.buf,
-            ];
-            return Ok(vec![ctx.dispatch(
-                &TASKS,
-                "quad_small",
-                &binds,
-                [grid_x(b.div_ceil(64)), 1, 1],
-            )?]);
-        }
-        let p = ctx.params(&params(n, b, &theta, &grad, 0, n));
+            (out.col, out.stride, &out.buf.buf)
+        } else {
+            (0, n, &self.unused.buf)
+        };
+        let p = ctx.params(&params(n, b, &theta, &grad, col, stride));
         let binds = [
             &p,
             &theta.buf.buf,
@@ -235,8 +222,16 @@ impl Task for Quadratic {
             &self.y_buf.buf,
             &self.y_buf.buf,
             &self.r.buf,
-            &self.unused.buf,
+            last,
         ];
+        if small {
+            return Ok(vec![ctx.dispatch(
+                &TASKS,
+                "quad_small",
+                &binds,
+                [grid_x(b.div_ceil(64)), 1, 1],
+            )?]);
+        }
         let mut d = vec![
             ctx.dispatch(&TASKS, "quad_residual", &binds, grid(n, b))?,
             ctx.dispatch(&TASKS, "quad_grad", &binds, grid(n, b))?,
