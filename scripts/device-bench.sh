@@ -14,7 +14,7 @@ quick=${2:-}
 mkdir -p "$out"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/l2o-xdg}"
 mkdir -p -m 700 "$XDG_RUNTIME_DIR" 2>/dev/null || true
-export L2O_CACHE_DIR="$PWD/$out/cache"
+case "$out" in /*) export L2O_CACHE_DIR="$out/cache" ;; *) export L2O_CACHE_DIR="$PWD/$out/cache" ;; esac
 step_s=${STEP_S:-120}
 data=${DATA:-${L2O_DATA:-../shared/data/mnist}}
 t0=$SECONDS
