@@ -169,6 +169,13 @@ enum Cmd {
         #[arg(long)]
         hlstm: bool,
     },
+    /// What a checkpoint holds: kind, architecture, training configuration and task options, epochs trained,
+    /// best epoch and validation loss, format version, and SHA-256 digests of latest and best φ (`phi_sha256:`,
+    /// `best_phi_sha256:` lines, to compare runs). Needs no device.
+    Inspect {
+        /// The checkpoint (checkpoint.l2o of `l2o train`)
+        checkpoint: PathBuf,
+    },
     /// Time every variant of the kernel families on this adapter and cache the fastest (L2O_CACHE_DIR, else
     /// ~/.cache/l2o): later runs on this adapter use the cached choice; L2O_KERNELS overrides it
     Autotune {
@@ -608,6 +615,11 @@ fn main() {
     let cli = Cli::parse();
     let r = match &cli.cmd {
         Cmd::Info { dev } => info(dev),
+        Cmd::Inspect { checkpoint } => l2o_meta::checkpoint::inspect(checkpoint).map(|lines| {
+            for (k, v) in lines {
+                println!("{k}: {v}");
+            }
+        }),
         Cmd::Run {
             dev,
             task,

@@ -347,3 +347,45 @@ fn hlstm_train_and_eval() {
     );
     assert!(dir.join("eval/n12/progress.svg").exists());
 }
+
+#[test]
+fn inspect_reads_every_checkpoint_in_docs() {
+    // no device needed: runs even with L2O_SKIP_GPU_TESTS
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&docs).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("l2o") {
+            continue;
+        }
+        let (ok, out, err) = l2o(&["inspect", p.to_str().unwrap()]);
+        assert!(ok, "{}: {out}\n{err}", p.display());
+        for key in [
+            "kind:",
+            "architecture:",
+            "task:",
+            "task_options:",
+            "epochs_trained:",
+            "best_epoch:",
+            "best_validation:",
+            "format_version:",
+        ] {
+            assert!(out.contains(key), "{}: no {key}\n{out}", p.display());
+        }
+        for key in ["phi_sha256: ", "best_phi_sha256: "] {
+            let hex = out
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("{}: no {key}\n{out}", p.display()));
+            assert!(
+                hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+                "{key}{hex}"
+            );
+        }
+        seen += 1;
+    }
+    assert!(seen >= 3, "expected the checkpoints of docs/, found {seen}");
+    let (ok, out, err) = l2o(&["inspect", "no/such/checkpoint.l2o"]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("cannot read checkpoint"), "{err}");
+}

@@ -416,6 +416,91 @@ pub fn save(path: &Path, state: &TrainState) -> Result<()> {
     Ok(())
 }
 
+/// SHA-256 of a parameter vector: of its f64 values as little-endian IEEE-754 bytes, in order (so two runs
+/// that agree bit for bit have the same digest), as lowercase hex.
+pub fn phi_sha256(phi: &[f64]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for x in phi {
+        h.update(x.to_le_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a checkpoint holds, as `key: value` lines (the output of `l2o inspect`): file and format version, the
+/// learned optimizer's kind and architecture, the training configuration and task options, progress (epochs,
+/// meta-updates, skipped updates), the best epoch and validation loss, and SHA-256 digests of latest and best φ
+/// (`phi_sha256`, `best_phi_sha256`; see [`phi_sha256`]) so scripts can compare runs. Reads with every check of
+/// [`load`].
+pub fn inspect(path: &Path) -> Result<Vec<(&'static str, String)>> {
+    let bytes =
+        fs::read(path).map_err(|e| anyhow!("cannot read checkpoint {}: {e}", path.display()))?;
+    let s = decode(&bytes).map_err(|e| anyhow!("checkpoint {}: {e:#}", path.display()))?;
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("decode checked the preamble"));
+    let (kind, arch) = if let Some(p) = &s.policy {
+        ("lbfgs-pi (L-BFGS step-size policy, seed 003)", json(p))
+    } else if let Some(h) = &s.hlstm {
+        ("hlstm (Hilbert LSTM, seed 000)", json(h))
+    } else {
+        ("lstm (L2L coordinatewise LSTM, seed 002)", describe(&s.lstm))
+    };
+    let t = &s.train;
+    let mut out = vec![
+        ("file", path.display().to_string()),
+        ("format_version", version.to_string()),
+        ("kind", kind.to_string()),
+        ("architecture", arch),
+        ("parameters", s.phi.len().to_string()),
+    ];
+    if let Some(h) = &s.hlstm_training {
+        out.push(("hlstm_training", json(h)));
+    }
+    out.extend([
+        (
+            "task",
+            if t.task == "mnist" {
+                // the dimension is the MLP's, given by the task options
+                format!("mnist, batch {}", t.batch)
+            } else {
+                format!("{}, n = {}, batch {}", t.task, t.dim, t.batch)
+            },
+        ),
+        ("task_options", json(&t.task_options)),
+        (
+            "training",
+            format!(
+                "horizon {}, unrolls of {}, {} epochs configured, meta-optimizer {} (lr {}), seed {}, \
+                 validation on {} problems every {} epochs, {} shard(s)",
+                t.horizon,
+                t.unroll,
+                t.epochs,
+                t.meta_optimizer,
+                t.meta_lr,
+                t.seed,
+                t.val_batch,
+                t.validate_every,
+                t.shards
+            ),
+        ),
+        ("epochs_trained", s.epoch.to_string()),
+        ("meta_updates", s.updates.to_string()),
+        ("skipped_updates", s.skipped_total.to_string()),
+        ("best_epoch", s.best_epoch.to_string()),
+        (
+            "best_validation",
+            s.best_val.map_or("none (not validated yet)".to_string(), |v| format!("{v:e}")),
+        ),
+        ("phi_sha256", phi_sha256(&s.phi)),
+        ("best_phi_sha256", phi_sha256(&s.best_phi)),
+    ]);
+    Ok(out)
+}
+
+/// Compact JSON of a configuration struct (for [`inspect`]).
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| format!("(unprintable: {e})"))
+}
+
 /// Read a checkpoint written by [`save`]. Every defect is an error naming the file and the problem.
 pub fn load(path: &Path) -> Result<TrainState> {
     let bytes =

@@ -555,3 +555,49 @@ fn hlstm_checkpoint_round_trips_and_is_checked() {
     let e = refused(checkpoint::save(&d.join("bad.l2o"), &st));
     assert!(e.contains("cell 1, m = 3, 7 hidden"), "{e}");
 }
+
+#[test]
+fn phi_digest_is_sha256_of_the_little_endian_values() {
+    // reference digests from Python's hashlib: sha256(b"") and sha256(struct.pack("<2d", 1.0, -0.5))
+    assert_eq!(
+        checkpoint::phi_sha256(&[]),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(
+        checkpoint::phi_sha256(&[1.0, -0.5]),
+        "b75ba3b875def5d2f34361fcc7cbea9b45aa3f9ef590f96ad71c90a955800533"
+    );
+    // one bit of difference (−0.0 vs 0.0) changes it
+    assert_ne!(checkpoint::phi_sha256(&[0.0]), checkpoint::phi_sha256(&[-0.0]));
+}
+
+#[test]
+fn inspect_reports_what_the_checkpoint_holds() {
+    let (p, _) = saved("inspect");
+    let s = state("adam");
+    let lines = checkpoint::inspect(&p).unwrap();
+    let get = |k: &str| {
+        lines
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {k} line in {lines:?}"))
+    };
+    assert_eq!(get("format_version"), FORMAT_VERSION.to_string());
+    assert!(get("kind").starts_with("lstm"), "{}", get("kind"));
+    assert!(get("architecture").contains("hidden = 20"), "{}", get("architecture"));
+    assert_eq!(get("parameters"), s.phi.len().to_string());
+    assert_eq!(get("task"), "quadratic, n = 10, batch 128");
+    assert_eq!(get("epochs_trained"), s.epoch.to_string());
+    assert_eq!(get("best_epoch"), s.best_epoch.to_string());
+    assert_eq!(get("phi_sha256"), checkpoint::phi_sha256(&s.phi));
+    assert_eq!(get("best_phi_sha256"), checkpoint::phi_sha256(&s.best_phi));
+    assert_ne!(get("phi_sha256"), get("best_phi_sha256"));
+    // a damaged file is the same clear error as for load
+    let mut bytes = fs::read(&p).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 1;
+    fs::write(&p, &bytes).unwrap();
+    let e = format!("{:#}", checkpoint::inspect(&p).unwrap_err());
+    assert!(e.contains("corrupted"), "{e}");
+}
