@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Hilbert LSTM study (docs/hlstm.md §5; README "Hilbert LSTM"), every number in the README's tables:
+# The Hilbert LSTM study (docs/hlstm.md §5; docs/studies/hlstm.md), every number in that study's tables:
 #  1. meta-train HLSTM cells 1 and 2 on n = 50 rotated quadratics with condition numbers 1e3–1e4 (budget K = 50
 #     gradient evaluations; greedy unrolls of 1 step, meta-gradient stopped at the memory) and an L2L LSTM on
 #     the same problems;

@@ -827,7 +827,7 @@ mod tests {
         }
     }
 
-    /// The parameter counts stated in docs/hlstm.md and README.
+    /// The parameter counts stated in docs/hlstm.md and docs/studies/hlstm.md.
     #[test]
     fn parameter_counts() {
         let count = |cell, m, hidden| {
