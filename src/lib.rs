@@ -1,5 +1,6 @@
-//! l2o: a GPU compute engine for learned optimizers (wgpu + WGSL). This umbrella crate re-exports the layers:
-//! [`engine`] → [`tasks`] → [`optim`]. See README.md.
+//! l2o: a GPU compute engine for learned optimizers (wgpu + WGSL). This umbrella crate re-exports the layers
+//! [`engine`] → [`tasks`] → [`optim`] → [`meta`] (each may depend only on those to its left) and holds the
+//! benchmark harness behind `l2o bench` and the shared test helpers. See README.md.
 pub use l2o_engine as engine;
 pub use l2o_meta as meta;
 pub use l2o_optim as optim;

@@ -1,4 +1,5 @@
-//! `l2o`: the command-line front end. `l2o info | run | tune | bench`; progress on stderr, results in --out.
+//! `l2o`: the command-line front end (depends on every layer; nothing depends on it). `l2o info | run | tune |
+//! train | eval | bench | autotune | inspect`; progress on stderr, results in --out.
 
 mod hlstm_eval;
 mod learned;

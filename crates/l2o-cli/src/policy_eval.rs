@@ -1,6 +1,6 @@
 //! `l2o eval` of an L-BFGS-π checkpoint (seed 003 §6): run the policy and its competitors on held-out
 //! problems until ‖∇f‖ < eps-g or the step budget, then write the Table 1 analogue (who reaches ‖∇f‖ < ε
-//! first, in iterations and in function evaluations), the I_a = ln(f̂[a]/f̂[π]) box plot, loss and gradient
+//! first, in iterations and in function evaluations), the I_a = ln(f̂\[a\]/f̂\[π\]) box plot, loss and gradient
 //! curves and one CSV per optimizer.
 
 use std::fmt::Write as _;

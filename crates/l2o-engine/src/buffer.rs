@@ -43,7 +43,7 @@ impl DBuf {
             stride,
         }
     }
-    /// Slot `j` of a buffer holding `k` vectors of length n per problem (layout [B][k][n]).
+    /// Slot `j` of a buffer holding `k` vectors of length n per problem (layout \[B\]\[k\]\[n\]).
     pub fn slot(&self, j: usize, k: usize, n: usize) -> View<'_> {
         View {
             buf: self,

@@ -6,6 +6,9 @@
 //! with per-problem device coefficients ([`kernels::lincomb`]). Every kernel has an f64 CPU oracle in
 //! [`oracle`]; WGSL sources live in the top-level `shaders/` directory.
 //!
+//! **Depends on** no other l2o crate (wgpu, naga, bytemuck, pollster, futures, serde_json): every layer above
+//! builds on this one.
+//!
 //! ```no_run
 //! use l2o_engine::{Context, ContextOptions, Precision};
 //! let ctx = Context::new(&ContextOptions::with_precision(Precision::F32))?;

@@ -1,4 +1,4 @@
-//! Versioned, checksummed checkpoints of a [`TrainState`](crate::state::TrainState).
+//! Versioned, checksummed checkpoints of a [`TrainState`].
 //!
 //! ## File layout (format version 3; all integers little-endian)
 //! ```text
@@ -17,7 +17,7 @@
 //! p, the L-BFGS-π policy's τm, τM, ε and ε_c when the checkpoint holds a policy, the HLSTM's ε_c and the log
 //! meta-loss floor when present, meta learning rate, best
 //! validation loss, the meta-optimizer's hyperparameters, each history record's
-//! meta- and validation loss; optional ones only when present; see [`scalar_slots`] for the order) is also
+//! meta- and validation loss; optional ones only when present; see `scalar_slots` for the order) is also
 //! stored bit-exactly in the `scalars` array, because JSON cannot hold NaN/±∞ (serde_json writes them as `null`,
 //! which would read back as None or fail) and serde_json's default float parsing is not guaranteed bit-exact. In the JSON these scalars are informative only
 //! (non-finite ones are written as 0); on load the `scalars` array overwrites them. So the whole state
@@ -31,7 +31,7 @@
 //!   unsupported version, truncated, corrupted (checksum), inconsistent lengths, non-finite values, trailing
 //!   bytes); it never panics on any input.
 //! * A version bump is required for any change to this layout or to the meaning of the header fields; the
-//!   exhaustive destructuring in [`scalar_slots`] makes adding a field to the state a compile error here, so
+//!   exhaustive destructuring in `scalar_slots` makes adding a field to the state a compile error here, so
 //!   the format is revisited whenever the state changes.
 
 use std::fs;

@@ -545,7 +545,7 @@ pub struct L2lTrainer {
     pub weights: Vec<f64>,
     pub theta: DBuf,
     pub grad: DBuf,
-    /// f_b(θ_t), [B][T+1].
+    /// f_b(θ_t), \[B\]\[T+1\].
     pub losses: DBuf,
     status: DBuf,
     unroll: Vec<Dispatch>,
@@ -556,7 +556,7 @@ pub struct L2lTrainer {
 pub struct UnrollResult {
     /// L = (1/B) Σ_b Σ_{t=1..T} w_t f_b(θ_t)
     pub meta_loss: f64,
-    /// f_b(θ_t), [B][T+1]
+    /// f_b(θ_t), \[B\]\[T+1\]
     pub losses: Vec<f64>,
     pub dphi: Vec<f64>,
 }

@@ -57,7 +57,7 @@ pub struct HlstmDevice {
     pub batch: usize,
     pub tsteps: usize,
     defines: String,
-    /// Trajectory store [B][S][n].
+    /// Trajectory store \[B\]\[S\]\[n\].
     pub tr: DBuf,
     slots: usize,
     /// Adjoint store [B][S'][n] and λθ (training only).
@@ -69,7 +69,7 @@ pub struct HlstmDevice {
     pk: DBuf,
     rcoef: DBuf,
     pub dphi: DBuf,
-    /// [B][2][T+1]: f_t, then the loss weights.
+    /// \[B\]\[2\][T+1]: f_t, then the loss weights.
     pub lrec: DBuf,
     phi: DBuf,
     cst: DBuf,
@@ -256,7 +256,7 @@ impl HlstmDevice {
         )
     }
 
-    /// Where the task writes f(θ_t) in training: lrec[b][0][t].
+    /// Where the task writes f(θ_t) in training: lrec\[b\]\[0\]\[t\].
     pub fn loss_out(&self, t: usize) -> ScalarOut<'_> {
         ScalarOut {
             buf: &self.lrec,
@@ -548,7 +548,7 @@ pub struct HlstmUnrollResult {
     pub meta_loss: f64,
     /// ∂L/∂φ (summed over problems).
     pub dphi: Vec<f64>,
-    /// f_b(θ_t), [B][T+1].
+    /// f_b(θ_t), \[B\]\[T+1\].
     pub losses: Vec<f64>,
 }
 

@@ -5,6 +5,9 @@
 //! trajectory and reverse sweep on the device. The L-BFGS step-size policy (seed 003): [`policy`],
 //! [`policy_gpu`], [`policy_train`]. The Hilbert LSTM (seed 000, docs/hlstm.md): [`hlstm`], [`hlstm_gpu`],
 //! [`hlstm_train`]. [`load_optimizer`] turns any checkpoint into a driver optimizer.
+//!
+//! **Depends on** l2o-engine, l2o-tasks and l2o-optim (the driver and baselines it evaluates against); nothing
+//! depends on it but the umbrella crate and the CLI.
 
 pub mod checkpoint;
 pub mod gpu;

@@ -32,7 +32,7 @@
 //!   block's columns are staged in workgroup memory, then thread r (row r) reads its own δ and accumulates one
 //!   register per column from the staged values at constant indices (broadcasts). It adds its sums into
 //!   `partial[block][param]` (overwrites at t = T−1).
-//! - `finish`: ∂L/∂φ_i = Σ_block partial[block][i] in block order.
+//! - `finish`: ∂L/∂φ_i = Σ_block partial\[block\]\[i\] in block order.
 //!
 //! No atomics and a fixed summation order: the same inputs give the same bits on one adapter and one variant.
 //! Variants differ in workgroup size and block length, which changes the grouping of the ∂φ sums; a variant is

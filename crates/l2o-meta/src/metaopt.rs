@@ -22,7 +22,7 @@
 //! E[Δx²] ← ρ·E[Δx²] + (1−ρ)·Δ²
 //! φ      ← φ + lr·Δ                            defaults ρ = 0.95, ε = 1e-6
 //! ```
-//! `lr` multiplies the update only (E[Δx²] accumulates the unscaled Δ, as in PyTorch); Zeiler's method is
+//! `lr` multiplies the update only (E\[Δx²\] accumulates the unscaled Δ, as in PyTorch); Zeiler's method is
 //! lr = 1, which is what seed 003 uses.
 
 use anyhow::{Result, bail, ensure};
@@ -41,7 +41,7 @@ pub enum MetaOptState {
         v: Vec<f64>,
         t: u64,
     },
-    /// ADADELTA: running averages E[g²] and E[Δx²].
+    /// ADADELTA: running averages E\[g²\] and E\[Δx²\].
     Adadelta {
         lr: f64,
         rho: f64,
@@ -117,7 +117,7 @@ impl MetaOptState {
         }
     }
 
-    /// The per-coordinate state vectors in a fixed order (Adam: m, v; ADADELTA: E[g²], E[Δx²]) with their names.
+    /// The per-coordinate state vectors in a fixed order (Adam: m, v; ADADELTA: E\[g²\], E\[Δx²\]) with their names.
     pub fn vectors(&self) -> [(&'static str, &Vec<f64>); 2] {
         match self {
             Self::Adam { m, v, .. } => [("m", m), ("v", v)],

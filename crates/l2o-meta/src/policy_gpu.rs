@@ -5,8 +5,8 @@
 //! per-problem scalar work is the `lbfgs` family (two-loop scalars, pair test, `policy_step`) and the `policy`
 //! family (`shaders/policy.wgsl`: the records and the scalar adjoints).
 //!
-//! Device memory per problem: D, S, Y and λs as [K][n] each and G as [K+1][n] (5·K·n numbers), q-history
-//! [m+1][n], [d, g, s, y] [4][n] and five n-vectors; the scalar row holds the live L-BFGS columns (with ρ_j of
+//! Device memory per problem: D, S, Y and λs as \[K\]\[n\] each and G as [K+1]\[n\] (5·K·n numbers), q-history
+//! [m+1]\[n\], [d, g, s, y] \[4\]\[n\] and five n-vectors; the scalar row holds the live L-BFGS columns (with ρ_j of
 //! every step j, the rings being the K-long histories), a record of 24 values per step and the work columns.
 //! One host round trip per outer step (losses, ∂φ, ‖g_K‖²).
 
@@ -118,7 +118,7 @@ pub struct PolicyTrainer {
 pub struct PolicyStepResult {
     /// L = (1/B) Σ_b Σ_{k=1..K} w_k f_b(x_k)
     pub meta_loss: f64,
-    /// f_b(x_k), [B][K+1]
+    /// f_b(x_k), \[B\]\[K+1\]
     pub losses: Vec<f64>,
     /// ∂L/∂φ (summed over problems, with the 1/B of L)
     pub dphi: Vec<f64>,

@@ -1,6 +1,6 @@
 //! Head-to-head statistics of two optimizers run on the same problems (seed 003 §6, Table 1 and Fig. 5):
 //! who reaches ‖∇f‖ < ε first, counted in iterations or in function evaluations, and the index
-//! I_a = ln(f̂[a] / f̂[π]) of the best values f̂ = min_k f(x_k).
+//! I_a = ln(f̂\[a\] / f̂\[π\]) of the best values f̂ = min_k f(x_k).
 
 use crate::driver::Trace;
 
@@ -53,7 +53,7 @@ pub fn best_value(t: &Trace, b: usize) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// I_a = ln(f̂[other] / f̂[ours]) per problem (> 0: ours reached a lower value).
+/// I_a = ln(f̂\[other\] / f̂\[ours\]) per problem (> 0: ours reached a lower value).
 pub fn log_ratio_index(ours: &Trace, other: &Trace) -> Vec<f64> {
     (0..ours.batch.min(other.batch))
         .map(|b| (best_value(other, b) / best_value(ours, b)).ln())

@@ -89,7 +89,7 @@ pub struct Trace {
     pub gnorm: Vec<Vec<f64>>,
     pub status: Vec<Vec<u32>>,
     pub iterations: Vec<Vec<f64>>,
-    /// Function evaluations taken by each problem after each step ([step][problem]).
+    /// Function evaluations taken by each problem after each step (\[step\]\[problem\]).
     pub evals: Vec<Vec<f64>>,
     /// Function evaluations per problem at the end.
     pub evaluations: Vec<f64>,

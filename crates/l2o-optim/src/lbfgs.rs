@@ -15,7 +15,7 @@
 //! above the rounding noise of the inner product); a rejected pair keeps its ring slot with ρ_i = 0, which
 //! removes it from both loops (so the memory holds the accepted pairs among the last m iterations).
 //! If gᵀd ≥ 0 the direction is reset to −g. The first trial step is 1, or min(1, 1/‖g‖) while no pair has
-//! been accepted. The line-search state machines are in `shaders/lbfgs.wgsl`; [`reference`] is the f64 CPU
+//! been accepted. The line-search state machines are in `shaders/lbfgs.wgsl`; [`reference`](mod@reference) is the f64 CPU
 //! implementation of exactly the same algorithm.
 //!
 //! Host round trips: none for the constant step; for a line search, one 4-byte read of the number of problems
@@ -213,7 +213,7 @@ impl Lbfgs {
 }
 
 /// Record the two-loop recursion d ← −H·g for B problems (see the module docs): `s` and `y` are rings laid out
-/// [B][m][n], the newest pair in slot `head`, `count` pairs in use; ρ_i, α_i, β_i and γ live in the scalar
+/// \[B\]\[m\]\[n\], the newest pair in slot `head`, `count` pairs in use; ρ_i, α_i, β_i and γ live in the scalar
 /// columns of [`lbfgs_cols`](l2o_engine::lbfgs_cols) of `sc.scal` (stride `sc.stride`). Problems frozen by
 /// `sc.status` are skipped. 2 + 6·count dispatches for n ≤ 4096 (each inner product adds a second pass above).
 #[allow(clippy::too_many_arguments)]

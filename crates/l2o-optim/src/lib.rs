@@ -4,6 +4,9 @@
 //! diverged / line search failed; a problem that stops running is frozen and reported). Pieces, as in argmin:
 //! the [`driver`] (state, run loop, trace), hand-designed [`first_order`] methods, [`lbfgs`] with its separate
 //! line searches, and the learning-rate [`tune`]r that later issues reuse to tune baselines fairly.
+//!
+//! **Depends on** l2o-engine and l2o-tasks; never on l2o-meta (learned optimizers plug into its driver
+//! from above, through the [`Optimizer`] trait).
 
 pub mod compare;
 pub mod driver;

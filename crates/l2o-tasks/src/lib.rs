@@ -4,6 +4,8 @@
 //! that write f_b(θ_b) into a per-problem scalar column and ∇f_b(θ_b) into a gradient buffer, for all B at once,
 //! and `oracle_loss_grad` is the f64 CPU reference of the same function.
 //!
+//! **Depends on** l2o-engine (context, buffers, kernels) only.
+//!
 //! Tasks shipped here (kernels in `shaders/tasks.wgsl`, family [`TASKS`]):
 //! - [`Quadratic`]: f(θ) = ‖Wθ − y‖² with Gaussian W, y (Andrychowicz et al. 2016, §3.1); also with a
 //!   prescribed condition number, axis-aligned or rotated ([`Quadratic::conditioned`]);

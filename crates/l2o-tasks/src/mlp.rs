@@ -117,7 +117,7 @@ impl Activation {
 /// Architecture and data regime of the MLP task.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MlpConfig {
-    /// Units of each hidden layer (seed 002: [20]).
+    /// Units of each hidden layer (seed 002: \[20\]).
     pub hidden: Vec<usize>,
     pub activation: Activation,
     /// Images per evaluation M (seed 002: 128 per step; seed 003: 1000, full batch).

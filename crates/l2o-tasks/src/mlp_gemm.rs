@@ -1,13 +1,13 @@
 //! The MLP's three products as generated, straight-line GEMM kernels for the software adapter (family `mlp`,
 //! variant `lanes`; the workgroup-tiled `gemm` of `shaders/mlp.wgsl` is variant `tiled`, for GPUs).
 //!
-//! Every product is C[r][c] = Σ_k A(r, k)·B(k, c) with thread ↔ r (the long dimension), and
+//! Every product is C\[r\]\[c\] = Σ_k A(r, k)·B(k, c) with thread ↔ r (the long dimension), and
 //!
 //! | kind | r | c | k | A(r, k) | B(k, c) | finish |
 //! |---|---|---|---|---|---|---|
-//! | forward | image i | unit o | input j | a_{l−1}[i][j] (pixels for l = 1) | W[o][j] | a_l = σ(C + b) |
-//! | weight grad | input j | unit o | image i | a_{l−1}[i][j] | δ_l[i][o] | ∂W[o][j] = C |
-//! | input grad | image i | input j | unit o | δ_l[i][o] | W[o][j] | δ_{l−1} = C ⊙ σ'(a_{l−1}) |
+//! | forward | image i | unit o | input j | a_{l−1}\[i\]\[j\] (pixels for l = 1) | W\[o\]\[j\] | a_l = σ(C + b) |
+//! | weight grad | input j | unit o | image i | a_{l−1}\[i\]\[j\] | δ_l\[i\]\[o\] | ∂W\[o\]\[j\] = C |
+//! | input grad | image i | input j | unit o | δ_l\[i\]\[o\] | W\[o\]\[j\] | δ_{l−1} = C ⊙ σ'(a_{l−1}) |
 //!
 //! Workgroup (block of 64 r, tile of CT columns, chunk of KC terms of k, network): the chunk of B is staged in
 //! workgroup memory (one barrier, at the top), then each thread reads its own A(r, k) and accumulates CT
@@ -44,7 +44,7 @@ macro_rules! w {
 /// WGSL of `gemm_tile` and `gemm_finish` for one kind, column tile `ct` and first-layer flag (pixels as
 /// input), placed before the body of `shaders/mlp.wgsl` (whose bindings, parameters and helpers it uses).
 /// Parameters: rows, cols, inner, w_off, b_off, in_off, out_off, in_w, out_w as for the tiled kernel; the
-/// partial sums live in `part` as [chunk][network][r][c].
+/// partial sums live in `part` as \[chunk\]\[network\]\[r\]\[c\].
 pub fn source(kind: GemmKind, ct: usize, first: bool) -> String {
     let mut s = String::new();
     w!(

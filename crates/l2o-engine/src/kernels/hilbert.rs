@@ -238,7 +238,7 @@ pub struct Coefs<'a> {
     pub stride: usize,
 }
 
-/// Record out_o ← [out_o] + Σ_j coef[b][o][j]·in_j for every output o and problem b (one dispatch). Inputs are
+/// Record out_o ← \[out_o\] + Σ_j coef\[b\]\[o\]\[j\]·in_j for every output o and problem b (one dispatch). Inputs are
 /// read before outputs are written at each coordinate, so outputs may alias inputs. With `status`, problems whose
 /// status is not 0 are skipped.
 #[allow(clippy::too_many_arguments)]

@@ -29,7 +29,7 @@ impl<'a> Term<'a> {
 }
 
 /// Per-problem context of a linear combination: the scalar buffer the σ columns index, the status buffer that
-/// freezes finished problems, and an optional mask column (skip problem b when scal[b][mask] = 0).
+/// freezes finished problems, and an optional mask column (skip problem b when scal\[b\]\[mask\] = 0).
 #[derive(Clone, Copy, Debug)]
 pub struct Scalars<'a> {
     pub scal: &'a DBuf,
@@ -87,7 +87,7 @@ impl Layout {
     }
 }
 
-/// Record out ← [keep] + Σ terms. `keep` = Some((c_out, col)) accumulates into the current value of out.
+/// Record out ← \[keep\] + Σ terms. `keep` = Some((c_out, col)) accumulates into the current value of out.
 pub fn lincomb(
     ctx: &Context,
     n: usize,

@@ -208,7 +208,7 @@ fn reduce(
     Ok(d)
 }
 
-/// out[b] = scale_b · ⟨a_b, b_b⟩ for every problem b; scale_b = out.buf[b][scale_col] or 1.
+/// out\[b\] = scale_b · ⟨a_b, b_b⟩ for every problem b; scale_b = out.buf\[b\]\[scale_col\] or 1.
 pub fn dot(
     ctx: &Context,
     n: usize,
@@ -229,7 +229,7 @@ pub fn dot(
     reduce(ctx, 0, n, batch, a, b, 1, 0, out, scale_col)
 }
 
-/// out[b] = Σ_i a_b[i].
+/// out\[b\] = Σ_i a_b\[i\].
 pub fn sum(
     ctx: &Context,
     n: usize,
@@ -243,7 +243,7 @@ pub fn sum(
 }
 
 /// The k×k Gram matrix of the k vectors v_j = `first` shifted by j·vec_step, written row-major (k² values) at
-/// out.col of each problem. For a buffer laid out [B][k][n] use `buf.slot(0, k, n)` and vec_step = n.
+/// out.col of each problem. For a buffer laid out \[B\]\[k\]\[n\] use `buf.slot(0, k, n)` and vec_step = n.
 pub fn gram(
     ctx: &Context,
     n: usize,
