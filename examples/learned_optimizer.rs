@@ -11,8 +11,8 @@
 
 use anyhow::{Context as _, Result};
 use l2o::engine::{Context, Elem, Precision, wgpu};
-use l2o::meta::lstm::LstmConfig;
-use l2o::meta::optimizer::LstmStepper;
+use l2o::meta::l2l::LstmConfig;
+use l2o::meta::l2l::optimizer::LstmStepper;
 use l2o::meta::state::TrainConfig;
 use l2o::meta::{checkpoint, train};
 

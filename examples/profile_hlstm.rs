@@ -2,7 +2,7 @@
 //! `cargo run --release --example profile_hlstm [n] [batch] [cell]`.
 use l2o::engine::{Context, ContextOptions, Precision};
 use l2o::meta::hlstm::{HlstmConfig, MetaLoss};
-use l2o::meta::hlstm_gpu::HlstmDevice;
+use l2o::meta::hlstm::device::HlstmDevice;
 use l2o::tasks::make_task;
 use std::time::Instant;
 

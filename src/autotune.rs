@@ -12,9 +12,9 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use l2o_engine::kernels::{lincomb::Layout, reduce::Reduction};
 use l2o_engine::{Context, ContextOptions};
-use l2o_meta::gpu::{L2lTrainer, LstmKernels};
-use l2o_meta::lstm::{self, LstmConfig};
-use l2o_meta::lstm_wgsl::LstmVariant;
+use l2o_meta::l2l::device::{L2lTrainer, LstmKernels};
+use l2o_meta::l2l::{self, LstmConfig};
+use l2o_meta::l2l::kernels::LstmVariant;
 
 use crate::bench::KernelCase;
 
@@ -177,7 +177,7 @@ fn tune_lstm(base: &ContextOptions, quick: bool, rounds: usize) -> Result<Tuned>
         sets.push(LstmKernels::Unrolled(LstmVariant { wg, block, steps }));
     }
     let (n, batch, t) = (10, 128, 20);
-    let weights = lstm::unit_weights(t);
+    let weights = l2l::unit_weights(t);
     let mut prepared = vec![];
     let mut names = vec![];
     for k in sets {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Result;
 use l2o_engine::Context;
 use l2o_meta::hlstm::{self, Carry, HlstmConfig, HlstmTraining, Replay};
-use l2o_meta::hlstm_gpu::{HlstmOptimizer, HlstmTrainer};
+use l2o_meta::hlstm::device::{HlstmOptimizer, HlstmTrainer};
 use l2o_optim::{RunOptions, run};
 use l2o_tasks::make_task;
 

@@ -102,15 +102,15 @@ pub mod testing {
         }
     }
 
-    /// Every L2L kernel set that can run `cfg` on `ctx`: the one [`l2o_meta::gpu::LstmKernels::choose`] picks,
+    /// Every L2L kernel set that can run `cfg` on `ctx`: the one [`l2o_meta::l2l::device::LstmKernels::choose`] picks,
     /// the loop form, and a second unrolled variant (other workgroup size and block) where they fit — so each
     /// device test body checks every variant against the same oracle.
     pub fn lstm_kernel_sets(
         ctx: &Context,
         cfg: &l2o_meta::LstmConfig,
-    ) -> Vec<l2o_meta::gpu::LstmKernels> {
-        use l2o_meta::gpu::LstmKernels;
-        use l2o_meta::lstm_wgsl::LstmVariant;
+    ) -> Vec<l2o_meta::l2l::device::LstmKernels> {
+        use l2o_meta::l2l::device::LstmKernels;
+        use l2o_meta::l2l::kernels::LstmVariant;
         let mut v = vec![LstmKernels::choose(ctx, cfg).expect("kernel choice")];
         for k in [
             LstmKernels::Loop,

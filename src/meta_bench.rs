@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use l2o_engine::Context;
-use l2o_meta::gpu::L2lTrainer;
-use l2o_meta::lstm::{self, LstmConfig};
+use l2o_meta::l2l::device::L2lTrainer;
+use l2o_meta::l2l::{self, LstmConfig};
 use l2o_meta::metaopt::MetaOptState;
 use l2o_tasks::make_task;
 
@@ -87,7 +87,7 @@ pub fn run_meta_bench(
         hidden: cfg.hidden,
         ..Default::default()
     };
-    let weights = lstm::unit_weights(cfg.unroll);
+    let weights = l2l::unit_weights(cfg.unroll);
     let (mut rows, mut skipped) = (vec![], vec![]);
     for &n in &cfg.sizes {
         for &batch in &cfg.batches {
@@ -129,12 +129,12 @@ pub fn run_meta_bench(
             let cb = coords.div_ceil(n_eff).max(1);
             let theta0 = task.initial_point()[..cb * n_eff].to_vec();
             let lg = |b: usize, th: &[f64]| task.oracle_loss_grad(b, th);
-            let states = lstm::zero_states(&lstm, cb * n_eff);
+            let states = l2l::zero_states(&lstm, cb * n_eff);
             let mut cphi = lstm.init(1);
             let mut copt = MetaOptState::adam(cphi.len(), 1e-3);
             let t1 = Instant::now();
-            let rec = lstm::unroll(&lstm, &cphi, &lg, n_eff, cb, &theta0, &states, &weights);
-            let g = lstm::adjoint(&lstm, &cphi, &rec, &weights);
+            let rec = l2l::unroll(&lstm, &cphi, &lg, n_eff, cb, &theta0, &states, &weights);
+            let g = l2l::adjoint(&lstm, &cphi, &rec, &weights);
             copt.step(&mut cphi, &g)?;
             let cpu_s = t1.elapsed().as_secs_f64();
             let row = MetaBenchRow {

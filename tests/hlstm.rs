@@ -463,10 +463,10 @@ fn rotation_equivariance() {
         ..Default::default()
     };
     let phi = lcfg.init(3);
-    let s0 = l2o::meta::lstm::zero_states(&lcfg, n);
+    let s0 = l2o::meta::l2l::zero_states(&lcfg, n);
     let w = vec![1.0; steps];
-    let a = l2o::meta::lstm::unroll(&lcfg, &phi, &lg, n, 1, &x0, &s0, &w);
-    let b = l2o::meta::lstm::unroll(&lcfg, &phi, &lg_rot, n, 1, &qx0, &s0, &w);
+    let a = l2o::meta::l2l::unroll(&lcfg, &phi, &lg, n, 1, &x0, &s0, &w);
+    let b = l2o::meta::l2l::unroll(&lcfg, &phi, &lg_rot, n, 1, &qx0, &s0, &w);
     let e = dev(&a.thetas, &b.thetas);
     eprintln!("L2L LSTM: max relative deviation {e:.2e}");
     assert!(
@@ -479,7 +479,7 @@ fn rotation_equivariance() {
 // Device (the software adapter in CI)
 
 use l2o::engine::{Context, Precision};
-use l2o::meta::hlstm_gpu::{HlstmOptimizer, HlstmTrainer};
+use l2o::meta::hlstm::device::{HlstmOptimizer, HlstmTrainer};
 use l2o::optim::{Optimizer, RunOptions, run};
 use l2o::tasks::{Quadratic, Task};
 use l2o::testing::{Tol, ctx, each_precision};
@@ -729,7 +729,7 @@ fn device_rotation_equivariance() {
             ..Default::default()
         };
         let phi = lcfg.init(3);
-        let mk = || l2o::meta::optimizer::LstmOptimizer::new(lcfg, phi.clone()).unwrap();
+        let mk = || l2o::meta::l2l::optimizer::LstmOptimizer::new(lcfg, phi.clone()).unwrap();
         let a = run(c, &task, &mut mk(), &o, &mut |_| {}).unwrap();
         let b = run(c, &rot, &mut mk(), &o, &mut |_| {}).unwrap();
         let e = deviation(&a.final_theta, &b.final_theta);
@@ -763,7 +763,7 @@ fn one_checkpoint_runs_at_every_dimension() {
         shards: 1,
         task_options: Default::default(),
     };
-    let mut st = l2o::meta::hlstm_train::new_hlstm_state(cfg, Default::default(), tc).unwrap();
+    let mut st = l2o::meta::hlstm::train::new_hlstm_state(cfg, Default::default(), tc).unwrap();
     // a φ off the initialisation (a small residual), so the file's φ is not something the loader could rebuild
     st.best_phi = random_phi(&cfg, 2, 0.01);
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hlstm-dims");

@@ -1,7 +1,7 @@
 //! L2L: the hand-derived adjoint against finite differences of the frozen-gradient surrogate (f64, CPU), and
 //! the device forward/reverse sweeps against the f64 CPU reference.
 
-use l2o::meta::lstm::{self, LstmConfig, Unroll};
+use l2o::meta::l2l::{self, LstmConfig, Unroll};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// A batch of random quadratics f_b(θ) = ‖W_b θ − y_b‖² on the host (the oracle the surrogate evaluates).
@@ -86,11 +86,11 @@ fn adjoint_matches_finite_differences_of_the_surrogate() {
         let (n, batch, steps) = (5, 3, 6);
         let (q, theta0, phi, states, weights) = setup(&cfg, n, batch, steps, seed);
         let lg = |b: usize, th: &[f64]| q.lg(b, th);
-        let rec: Unroll = lstm::unroll(&cfg, &phi, &lg, n, batch, &theta0, &states, &weights);
-        let grad = lstm::adjoint(&cfg, &phi, &rec, &weights);
+        let rec: Unroll = l2l::unroll(&cfg, &phi, &lg, n, batch, &theta0, &states, &weights);
+        let grad = l2l::adjoint(&cfg, &phi, &rec, &weights);
         // the surrogate at φ is the recorded meta-loss
         assert!(
-            (lstm::surrogate(&cfg, &phi, &lg, &rec, &states, &weights) - rec.meta_loss).abs()
+            (l2l::surrogate(&cfg, &phi, &lg, &rec, &states, &weights) - rec.meta_loss).abs()
                 <= 1e-12 * rec.meta_loss.abs()
         );
         let mut r = StdRng::seed_from_u64(seed + 7);
@@ -103,7 +103,7 @@ fn adjoint_matches_finite_differences_of_the_surrogate() {
             let eps = 1e-5;
             let at = |s: f64| {
                 let p: Vec<f64> = phi.iter().zip(&v).map(|(a, b)| a + s * b).collect();
-                lstm::surrogate(&cfg, &p, &lg, &rec, &states, &weights)
+                l2l::surrogate(&cfg, &p, &lg, &rec, &states, &weights)
             };
             let fd = (at(eps) - at(-eps)) / (2.0 * eps);
             let an: f64 = grad.iter().zip(&v).map(|(a, b)| a * b).sum();
@@ -131,14 +131,14 @@ fn adjoint_matches_finite_differences_per_parameter() {
     let (n, batch, steps) = (3, 2, 5);
     let (q, theta0, phi, states, weights) = setup(&cfg, n, batch, steps, 11);
     let lg = |b: usize, th: &[f64]| q.lg(b, th);
-    let rec = lstm::unroll(&cfg, &phi, &lg, n, batch, &theta0, &states, &weights);
-    let grad = lstm::adjoint(&cfg, &phi, &rec, &weights);
+    let rec = l2l::unroll(&cfg, &phi, &lg, n, batch, &theta0, &states, &weights);
+    let grad = l2l::adjoint(&cfg, &phi, &rec, &weights);
     let gmax = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
     for j in 0..phi.len() {
         let at = |s: f64| {
             let mut p = phi.clone();
             p[j] += s;
-            lstm::surrogate(&cfg, &p, &lg, &rec, &states, &weights)
+            l2l::surrogate(&cfg, &p, &lg, &rec, &states, &weights)
         };
         let eps = 1e-6;
         let fd = (at(eps) - at(-eps)) / (2.0 * eps);
@@ -158,7 +158,7 @@ fn adjoint_matches_finite_differences_per_parameter() {
 /// tanh/σ builtins each contribute ~1e-7, and each entry sums B·n·T products; 100× margin for other drivers).
 #[test]
 fn device_unroll_matches_cpu_reference() {
-    use l2o::meta::gpu::{L2lTrainer, LstmKernels};
+    use l2o::meta::l2l::device::{L2lTrainer, LstmKernels};
     use l2o::tasks::{Quadratic, Task};
     l2o::testing::each_precision(|c| {
         // the second configuration also runs the reverse sweep in time chunks of 4 + 2 steps
@@ -197,15 +197,15 @@ fn device_unroll_matches_cpu_reference() {
                 tr.bind(c, &task).unwrap();
                 let lg = |b: usize, th: &[f64]| task.oracle_loss_grad(b, th);
                 let mut theta = task.initial_point();
-                let mut states = lstm::zero_states(&cfg, n * batch);
+                let mut states = l2l::zero_states(&cfg, n * batch);
                 let p = c.precision();
                 for unroll in 0..2 {
                     if unroll > 0 {
                         tr.carry(c).unwrap();
                     }
                     let dev = tr.run(c, &phi).unwrap();
-                    let rec = lstm::unroll(&cfg, &phi, &lg, n, batch, &theta, &states, &weights);
-                    let want = lstm::adjoint(&cfg, &phi, &rec, &weights);
+                    let rec = l2l::unroll(&cfg, &phi, &lg, n, batch, &theta, &states, &weights);
+                    let want = l2l::adjoint(&cfg, &phi, &rec, &weights);
                     for b in 0..batch {
                         for t in 0..=steps {
                             let (got, w) = (dev.losses[b * (steps + 1) + t], rec.losses[t][b]);
@@ -386,11 +386,11 @@ fn persistent_non_finite_meta_gradients_stop_training() {
 }
 
 /// The stepper for user parameters: host slices and wrapped device buffers give the same iterates as the f64
-/// reference `lstm::step` applied coordinatewise (f32: 1e-5 relative to max|θ|, f64: 1e-12).
+/// reference `l2l::step` applied coordinatewise (f32: 1e-5 relative to max|θ|, f64: 1e-12).
 #[test]
 fn stepper_matches_reference_on_host_slices_and_buffers() {
     use l2o::engine::Elem;
-    use l2o::meta::optimizer::LstmStepper;
+    use l2o::meta::l2l::optimizer::LstmStepper;
     l2o::testing::each_precision(|c| {
         let cfg = LstmConfig {
             hidden: 6,
@@ -406,7 +406,7 @@ fn stepper_matches_reference_on_host_slices_and_buffers() {
                 .collect()
         };
         let mut want = vec![0.0; n];
-        let mut states = lstm::zero_states(&cfg, n);
+        let mut states = l2l::zero_states(&cfg, n);
         let mut host = want.clone();
         let mut st = LstmStepper::new(c, &cfg, &phi, n, 1).unwrap();
         let theta = c
@@ -417,7 +417,7 @@ fn stepper_matches_reference_on_host_slices_and_buffers() {
         for _ in 0..5 {
             let g = grad_of(&want);
             for k in 0..n {
-                let (u, s) = lstm::step(&cfg, &phi, g[k], &states[k]);
+                let (u, s) = l2l::step(&cfg, &phi, g[k], &states[k]);
                 want[k] += cfg.scale * u;
                 states[k] = s;
             }
@@ -451,7 +451,7 @@ fn stepper_matches_reference_on_host_slices_and_buffers() {
 /// Tolerance as in `device_unroll_matches_cpu_reference` (f32: 2e-5 relative to ‖∂L/∂φ‖∞).
 #[test]
 fn sharded_meta_batch_is_the_union_of_its_shards() {
-    use l2o::meta::gpu::{L2lTrainer, UnrollResult};
+    use l2o::meta::l2l::device::{L2lTrainer, UnrollResult};
     use l2o::tasks::{Quadratic, Task};
     let Some(c) = l2o::testing::ctx(l2o::engine::Precision::F32) else {
         return;
@@ -462,7 +462,7 @@ fn sharded_meta_batch_is_the_union_of_its_shards() {
         scale: 0.5,
     };
     let (n, batch, steps) = (5, 3, 4);
-    let weights = lstm::unit_weights(steps);
+    let weights = l2l::unit_weights(steps);
     let tasks = [
         Quadratic::sample(&c, n, batch, 11).unwrap(),
         Quadratic::sample(&c, n, batch, 12).unwrap(),
@@ -477,9 +477,9 @@ fn sharded_meta_batch_is_the_union_of_its_shards() {
     let got = UnrollResult::mean(&results);
     let lg = |b: usize, th: &[f64]| tasks[b / batch].oracle_loss_grad(b % batch, th);
     let theta0: Vec<f64> = tasks.iter().flat_map(|t| t.initial_point()).collect();
-    let states = lstm::zero_states(&cfg, 2 * batch * n);
-    let rec = lstm::unroll(&cfg, &phi, &lg, n, 2 * batch, &theta0, &states, &weights);
-    let want = lstm::adjoint(&cfg, &phi, &rec, &weights);
+    let states = l2l::zero_states(&cfg, 2 * batch * n);
+    let rec = l2l::unroll(&cfg, &phi, &lg, n, 2 * batch, &theta0, &states, &weights);
+    let want = l2l::adjoint(&cfg, &phi, &rec, &weights);
     let gmax = want.iter().fold(0.0f64, |m, g| m.max(g.abs()));
     let err = got
         .dphi

@@ -222,7 +222,7 @@ fn device_lbfgs_policy_matches_cpu_reference() {
     });
 }
 
-/// The device meta-training step (forward record + reverse sweep, `l2o_meta::policy_gpu`) against the f64 CPU
+/// The device meta-training step (forward record + reverse sweep, `l2o_meta::policy::device`) against the f64 CPU
 /// reference unroll and adjoint: meta-loss and ∂L/∂φ, relative to ‖∂L/∂φ‖∞, on quadratics with n = 37 (not a
 /// multiple of the workgroup size) and n = 300, B = 3, K = 12 and m = 3 (so the ring wraps), φ making some steps
 /// clip. Tolerances: f64 1e-8 (measured 5.5e-12); f32 2e-2 (measured 1.1e-3: f32 Gram entries, their logs and the two-loop over
@@ -230,7 +230,7 @@ fn device_lbfgs_policy_matches_cpu_reference() {
 #[test]
 fn device_policy_adjoint_matches_cpu_reference() {
     use l2o::engine::Precision;
-    use l2o::meta::policy_gpu::PolicyTrainer;
+    use l2o::meta::policy::device::PolicyTrainer;
     use l2o::tasks::{Quadratic, Task};
     use l2o::testing::{Tol, each_precision};
     each_precision(|c| {

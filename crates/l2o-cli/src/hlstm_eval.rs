@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result, bail};
 use l2o_meta::hlstm::HlstmConfig;
-use l2o_meta::hlstm_gpu::HlstmOptimizer;
-use l2o_meta::optimizer::LstmOptimizer;
+use l2o_meta::hlstm::device::HlstmOptimizer;
+use l2o_meta::l2l::optimizer::LstmOptimizer;
 use l2o_meta::state::{TrainState, epoch_seed, test_seed};
 use l2o_optim::{Optimizer, RunOptions, Trace, run};
 use l2o_tasks::build_task;

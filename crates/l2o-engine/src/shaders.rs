@@ -137,7 +137,7 @@ pub static HILBERT: ShaderFamily = ShaderFamily {
     default_defines: TREE_DEFINES,
 };
 
-/// The L2L kernels generated per architecture, variant and entry point by `l2o_meta::lstm_wgsl` (straight-line,
+/// The L2L kernels generated per architecture, variant and entry point by `l2o_meta::l2l::kernels` (straight-line,
 /// φ in workgroup memory): the whole body comes in as the `defines` of [`ShaderFamily::source_with`].
 pub static LSTM_GEN: ShaderFamily = ShaderFamily {
     name: "lstm_gen",
@@ -147,7 +147,7 @@ pub static LSTM_GEN: ShaderFamily = ShaderFamily {
     default_defines: "",
 };
 
-/// The Hilbert LSTM's per-problem cell and its reverse (`l2o_meta::hlstm_gpu::defines` gives the constants of an
+/// The Hilbert LSTM's per-problem cell and its reverse (`l2o_meta::hlstm::device::defines` gives the constants of an
 /// architecture; the default is cell 2, m = 5, 32 hidden units).
 pub static HLSTM: ShaderFamily = ShaderFamily {
     name: "hlstm",

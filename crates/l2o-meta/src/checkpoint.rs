@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow, bail, ensure};
 use serde::{Deserialize, Serialize};
 
-use crate::lstm::LstmConfig;
+use crate::l2l::LstmConfig;
 use crate::metaopt::MetaOptState;
 use crate::state::{EpochRecord, TrainConfig, TrainState};
 

@@ -1,30 +1,31 @@
 //! # l2o-meta: learned optimizers
 //!
-//! The coordinatewise LSTM optimizer (L2L, seed 002) — [`lstm`] holds its equations, the f64 CPU reference of
-//! forward and adjoint and the frozen-gradient surrogate; [`gpu`] runs the same forward sweep, stored
-//! trajectory and reverse sweep on the device. The L-BFGS step-size policy (seed 003): [`policy`],
-//! [`policy_gpu`], [`policy_train`]. The Hilbert LSTM (seed 000, docs/hlstm.md): [`hlstm`], [`hlstm_gpu`],
-//! [`hlstm_train`]. [`load_optimizer`] turns any checkpoint into a driver optimizer.
+//! One folder per learned optimizer, each holding its equations and f64 reference (forward and hand-derived
+//! adjoint together, in `mod.rs`), its device trainer and inference kernels' launcher (`device.rs`) and how it
+//! plugs into meta-training (`train.rs`):
+//! - [`l2l`] — the coordinatewise LSTM of Andrychowicz et al. 2016 (seed 002); [`l2l::kernels`] generates its
+//!   straight-line WGSL, [`l2l::optimizer`] runs a trained one as a driver optimizer or a stepper for your
+//!   parameters;
+//! - [`policy`] — the L-BFGS step-size policy (seed 003, L-BFGS-π);
+//! - [`hlstm`] — the Hilbert LSTM (seed 000, docs/hlstm.md).
+//!
+//! Beside them, shared by all three: [`train`] (the meta-training loop's pieces: one meta-update per unroll,
+//! non-finite handling, validation and best φ, checkpoints), [`state`] (what a run is: configuration and
+//! progress), [`checkpoint`] (the file format), [`metaopt`] (Adam and ADADELTA on φ). [`load_optimizer`]
+//! turns any checkpoint into a driver optimizer.
 //!
 //! **Depends on** l2o-engine, l2o-tasks and l2o-optim (the driver and baselines it evaluates against); nothing
 //! depends on it but the umbrella crate and the CLI.
 
 pub mod checkpoint;
-pub mod gpu;
 pub mod hlstm;
-pub mod hlstm_gpu;
-pub mod hlstm_train;
-pub mod lstm;
-pub mod lstm_wgsl;
+pub mod l2l;
 pub mod metaopt;
-pub mod optimizer;
 pub mod policy;
-pub mod policy_gpu;
-pub mod policy_train;
 pub mod state;
 pub mod train;
 
-pub use lstm::{LstmConfig, MAX_HIDDEN};
+pub use l2l::{LstmConfig, MAX_HIDDEN};
 
 /// Any learned optimizer from a checkpoint written by `l2o train` — the L2L LSTM, L-BFGS-π or the Hilbert LSTM,
 /// whichever it holds — with its best φ, ready for [`l2o_optim::run`] or any driver.
@@ -32,7 +33,7 @@ pub fn load_optimizer(path: &std::path::Path) -> anyhow::Result<Box<dyn l2o_opti
     let st = checkpoint::load(path)?;
     Ok(match (st.policy, st.hlstm) {
         (Some(pc), _) => Box::new(l2o_optim::Lbfgs::with_policy(pc, st.best_phi)?),
-        (None, Some(hc)) => Box::new(hlstm_gpu::HlstmOptimizer::new(hc, st.best_phi)?),
-        (None, None) => Box::new(optimizer::LstmOptimizer::new(st.lstm, st.best_phi)?),
+        (None, Some(hc)) => Box::new(hlstm::device::HlstmOptimizer::new(hc, st.best_phi)?),
+        (None, None) => Box::new(l2l::optimizer::LstmOptimizer::new(st.lstm, st.best_phi)?),
     })
 }

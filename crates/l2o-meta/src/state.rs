@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::lstm::LstmConfig;
+use crate::l2l::LstmConfig;
 use crate::metaopt::MetaOptState;
 
 /// Hyperparameters of meta-training (stored in the checkpoint header).

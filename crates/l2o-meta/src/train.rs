@@ -1,6 +1,6 @@
 //! Truncated-BPTT meta-training (seed 002 §2–3): each epoch samples a fresh batch of problems, runs the
 //! optimizee for `horizon` steps in unrolls of T, carrying θ and the LSTM state across unrolls, with one
-//! meta-update of φ per unroll from the hand-derived adjoint ([`crate::gpu::L2lTrainer`]). After every
+//! meta-update of φ per unroll from the hand-derived adjoint ([`crate::l2l::device::L2lTrainer`]). After every
 //! `validate_every` epochs φ is evaluated on a fixed validation set and the best φ is kept (early stopping).
 //! A non-finite meta-gradient is skipped and counted; too many in a row stop training with an error.
 
@@ -12,9 +12,9 @@ use l2o_optim::{RunOptions, run};
 use l2o_tasks::Task;
 
 use crate::checkpoint;
-use crate::gpu::L2lTrainer;
-use crate::lstm::{LstmConfig, unit_weights};
-use crate::optimizer::LstmOptimizer;
+use crate::l2l::device::L2lTrainer;
+use crate::l2l::{LstmConfig, unit_weights};
+use crate::l2l::optimizer::LstmOptimizer;
 use crate::state::{EpochRecord, TrainConfig, TrainState};
 
 /// A fresh training state: φ initialised from `seed`.
@@ -186,7 +186,7 @@ pub fn train(
             }
             // The one place where an unroll's ∂L/∂φ becomes a meta-update: the mean over the shards, added in
             // shard order (every shard has the same number of problems).
-            let r = crate::gpu::UnrollResult::mean(&shard_results);
+            let r = crate::l2l::device::UnrollResult::mean(&shard_results);
             if apply_update(state, r.meta_loss, &r.dphi, e, u)? {
                 total += r.meta_loss / tc.unroll as f64;
                 counted += 1;

@@ -501,8 +501,8 @@ fn policy_checkpoint_round_trips_and_is_checked() {
         q.curvature_eps.map(f64::to_bits),
         pc.curvature_eps.map(f64::to_bits)
     );
-    assert!(l2o_meta::policy_train::policy_optimizer(&p).is_ok());
-    let e = refused(l2o_meta::optimizer::LstmOptimizer::from_checkpoint(&p));
+    assert!(l2o_meta::policy::train::policy_optimizer(&p).is_ok());
+    let e = refused(l2o_meta::l2l::optimizer::LstmOptimizer::from_checkpoint(&p));
     assert!(e.contains("L-BFGS-π"), "{e}");
     st.best_phi.pop();
     let e = refused(checkpoint::save(&d.join("bad.l2o"), &st));
@@ -545,11 +545,11 @@ fn hlstm_checkpoint_round_trips_and_is_checked() {
         panic!("log loss kept")
     };
     assert_eq!(floor.to_bits(), (1e-8f64 / 3.0).to_bits());
-    assert!(l2o_meta::hlstm_gpu::HlstmOptimizer::from_checkpoint(&p).is_ok());
+    assert!(l2o_meta::hlstm::device::HlstmOptimizer::from_checkpoint(&p).is_ok());
     assert!(l2o_meta::load_optimizer(&p).is_ok());
-    let e = refused(l2o_meta::optimizer::LstmOptimizer::from_checkpoint(&p));
+    let e = refused(l2o_meta::l2l::optimizer::LstmOptimizer::from_checkpoint(&p));
     assert!(e.contains("Hilbert LSTM"), "{e}");
-    let e = refused(l2o_meta::policy_train::policy_optimizer(&p));
+    let e = refused(l2o_meta::policy::train::policy_optimizer(&p));
     assert!(e.contains("Hilbert LSTM"), "{e}");
     st.best_phi.pop();
     let e = refused(checkpoint::save(&d.join("bad.l2o"), &st));

@@ -1,7 +1,7 @@
 //! The coordinatewise LSTM optimizer of Andrychowicz et al. 2016 (seed 002 §2, Fig. 3; seed 001): its
 //! parameters φ, the f64 CPU reference of the forward step and of the hand-derived adjoint, and the
 //! frozen-gradient surrogate that proves the adjoint right. The device kernels (`shaders/lstm.wgsl`,
-//! [`crate::gpu`]) implement exactly these equations.
+//! [`crate::l2l::device`]) implement exactly these equations.
 //!
 //! ## Forward (one coordinate; all coordinates of all problems share φ and have their own state)
 //! ```text
@@ -32,6 +32,10 @@
 //! ```
 //! Memory of the device trajectory: (T+1)·4H states + T·D inputs + (T+1) gradients + T·(8H+1) adjoint rows per
 //! coordinate, i.e. O(T·B·n·H) numbers (≈ 250·T·B·n for H = 20).
+
+pub mod device;
+pub mod kernels;
+pub mod optimizer;
 
 use anyhow::{Result, bail};
 use rand::{Rng, SeedableRng, rngs::StdRng};

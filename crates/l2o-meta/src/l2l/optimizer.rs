@@ -8,21 +8,21 @@ use l2o_engine::{Context, DBuf, Dispatch, cols, dot};
 use l2o_optim::{Optimizer, State};
 use l2o_tasks::Task;
 
-use crate::gpu::LstmBuffers;
-use crate::lstm::LstmConfig;
+use crate::l2l::device::LstmBuffers;
+use crate::l2l::LstmConfig;
 
 /// Refuse a checkpoint that holds another learned optimizer, naming the loader to use.
 fn ensure_lstm(s: &crate::state::TrainState, path: &Path) -> Result<()> {
     if s.policy.is_some() {
         bail!(
-            "{} holds an L-BFGS-π policy, not an LSTM (load it with l2o_meta::policy_train::policy_optimizer or \
+            "{} holds an L-BFGS-π policy, not an LSTM (load it with l2o_meta::policy::train::policy_optimizer or \
              l2o_meta::load_optimizer)",
             path.display()
         );
     }
     if s.hlstm.is_some() {
         bail!(
-            "{} holds a Hilbert LSTM, not an L2L LSTM (load it with l2o_meta::hlstm_gpu::HlstmOptimizer or \
+            "{} holds a Hilbert LSTM, not an L2L LSTM (load it with l2o_meta::hlstm::device::HlstmOptimizer or \
              l2o_meta::load_optimizer)",
             path.display()
         );

@@ -2,7 +2,7 @@
 //! operation — sums, scalar × vector, inner products — and whose scalar work is a small network of Gram-matrix
 //! features. This module is the f64 CPU reference: the cell, its hand-derived adjoint, the unroll, the reverse
 //! sweep and the frozen-gradient surrogate. `docs/hlstm.md` states the design; the device path
-//! ([`crate::hlstm_gpu`], `shaders/hlstm.wgsl`) implements exactly these equations.
+//! ([`crate::hlstm::device`], `shaders/hlstm.wgsl`) implements exactly these equations.
 //!
 //! ## The cell (one problem, step t; docs/hlstm.md §2)
 //! ```text
@@ -52,11 +52,14 @@
 //! ```
 //! so the reverse sweep is again inner products, one scalar kernel and linear combinations.
 
+pub mod device;
+pub mod train;
+
 use anyhow::{Result, ensure};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
-use crate::lstm::LossGrad;
+use crate::l2l::LossGrad;
 
 /// τ = TAU_BOUND · tanh(o / TAU_BOUND): the step multiplier e^τ stays in (e^−3, e^3).
 pub const TAU_BOUND: f64 = 3.0;

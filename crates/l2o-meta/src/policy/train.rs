@@ -1,5 +1,5 @@
 //! Meta-training of the L-BFGS-π step-size policy (seed 003 §5) by truncated BPTT on the device
-//! ([`crate::policy_gpu::PolicyTrainer`]).
+//! ([`crate::policy::device::PolicyTrainer`]).
 //!
 //! The outer objective of one outer step is F(φ) = (1/B) Σ_b Σ_{k=1..K} w_k f_b(x_k), w_k = 1, over K inner
 //! L-BFGS-π steps (`unroll` = K, seed: 50) from an empty memory; T = `horizon`/K outer steps (seed: 8) form an
@@ -19,7 +19,7 @@ use l2o_optim::step_policy::PolicyConfig;
 use l2o_optim::{Lbfgs, RunOptions, run};
 use l2o_tasks::Task;
 
-use crate::policy_gpu::PolicyTrainer;
+use crate::policy::device::PolicyTrainer;
 use crate::state::{EpochRecord, TrainConfig, TrainState};
 use crate::train::{UnrollProgress, apply_update, finish_epoch};
 

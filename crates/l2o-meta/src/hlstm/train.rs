@@ -1,5 +1,5 @@
 //! Meta-training of the Hilbert LSTM (docs/hlstm.md §4) by truncated BPTT on the device
-//! ([`crate::hlstm_gpu::HlstmTrainer`]).
+//! ([`crate::hlstm::device::HlstmTrainer`]).
 //!
 //! An epoch draws a fresh batch of B training problems (the epoch's seed), runs `horizon` steps in unrolls of T
 //! (`unroll`), carrying θ, the memory pairs, c, h and the scalar state across unrolls, and applies one
@@ -19,7 +19,7 @@ use l2o_optim::{RunOptions, Trace, run};
 use l2o_tasks::Task;
 
 use crate::hlstm::{HlstmConfig, HlstmTraining};
-use crate::hlstm_gpu::{HlstmOptimizer, HlstmTrainer};
+use crate::hlstm::device::{HlstmOptimizer, HlstmTrainer};
 use crate::state::{EpochRecord, TrainConfig, TrainState};
 use crate::train::{UnrollProgress, apply_update, finish_epoch};
 

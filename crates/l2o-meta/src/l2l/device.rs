@@ -7,7 +7,7 @@
 //! together: one host round trip per unroll.
 //!
 //! Two kernel sets compute the same equations ([`LstmKernels`]): the generated straight-line kernels of
-//! [`crate::lstm_wgsl`] (default where φ fits workgroup memory; the reverse sweep and the reduction are two
+//! [`crate::l2l::kernels`] (default where φ fits workgroup memory; the reverse sweep and the reduction are two
 //! dispatches per step, so the adjoint rows of one step are all the sweep stores) and the loop-form kernels of
 //! `shaders/lstm.wgsl` (f64, large H: one thread per coordinate walks t = T−1…0 in time chunks whose adjoint
 //! rows fit one binding, then an outer-product reduction per chunk).
@@ -17,8 +17,8 @@ use l2o_engine::shaders::{LSTM, LSTM_GEN};
 use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, wgpu};
 use l2o_tasks::Task;
 
-use crate::lstm::{CoordState, LstmConfig};
-use crate::lstm_wgsl::{self, Entry, LstmVariant};
+use crate::l2l::{CoordState, LstmConfig};
+use crate::l2l::kernels::{self, Entry, LstmVariant};
 
 /// Rows of ∂L/∂z per outer-product tile of the loop-form kernels (the shader's RT).
 const OUTER_ROWS: usize = 8;
@@ -30,7 +30,7 @@ const OUTER_ROWS: usize = 8;
 pub enum LstmKernels {
     /// `shaders/lstm.wgsl`: loops over private arrays, φ in the uniform block (any precision and H ≤ 32).
     Loop,
-    /// [`crate::lstm_wgsl`]: straight-line, φ in workgroup memory (needs P·sizeof(Real) of it).
+    /// [`crate::l2l::kernels`]: straight-line, φ in workgroup memory (needs P·sizeof(Real) of it).
     Unrolled(LstmVariant),
 }
 
@@ -78,7 +78,7 @@ impl LstmKernels {
             LstmKernels::Loop => true,
             LstmKernels::Unrolled(v) => {
                 let lim = ctx.limits.max_compute_workgroup_storage_size as usize;
-                lstm_wgsl::workgroup_bytes(cfg, v, ctx.precision().size()) <= lim
+                kernels::workgroup_bytes(cfg, v, ctx.precision().size()) <= lim
                     && v.wg as u32 <= ctx.limits.max_compute_invocations_per_workgroup
             }
         }
@@ -239,7 +239,7 @@ impl LstmBuffers {
                 .find(|&tc| per(loop_rows(tc)) <= lim)
                 .unwrap_or(0),
             LstmKernels::Unrolled(v) => {
-                if per(lstm_wgsl::dz_rows(h, v.steps)) <= lim {
+                if per(kernels::dz_rows(h, v.steps)) <= lim {
                     1
                 } else {
                     0
@@ -275,17 +275,17 @@ impl LstmBuffers {
                 let srcs = if train {
                     Entry::ALL
                         .iter()
-                        .map(|&e| lstm_wgsl::source(cfg, v, e))
+                        .map(|&e| kernels::source(cfg, v, e))
                         .collect()
                 } else {
-                    vec![lstm_wgsl::source(cfg, v, Entry::Forward)]
+                    vec![kernels::source(cfg, v, Entry::Forward)]
                 };
-                let rows = blocks * lstm_wgsl::partial_per_block(cfg) / l.len + 1;
+                let rows = blocks * kernels::partial_per_block(cfg) / l.len + 1;
                 (
                     blocks,
                     v.block,
                     rows,
-                    lstm_wgsl::dz_rows(h, v.steps) * k,
+                    kernels::dz_rows(h, v.steps) * k,
                     srcs,
                 )
             }

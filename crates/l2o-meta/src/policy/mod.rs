@@ -51,9 +51,12 @@
 //! Everything is a Hilbert-space operation on n-vectors (inner products and scaled sums), so the device reverse
 //! sweep reuses the engine's `dot`/`lincomb` kernels.
 
+pub mod device;
+pub mod train;
+
 pub use l2o_optim::step_policy::*;
 
-use crate::lstm::LossGrad;
+use crate::l2l::LossGrad;
 
 fn dotp(a: &[f64], b: &[f64]) -> f64 {
     l2o_engine::oracle::dot(a, b)
