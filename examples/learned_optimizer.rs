@@ -82,7 +82,7 @@ fn main() -> Result<()> {
                 shards: 1,
                 task_options: Default::default(),
             };
-            let mut s = train::new_state(lstm, tc)?;
+            let mut s = l2o::meta::l2l::train::new_state(lstm, tc)?;
             train::train(&ctx, &mut s, None, &mut |_, _, _| {}, &mut |_, _| {})?;
             (s.lstm, s.best_phi)
         }

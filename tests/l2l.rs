@@ -285,13 +285,13 @@ fn resume_reproduces_an_uninterrupted_run() {
         return;
     };
     let (lstm, tc) = small_run(4, 3);
-    let mut full = train::new_state(lstm, tc.clone()).unwrap();
+    let mut full = l2o::meta::l2l::train::new_state(lstm, tc.clone()).unwrap();
     train::train(&c, &mut full, None, &mut |_, _, _| {}, &mut |_, _| {}).unwrap();
     let dir = std::env::temp_dir().join(format!("l2o-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ck.l2o");
     let mut half =
-        train::new_state(lstm, l2o::meta::state::TrainConfig { epochs: 2, ..tc }).unwrap();
+        l2o::meta::l2l::train::new_state(lstm, l2o::meta::state::TrainConfig { epochs: 2, ..tc }).unwrap();
     train::train(
         &c,
         &mut half,
@@ -329,7 +329,7 @@ fn meta_training_improves_validation_loss() {
         return;
     };
     let (lstm, tc) = small_run(12, 5);
-    let mut st = train::new_state(lstm, tc.clone()).unwrap();
+    let mut st = l2o::meta::l2l::train::new_state(lstm, tc.clone()).unwrap();
     let val = l2o::tasks::make_task(
         &c,
         "quadratic",
@@ -338,7 +338,7 @@ fn meta_training_improves_validation_loss() {
         l2o::meta::state::validation_seed(tc.seed),
     )
     .unwrap();
-    let before = train::evaluate(&c, &lstm, &st.phi, val.as_ref(), tc.horizon).unwrap();
+    let before = l2o::meta::l2l::train::evaluate(&c, &lstm, &st.phi, val.as_ref(), tc.horizon).unwrap();
     train::train(&c, &mut st, None, &mut |_, _, _| {}, &mut |_, _| {}).unwrap();
     let after = st.best_val.unwrap();
     eprintln!(
@@ -364,7 +364,7 @@ fn persistent_non_finite_meta_gradients_stop_training() {
     let dir = std::env::temp_dir().join(format!("l2o-nan-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ck.l2o");
-    let mut st = train::new_state(lstm, tc).unwrap();
+    let mut st = l2o::meta::l2l::train::new_state(lstm, tc).unwrap();
     let phi0 = st.phi.clone();
     let e = train::train(&c, &mut st, Some(&path), &mut |_, _, _| {}, &mut |_, _| {}).unwrap_err();
     assert!(format!("{e}").contains("non-finite meta-gradients"), "{e}");

@@ -9,12 +9,14 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use l2o_meta::checkpoint;
 use l2o_meta::hlstm::{HlstmConfig, HlstmTraining, MetaLoss};
-use l2o_meta::hlstm::train::{new_hlstm_state, train_hlstm};
+use l2o_meta::hlstm::train::Hlstm;
+use l2o_meta::l2l::train::L2l;
+use l2o_meta::learned::{self, LearnedOptimizer};
 use l2o_meta::l2l::LstmConfig;
 use l2o_meta::l2l::optimizer::LstmOptimizer;
-use l2o_meta::policy::train::{new_policy_state, train_policy};
+use l2o_meta::policy::train::Policy;
 use l2o_meta::state::{TrainConfig, epoch_seed, test_seed};
-use l2o_meta::train::{new_state, train};
+use l2o_meta::train::train;
 use l2o_optim::step_policy::PolicyConfig;
 use l2o_optim::tune::tune;
 use l2o_optim::{FirstOrder, RunOptions, Trace, parse_kind, run, summarize};
@@ -295,11 +297,17 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
             );
             s
         }
-        None => match kind {
-            Learned::Lstm => new_state(lstm, tc)?,
-            Learned::Policy => new_policy_state(policy, tc)?,
-            Learned::Hlstm => new_hlstm_state(hcfg, htrain, tc)?,
-        },
+        None => {
+            let lo: Box<dyn LearnedOptimizer> = match kind {
+                Learned::Lstm => Box::new(L2l(lstm)),
+                Learned::Policy => Box::new(Policy(policy)),
+                Learned::Hlstm => Box::new(Hlstm {
+                    cfg: hcfg,
+                    training: htrain,
+                }),
+            };
+            learned::new_state(lo.as_ref(), tc)?
+        }
     };
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
@@ -315,12 +323,7 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     let t0 = Instant::now();
     let start_epoch = state.epoch;
     let mut last = f64::NAN;
-    let trainer = match kind {
-        Learned::Lstm => train,
-        Learned::Policy => train_policy,
-        Learned::Hlstm => train_hlstm,
-    };
-    trainer(
+    train(
         &ctx,
         &mut state,
         Some(&ckpt),

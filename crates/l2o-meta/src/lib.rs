@@ -20,6 +20,7 @@
 pub mod checkpoint;
 pub mod hlstm;
 pub mod l2l;
+pub mod learned;
 pub mod metaopt;
 pub mod policy;
 pub mod state;
@@ -31,9 +32,5 @@ pub use l2l::{LstmConfig, MAX_HIDDEN};
 /// whichever it holds — with its best φ, ready for [`l2o_optim::run`] or any driver.
 pub fn load_optimizer(path: &std::path::Path) -> anyhow::Result<Box<dyn l2o_optim::Optimizer>> {
     let st = checkpoint::load(path)?;
-    Ok(match (st.policy, st.hlstm) {
-        (Some(pc), _) => Box::new(l2o_optim::Lbfgs::with_policy(pc, st.best_phi)?),
-        (None, Some(hc)) => Box::new(hlstm::device::HlstmOptimizer::new(hc, st.best_phi)?),
-        (None, None) => Box::new(l2l::optimizer::LstmOptimizer::new(st.lstm, st.best_phi)?),
-    })
+    learned::of_state(&st).optimizer(st.best_phi)
 }

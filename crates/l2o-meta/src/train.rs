@@ -1,63 +1,21 @@
-//! Truncated-BPTT meta-training (seed 002 §2–3): each epoch samples a fresh batch of problems, runs the
-//! optimizee for `horizon` steps in unrolls of T, carrying θ and the LSTM state across unrolls, with one
-//! meta-update of φ per unroll from the hand-derived adjoint ([`crate::l2l::device::L2lTrainer`]). After every
-//! `validate_every` epochs φ is evaluated on a fixed validation set and the best φ is kept (early stopping).
-//! A non-finite meta-gradient is skipped and counted; too many in a row stop training with an error.
+//! The meta-training loop, one for every learned optimizer ([`crate::learned::LearnedOptimizer`]): truncated
+//! BPTT as in seed 002 §2–3. Each epoch samples a fresh batch of problems (split into shards, each on its own
+//! device trainer, where the optimizer allows it), runs the optimizee for `horizon` steps in unrolls of T,
+//! carrying θ and the optimizer's state across unrolls, with **one meta-update of φ per unroll** from the
+//! hand-derived adjoint — [`meta_update`] is the single place where an unroll's ∂L/∂φ becomes an update (the
+//! distributed version reduces the shards' ∂L/∂φ across processes there). After every `validate_every` epochs φ
+//! is scored on a fixed validation set and the best φ is kept (early stopping); a checkpoint is written after
+//! every epoch. A non-finite meta-gradient is skipped and counted; too many in a row stop training with an
+//! error.
 
 use std::path::Path;
 
 use anyhow::{Result, bail};
 use l2o_engine::Context;
-use l2o_optim::{RunOptions, run};
-use l2o_tasks::Task;
 
 use crate::checkpoint;
-use crate::l2l::device::L2lTrainer;
-use crate::l2l::{LstmConfig, unit_weights};
-use crate::l2l::optimizer::LstmOptimizer;
-use crate::state::{EpochRecord, TrainConfig, TrainState};
-
-/// A fresh training state: φ initialised from `seed`.
-pub fn new_state(lstm: LstmConfig, train: TrainConfig) -> Result<TrainState> {
-    lstm.validate()?;
-    train.validate("unroll length")?;
-    let phi = lstm.init(train.seed);
-    Ok(TrainState {
-        lstm,
-        ..TrainState::start(train, phi)?
-    })
-}
-
-/// Mean loss over the validation problems and steps 1..=horizon with φ.
-pub fn evaluate(
-    ctx: &Context,
-    lstm: &LstmConfig,
-    phi: &[f64],
-    task: &dyn Task,
-    horizon: usize,
-) -> Result<f64> {
-    mean_loss(
-        ctx,
-        &mut LstmOptimizer::new(*lstm, phi.to_vec())?,
-        task,
-        horizon,
-    )
-}
-
-/// Mean loss of `opt` over the problems of `task` and steps 1..=steps.
-pub fn mean_loss(
-    ctx: &Context,
-    opt: &mut dyn l2o_optim::Optimizer,
-    task: &dyn Task,
-    steps: usize,
-) -> Result<f64> {
-    let tr = run(ctx, task, opt, &RunOptions::fixed(steps), &mut |_| {})?;
-    let mut s = 0.0;
-    for row in &tr.f[1..] {
-        s += row.iter().sum::<f64>();
-    }
-    Ok(s / (steps * task.batch()) as f64)
-}
+use crate::learned::{self, LearnedOptimizer, Unroll};
+use crate::state::{EpochRecord, TrainState};
 
 /// Apply one meta-update from an unroll's meta-loss and ∂L/∂φ: a non-finite one is skipped and counted, and
 /// `max_nonfinite` of them in a row stop training with an error. Returns whether the update was applied.
@@ -135,8 +93,25 @@ pub fn finish_epoch(
 /// Progress of one unroll: (epoch, unroll index, meta-loss per step).
 pub type UnrollProgress<'a> = dyn FnMut(usize, usize, f64) + 'a;
 
-/// Train until `state.epoch == state.train.epochs`, saving a checkpoint after every epoch when `ckpt` is set.
-/// Calls `on_unroll` after each unroll and `on_epoch` after each epoch.
+/// The one point where the ∂L/∂φ of an unroll becomes a meta-update: the shards' results averaged in shard
+/// order ([`Unroll::mean`]), conditioned by the optimizer (e.g. clipped), then applied or skipped by
+/// [`apply_update`]. Returns the unroll's meta-loss per step when the update was applied.
+fn meta_update(
+    state: &mut TrainState,
+    lo: &dyn LearnedOptimizer,
+    shards: Vec<Unroll>,
+    epoch: usize,
+    unroll: usize,
+) -> Result<(f64, bool)> {
+    let mut r = Unroll::mean(shards);
+    lo.condition(&mut r.dphi);
+    let applied = apply_update(state, r.meta_loss, &r.dphi, epoch, unroll)?;
+    Ok((r.meta_loss / state.train.unroll as f64, applied))
+}
+
+/// Train the learned optimizer held by `state` until `state.epoch == state.train.epochs`, saving a checkpoint
+/// after every epoch when `ckpt` is set. Calls `on_unroll` after each unroll and `on_epoch` after each epoch
+/// (and once before the first when the optimizer validates its initial φ).
 pub fn train(
     ctx: &Context,
     state: &mut TrainState,
@@ -144,65 +119,67 @@ pub fn train(
     on_unroll: &mut UnrollProgress,
     on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
 ) -> Result<()> {
+    let lo = learned::of_state(state);
     let tc = state.train.clone();
-    let weights = unit_weights(tc.unroll);
-    let val_task = tc.validation_task(ctx)?;
-    // (for MNIST the dimension follows from the network: take it from the task)
-    // one trainer per shard of the meta-batch
-    let mut devs = (0..tc.shards)
-        .map(|_| {
-            L2lTrainer::new(
-                ctx,
-                &state.lstm,
-                val_task.dim(),
-                tc.batch,
-                tc.unroll,
-                &weights,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if let Some(d) = devs.first() {
-        log::info!("L2L kernels: {}", d.bufs.kernels.name());
+    if tc.shards != 1 && !lo.supports_shards() {
+        bail!(
+            "shards of the meta-batch are implemented for L2L; train {} with --shards 1 and a larger --batch",
+            lo.name()
+        );
     }
+    let val_task = tc.validation_task(ctx)?;
+    let mut validate = |phi: &[f64]| lo.score(ctx, phi, val_task.as_ref(), tc.horizon);
+    if lo.validates_initial() && state.epoch == 0 && state.best_val.is_none() {
+        let v = validate(&state.phi)?;
+        state.best_val = Some(v);
+        state.best_phi = state.phi.clone();
+        state.best_epoch = 0;
+        let rec = EpochRecord {
+            epoch: 0,
+            meta_loss: None,
+            val_loss: Some(v),
+            skipped: 0,
+        };
+        state.history.push(rec.clone());
+        on_epoch(&rec, state);
+    }
+    // one device trainer per shard of the meta-batch (for MNIST the dimension follows from the network: take it
+    // from the task)
+    let mut devs = (0..tc.shards)
+        .map(|_| lo.trainer(ctx, val_task.dim(), tc.batch, tc.unroll))
+        .collect::<Result<Vec<_>>>()?;
     let unrolls = tc.horizon / tc.unroll;
     while state.epoch < tc.epochs {
         let e = state.epoch;
+        // the epoch's problems (shard 0 is the epoch's task), alive until the epoch ends
         let tasks = (0..tc.shards)
             .map(|s| tc.shard_task(ctx, e, s))
             .collect::<Result<Vec<_>>>()?;
         for (dev, task) in devs.iter_mut().zip(&tasks) {
             dev.bind(ctx, task.as_ref())?;
         }
-        let mut total = 0.0;
-        let mut counted = 0;
-        let mut skipped = 0;
+        let (mut total, mut counted, mut skipped) = (0.0, 0, 0);
         for u in 0..unrolls {
-            let mut shard_results = Vec::with_capacity(devs.len());
-            for dev in &devs {
-                if u > 0 {
-                    dev.carry(ctx)?;
-                }
-                shard_results.push(dev.run(ctx, &state.phi)?);
-            }
-            // The one place where an unroll's ∂L/∂φ becomes a meta-update: the mean over the shards, added in
-            // shard order (every shard has the same number of problems).
-            let r = crate::l2l::device::UnrollResult::mean(&shard_results);
-            if apply_update(state, r.meta_loss, &r.dphi, e, u)? {
-                total += r.meta_loss / tc.unroll as f64;
+            let shards = devs
+                .iter_mut()
+                .map(|dev| dev.unroll(ctx, u, &state.phi))
+                .collect::<Result<Vec<_>>>()?;
+            let (per_step, applied) = meta_update(state, lo.as_ref(), shards, e, u)?;
+            if applied {
+                total += per_step;
                 counted += 1;
             } else {
                 skipped += 1;
             }
-            on_unroll(e, u, r.meta_loss / tc.unroll as f64);
+            on_unroll(e, u, per_step);
         }
-        let lstm = state.lstm;
         finish_epoch(
             state,
             e,
             total,
             counted,
             skipped,
-            &mut |phi| evaluate(ctx, &lstm, phi, val_task.as_ref(), tc.horizon),
+            &mut validate,
             ckpt,
             on_epoch,
         )?;

@@ -1,5 +1,5 @@
-//! Meta-training of the Hilbert LSTM (docs/hlstm.md §4) by truncated BPTT on the device
-//! ([`crate::hlstm::device::HlstmTrainer`]).
+//! The Hilbert LSTM as a [`LearnedOptimizer`] (docs/hlstm.md §4): truncated BPTT on the device
+//! ([`crate::hlstm::device::HlstmTrainer`]), driven by the shared loop [`crate::train::train`].
 //!
 //! An epoch draws a fresh batch of B training problems (the epoch's seed), runs `horizon` steps in unrolls of T
 //! (`unroll`), carrying θ, the memory pairs, c, h and the scalar state across unrolls, and applies one
@@ -11,17 +11,15 @@
 //! is the best φ until a trained one beats it, so training never returns something worse than its
 //! initialisation on validation — and `best_epoch == 0` says plainly that no trained φ did better.
 
-use std::path::Path;
-
 use anyhow::{Result, bail};
 use l2o_engine::Context;
-use l2o_optim::{RunOptions, Trace, run};
+use l2o_optim::{Optimizer, RunOptions, Trace, run};
 use l2o_tasks::Task;
 
 use crate::hlstm::{HlstmConfig, HlstmTraining};
 use crate::hlstm::device::{HlstmOptimizer, HlstmTrainer};
-use crate::state::{EpochRecord, TrainConfig, TrainState};
-use crate::train::{UnrollProgress, apply_update, finish_epoch};
+use crate::state::{TrainConfig, TrainState};
+use crate::learned::{self, LearnedOptimizer, Unroll, UnrollTrainer};
 
 /// log10(f_k / f_0) of every problem of a trace after k steps (floored at 1e-20; a non-finite f gives +∞).
 pub fn log_progress(tr: &Trace, k: usize) -> Vec<f64> {
@@ -62,93 +60,86 @@ pub fn new_hlstm_state(
     training: HlstmTraining,
     train: TrainConfig,
 ) -> Result<TrainState> {
-    cfg.validate()?;
-    train.validate("unroll length")?;
-    if let Some(c) = training.clip
-        && !(c > 0.0 && c.is_finite())
-    {
-        bail!("the meta-gradient clip must be a positive number, got {c}");
-    }
-    let phi = cfg.init(train.seed);
-    Ok(TrainState {
-        hlstm: Some(cfg),
-        hlstm_training: Some(training),
-        ..TrainState::start(train, phi)?
-    })
+    learned::new_state(&Hlstm { cfg, training }, train)
 }
 
-/// Train the HLSTM in `state` until `state.epoch == state.train.epochs` (module docs), saving a checkpoint after
-/// every epoch when `ckpt` is set.
-pub fn train_hlstm(
-    ctx: &Context,
-    state: &mut TrainState,
-    ckpt: Option<&Path>,
-    on_unroll: &mut UnrollProgress,
-    on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
-) -> Result<()> {
-    let Some(cfg) = state.hlstm else {
-        bail!("this training state does not hold a Hilbert LSTM");
-    };
-    let ht = state.hlstm_training.unwrap_or_default();
-    let tc = state.train.clone();
-    if tc.shards != 1 {
-        bail!(
-            "shards of the meta-batch are implemented for L2L; train the Hilbert LSTM with --shards 1 and a larger --batch"
-        );
+/// The Hilbert LSTM with its training options, as a [`LearnedOptimizer`].
+#[derive(Clone, Copy, Debug)]
+pub struct Hlstm {
+    pub cfg: HlstmConfig,
+    pub training: HlstmTraining,
+}
+
+impl UnrollTrainer for HlstmTrainer {
+    fn bind(&mut self, ctx: &Context, task: &dyn Task) -> Result<()> {
+        HlstmTrainer::bind(self, ctx, task)
     }
-    let val_task = tc.validation_task(ctx)?;
-    let mut validate = |phi: &[f64]| evaluate_hlstm(ctx, &cfg, phi, val_task.as_ref(), tc.horizon);
-    if state.epoch == 0 && state.best_val.is_none() {
-        let v = validate(&state.phi)?;
-        state.best_val = Some(v);
-        state.best_phi = state.phi.clone();
-        state.best_epoch = 0;
-        let rec = EpochRecord {
-            epoch: 0,
-            meta_loss: None,
-            val_loss: Some(v),
-            skipped: 0,
-        };
-        state.history.push(rec.clone());
-        on_epoch(&rec, state);
-    }
-    let weights = vec![1.0; tc.unroll];
-    let mut dev = HlstmTrainer::new(ctx, &cfg, val_task.dim(), tc.batch, &weights, &ht)?;
-    let unrolls = tc.horizon / tc.unroll;
-    while state.epoch < tc.epochs {
-        let e = state.epoch;
-        let task = tc.epoch_task(ctx, e)?;
-        dev.bind(ctx, task.as_ref())?;
-        let (mut total, mut counted, mut skipped) = (0.0, 0, 0);
-        for u in 0..unrolls {
-            if u > 0 {
-                dev.carry(ctx)?;
-            }
-            let mut r = dev.run(ctx, &state.phi)?;
-            if let Some(c) = ht.clip {
-                let norm = r.dphi.iter().map(|g| g * g).sum::<f64>().sqrt();
-                if norm > c {
-                    r.dphi.iter_mut().for_each(|g| *g *= c / norm);
-                }
-            }
-            if apply_update(state, r.meta_loss, &r.dphi, e, u)? {
-                total += r.meta_loss / tc.unroll as f64;
-                counted += 1;
-            } else {
-                skipped += 1;
-            }
-            on_unroll(e, u, r.meta_loss / tc.unroll as f64);
+
+    fn unroll(&mut self, ctx: &Context, u: usize, phi: &[f64]) -> Result<Unroll> {
+        if u > 0 {
+            self.carry(ctx)?;
         }
-        finish_epoch(
-            state,
-            e,
-            total,
-            counted,
-            skipped,
-            &mut validate,
-            ckpt,
-            on_epoch,
-        )?;
+        let r = self.run(ctx, phi)?;
+        Ok(Unroll {
+            meta_loss: r.meta_loss,
+            dphi: r.dphi,
+        })
     }
-    Ok(())
+}
+
+impl LearnedOptimizer for Hlstm {
+    fn name(&self) -> &'static str {
+        "the Hilbert LSTM"
+    }
+    fn check(&self) -> Result<()> {
+        self.cfg.validate()?;
+        if let Some(c) = self.training.clip
+            && !(c > 0.0 && c.is_finite())
+        {
+            bail!("the meta-gradient clip must be a positive number, got {c}");
+        }
+        Ok(())
+    }
+    fn init(&self, seed: u64) -> Vec<f64> {
+        self.cfg.init(seed)
+    }
+    fn install(&self, state: &mut TrainState) {
+        state.hlstm = Some(self.cfg);
+        state.hlstm_training = Some(self.training);
+    }
+    fn trainer(
+        &self,
+        ctx: &Context,
+        n: usize,
+        batch: usize,
+        steps: usize,
+    ) -> Result<Box<dyn UnrollTrainer>> {
+        let weights = vec![1.0; steps];
+        Ok(Box::new(HlstmTrainer::new(
+            ctx,
+            &self.cfg,
+            n,
+            batch,
+            &weights,
+            &self.training,
+        )?))
+    }
+    fn score(&self, ctx: &Context, phi: &[f64], task: &dyn Task, steps: usize) -> Result<f64> {
+        evaluate_hlstm(ctx, &self.cfg, phi, task, steps)
+    }
+    fn validates_initial(&self) -> bool {
+        true
+    }
+    /// The meta-gradient clipped to norm `training.clip` when set.
+    fn condition(&self, dphi: &mut [f64]) {
+        if let Some(c) = self.training.clip {
+            let norm = dphi.iter().map(|g| g * g).sum::<f64>().sqrt();
+            if norm > c {
+                dphi.iter_mut().for_each(|g| *g *= c / norm);
+            }
+        }
+    }
+    fn optimizer(&self, phi: Vec<f64>) -> Result<Box<dyn Optimizer>> {
+        Ok(Box::new(HlstmOptimizer::new(self.cfg, phi)?))
+    }
 }

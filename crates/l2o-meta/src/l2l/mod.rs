@@ -36,6 +36,7 @@
 pub mod device;
 pub mod kernels;
 pub mod optimizer;
+pub mod train;
 
 use anyhow::{Result, bail};
 use rand::{Rng, SeedableRng, rngs::StdRng};

@@ -1,5 +1,5 @@
-//! Meta-training of the L-BFGS-π step-size policy (seed 003 §5) by truncated BPTT on the device
-//! ([`crate::policy::device::PolicyTrainer`]).
+//! The L-BFGS-π step-size policy (seed 003 §5) as a [`LearnedOptimizer`]: truncated BPTT on the device
+//! ([`crate::policy::device::PolicyTrainer`]), driven by the shared loop [`crate::train::train`].
 //!
 //! The outer objective of one outer step is F(φ) = (1/B) Σ_b Σ_{k=1..K} w_k f_b(x_k), w_k = 1, over K inner
 //! L-BFGS-π steps (`unroll` = K, seed: 50) from an empty memory; T = `horizon`/K outer steps (seed: 8) form an
@@ -16,22 +16,16 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use l2o_engine::Context;
 use l2o_optim::step_policy::PolicyConfig;
-use l2o_optim::{Lbfgs, RunOptions, run};
+use l2o_optim::{Lbfgs, Optimizer, RunOptions, run};
 use l2o_tasks::Task;
 
+use crate::learned::{self, LearnedOptimizer, Unroll, UnrollTrainer};
 use crate::policy::device::PolicyTrainer;
-use crate::state::{EpochRecord, TrainConfig, TrainState};
-use crate::train::{UnrollProgress, apply_update, finish_epoch};
+use crate::state::{TrainConfig, TrainState};
 
 /// A fresh policy training state: φ initialised from `seed`.
 pub fn new_policy_state(policy: PolicyConfig, train: TrainConfig) -> Result<TrainState> {
-    policy.validate()?;
-    train.validate("inner steps per outer step")?;
-    let phi = policy.init(train.seed);
-    Ok(TrainState {
-        policy: Some(policy),
-        ..TrainState::start(train, phi)?
-    })
+    learned::new_state(&Policy(policy), train)
 }
 
 /// Validation score of L-BFGS-π with φ on the device: the mean over problems and steps 1..=steps of ln f(x_k)
@@ -65,64 +59,83 @@ pub fn evaluate_policy(
     Ok(s / (steps * task.batch()) as f64)
 }
 
-/// Train the policy in `state` until `state.epoch == state.train.epochs` (see the module docs), saving a
-/// checkpoint after every epoch when `ckpt` is set.
-pub fn train_policy(
-    ctx: &Context,
-    state: &mut TrainState,
-    ckpt: Option<&Path>,
-    on_outer: &mut UnrollProgress,
-    on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
-) -> Result<()> {
-    let Some(cfg) = state.policy else {
-        bail!("this training state holds an LSTM, not an L-BFGS-π policy");
-    };
-    let tc = state.train.clone();
-    if tc.shards != 1 {
-        bail!(
-            "shards of the meta-batch are implemented for L2L; train L-BFGS-π with --shards 1 and a larger --batch"
-        );
+/// L-BFGS-π's step-size policy as a [`LearnedOptimizer`]: an unroll is one outer step of K inner L-BFGS-π
+/// steps.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy(pub PolicyConfig);
+
+/// [`PolicyTrainer`] with the bound problems' initial points, from which a problem that converged (or
+/// diverged) in an outer step starts again.
+struct PolicyShard {
+    dev: PolicyTrainer,
+    x0: Vec<f64>,
+    n: usize,
+    steps: usize,
+}
+
+impl UnrollTrainer for PolicyShard {
+    fn bind(&mut self, ctx: &Context, task: &dyn Task) -> Result<()> {
+        self.dev.bind(ctx, task)?;
+        self.x0 = task.initial_point();
+        self.n = task.dim();
+        Ok(())
     }
-    let weights = vec![1.0; tc.unroll];
-    let val_task = tc.validation_task(ctx)?;
-    let mut dev = PolicyTrainer::new(ctx, &cfg, val_task.dim(), tc.batch, &weights)?;
-    let outer = tc.horizon / tc.unroll;
-    while state.epoch < tc.epochs {
-        let e = state.epoch;
-        let task = tc.epoch_task(ctx, e)?;
-        dev.bind(ctx, task.as_ref())?;
-        let x0 = task.initial_point();
-        let n = task.dim();
-        let (mut total, mut counted, mut skipped) = (0.0, 0, 0);
-        for u in 0..outer {
-            let r = dev.run(ctx, &state.phi)?;
-            if apply_update(state, r.meta_loss, &r.dphi, e, u)? {
-                total += r.meta_loss / tc.unroll as f64;
-                counted += 1;
-            } else {
-                skipped += 1;
+
+    /// One outer step (each continues from the previous x_K).
+    fn unroll(&mut self, ctx: &Context, _u: usize, phi: &[f64]) -> Result<Unroll> {
+        let r = self.dev.run(ctx, phi)?;
+        let (n, k) = (self.n, self.steps);
+        // a problem that converged (or diverged) starts again from its initial point
+        for (b, g) in r.gnorm.iter().enumerate() {
+            let lost = r.losses[b * (k + 1) + k];
+            if !(*g >= 1e-10) || !lost.is_finite() {
+                self.dev.set_x(ctx, b, &self.x0[b * n..(b + 1) * n])?;
             }
-            // a problem that converged (or diverged) starts again from its initial point
-            for (b, g) in r.gnorm.iter().enumerate() {
-                let lost = r.losses[b * (tc.unroll + 1) + tc.unroll];
-                if !(*g >= 1e-10) || !lost.is_finite() {
-                    dev.set_x(ctx, b, &x0[b * n..(b + 1) * n])?;
-                }
-            }
-            on_outer(e, u, r.meta_loss / tc.unroll as f64);
         }
-        finish_epoch(
-            state,
-            e,
-            total,
-            counted,
-            skipped,
-            &mut |phi| evaluate_policy(ctx, &cfg, phi, val_task.as_ref(), tc.horizon),
-            ckpt,
-            on_epoch,
-        )?;
+        Ok(Unroll {
+            meta_loss: r.meta_loss,
+            dphi: r.dphi,
+        })
     }
-    Ok(())
+}
+
+impl LearnedOptimizer for Policy {
+    fn name(&self) -> &'static str {
+        "L-BFGS-π"
+    }
+    fn unroll_name(&self) -> &'static str {
+        "inner steps per outer step"
+    }
+    fn check(&self) -> Result<()> {
+        self.0.validate()
+    }
+    fn init(&self, seed: u64) -> Vec<f64> {
+        self.0.init(seed)
+    }
+    fn install(&self, state: &mut TrainState) {
+        state.policy = Some(self.0);
+    }
+    fn trainer(
+        &self,
+        ctx: &Context,
+        n: usize,
+        batch: usize,
+        steps: usize,
+    ) -> Result<Box<dyn UnrollTrainer>> {
+        let weights = vec![1.0; steps];
+        Ok(Box::new(PolicyShard {
+            dev: PolicyTrainer::new(ctx, &self.0, n, batch, &weights)?,
+            x0: vec![],
+            n,
+            steps,
+        }))
+    }
+    fn score(&self, ctx: &Context, phi: &[f64], task: &dyn Task, steps: usize) -> Result<f64> {
+        evaluate_policy(ctx, &self.0, phi, task, steps)
+    }
+    fn optimizer(&self, phi: Vec<f64>) -> Result<Box<dyn Optimizer>> {
+        Ok(Box::new(Lbfgs::with_policy(self.0, phi)?))
+    }
 }
 
 /// L-BFGS-π with the best φ of a checkpoint written by `l2o train --optimizer lbfgs-policy`, ready for

@@ -1,0 +1,122 @@
+//! The abstraction every learned optimizer implements, so that one meta-training loop ([`crate::train::train`]),
+//! one checkpoint format and one CLI serve all of them.
+//!
+//! A learned optimizer is a parametric update rule with parameters φ. To meta-train it we need, besides its
+//! configuration: an initial φ, a **device trainer** that runs one truncated unroll of T optimizee steps on a
+//! batch of problems — storing the trajectory — and returns the meta-loss L(φ) = (1/B) Σ_b Σ_t w_t ℓ(f_b(θ_t))
+//! with its meta-gradient ∂L/∂φ from the hand-derived adjoint (seed 002 §2, ∇f treated as an input), a
+//! **validation score** (lower is better) to keep the best φ, and the **trained optimizer** for the driver.
+//! [`LearnedOptimizer`] is that contract; [`UnrollTrainer`] is the device trainer. Implementations:
+//! [`crate::l2l::train::L2l`], [`crate::policy::train::Policy`], [`crate::hlstm::train::Hlstm`].
+//!
+//! Adding a fourth learned optimizer means: a folder with its reference and adjoint, a device trainer
+//! implementing [`UnrollTrainer`], an implementation of [`LearnedOptimizer`], a field in
+//! [`crate::state::TrainState`] for its configuration (the checkpoint section), and one arm in [`of_state`].
+
+use anyhow::Result;
+use l2o_engine::Context;
+use l2o_optim::Optimizer;
+use l2o_tasks::Task;
+
+use crate::state::{TrainConfig, TrainState};
+
+/// What one unroll returns to the meta-training loop.
+#[derive(Clone, Debug)]
+pub struct Unroll {
+    /// L = (1/B) Σ_b Σ_t w_t ℓ(f_b(θ_t)) over the unroll's steps.
+    pub meta_loss: f64,
+    /// ∂L/∂φ from the adjoint sweep.
+    pub dphi: Vec<f64>,
+}
+
+impl Unroll {
+    /// The result of the union of equally sized shards of the meta-batch: meta-loss and ∂L/∂φ averaged (summed
+    /// in shard order, then divided; one shard is returned as it is).
+    pub fn mean(mut shards: Vec<Unroll>) -> Unroll {
+        if shards.len() == 1 {
+            return shards.pop().expect("one shard");
+        }
+        let s = shards.len().max(1) as f64;
+        let mut dphi = vec![0.0; shards.first().map_or(0, |r| r.dphi.len())];
+        for r in &shards {
+            dphi.iter_mut().zip(&r.dphi).for_each(|(a, b)| *a += b);
+        }
+        dphi.iter_mut().for_each(|a| *a /= s);
+        Unroll {
+            meta_loss: shards.iter().map(|r| r.meta_loss).sum::<f64>() / s,
+            dphi,
+        }
+    }
+}
+
+/// The device meta-trainer of one learned optimizer for one shard of the meta-batch: `batch` problems of
+/// dimension n, unrolls of a fixed number of steps, the trajectory kept on the device.
+pub trait UnrollTrainer {
+    /// Start an epoch on `task` (fresh problems): θ from its initial point, the optimizer's state reset.
+    fn bind(&mut self, ctx: &Context, task: &dyn Task) -> Result<()>;
+    /// Unroll `u` of the epoch with φ (for u > 0 continuing from where unroll u − 1 ended): forward sweep with
+    /// the stored trajectory, then the adjoint; one host round trip.
+    fn unroll(&mut self, ctx: &Context, u: usize, phi: &[f64]) -> Result<Unroll>;
+}
+
+/// A learned optimizer: what the meta-training loop, checkpoints and the CLI need to know about it.
+pub trait LearnedOptimizer {
+    /// Its name in messages ("the L2L LSTM", …).
+    fn name(&self) -> &'static str;
+    /// What [`TrainConfig::unroll`] counts for it (in configuration errors).
+    fn unroll_name(&self) -> &'static str {
+        "unroll length"
+    }
+    /// Check the configuration (an error says what to change).
+    fn check(&self) -> Result<()>;
+    /// The initial φ of a run with `seed`.
+    fn init(&self, seed: u64) -> Vec<f64>;
+    /// Store the configuration in a training state (its section of the checkpoint).
+    fn install(&self, state: &mut TrainState);
+    /// A device trainer for `batch` problems of dimension `n` and unrolls of `steps` steps.
+    fn trainer(
+        &self,
+        ctx: &Context,
+        n: usize,
+        batch: usize,
+        steps: usize,
+    ) -> Result<Box<dyn UnrollTrainer>>;
+    /// Whether a meta-batch may be split into shards (the mean of the shards' ∂L/∂φ is then the ∂L/∂φ of
+    /// their union, which needs ∂L/∂φ normalised per problem).
+    fn supports_shards(&self) -> bool {
+        false
+    }
+    /// Validation score of φ on the problems of `task` over `steps` steps; lower is better.
+    fn score(&self, ctx: &Context, phi: &[f64], task: &dyn Task, steps: usize) -> Result<f64>;
+    /// Whether the initial φ is validated before the first epoch, and stays the best φ until a trained one
+    /// beats it (so training never returns something worse than its initialisation on validation).
+    fn validates_initial(&self) -> bool {
+        false
+    }
+    /// Transform a meta-gradient before the update (e.g. clip its norm).
+    fn condition(&self, _dphi: &mut [f64]) {}
+    /// The optimizer with parameters φ, for [`l2o_optim::run`] or any driver.
+    fn optimizer(&self, phi: Vec<f64>) -> Result<Box<dyn Optimizer>>;
+}
+
+/// Epoch 0 of a run of `lo`: configuration checked, φ initialised from `train.seed`, installed in the state.
+pub fn new_state(lo: &dyn LearnedOptimizer, train: TrainConfig) -> Result<TrainState> {
+    lo.check()?;
+    train.validate(lo.unroll_name())?;
+    let phi = lo.init(train.seed);
+    let mut state = TrainState::start(train, phi)?;
+    lo.install(&mut state);
+    Ok(state)
+}
+
+/// The learned optimizer a training state (or checkpoint) holds.
+pub fn of_state(state: &TrainState) -> Box<dyn LearnedOptimizer> {
+    match (state.policy, state.hlstm) {
+        (Some(p), _) => Box::new(crate::policy::train::Policy(p)),
+        (None, Some(cfg)) => Box::new(crate::hlstm::train::Hlstm {
+            cfg,
+            training: state.hlstm_training.unwrap_or_default(),
+        }),
+        (None, None) => Box::new(crate::l2l::train::L2l(state.lstm)),
+    }
+}
