@@ -1,11 +1,12 @@
 //! `l2o`: the command-line front end (depends on every layer; nothing depends on it). `l2o info | run | tune |
 //! train | eval | bench | autotune | inspect`; progress on stderr, results in --out.
 
-mod hlstm_eval;
-mod learned;
+mod args;
+mod baselines;
+mod eval;
 mod plot;
-mod policy_eval;
 mod report;
+mod train;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -130,14 +131,14 @@ enum Cmd {
         #[command(flatten)]
         dev: DeviceArgs,
         #[command(flatten)]
-        args: learned::TrainArgs,
+        args: args::TrainArgs,
     },
     /// Evaluate a trained checkpoint on held-out problems against tuned baselines (table + SVG)
     Eval {
         #[command(flatten)]
         dev: DeviceArgs,
         #[command(flatten)]
-        args: learned::EvalArgs,
+        args: args::EvalArgs,
     },
     /// Kernel throughput on the device against the f64 CPU oracle, measured side by side
     Bench {
@@ -656,7 +657,7 @@ fn main() {
             steps,
             out,
         } => tune_cmd(dev, task, optimizer, grid, *steps, out),
-        Cmd::Train { dev, args } => learned::train_cmd(dev, args),
+        Cmd::Train { dev, args } => train::train_cmd(dev, args),
         Cmd::Autotune {
             dev,
             families,
@@ -664,7 +665,7 @@ fn main() {
             dry_run,
             data,
         } => autotune_cmd(dev, families, *quick, *dry_run, data.as_deref()),
-        Cmd::Eval { dev, args } => learned::eval_cmd(dev, args),
+        Cmd::Eval { dev, args } => eval::eval_cmd(dev, args),
         Cmd::Bench {
             dev,
             sizes,

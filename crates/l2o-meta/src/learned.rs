@@ -59,10 +59,27 @@ pub trait UnrollTrainer {
     fn unroll(&mut self, ctx: &Context, u: usize, phi: &[f64]) -> Result<Unroll>;
 }
 
+/// Training settings of a learned optimizer when the command line does not set them (its seed's settings).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainDefaults {
+    pub horizon: usize,
+    pub unroll: usize,
+    pub meta_optimizer: &'static str,
+    pub meta_lr: f64,
+}
+
 /// A learned optimizer: what the meta-training loop, checkpoints and the CLI need to know about it.
 pub trait LearnedOptimizer {
     /// Its name in messages ("the L2L LSTM", …).
     fn name(&self) -> &'static str;
+    /// Its short name in titles ("L2L", "L-BFGS-π", "HLSTM").
+    fn short_name(&self) -> &'static str;
+    /// The `l2o train --optimizer` value that trains it.
+    fn flag(&self) -> &'static str;
+    /// Horizon, unroll, meta-optimizer and meta learning rate when not given.
+    fn defaults(&self) -> TrainDefaults;
+    /// Error unless `state` holds this learned optimizer with this configuration (resuming must not change it).
+    fn check_resume(&self, state: &TrainState) -> Result<()>;
     /// What [`TrainConfig::unroll`] counts for it (in configuration errors).
     fn unroll_name(&self) -> &'static str {
         "unroll length"
@@ -97,6 +114,27 @@ pub trait LearnedOptimizer {
     fn condition(&self, _dphi: &mut [f64]) {}
     /// The optimizer with parameters φ, for [`l2o_optim::run`] or any driver.
     fn optimizer(&self, phi: Vec<f64>) -> Result<Box<dyn Optimizer>>;
+    /// A validation score as a value on a loss axis, and the curve's label (for training plots).
+    fn score_shown(&self, score: f64) -> (f64, &'static str) {
+        (score, "validation loss")
+    }
+    /// Whether the per-step meta-loss is a mean of ln f (plotted as exp of it).
+    fn log_meta_loss(&self) -> bool {
+        false
+    }
+}
+
+/// The error for resuming a checkpoint that holds another learned optimizer.
+pub fn check_kind(lo: &dyn LearnedOptimizer, state: &TrainState) -> Result<()> {
+    let held = of_state(state);
+    if held.flag() != lo.flag() {
+        anyhow::bail!(
+            "the checkpoint holds {}: resume it with --optimizer {}",
+            held.name(),
+            held.flag()
+        );
+    }
+    Ok(())
 }
 
 /// Epoch 0 of a run of `lo`: configuration checked, φ initialised from `train.seed`, installed in the state.

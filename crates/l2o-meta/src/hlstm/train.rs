@@ -19,7 +19,7 @@ use l2o_tasks::Task;
 use crate::hlstm::{HlstmConfig, HlstmTraining};
 use crate::hlstm::device::{HlstmOptimizer, HlstmTrainer};
 use crate::state::{TrainConfig, TrainState};
-use crate::learned::{self, LearnedOptimizer, Unroll, UnrollTrainer};
+use crate::learned::{self, LearnedOptimizer, TrainDefaults, Unroll, UnrollTrainer};
 
 /// log10(f_k / f_0) of every problem of a trace after k steps (floored at 1e-20; a non-finite f gives +∞).
 pub fn log_progress(tr: &Trace, k: usize) -> Vec<f64> {
@@ -90,6 +90,38 @@ impl UnrollTrainer for HlstmTrainer {
 impl LearnedOptimizer for Hlstm {
     fn name(&self) -> &'static str {
         "the Hilbert LSTM"
+    }
+    fn short_name(&self) -> &'static str {
+        "HLSTM"
+    }
+    fn flag(&self) -> &'static str {
+        "hlstm"
+    }
+    /// Horizon 50 with a meta-update per step, Adam (docs/hlstm.md §4).
+    fn defaults(&self) -> TrainDefaults {
+        TrainDefaults {
+            horizon: 50,
+            unroll: 1,
+            meta_optimizer: "adam",
+            meta_lr: 1e-3,
+        }
+    }
+    fn check_resume(&self, state: &TrainState) -> Result<()> {
+        learned::check_kind(self, state)?;
+        anyhow::ensure!(
+            state.hlstm == Some(self.cfg),
+            "checkpoint holds the HLSTM {:?}, but the command asks for {:?}",
+            state.hlstm,
+            self.cfg
+        );
+        Ok(())
+    }
+    /// The score is mean log10(f_K/f_0): shown as 10^score.
+    fn score_shown(&self, score: f64) -> (f64, &'static str) {
+        (10f64.powf(score), "validation: 10^mean log10(f_K/f_0)")
+    }
+    fn log_meta_loss(&self) -> bool {
+        matches!(self.training.loss, crate::hlstm::MetaLoss::Log { .. })
     }
     fn check(&self) -> Result<()> {
         self.cfg.validate()?;

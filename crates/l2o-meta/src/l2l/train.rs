@@ -10,7 +10,7 @@ use l2o_tasks::Task;
 use crate::l2l::device::L2lTrainer;
 use crate::l2l::optimizer::LstmOptimizer;
 use crate::l2l::{LstmConfig, unit_weights};
-use crate::learned::{self, LearnedOptimizer, Unroll, UnrollTrainer};
+use crate::learned::{self, LearnedOptimizer, TrainDefaults, Unroll, UnrollTrainer};
 use crate::state::{TrainConfig, TrainState};
 
 /// The coordinatewise LSTM optimizer of seed 002 with its architecture.
@@ -73,6 +73,25 @@ impl UnrollTrainer for L2lTrainer {
 impl LearnedOptimizer for L2l {
     fn name(&self) -> &'static str {
         "the L2L LSTM"
+    }
+    fn short_name(&self) -> &'static str {
+        "L2L"
+    }
+    fn flag(&self) -> &'static str {
+        "lstm"
+    }
+    /// Seed 002: horizon 100 in unrolls of 20, Adam.
+    fn defaults(&self) -> TrainDefaults {
+        TrainDefaults {
+            horizon: 100,
+            unroll: 20,
+            meta_optimizer: "adam",
+            meta_lr: 0.01,
+        }
+    }
+    fn check_resume(&self, state: &TrainState) -> Result<()> {
+        learned::check_kind(self, state)?;
+        crate::checkpoint::check_compatible(state, &self.0)
     }
     fn check(&self) -> Result<()> {
         self.0.validate()

@@ -19,7 +19,7 @@ use l2o_optim::step_policy::PolicyConfig;
 use l2o_optim::{Lbfgs, Optimizer, RunOptions, run};
 use l2o_tasks::Task;
 
-use crate::learned::{self, LearnedOptimizer, Unroll, UnrollTrainer};
+use crate::learned::{self, LearnedOptimizer, TrainDefaults, Unroll, UnrollTrainer};
 use crate::policy::device::PolicyTrainer;
 use crate::state::{TrainConfig, TrainState};
 
@@ -102,6 +102,35 @@ impl UnrollTrainer for PolicyShard {
 impl LearnedOptimizer for Policy {
     fn name(&self) -> &'static str {
         "L-BFGS-π"
+    }
+    fn short_name(&self) -> &'static str {
+        "L-BFGS-π"
+    }
+    fn flag(&self) -> &'static str {
+        "lbfgs-policy"
+    }
+    /// Seed 003: K = 50 inner steps per outer step, 8 outer steps, ADADELTA with learning rate 1.
+    fn defaults(&self) -> TrainDefaults {
+        TrainDefaults {
+            horizon: 400,
+            unroll: 50,
+            meta_optimizer: "adadelta",
+            meta_lr: 1.0,
+        }
+    }
+    fn check_resume(&self, state: &TrainState) -> Result<()> {
+        learned::check_kind(self, state)?;
+        anyhow::ensure!(
+            state.policy == Some(self.0),
+            "checkpoint holds the policy {:?}, but the command asks for {:?}",
+            state.policy,
+            self.0
+        );
+        Ok(())
+    }
+    /// The score is the mean of ln f: shown as exp(score).
+    fn score_shown(&self, score: f64) -> (f64, &'static str) {
+        (score.exp(), "validation: exp(mean ln f) over the horizon")
     }
     fn unroll_name(&self) -> &'static str {
         "inner steps per outer step"

@@ -13,7 +13,8 @@ use l2o_meta::state::{TrainState, epoch_seed, test_seed};
 use l2o_optim::{Optimizer, RunOptions, Trace, run};
 use l2o_tasks::build_task;
 
-use crate::learned::{Competitors, EvalArgs, fixed_rates};
+use crate::args::EvalArgs;
+use crate::baselines::{Competitors, fixed_rates};
 use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
 
 /// f of problem b at the last iterate reached within `k` gradient evaluations (line searches spend several per

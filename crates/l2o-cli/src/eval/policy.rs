@@ -13,7 +13,8 @@ use l2o_optim::step_policy::PolicyConfig;
 use l2o_optim::{Lbfgs, Optimizer, RunOptions, Trace, run, summarize};
 use l2o_tasks::build_task;
 
-use crate::learned::{Competitors, EvalArgs, fixed_rates};
+use crate::args::EvalArgs;
+use crate::baselines::{Competitors, fixed_rates};
 use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
 
 pub fn policy_eval(

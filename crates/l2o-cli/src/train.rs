@@ -1,0 +1,262 @@
+//! `l2o train`: meta-train any learned optimizer through [`l2o_meta::learned::LearnedOptimizer`] and the shared
+//! loop [`l2o_meta::train::train`], with a progress bar, train.csv, train.svg and kernels.txt.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use l2o_meta::checkpoint;
+use l2o_meta::hlstm::train::Hlstm;
+use l2o_meta::hlstm::{HlstmConfig, HlstmTraining, MetaLoss};
+use l2o_meta::l2l::LstmConfig;
+use l2o_meta::l2l::train::L2l;
+use l2o_meta::learned::{self, LearnedOptimizer};
+use l2o_meta::policy::train::Policy;
+use l2o_meta::state::{TrainConfig, TrainState};
+use l2o_meta::train::train;
+use l2o_optim::step_policy::PolicyConfig;
+use l2o_tasks::TaskOptions;
+
+use crate::args::TrainArgs;
+use crate::{DeviceArgs, bar, plot};
+
+/// The learned optimizer `--optimizer` names, configured by the other flags.
+fn learned_optimizer(a: &TrainArgs) -> Result<Box<dyn LearnedOptimizer>> {
+    Ok(match a.optimizer.as_str() {
+        "lstm" => Box::new(L2l(LstmConfig {
+            hidden: a.lstm_hidden,
+            preprocess: (a.preprocess > 0.0).then_some(a.preprocess),
+            scale: a.scale,
+        })),
+        "lbfgs-policy" | "lbfgs-pi" => Box::new(Policy(PolicyConfig {
+            nh: a.policy_width,
+            m: a.memory,
+            ..PolicyConfig::default()
+        })),
+        "hlstm" => Box::new(Hlstm {
+            cfg: HlstmConfig {
+                cell: a.cell,
+                m: a.memory,
+                hidden: a.hlstm_hidden,
+                curvature_eps: None,
+            },
+            training: HlstmTraining {
+                loss: match a.meta_loss.as_str() {
+                    "log" => MetaLoss::Log {
+                        floor: a.loss_floor,
+                    },
+                    "sum" => MetaLoss::Sum,
+                    other => bail!("--meta-loss {other:?}: use log or sum"),
+                },
+                clip: a.clip,
+                memory_grad: !a.no_memory_grad,
+            },
+        }),
+        other => bail!("unknown learned optimizer {other:?}: use lstm, lbfgs-policy or hlstm"),
+    })
+}
+
+/// train.csv from the whole history (rewritten after every epoch, so it survives an interrupted run).
+fn write_history(state: &TrainState, path: &Path) -> Result<()> {
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+    w.write_record([
+        "epoch",
+        "meta_loss_per_step",
+        "validation_loss",
+        "skipped_updates",
+    ])?;
+    for r in &state.history {
+        let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:e}"));
+        w.write_record([
+            r.epoch.to_string(),
+            o(r.meta_loss),
+            o(r.val_loss),
+            r.skipped.to_string(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The run's configuration: the command line, with the learned optimizer's defaults where it is silent.
+fn train_config(a: &TrainArgs, lo: &dyn LearnedOptimizer) -> Result<TrainConfig> {
+    let d = lo.defaults();
+    Ok(TrainConfig {
+        task: a.task.clone(),
+        dim: a.dim,
+        batch: a.batch,
+        horizon: a.horizon.unwrap_or(d.horizon),
+        unroll: a.unroll.unwrap_or(d.unroll),
+        epochs: a.epochs,
+        meta_optimizer: a
+            .meta_optimizer
+            .clone()
+            .unwrap_or_else(|| d.meta_optimizer.into()),
+        meta_lr: a.meta_lr.unwrap_or(d.meta_lr),
+        seed: a.seed,
+        val_batch: a.val_batch,
+        validate_every: a.validate_every,
+        max_nonfinite: 10,
+        shards: a.shards,
+        task_options: a.mlp.options(&TaskOptions::default())?,
+    })
+}
+
+/// The state to train: `--resume` (same learned optimizer and architecture; the epoch count may be raised) or
+/// a fresh one.
+fn initial_state(a: &TrainArgs, lo: &dyn LearnedOptimizer) -> Result<TrainState> {
+    let Some(p) = &a.resume else {
+        return learned::new_state(lo, train_config(a, lo)?);
+    };
+    let mut s = checkpoint::load(p)?;
+    lo.check_resume(&s)
+        .with_context(|| format!("resuming {}", p.display()))?;
+    if s.train.epochs < a.epochs {
+        s.train.epochs = a.epochs;
+    }
+    eprintln!(
+        "resuming {} at epoch {} of {}",
+        p.display(),
+        s.epoch,
+        s.train.epochs
+    );
+    Ok(s)
+}
+
+/// train.svg: the training batch's meta-loss per step and the validation score, per epoch, on a loss axis.
+fn plot_training(lo: &dyn LearnedOptimizer, state: &TrainState, path: &Path) -> Result<()> {
+    let log_loss = lo.log_meta_loss();
+    let meta = state.history.iter().filter_map(|r| {
+        r.meta_loss.map(|m| {
+            let v = if log_loss { m.exp() } else { m };
+            (r.epoch as f64, v, v, v)
+        })
+    });
+    let val = state.history.iter().filter_map(|r| {
+        r.val_loss.map(|m| {
+            let v = lo.score_shown(m).0;
+            (r.epoch as f64, v, v, v)
+        })
+    });
+    let meta_label = if log_loss {
+        "exp(mean ln f) per step (training batch)"
+    } else {
+        "meta-loss per step (training batch)"
+    };
+    let curves = vec![
+        (meta_label.to_string(), meta.collect()),
+        (lo.score_shown(0.0).1.to_string(), val.collect()),
+    ];
+    let title = format!(
+        "{} meta-training: {} B={}",
+        lo.short_name(),
+        task_label(&state.train),
+        state.train.batch
+    );
+    plot::xy_plot(&curves, &title, "epoch", "loss", path)
+}
+
+/// Meta-train with a progress bar; validation lines as they come; train.csv after every epoch.
+fn run_training(
+    ctx: &l2o_engine::Context,
+    state: &mut TrainState,
+    ckpt: &Path,
+    csv_path: &Path,
+) -> Result<f64> {
+    let unrolls = state.train.horizon / state.train.unroll;
+    let pb = bar(
+        ((state.train.epochs - state.epoch) * unrolls) as u64,
+        "meta-training".into(),
+    );
+    let mut last = f64::NAN;
+    train(
+        ctx,
+        state,
+        Some(ckpt),
+        &mut |e, _u, l| {
+            last = l;
+            pb.set_message(format!("epoch {} meta-loss {:.3e}", e + 1, l));
+            pb.inc(1);
+        },
+        &mut |rec, st| {
+            if let Some(v) = rec.val_loss {
+                let line = format!(
+                    "epoch {:>4}: meta-loss/step {:.4e}  validation {:.4e}  (best {:.4e} at epoch {})",
+                    rec.epoch,
+                    rec.meta_loss.unwrap_or(f64::NAN),
+                    v,
+                    st.best_val.unwrap_or(f64::NAN),
+                    st.best_epoch
+                );
+                if pb.is_hidden() {
+                    eprintln!("{line}")
+                } else {
+                    pb.println(line)
+                }
+            }
+            if let Err(e) = write_history(st, csv_path) {
+                log::warn!("{e:#}");
+            }
+        },
+    )?;
+    pb.finish_and_clear();
+    Ok(last)
+}
+
+pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
+    let lo = learned_optimizer(a)?;
+    let mut state = initial_state(a, lo.as_ref())?;
+    let ctx = dev.context()?;
+    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let (ckpt, csv_path) = (a.out.join("checkpoint.l2o"), a.out.join("train.csv"));
+    let (t0, start_epoch) = (Instant::now(), state.epoch);
+    let last = run_training(&ctx, &mut state, &ckpt, &csv_path)?;
+    let secs = t0.elapsed().as_secs_f64();
+    write_history(&state, &csv_path)?;
+    plot_training(lo.as_ref(), &state, &a.out.join("train.svg"))?;
+    let best = (state.best_val.unwrap_or(f64::NAN), state.best_epoch);
+    if state.epoch == start_epoch {
+        // a resumed run with no epochs left: nothing trained, but --out still gets the checkpoint and plots
+        checkpoint::save(&ckpt, &state)?;
+        println!(
+            "nothing to train: the checkpoint is at epoch {} of {} (raise --epochs to continue); best validation {:.4e} at epoch {}",
+            state.epoch, state.train.epochs, best.0, best.1
+        );
+    } else {
+        println!(
+            "trained {} epochs ({} meta-updates, {} skipped) in {secs:.1} s; last meta-loss/step {last:.4e}; best validation {:.4e} at epoch {}",
+            state.epoch, state.updates, state.skipped_total, best.0, best.1
+        );
+    }
+    // the adapter and kernel variants that produced these numbers
+    std::fs::write(
+        a.out.join("kernels.txt"),
+        format!(
+            "adapter: {}\nprecision: {}\nkernels: {}\n",
+            ctx.describe(),
+            ctx.precision(),
+            l2o::engine::variants::process_report()
+        ),
+    )?;
+    println!(
+        "wrote {} (latest φ and best φ), train.csv, train.svg, kernels.txt in {}",
+        ckpt.display(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// The task of a training run as a plot title shows it: `quadratic n=10`, or for the MNIST MLP its hidden layers
+/// (as `--hidden` takes them) and activation (its dimension is the parameter count, not `--dim`).
+fn task_label(tc: &TrainConfig) -> String {
+    if tc.task == "mnist" {
+        let o = &tc.task_options;
+        let hidden: Vec<String> = o.mlp_hidden.iter().map(usize::to_string).collect();
+        format!("mnist MLP hidden {} {}", hidden.join(","), o.activation)
+    } else {
+        format!("{} n={}", tc.task, tc.dim)
+    }
+}
