@@ -5,7 +5,7 @@
 //!
 //! One iteration = one call as an optimizer step pays it: the recorded dispatches submitted once; the timed
 //! loop submits `iters` calls and waits for the queue once at the end. Throughput is the vector traffic of one
-//! call (see `l2o::bench`).
+//! call (see `l2o_bench::bench`).
 //!
 //! `cargo bench --bench kernels`; `L2O_BENCH_QUICK=1` restricts to n ∈ {1e3, 1e5}, B ∈ {1, 16};
 //! `L2O_BENCH_CPU=1` also measures the f64 CPU oracle on the same inputs. Filter as usual:
@@ -16,7 +16,7 @@ use std::time::Duration;
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use l2o::bench::{KERNELS, KernelCase, check_fits};
+use l2o_bench::bench::{KERNELS, KernelCase, check_fits};
 use l2o::engine::Precision;
 
 fn flag(name: &str) -> bool {

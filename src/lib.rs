@@ -1,17 +1,12 @@
 //! l2o: a GPU compute engine for learned optimizers (wgpu + WGSL). This umbrella crate re-exports the layers
-//! [`engine`] → [`tasks`] → [`optim`] → [`meta`] (each may depend only on those to its left) and holds the
-//! benchmark harness behind `l2o bench` and the shared test helpers. See README.md.
+//! [`engine`] → [`tasks`] → [`optim`] → [`meta`] (each may depend only on those to its left) and the helpers
+//! shared by the integration tests. The benchmarks behind `l2o bench` live in the `l2o-bench` crate. See
+//! README.md.
 pub use l2o_engine as engine;
 pub use l2o_meta as meta;
 pub use l2o_optim as optim;
 pub use l2o_tasks as tasks;
 
-pub mod autotune;
-pub mod bench;
-pub mod hlstm_bench;
-pub mod meta_bench;
-pub mod mlp_bench;
-pub mod policy_bench;
 
 /// Helpers shared by the integration tests in `tests/` (an injected device, explicit tolerances).
 #[doc(hidden)]

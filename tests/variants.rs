@@ -35,7 +35,7 @@ fn autotune_cache_then_override_then_default() {
     );
     assert_eq!(probe.variant_hint("lincomb"), None);
     // the autotuner times both layouts and caches the fastest for this adapter
-    let (rows, notes) = l2o::autotune::autotune(
+    let (rows, notes) = l2o_bench::autotune::autotune(
         &base,
         &["lincomb".to_string()],
         true,

@@ -219,7 +219,7 @@ fn autotune_cmd(
     let probe = Context::new(&base)?;
     eprintln!("device: {} — {}", probe.describe(), probe.precision());
     drop(probe);
-    let (rows, notes) = l2o::autotune::autotune(&base, &fams, quick, !dry, data, &mut |t| {
+    let (rows, notes) = l2o_bench::autotune::autotune(&base, &fams, quick, !dry, data, &mut |t| {
         println!("{} ({}):", t.family, t.workload);
         for (name, s) in &t.times {
             println!(
@@ -497,16 +497,16 @@ fn bench_cmd(
 ) -> Result<()> {
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
-    let cfg = l2o::bench::BenchConfig {
+    let cfg = l2o_bench::bench::BenchConfig {
         sizes: list(sizes, "size")?,
         batches: list(batches, "batch")?,
         ..Default::default()
     };
-    let (rows, skipped) = l2o::bench::run_kernel_bench(&ctx, &cfg, &mut |r| {
+    let (rows, skipped) = l2o_bench::bench::run_kernel_bench(&ctx, &cfg, &mut |r| {
         eprintln!("  {} n={} B={} done", r.kernel, r.n, r.batch)
     })?;
-    let md = markdown.map(|p| (p, l2o::bench::to_markdown(&rows, &ctx.describe())));
-    report_bench(&l2o::bench::format_table(&rows), &skipped, md)
+    let md = markdown.map(|p| (p, l2o_bench::bench::to_markdown(&rows, &ctx.describe())));
+    report_bench(&l2o_bench::bench::format_table(&rows), &skipped, md)
 }
 
 fn mlp_bench_cmd(
@@ -520,9 +520,9 @@ fn mlp_bench_cmd(
     let data = std::sync::Arc::new(l2o_tasks::idx::load_mnist(&l2o_tasks::idx::data_dir(data))?);
     let archs = vec![vec![20], vec![40], vec![20, 20]];
     let rows =
-        l2o::mlp_bench::run_mlp_bench(&ctx, data, &archs, &list::<usize>(batches, "batch")?, 128)?;
+        l2o_bench::mlp_bench::run_mlp_bench(&ctx, data, &archs, &list::<usize>(batches, "batch")?, 128)?;
     let md = markdown.map(|p| {
-        let table = l2o::mlp_bench::format_mlp_table(&rows, true);
+        let table = l2o_bench::mlp_bench::format_mlp_table(&rows, true);
         (
             p,
             format!(
@@ -531,7 +531,7 @@ fn mlp_bench_cmd(
             ),
         )
     });
-    report_bench(&l2o::mlp_bench::format_mlp_table(&rows, false), &[], md)
+    report_bench(&l2o_bench::mlp_bench::format_mlp_table(&rows, false), &[], md)
 }
 
 fn hlstm_bench_cmd(
@@ -543,7 +543,7 @@ fn hlstm_bench_cmd(
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
     let mut skipped = vec![];
-    let rows = l2o::hlstm_bench::run_hlstm_bench(
+    let rows = l2o_bench::hlstm_bench::run_hlstm_bench(
         &ctx,
         &list::<usize>(sizes, "size")?,
         &list::<usize>(batches, "batch")?,
@@ -551,7 +551,7 @@ fn hlstm_bench_cmd(
         &mut |n, b, e| skipped.push(format!("n = {n}, B = {b}: {e:#}")),
     )?;
     skipped.dedup(); // both cells refuse the same size
-    let md = l2o::hlstm_bench::hlstm_markdown(&rows, &ctx.describe());
+    let md = l2o_bench::hlstm_bench::hlstm_markdown(&rows, &ctx.describe());
     let file = markdown.map(|p| {
         let mut m = md.clone();
         for s in &skipped {
@@ -570,14 +570,14 @@ fn policy_bench_cmd(
 ) -> Result<()> {
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
-    let rows = l2o::policy_bench::run_policy_bench(
+    let rows = l2o_bench::policy_bench::run_policy_bench(
         &ctx,
         &list::<usize>(sizes, "size")?,
         &list::<usize>(batches, "batch")?,
         50,
         2,
     )?;
-    let md = l2o::policy_bench::policy_markdown(&rows, &ctx.describe());
+    let md = l2o_bench::policy_bench::policy_markdown(&rows, &ctx.describe());
     println!("{md}");
     if let Some(p) = markdown {
         std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
@@ -594,19 +594,19 @@ fn meta_bench_cmd(
 ) -> Result<()> {
     let ctx = dev.context()?;
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
-    let cfg = l2o::meta_bench::MetaBenchConfig {
+    let cfg = l2o_bench::meta_bench::MetaBenchConfig {
         sizes: list(sizes, "size")?,
         batches: list(batches, "batch")?,
         ..Default::default()
     };
-    let (rows, skipped) = l2o::meta_bench::run_meta_bench(&ctx, &cfg, &mut |r| {
+    let (rows, skipped) = l2o_bench::meta_bench::run_meta_bench(&ctx, &cfg, &mut |r| {
         eprintln!(
             "  n={} B={}: {:.3e} coordinate-steps/s on the device",
             r.n, r.batch, r.gpu_coord_steps_per_s
         )
     })?;
-    let md = markdown.map(|p| (p, l2o::meta_bench::meta_markdown(&rows, &ctx.describe())));
-    report_bench(&l2o::meta_bench::format_meta_table(&rows), &skipped, md)
+    let md = markdown.map(|p| (p, l2o_bench::meta_bench::meta_markdown(&rows, &ctx.describe())));
+    report_bench(&l2o_bench::meta_bench::format_meta_table(&rows), &skipped, md)
 }
 
 fn main() {

@@ -96,7 +96,7 @@ pub type UnrollProgress<'a> = dyn FnMut(usize, usize, f64) + 'a;
 /// The one point where the ∂L/∂φ of an unroll becomes a meta-update: the shards' results averaged in shard
 /// order ([`Unroll::mean`]), conditioned by the optimizer (e.g. clipped), then applied or skipped by
 /// [`apply_update`]. Returns the unroll's meta-loss per step when the update was applied.
-fn meta_update(
+pub fn meta_update(
     state: &mut TrainState,
     lo: &dyn LearnedOptimizer,
     shards: Vec<Unroll>,

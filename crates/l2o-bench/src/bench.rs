@@ -16,8 +16,8 @@
 //! work, not the f64 oracle's own (twice wider) memory traffic.
 //!
 //! ```no_run
-//! use l2o::bench::{BenchConfig, format_table, run_kernel_bench};
-//! use l2o::engine::{Context, ContextOptions, Precision};
+//! use l2o_bench::bench::{BenchConfig, format_table, run_kernel_bench};
+//! use l2o_engine::{Context, ContextOptions, Precision};
 //! let ctx = Context::new(&ContextOptions::with_precision(Precision::F32))?;
 //! let (rows, skipped) = run_kernel_bench(&ctx, &BenchConfig::default(), &mut |r| eprintln!("{} n={} B={}", r.kernel, r.n, r.batch))?;
 //! print!("{}", format_table(&rows));
