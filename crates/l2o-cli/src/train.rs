@@ -110,8 +110,7 @@ fn initial_state(a: &TrainArgs, lo: &dyn LearnedOptimizer) -> Result<TrainState>
         return learned::new_state(lo, train_config(a, lo)?);
     };
     let mut s = checkpoint::load(p)?;
-    lo.check_resume(&s)
-        .with_context(|| format!("resuming {}", p.display()))?;
+    l2o_meta::kinds::check_resume(lo, &s).with_context(|| format!("resuming {}", p.display()))?;
     if s.train.epochs < a.epochs {
         s.train.epochs = a.epochs;
     }

@@ -7,11 +7,13 @@
 //! with its meta-gradient ∂L/∂φ from the hand-derived adjoint (seed 002 §2, ∇f treated as an input), a
 //! **validation score** (lower is better) to keep the best φ, and the **trained optimizer** for the driver.
 //! [`LearnedOptimizer`] is that contract; [`UnrollTrainer`] is the device trainer. Implementations:
-//! [`crate::l2l::train::L2l`], [`crate::policy::train::Policy`], [`crate::hlstm::train::Hlstm`].
+//! [`crate::l2l::train::L2l`], [`crate::policy::train::Policy`], [`crate::hlstm::train::Hlstm`]; the
+//! registry [`crate::kinds`] finds the one a state or checkpoint holds.
 //!
 //! Adding a fourth learned optimizer means: a folder with its reference and adjoint, a device trainer
 //! implementing [`UnrollTrainer`], an implementation of [`LearnedOptimizer`], a field in
-//! [`crate::state::TrainState`] for its configuration (the checkpoint section), and one arm in [`of_state`].
+//! [`crate::state::TrainState`] for its configuration (the checkpoint section), and one arm in
+//! [`crate::kinds::of_state`].
 
 use anyhow::Result;
 use l2o_engine::Context;
@@ -78,7 +80,8 @@ pub trait LearnedOptimizer {
     fn flag(&self) -> &'static str;
     /// Horizon, unroll, meta-optimizer and meta learning rate when not given.
     fn defaults(&self) -> TrainDefaults;
-    /// Error unless `state` holds this learned optimizer with this configuration (resuming must not change it).
+    /// Error unless `state`, which holds this kind of learned optimizer (see [`crate::kinds::check_resume`]),
+    /// holds it with this configuration (resuming must not change it).
     fn check_resume(&self, state: &TrainState) -> Result<()>;
     /// What [`TrainConfig::unroll`] counts for it (in configuration errors).
     fn unroll_name(&self) -> &'static str {
@@ -124,19 +127,6 @@ pub trait LearnedOptimizer {
     }
 }
 
-/// The error for resuming a checkpoint that holds another learned optimizer.
-pub fn check_kind(lo: &dyn LearnedOptimizer, state: &TrainState) -> Result<()> {
-    let held = of_state(state);
-    if held.flag() != lo.flag() {
-        anyhow::bail!(
-            "the checkpoint holds {}: resume it with --optimizer {}",
-            held.name(),
-            held.flag()
-        );
-    }
-    Ok(())
-}
-
 /// Epoch 0 of a run of `lo`: configuration checked, φ initialised from `train.seed`, installed in the state.
 pub fn new_state(lo: &dyn LearnedOptimizer, train: TrainConfig) -> Result<TrainState> {
     lo.check()?;
@@ -145,16 +135,4 @@ pub fn new_state(lo: &dyn LearnedOptimizer, train: TrainConfig) -> Result<TrainS
     let mut state = TrainState::start(train, phi)?;
     lo.install(&mut state);
     Ok(state)
-}
-
-/// The learned optimizer a training state (or checkpoint) holds.
-pub fn of_state(state: &TrainState) -> Box<dyn LearnedOptimizer> {
-    match (state.policy, state.hlstm) {
-        (Some(p), _) => Box::new(crate::policy::train::Policy(p)),
-        (None, Some(cfg)) => Box::new(crate::hlstm::train::Hlstm {
-            cfg,
-            training: state.hlstm_training.unwrap_or_default(),
-        }),
-        (None, None) => Box::new(crate::l2l::train::L2l(state.lstm)),
-    }
 }

@@ -19,6 +19,7 @@
 
 pub mod checkpoint;
 pub mod hlstm;
+pub mod kinds;
 pub mod l2l;
 pub mod learned;
 pub mod metaopt;
@@ -32,5 +33,5 @@ pub use l2l::{LstmConfig, MAX_HIDDEN};
 /// whichever it holds — with its best φ, ready for [`l2o_optim::run`] or any driver.
 pub fn load_optimizer(path: &std::path::Path) -> anyhow::Result<Box<dyn l2o_optim::Optimizer>> {
     let st = checkpoint::load(path)?;
-    learned::of_state(&st).optimizer(st.best_phi)
+    kinds::of_state(&st).optimizer(st.best_phi)
 }

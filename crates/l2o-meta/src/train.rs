@@ -14,7 +14,8 @@ use anyhow::{Result, bail};
 use l2o_engine::Context;
 
 use crate::checkpoint;
-use crate::learned::{self, LearnedOptimizer, Unroll};
+use crate::kinds;
+use crate::learned::{LearnedOptimizer, Unroll};
 use crate::state::{EpochRecord, TrainState};
 
 /// Apply one meta-update from an unroll's meta-loss and ∂L/∂φ: a non-finite one is skipped and counted, and
@@ -119,7 +120,7 @@ pub fn train(
     on_unroll: &mut UnrollProgress,
     on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
 ) -> Result<()> {
-    let lo = learned::of_state(state);
+    let lo = kinds::of_state(state);
     let tc = state.train.clone();
     if tc.shards != 1 && !lo.supports_shards() {
         bail!(

@@ -107,7 +107,6 @@ impl LearnedOptimizer for Hlstm {
         }
     }
     fn check_resume(&self, state: &TrainState) -> Result<()> {
-        learned::check_kind(self, state)?;
         anyhow::ensure!(
             state.hlstm == Some(self.cfg),
             "checkpoint holds the HLSTM {:?}, but the command asks for {:?}",

@@ -90,7 +90,6 @@ impl LearnedOptimizer for L2l {
         }
     }
     fn check_resume(&self, state: &TrainState) -> Result<()> {
-        learned::check_kind(self, state)?;
         crate::checkpoint::check_compatible(state, &self.0)
     }
     fn check(&self) -> Result<()> {

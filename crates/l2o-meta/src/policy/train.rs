@@ -119,7 +119,6 @@ impl LearnedOptimizer for Policy {
         }
     }
     fn check_resume(&self, state: &TrainState) -> Result<()> {
-        learned::check_kind(self, state)?;
         anyhow::ensure!(
             state.policy == Some(self.0),
             "checkpoint holds the policy {:?}, but the command asks for {:?}",
