@@ -189,3 +189,35 @@ pub struct EvalArgs {
     pub(crate) out: PathBuf,
 }
 
+
+impl EvalArgs {
+    /// The training problems the baselines are tuned on: the distribution the learned optimizer was trained on
+    /// (first epoch's seed, MNIST's training images), `--tune-batch` of them at dimension `dim` — never the
+    /// test problems.
+    pub(crate) fn tuning_task(
+        &self,
+        ctx: &l2o_engine::Context,
+        st: &l2o_meta::state::TrainState,
+        task: &str,
+        dim: usize,
+        opts: &TaskOptions,
+    ) -> Result<Box<dyn l2o_tasks::Task>> {
+        let batch = self.tune_batch.unwrap_or(self.batch);
+        let seed = l2o_meta::state::epoch_seed(st.train.seed, 0);
+        l2o_tasks::build_task(ctx, task, dim, opts, batch, seed, false)
+    }
+
+    /// The held-out problems: `--batch` of them at dimension `dim` from a seed never used in training or
+    /// validation (and MNIST's test images).
+    pub(crate) fn test_task(
+        &self,
+        ctx: &l2o_engine::Context,
+        st: &l2o_meta::state::TrainState,
+        task: &str,
+        dim: usize,
+        opts: &TaskOptions,
+    ) -> Result<Box<dyn l2o_tasks::Task>> {
+        let seed = l2o_meta::state::test_seed(st.train.seed);
+        l2o_tasks::build_task(ctx, task, dim, opts, self.batch, seed, true)
+    }
+}

@@ -81,7 +81,7 @@ fn write_history(state: &TrainState, path: &Path) -> Result<()> {
 
 /// The run's configuration: the command line, with the learned optimizer's defaults where it is silent.
 fn train_config(a: &TrainArgs, lo: &dyn LearnedOptimizer) -> Result<TrainConfig> {
-    let d = lo.defaults();
+    let d = lo.about().defaults;
     Ok(TrainConfig {
         task: a.task.clone(),
         dim: a.dim,
@@ -149,7 +149,7 @@ fn plot_training(lo: &dyn LearnedOptimizer, state: &TrainState, path: &Path) -> 
     ];
     let title = format!(
         "{} meta-training: {} B={}",
-        lo.short_name(),
+        lo.about().short_name,
         task_label(&state.train),
         state.train.batch
     );

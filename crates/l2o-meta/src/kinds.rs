@@ -21,11 +21,11 @@ pub fn of_state(state: &TrainState) -> Box<dyn LearnedOptimizer> {
 /// a run can resume it.
 pub fn check_resume(lo: &dyn LearnedOptimizer, state: &TrainState) -> Result<()> {
     let held = of_state(state);
-    if held.flag() != lo.flag() {
+    if held.about().flag != lo.about().flag {
         bail!(
             "the checkpoint holds {}: resume it with --optimizer {}",
-            held.name(),
-            held.flag()
+            held.about().name,
+            held.about().flag
         );
     }
     lo.check_resume(state)

@@ -70,16 +70,57 @@ pub struct TrainDefaults {
     pub meta_lr: f64,
 }
 
+/// [`UnrollTrainer`] for a device trainer with `bind(ctx, task)`, `carry(ctx)` (the next unroll continues from
+/// where the last ended) and `run(ctx, φ)` returning a result with `meta_loss` and `dphi` — the L2L and Hilbert
+/// LSTM trainers.
+macro_rules! carried_unroll_trainer {
+    ($t:ty) => {
+        impl $crate::learned::UnrollTrainer for $t {
+            fn bind(
+                &mut self,
+                ctx: &l2o_engine::Context,
+                task: &dyn l2o_tasks::Task,
+            ) -> anyhow::Result<()> {
+                <$t>::bind(self, ctx, task)
+            }
+
+            fn unroll(
+                &mut self,
+                ctx: &l2o_engine::Context,
+                u: usize,
+                phi: &[f64],
+            ) -> anyhow::Result<$crate::learned::Unroll> {
+                if u > 0 {
+                    self.carry(ctx)?;
+                }
+                let r = self.run(ctx, phi)?;
+                Ok($crate::learned::Unroll {
+                    meta_loss: r.meta_loss,
+                    dphi: r.dphi,
+                })
+            }
+        }
+    };
+}
+pub(crate) use carried_unroll_trainer;
+
+/// What names a learned optimizer, and how it is trained when the command line does not say.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct About {
+    /// Its name in messages ("the L2L LSTM", …).
+    pub name: &'static str,
+    /// Its short name in titles ("L2L", "L-BFGS-π", "HLSTM").
+    pub short_name: &'static str,
+    /// The `l2o train --optimizer` value that trains it.
+    pub flag: &'static str,
+    /// Horizon, unroll, meta-optimizer and meta learning rate when not given.
+    pub defaults: TrainDefaults,
+}
+
 /// A learned optimizer: what the meta-training loop, checkpoints and the CLI need to know about it.
 pub trait LearnedOptimizer {
-    /// Its name in messages ("the L2L LSTM", …).
-    fn name(&self) -> &'static str;
-    /// Its short name in titles ("L2L", "L-BFGS-π", "HLSTM").
-    fn short_name(&self) -> &'static str;
-    /// The `l2o train --optimizer` value that trains it.
-    fn flag(&self) -> &'static str;
-    /// Horizon, unroll, meta-optimizer and meta learning rate when not given.
-    fn defaults(&self) -> TrainDefaults;
+    /// Its names and training defaults.
+    fn about(&self) -> &'static About;
     /// Error unless `state`, which holds this kind of learned optimizer (see [`crate::kinds::check_resume`]),
     /// holds it with this configuration (resuming must not change it).
     fn check_resume(&self, state: &TrainState) -> Result<()>;

@@ -125,7 +125,7 @@ pub fn train(
     if tc.shards != 1 && !lo.supports_shards() {
         bail!(
             "shards of the meta-batch are implemented for L2L; train {} with --shards 1 and a larger --batch",
-            lo.name()
+            lo.about().name
         );
     }
     let val_task = tc.validation_task(ctx)?;

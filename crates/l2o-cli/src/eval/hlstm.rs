@@ -9,9 +9,8 @@ use anyhow::{Context as _, Result, bail};
 use l2o_meta::hlstm::HlstmConfig;
 use l2o_meta::hlstm::device::HlstmOptimizer;
 use l2o_meta::l2l::optimizer::LstmOptimizer;
-use l2o_meta::state::{TrainState, epoch_seed, test_seed};
+use l2o_meta::state::TrainState;
 use l2o_optim::{Optimizer, RunOptions, Trace, run};
-use l2o_tasks::build_task;
 
 use crate::args::EvalArgs;
 use crate::baselines::{Competitors, fixed_rates};
@@ -114,15 +113,7 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
     let mut rows: Vec<(String, Vec<String>)> = vec![];
     let mut head = vec![];
     for &dim in &dims {
-        let test = build_task(
-            &ctx,
-            &task_name,
-            dim,
-            &opts,
-            a.batch,
-            test_seed(st.train.seed),
-            true,
-        )?;
+        let test = a.test_task(&ctx, st, &task_name, dim, &opts)?;
         let out = a.out.join(format!("n{}", test.dim()));
         std::fs::create_dir_all(&out)?;
         let mut runs: Vec<(String, Trace)> = vec![];
@@ -157,15 +148,7 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
             steps,
             // tuned on training problems of this dimension (first epoch's seed), never on the test set
             Box::new(|| {
-                build_task(
-                    &ctx,
-                    &task_name,
-                    dim,
-                    &opts,
-                    a.tune_batch.unwrap_or(a.batch),
-                    epoch_seed(st.train.seed, 0),
-                    false,
-                )
+                a.tuning_task(&ctx, st, &task_name, dim, &opts)
             }),
         );
         for name in &names {

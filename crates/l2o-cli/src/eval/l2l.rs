@@ -5,9 +5,8 @@ use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
 use l2o_meta::l2l::optimizer::LstmOptimizer;
-use l2o_meta::state::{TrainState, epoch_seed, test_seed};
+use l2o_meta::state::TrainState;
 use l2o_optim::{FirstOrder, RunOptions, Trace, run, summarize};
-use l2o_tasks::build_task;
 
 use crate::args::EvalArgs;
 use crate::baselines::{fixed_rates, kind_of, rate_for};
@@ -51,25 +50,9 @@ pub fn l2l_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState) -> Result<()> {
     // Baselines are tuned on a training batch (the distribution the LSTM was trained on, first epoch's seed)
     // at the test dimension and horizon; the test problems come from a seed never used in training/validation.
     let opts = a.mlp.options(&st.train.task_options)?;
-    let train_task = build_task(
-        &ctx,
-        &task_name,
-        dim,
-        &opts,
-        a.tune_batch.unwrap_or(a.batch),
-        epoch_seed(st.train.seed, 0),
-        false,
-    )?;
+    let train_task = a.tuning_task(&ctx, st, &task_name, dim, &opts)?;
     // held-out problems: a seed never used in training or validation (and MNIST's test images)
-    let test = build_task(
-        &ctx,
-        &task_name,
-        dim,
-        &opts,
-        a.batch,
-        test_seed(st.train.seed),
-        true,
-    )?;
+    let test = a.test_task(&ctx, st, &task_name, dim, &opts)?;
     let o = RunOptions::fixed(steps);
     let mut traces = vec![];
     let pb = bar(steps as u64, "lstm".into());

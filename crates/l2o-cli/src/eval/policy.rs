@@ -7,11 +7,10 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
-use l2o_meta::state::{TrainState, epoch_seed, test_seed};
+use l2o_meta::state::TrainState;
 use l2o_optim::compare::{log_ratio_index, win_tie};
 use l2o_optim::step_policy::PolicyConfig;
 use l2o_optim::{Lbfgs, Optimizer, RunOptions, Trace, run, summarize};
-use l2o_tasks::build_task;
 
 use crate::args::EvalArgs;
 use crate::baselines::{Competitors, fixed_rates};
@@ -39,15 +38,7 @@ pub fn policy_eval(
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let opts = a.mlp.options(&st.train.task_options)?;
-    let test = build_task(
-        &ctx,
-        &task_name,
-        dim,
-        &opts,
-        a.batch,
-        test_seed(st.train.seed),
-        true,
-    )?;
+    let test = a.test_task(&ctx, st, &task_name, dim, &opts)?;
     let o = RunOptions {
         steps,
         eps_g: a.eps_g,
@@ -75,15 +66,7 @@ pub fn policy_eval(
         steps,
         // tuned on training problems (first epoch's seed, training images), never on the test set
         Box::new(|| {
-            build_task(
-                &ctx,
-                &task_name,
-                dim,
-                &opts,
-                a.tune_batch.unwrap_or(a.batch),
-                epoch_seed(st.train.seed, 0),
-                false,
-            )
+            a.tuning_task(&ctx, st, &task_name, dim, &opts)
         }),
     );
     for name in &names {

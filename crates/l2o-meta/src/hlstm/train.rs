@@ -19,7 +19,7 @@ use l2o_tasks::Task;
 use crate::hlstm::{HlstmConfig, HlstmTraining};
 use crate::hlstm::device::{HlstmOptimizer, HlstmTrainer};
 use crate::state::{TrainConfig, TrainState};
-use crate::learned::{self, LearnedOptimizer, TrainDefaults, Unroll, UnrollTrainer};
+use crate::learned::{self, About, LearnedOptimizer, TrainDefaults, UnrollTrainer};
 
 /// log10(f_k / f_0) of every problem of a trace after k steps (floored at 1e-20; a non-finite f gives +∞).
 pub fn log_progress(tr: &Trace, k: usize) -> Vec<f64> {
@@ -70,41 +70,24 @@ pub struct Hlstm {
     pub training: HlstmTraining,
 }
 
-impl UnrollTrainer for HlstmTrainer {
-    fn bind(&mut self, ctx: &Context, task: &dyn Task) -> Result<()> {
-        HlstmTrainer::bind(self, ctx, task)
-    }
+learned::carried_unroll_trainer!(HlstmTrainer);
 
-    fn unroll(&mut self, ctx: &Context, u: usize, phi: &[f64]) -> Result<Unroll> {
-        if u > 0 {
-            self.carry(ctx)?;
-        }
-        let r = self.run(ctx, phi)?;
-        Ok(Unroll {
-            meta_loss: r.meta_loss,
-            dphi: r.dphi,
-        })
-    }
-}
+/// Horizon 50 with a meta-update per step, Adam (docs/hlstm.md §4).
+const ABOUT: About = About {
+    name: "the Hilbert LSTM",
+    short_name: "HLSTM",
+    flag: "hlstm",
+    defaults: TrainDefaults {
+        horizon: 50,
+        unroll: 1,
+        meta_optimizer: "adam",
+        meta_lr: 1e-3,
+    },
+};
 
 impl LearnedOptimizer for Hlstm {
-    fn name(&self) -> &'static str {
-        "the Hilbert LSTM"
-    }
-    fn short_name(&self) -> &'static str {
-        "HLSTM"
-    }
-    fn flag(&self) -> &'static str {
-        "hlstm"
-    }
-    /// Horizon 50 with a meta-update per step, Adam (docs/hlstm.md §4).
-    fn defaults(&self) -> TrainDefaults {
-        TrainDefaults {
-            horizon: 50,
-            unroll: 1,
-            meta_optimizer: "adam",
-            meta_lr: 1e-3,
-        }
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
     fn check_resume(&self, state: &TrainState) -> Result<()> {
         anyhow::ensure!(

@@ -10,7 +10,7 @@ use l2o_tasks::Task;
 use crate::l2l::device::L2lTrainer;
 use crate::l2l::optimizer::LstmOptimizer;
 use crate::l2l::{LstmConfig, unit_weights};
-use crate::learned::{self, LearnedOptimizer, TrainDefaults, Unroll, UnrollTrainer};
+use crate::learned::{self, About, LearnedOptimizer, TrainDefaults, UnrollTrainer};
 use crate::state::{TrainConfig, TrainState};
 
 /// The coordinatewise LSTM optimizer of seed 002 with its architecture.
@@ -53,41 +53,24 @@ pub fn mean_loss(
     Ok(s / (steps * task.batch()) as f64)
 }
 
-impl UnrollTrainer for L2lTrainer {
-    fn bind(&mut self, ctx: &Context, task: &dyn Task) -> Result<()> {
-        L2lTrainer::bind(self, ctx, task)
-    }
+learned::carried_unroll_trainer!(L2lTrainer);
 
-    fn unroll(&mut self, ctx: &Context, u: usize, phi: &[f64]) -> Result<Unroll> {
-        if u > 0 {
-            self.carry(ctx)?;
-        }
-        let r = self.run(ctx, phi)?;
-        Ok(Unroll {
-            meta_loss: r.meta_loss,
-            dphi: r.dphi,
-        })
-    }
-}
+/// Seed 002: horizon 100 in unrolls of 20, Adam.
+const ABOUT: About = About {
+    name: "the L2L LSTM",
+    short_name: "L2L",
+    flag: "lstm",
+    defaults: TrainDefaults {
+        horizon: 100,
+        unroll: 20,
+        meta_optimizer: "adam",
+        meta_lr: 0.01,
+    },
+};
 
 impl LearnedOptimizer for L2l {
-    fn name(&self) -> &'static str {
-        "the L2L LSTM"
-    }
-    fn short_name(&self) -> &'static str {
-        "L2L"
-    }
-    fn flag(&self) -> &'static str {
-        "lstm"
-    }
-    /// Seed 002: horizon 100 in unrolls of 20, Adam.
-    fn defaults(&self) -> TrainDefaults {
-        TrainDefaults {
-            horizon: 100,
-            unroll: 20,
-            meta_optimizer: "adam",
-            meta_lr: 0.01,
-        }
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
     fn check_resume(&self, state: &TrainState) -> Result<()> {
         crate::checkpoint::check_compatible(state, &self.0)

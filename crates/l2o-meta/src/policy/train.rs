@@ -19,7 +19,7 @@ use l2o_optim::step_policy::PolicyConfig;
 use l2o_optim::{Lbfgs, Optimizer, RunOptions, run};
 use l2o_tasks::Task;
 
-use crate::learned::{self, LearnedOptimizer, TrainDefaults, Unroll, UnrollTrainer};
+use crate::learned::{self, About, LearnedOptimizer, TrainDefaults, Unroll, UnrollTrainer};
 use crate::policy::device::PolicyTrainer;
 use crate::state::{TrainConfig, TrainState};
 
@@ -99,24 +99,22 @@ impl UnrollTrainer for PolicyShard {
     }
 }
 
+/// Seed 003: K = 50 inner steps per outer step, 8 outer steps, ADADELTA with learning rate 1.
+const ABOUT: About = About {
+    name: "L-BFGS-π",
+    short_name: "L-BFGS-π",
+    flag: "lbfgs-policy",
+    defaults: TrainDefaults {
+        horizon: 400,
+        unroll: 50,
+        meta_optimizer: "adadelta",
+        meta_lr: 1.0,
+    },
+};
+
 impl LearnedOptimizer for Policy {
-    fn name(&self) -> &'static str {
-        "L-BFGS-π"
-    }
-    fn short_name(&self) -> &'static str {
-        "L-BFGS-π"
-    }
-    fn flag(&self) -> &'static str {
-        "lbfgs-policy"
-    }
-    /// Seed 003: K = 50 inner steps per outer step, 8 outer steps, ADADELTA with learning rate 1.
-    fn defaults(&self) -> TrainDefaults {
-        TrainDefaults {
-            horizon: 400,
-            unroll: 50,
-            meta_optimizer: "adadelta",
-            meta_lr: 1.0,
-        }
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
     fn check_resume(&self, state: &TrainState) -> Result<()> {
         anyhow::ensure!(
