@@ -137,7 +137,7 @@ pub struct TrainArgs {
 
 #[derive(Args, Clone)]
 pub struct EvalArgs {
-    // (fields are read by the L-BFGS-π evaluation in policy_eval.rs too)
+    // (read by every evaluation in eval/)
     /// Checkpoint written by `l2o train` (its best φ is evaluated)
     #[arg(long)]
     pub(crate) checkpoint: PathBuf,
