@@ -448,3 +448,52 @@ fn lost_device_is_an_error_not_a_hang() {
     let r = c.submit(&d).and_then(|_| c.read(&scal));
     assert!(r.is_err(), "reading from a destroyed device must fail");
 }
+
+/// A user's kernel family named like a library family (`reduce`), with other bindings and another body, must
+/// neither break the library's kernels nor be broken by them: pipelines and layouts are cached by what they are
+/// made of, not by name.
+#[test]
+fn a_user_family_named_like_a_library_family_breaks_nothing() {
+    use l2o::engine::shaders::{Layout, ShaderFamily};
+    static USER_REDUCE: ShaderFamily = ShaderFamily {
+        name: "reduce",
+        body: "@group(0) @binding(0) var<uniform> k: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<Real>;
+@compute @workgroup_size(1)
+fn partial_main() { out[0] = Real(k.x) + 0.5; }",
+        layout: &[Layout::Uniform, Layout::ReadWrite],
+        entries: &["partial_main"],
+        default_defines: "",
+    };
+    each_device(|c| {
+        let n = 20_000; // the chunked reduction (partial_main + finish_main) on every variant
+        let x: Vec<f64> = (0..n).map(|i| ((i % 7) as f64) - 3.0).collect();
+        let want: f64 = x.iter().sum();
+        for round in 0..2 {
+            // the user's family first (round 0) and after the library's (round 1)
+            let k = c.params(&[3, 0, 0, 0]);
+            let out = c.zeros("user out", 1).unwrap();
+            let d = c
+                .dispatch(&USER_REDUCE, "partial_main", &[&k, &out.buf], [1, 1, 1])
+                .unwrap();
+            c.submit(&[d]).unwrap();
+            assert_eq!(c.read(&out).unwrap()[0], 3.5, "user family, round {round}");
+            let dx = c.upload("x", &x).unwrap();
+            let s = c.zeros("sum", 1).unwrap();
+            let d = engine::sum(
+                c,
+                n,
+                1,
+                dx.view(n),
+                ScalarOut {
+                    buf: &s,
+                    stride: 1,
+                    col: 0,
+                },
+            )
+            .unwrap();
+            c.submit(&d).unwrap();
+            assert_eq!(c.read(&s).unwrap()[0], want, "library sum, round {round}");
+        }
+    });
+}

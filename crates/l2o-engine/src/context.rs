@@ -10,6 +10,16 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use crate::precision::Precision;
 use crate::shaders::{Layout, ShaderFamily};
 
+/// What a compiled pipeline is made of (see `Context::pipelines`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    body: &'static str,
+    layout: &'static [Layout],
+    entry: &'static str,
+    precision: Precision,
+    defines: String,
+}
+
 /// How to choose the adapter and the arithmetic.
 #[derive(Clone, Debug, Default)]
 pub struct ContextOptions {
@@ -60,8 +70,12 @@ pub struct Context {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     precision: Precision,
-    pipelines: Mutex<HashMap<(&'static str, &'static str, Precision, String), Arc<CachedPipeline>>>,
-    layouts: Mutex<HashMap<(&'static str, Precision), wgpu::BindGroupLayout>>,
+    /// Compiled pipelines by what they are made of — the family's body and bindings, the entry point, the
+    /// precision and the defines — not by the family's name alone, so two families that share a name (a user's
+    /// family called `reduce`, say) can never be handed each other's pipelines.
+    pipelines: Mutex<HashMap<PipelineKey, Arc<CachedPipeline>>>,
+    /// Bind-group layouts by their bindings.
+    layouts: Mutex<HashMap<&'static [Layout], wgpu::BindGroupLayout>>,
     error: Arc<Mutex<Option<String>>>,
     next_id: AtomicU64,
     variants: Mutex<crate::variants::Choices>,
@@ -382,7 +396,7 @@ impl Context {
     fn layout(&self, family: &ShaderFamily) -> wgpu::BindGroupLayout {
         let mut layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
         layouts
-            .entry((family.name, self.precision))
+            .entry(family.layout)
             .or_insert_with(|| {
                 let entries: Vec<wgpu::BindGroupLayoutEntry> = family
                     .layout
@@ -424,7 +438,13 @@ impl Context {
         entry: &'static str,
         defines: &str,
     ) -> Result<Arc<CachedPipeline>> {
-        let key = (family.name, entry, self.precision, defines.to_string());
+        let key = PipelineKey {
+            body: family.body,
+            layout: family.layout,
+            entry,
+            precision: self.precision,
+            defines: defines.to_string(),
+        };
         if let Some(p) = self
             .pipelines
             .lock()

@@ -9,7 +9,7 @@ pub const PRELUDE_F64: &str = include_str!("../../../shaders/prelude_f64.wgsl");
 pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 /// How a binding is declared in WGSL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Layout {
     Uniform,
     Read,
