@@ -9,7 +9,7 @@
 // offset + b·stride of its store (X: x_stride, Y: y_stride).
 //
 // dots: pair q of this dispatch is tab[tab0 + 4q ..] = (operand a, operand b, column, mirror column) and writes
-//     scal[out_off + b·out_stride + column] = ⟨a_b, b_b⟩   (and the same at the mirror column unless NONE).
+//     scal[out_off + b·out_stride + column] = ⟨a_b, b_b⟩   (and the same at the mirror column unless L2O_NONE).
 //   `dots_small` (n up to the variant's small limit): one thread per (pair, problem), four interleaved partial
 //   sums added as (s0 + s1) + (s2 + s3): no workgroup reduction.
 //   `dots_partial` + `dots_finish`: workgroup (chunk, pair, problem) reduces CHUNK = 4096 coordinates (tree.wgsl:
@@ -62,7 +62,7 @@ fn write_dot(q: u32, b: u32, v: Real) {
     let o = p.out_off + b * p.out_stride;
     scal[o + tab[p.tab0 + 4u * q + 2u]] = v;
     let mirror = tab[p.tab0 + 4u * q + 3u];
-    if (mirror != NONE) { scal[o + mirror] = v; }
+    if (mirror != L2O_NONE) { scal[o + mirror] = v; }
 }
 
 @compute @workgroup_size(64)

@@ -68,9 +68,9 @@ fn quad(v: ptr<private, array<Real, K>>) -> Real {
     for (var i = 0u; i < K; i++) { s = s + (*v)[i] * gdot(i, v); }
     return s;
 }
-fn sigmoid(x: Real) -> Real { return 1.0 / (1.0 + r_exp(-x)); }
+fn sigmoid(x: Real) -> Real { return 1.0 / (1.0 + l2o_exp(-x)); }
 // λ(x) = tanh(ln x / LOG_SCALE)
-fn logf(x: Real) -> Real { return r_tanh(r_log(x) / Real(LOG_SCALE)); }
+fn logf(x: Real) -> Real { return l2o_tanh(l2o_log(x) / Real(LOG_SCALE)); }
 fn logd(v: Real) -> Real { return (1.0 - v * v) / Real(LOG_SCALE); }
 
 // entering state
@@ -122,13 +122,13 @@ fn psi(q: Real) {
         return;
     }
     let x = sqrt(q);
-    let t = r_tanh(x);
+    let t = l2o_tanh(x);
     psi_v = t / x;
     psi_d = (x * (1.0 - t * t) - t) / (2.0 * x * x * x);
 }
 
 fn lf_on(x: Real, on: bool) -> Real {
-    if (on && x > 0.0 && is_finite(x)) { return logf(x); }
+    if (on && x > 0.0 && l2o_is_finite(x)) { return logf(x); }
     return 0.0;
 }
 
@@ -138,7 +138,7 @@ fn cell() {
     for (var j = 0u; j < K; j++) { nu[j] = sqrt(max(G(j, j), 0.0)); }
     for (var i = 0u; i < M; i++) {
         let sy = G(si(i), yi(i));
-        acc[i] = is_finite(sy) && G(yi(i), yi(i)) > 0.0 && sy > eps_c * nu[si(i)] * nu[yi(i)];
+        acc[i] = l2o_is_finite(sy) && G(yi(i), yi(i)) > 0.0 && sy > eps_c * nu[si(i)] * nu[yi(i)];
         rho[i] = select(Real(0.0), 1.0 / sy, acc[i]);
     }
     for (var j = 0u; j < K; j++) { mask[j] = 0.0; }
@@ -182,7 +182,7 @@ fn cell() {
             }
         }
         let gd = gdot(IG, &rr);
-        reset = !(gd < 0.0 && is_finite(gd));
+        reset = !(gd < 0.0 && l2o_is_finite(gd));
         if (reset) {
             for (var j = 0u; j < K; j++) { rr[j] = 0.0; }
             rr[IG] = -1.0;
@@ -210,7 +210,7 @@ fn cell() {
         z[f + 1u] = lf_on(nu[yi(i)] / nug, mask[yi(i)] > 0.0 && nug > 0.0);
         f += 2u;
     }
-    z[f] = r_tanh(nu[IC]);
+    z[f] = l2o_tanh(nu[IC]);
     z[f + 1u] = nu[IH];
     f += 2u;
     for (var i = 0u; i < M; i++) { z[f] = select(Real(0.0), Real(1.0), acc[i]); f++; }
@@ -230,7 +230,7 @@ fn cell() {
     for (var r = 0u; r < NH; r++) {
         var s = phi[OB1 + r];
         for (var j = 0u; j < NF; j++) { s = s + phi[OW1 + r * NF + j] * z[j]; }
-        av[r] = r_tanh(s);
+        av[r] = l2o_tanh(s);
     }
     for (var o = 0u; o < NO; o++) {
         var s = phi[OB2 + o];
@@ -240,8 +240,8 @@ fn cell() {
     fg = sigmoid(ov[0]);
     ig = sigmoid(ov[1]);
     og = sigmoid(ov[2]);
-    tau = Real(TAU_BOUND) * r_tanh(ov[TAU] / Real(TAU_BOUND));
-    ee = r_exp(tau);
+    tau = Real(TAU_BOUND) * l2o_tanh(ov[TAU] / Real(TAU_BOUND));
+    ee = l2o_exp(tau);
     // output coefficients
     for (var j = 0u; j < K; j++) {
         khat[j] = 0.0;

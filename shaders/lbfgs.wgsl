@@ -2,7 +2,7 @@
 // the two-loop recursion is done by the `reduce` and `lincomb` kernels; these entries keep every per-problem
 // scalar (step, line-search state, ρ_i, γ) on the device.
 //
-// Columns of scal[b][·] after the shared F, G2, ITER, NFEV (mirrored by `l2o_engine::lbfgs_cols` in Rust):
+// Columns of scal[b][·] after the shared L2O_F, L2O_G2, L2O_ITER, L2O_NFEV (mirrored by `l2o_engine::lbfgs_cols` in Rust):
 const T: u32 = 4u;      const GD: u32 = 5u;     const FT: u32 = 6u;     const GDT: u32 = 7u;
 const PENDING: u32 = 8u; const PHASE: u32 = 9u; const NLS: u32 = 10u;
 const TLO: u32 = 11u;   const FLO: u32 = 12u;   const GLO: u32 = 13u;
@@ -38,17 +38,17 @@ fn ls_begin(@builtin(global_invocation_id) gid: vec3<u32>) {
     let s = b * p.stride;
     if (status[b] != 0u) { scal[s + PENDING] = 0.0; return; }
     var gd = scal[s + GD];
-    if (gd < 0.0 && is_finite(gd)) {
+    if (gd < 0.0 && l2o_is_finite(gd)) {
         scal[s + DA] = 1.0;
         scal[s + DB] = 0.0;
     } else {
         scal[s + DA] = 0.0;
         scal[s + DB] = -1.0;
-        gd = -scal[s + G2];
+        gd = -scal[s + L2O_G2];
     }
     var t: Real = 1.0;
-    if (scal[s + HASP] == 0.0) { t = min(1.0, 1.0 / sqrt(scal[s + G2])); }
-    let f = scal[s + F];
+    if (scal[s + HASP] == 0.0) { t = min(1.0, 1.0 / sqrt(scal[s + L2O_G2])); }
+    let f = scal[s + L2O_F];
     scal[s + GD] = gd;
     scal[s + GD0] = gd;
     scal[s + F0] = f;
@@ -67,7 +67,7 @@ fn interp(tl: Real, fl: Real, gl: Real, th: Real, fh: Real, gh: Real) -> Real {
     let mid = 0.5 * (tl + th);
     let d1 = gl + gh - 3.0 * (fl - fh) / (tl - th);
     let rad = d1 * d1 - gl * gh;
-    if (!(rad >= 0.0) || !is_finite(rad)) { return mid; }
+    if (!(rad >= 0.0) || !l2o_is_finite(rad)) { return mid; }
     var d2 = sqrt(rad);
     if (th < tl) { d2 = -d2; }
     let tc = th - (th - tl) * (gh + d2 - d1) / (gh - gl + 2.0 * d2);
@@ -78,7 +78,7 @@ fn interp(tl: Real, fl: Real, gl: Real, th: Real, fh: Real, gh: Real) -> Real {
 }
 
 fn accept(s: u32) {
-    scal[s + F] = scal[s + FT];
+    scal[s + L2O_F] = scal[s + FT];
     scal[s + PENDING] = 0.0;
 }
 
@@ -118,8 +118,8 @@ fn ls_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c2 = cst[1];
     let nls = scal[s + NLS] + 1.0;
     scal[s + NLS] = nls;
-    scal[s + NFEV] = scal[s + NFEV] + 1.0;
-    let finite = is_finite(ft) && is_finite(gt);
+    scal[s + L2O_NFEV] = scal[s + L2O_NFEV] + 1.0;
+    let finite = l2o_is_finite(ft) && l2o_is_finite(gt);
     let armijo = finite && ft <= f0 + c1 * t * gd0;
     let phase = scal[s + PHASE];
     if (p.method == METHOD_CONSTANT || phase == 3.0) {
@@ -133,7 +133,7 @@ fn ls_update(@builtin(global_invocation_id) gid: vec3<u32>) {
         let curv = abs(gt) <= -c2 * gd0;
         if (phase < 2.0) {
             if (!armijo || (phase == 1.0 && ft >= scal[s + FLO])) {
-                if (finite) { set_hi(s, t, ft, gt); } else { set_hi(s, t, REAL_MAX, 0.0); }
+                if (finite) { set_hi(s, t, ft, gt); } else { set_hi(s, t, L2O_REAL_MAX, 0.0); }
                 zoom_next(s);
             } else if (curv) {
                 accept(s); return;
@@ -148,7 +148,7 @@ fn ls_update(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         } else {
             if (!armijo || ft >= scal[s + FLO]) {
-                if (finite) { set_hi(s, t, ft, gt); } else { set_hi(s, t, REAL_MAX, 0.0); }
+                if (finite) { set_hi(s, t, ft, gt); } else { set_hi(s, t, L2O_REAL_MAX, 0.0); }
             } else {
                 if (curv) { accept(s); return; }
                 if (gt * (scal[s + THI] - scal[s + TLO]) >= 0.0) {
@@ -186,7 +186,7 @@ fn pair_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     let sy = scal[s + SY];
     let yy = scal[s + YY];
     let ss = scal[s + SS];
-    if (is_finite(sy) && is_finite(yy) && is_finite(ss) && sy > cst[3] * sqrt(ss * yy) && yy > 0.0) {
+    if (l2o_is_finite(sy) && l2o_is_finite(yy) && l2o_is_finite(ss) && sy > cst[3] * sqrt(ss * yy) && yy > 0.0) {
         scal[s + RHO0 + p.slot] = 1.0 / sy;
         scal[s + GAMMA] = sy / yy;
         scal[s + HASP] = 1.0;
@@ -211,5 +211,5 @@ fn policy_step(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (pp > cst[4]) { tau = min(pp, cst[5]); }
     scal[g0 + 16u] = pp;
     scal[g0 + 17u] = tau;
-    scal[s + T] = r_exp(tau);
+    scal[s + T] = l2o_exp(tau);
 }

@@ -1,6 +1,6 @@
 // Batched linear combinations (engine kernel family `lincomb`):
 //     out_b ← [c_out·σ_b(col_out)·out_b] + Σ_{j<nterms} c_j·σ_b(col_j)·in_{j,b}
-// where σ_b(col) = scal[b][col] (per-problem coefficients that stay on the device) or 1 when col = NONE, and the
+// where σ_b(col) = scal[b][col] (per-problem coefficients that stay on the device) or 1 when col = L2O_NONE, and the
 // bracketed term is present only when `accumulate` = 1. Problems whose status is not 0 (converged, diverged,
 // line search failed) are left untouched when use_status = 1, and so are problems with scal[b][mask_col] = 0.
 // axpy (y ← y + a·x), scale (x ← a·x) and copy are special cases. An input must not alias `out` (use the
@@ -35,7 +35,7 @@ var<private> p: Params;
 @group(0) @binding(13) var<storage, read> in34: array<vec4<Real>>;
 
 fn sigma(b: u32, col: u32) -> Real {
-    if (col == NONE) { return 1.0; }
+    if (col == L2O_NONE) { return 1.0; }
     return scal[b * p.scal_stride + col];
 }
 
@@ -49,7 +49,7 @@ fn lincomb_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let b = gid.y;
     if (b >= p.batch) { return; }
     if (p.use_status == 1u && status[b] != 0u) { return; }
-    if (p.mask_col != NONE && scal[b * p.scal_stride + p.mask_col] == 0.0) { return; }
+    if (p.mask_col != L2O_NONE && scal[b * p.scal_stride + p.mask_col] == 0.0) { return; }
     let c0 = cst[1] * sigma(b, p.col.x);
     let c1 = cst[2] * sigma(b, p.col.y);
     let c2 = cst[3] * sigma(b, p.col.z);

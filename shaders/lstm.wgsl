@@ -36,7 +36,7 @@ struct Params {
 // A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
 // loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
 var<private> p: Params;
-@group(0) @binding(1) var<uniform> phi: array<vec4<Real>, PHI_VEC4>;
+@group(0) @binding(1) var<uniform> phi: array<vec4<Real>, L2O_PHI_VEC4>;
 // [scale, p, e^{-p}, e^{p}, w_1/B, …, w_T/B]
 @group(0) @binding(2) var<storage, read> cst: array<Real>;
 @group(0) @binding(3) var<storage, read_write> theta: array<Real>;
@@ -50,7 +50,7 @@ var<private> p: Params;
 @group(0) @binding(11) var<storage, read_write> dphi: array<Real>;
 
 fn ph(i: u32) -> Real { return phi[i / 4u][i % 4u]; }
-fn sigm(z: Real) -> Real { return 1.0 / (1.0 + r_exp(-z)); }
+fn sigm(z: Real) -> Real { return 1.0 / (1.0 + l2o_exp(-z)); }
 
 fn st(slot: u32, row: u32, k: u32) -> u32 { return (slot * H4 + row) * p.k_total + k; }
 
@@ -72,7 +72,7 @@ fn preprocess(g: Real) {
         xin[0] = g;
         xin[1] = 0.0;
     } else if (abs(g) >= cst[2]) {
-        xin[0] = r_log(abs(g)) / cst[1];
+        xin[0] = l2o_log(abs(g)) / cst[1];
         xin[1] = sign(g);
     } else {
         xin[0] = -1.0;
@@ -98,10 +98,10 @@ fn cell_forward() -> Real {
             let row = O_W1 + r * COLS1;
             for (var a = 0u; a < D; a = a + 1u) { z = z + ph(row + a) * xin[a]; }
             for (var a = 0u; a < H; a = a + 1u) { z = z + ph(row + D + a) * h1p[a]; }
-            if (q < 3u) { g1[r] = sigm(z); } else { g1[r] = r_tanh(z); }
+            if (q < 3u) { g1[r] = sigm(z); } else { g1[r] = l2o_tanh(z); }
         }
         c1n[j] = g1[H + j] * c1p[j] + g1[j] * g1[3u * H + j];
-        h1n[j] = g1[2u * H + j] * r_tanh(c1n[j]);
+        h1n[j] = g1[2u * H + j] * l2o_tanh(c1n[j]);
     }
     for (var j = 0u; j < H; j = j + 1u) {
         for (var q = 0u; q < 4u; q = q + 1u) {
@@ -109,10 +109,10 @@ fn cell_forward() -> Real {
             var z = ph(O_B2 + r);
             let row = O_W2 + r * COLS2;
             for (var a = 0u; a < H; a = a + 1u) { z = z + ph(row + a) * h1n[a] + ph(row + H + a) * h2p[a]; }
-            if (q < 3u) { g2[r] = sigm(z); } else { g2[r] = r_tanh(z); }
+            if (q < 3u) { g2[r] = sigm(z); } else { g2[r] = l2o_tanh(z); }
         }
         c2n[j] = g2[H + j] * c2p[j] + g2[j] * g2[3u * H + j];
-        h2n[j] = g2[2u * H + j] * r_tanh(c2n[j]);
+        h2n[j] = g2[2u * H + j] * l2o_tanh(c2n[j]);
     }
     var u = ph(O_BO);
     for (var j = 0u; j < H; j = j + 1u) { u = u + ph(O_WO + j) * h2n[j]; }
@@ -168,7 +168,7 @@ fn layer_delta(layer: u32, t: u32, k: u32) {
         } else {
             i = g2[j]; f = g2[h + j]; o = g2[2u * h + j]; gg = g2[3u * h + j]; cn = c2n[j]; cp = c2p[j]; lhv = lh2[j]; lcv = lc2[j];
         }
-        let tau = r_tanh(cn);
+        let tau = l2o_tanh(cn);
         let lo = lhv * tau;
         let lct = lcv + lhv * o * (1.0 - tau * tau);
         dl[j] = lct * gg * i * (1.0 - i);

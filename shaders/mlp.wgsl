@@ -53,9 +53,9 @@ fn pixel(img: u32, k: u32) -> Real {
 
 fn activate(z: Real) -> Real {
     switch p.act {
-        case 1u: { return 1.0 / (1.0 + r_exp(-z)); }
+        case 1u: { return 1.0 / (1.0 + l2o_exp(-z)); }
         case 2u: { return max(z, 0.0); }
-        case 3u: { return r_tanh(z); }
+        case 3u: { return l2o_tanh(z); }
         default: { return z; }
     }
 }
@@ -190,12 +190,12 @@ fn softmax_ce(@builtin(global_invocation_id) gid: vec3<u32>) {
     var zmax = acts[base];
     for (var c = 1u; c < p.out_w; c = c + 1u) { zmax = max(zmax, acts[base + c]); }
     var se: Real = 0.0;
-    for (var c = 0u; c < p.out_w; c = c + 1u) { se = se + r_exp(acts[base + c] - zmax); }
+    for (var c = 0u; c < p.out_w; c = c + 1u) { se = se + l2o_exp(acts[base + c] - zmax); }
     let y = labels[idx[b * p.m + i]];
     let inv_m = 1.0 / Real(p.m);
-    terms[b * p.m + i] = (zmax + r_log(se) - acts[base + y]) * inv_m;
+    terms[b * p.m + i] = (zmax + l2o_log(se) - acts[base + y]) * inv_m;
     for (var c = 0u; c < p.out_w; c = c + 1u) {
-        var d = r_exp(acts[base + c] - zmax) / se;
+        var d = l2o_exp(acts[base + c] - zmax) / se;
         if (c == y) { d = d - 1.0; }
         deltas[base + c] = d * inv_m;
     }

@@ -20,7 +20,7 @@ fn policy_net(g0: u32) -> PolicyNet {
             var v = scal[g0 + 4u * i + j];
             if (i < j) { v = -v; }
             o.x[4u * i + j] = v;
-            o.u0[4u * i + j] = r_log(max(v, cst[6]));
+            o.u0[4u * i + j] = l2o_log(max(v, cst[6]));
         }
     }
     let nh = u32(cst[7]);

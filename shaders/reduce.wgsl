@@ -12,7 +12,7 @@
 //
 // Modes: 0 dot ⟨a,b⟩ (one pair); 1 sum Σ a_i; 2 Gram: the k×k matrix G_ij = ⟨v_i, v_j⟩ of the k vectors
 // v_j = a[off + j·vec_step ..], pairs i ≤ j enumerated row by row, written symmetric (row-major) at out_col.
-// The dot result is multiplied by scal[b][scale_col] when scale_col != NONE (ρ_i·⟨s_i, q⟩ in the two-loop).
+// The dot result is multiplied by scal[b][scale_col] when scale_col != L2O_NONE (ρ_i·⟨s_i, q⟩ in the two-loop).
 //
 // Blocked Gram (`gram_block_main`, the `seq` variant for n > small_n): the k vectors are taken in blocks of
 // four; one thread per (segment of SEG coordinates, block pair I ≤ J, b) reads the ≤ 8 vectors of its two
@@ -73,7 +73,7 @@ fn write_out(pair: u32, b: u32, v: Real) {
         scal[base + ij.y * p.k + ij.x] = v;
     } else {
         var s: Real = 1.0;
-        if (p.scale_col != NONE) { s = scal[b * p.out_stride + p.scale_col]; }
+        if (p.scale_col != L2O_NONE) { s = scal[b * p.out_stride + p.scale_col]; }
         scal[base] = s * v;
     }
 }

@@ -21,11 +21,11 @@ fn update_status(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (b >= p.batch || status[b] != 0u) { return; }
     let s = b * p.scal_stride;
     // count_step: bit 0 counts an iteration, bit 1 a function evaluation.
-    if ((p.count_step & 1u) != 0u) { scal[s + ITER] = scal[s + ITER] + 1.0; }
-    if ((p.count_step & 2u) != 0u) { scal[s + NFEV] = scal[s + NFEV] + 1.0; }
-    let f = scal[s + F];
-    let g2 = scal[s + G2];
-    if (!is_finite(f) || !is_finite(g2)) {
+    if ((p.count_step & 1u) != 0u) { scal[s + L2O_ITER] = scal[s + L2O_ITER] + 1.0; }
+    if ((p.count_step & 2u) != 0u) { scal[s + L2O_NFEV] = scal[s + L2O_NFEV] + 1.0; }
+    let f = scal[s + L2O_F];
+    let g2 = scal[s + L2O_G2];
+    if (!l2o_is_finite(f) || !l2o_is_finite(g2)) {
         status[b] = 2u;
     } else if (sqrt(g2) < cst[0]) {
         status[b] = 1u;
@@ -39,9 +39,9 @@ fn record(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (b >= p.batch) { return; }
     let s = b * p.scal_stride;
     let o = (p.trace_row * p.batch + b) * 5u;
-    trace[o] = scal[s + F];
-    trace[o + 1u] = scal[s + G2];
+    trace[o] = scal[s + L2O_F];
+    trace[o + 1u] = scal[s + L2O_G2];
     trace[o + 2u] = Real(status[b]);
-    trace[o + 3u] = scal[s + ITER];
-    trace[o + 4u] = scal[s + NFEV];
+    trace[o + 3u] = scal[s + L2O_ITER];
+    trace[o + 4u] = scal[s + L2O_NFEV];
 }

@@ -134,8 +134,8 @@ fn logit_z(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         }
         let y = db[b * m + s];
         // softplus(z) = max(z, 0) + log(1 + e^{−|z|}); σ(z) from the same e = e^{−|z|} (no overflow).
-        let e = r_exp(-abs(z));
-        let sp = max(z, 0.0) + r_log(1.0 + e);
+        let e = l2o_exp(-abs(z));
+        let sp = max(z, 0.0) + l2o_log(1.0 + e);
         let sig = select(e / (1.0 + e), 1.0 / (1.0 + e), z >= 0.0);
         s1[b * p.s_stride + s] = (sp - y * z) * inv;
         s2[b * m + s] = (sig - y) * inv;

@@ -341,7 +341,7 @@ fn f64_transcendentals_match_rust() {
                @group(0) @binding(1) var<storage, read_write> y: array<Real>;\n\
                @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) {\n\
                  let i = g.x; if (i >= arrayLength(&x)) { return; }\n\
-                 y[2u * i] = r_exp(x[i]); y[2u * i + 1u] = r_log(abs(x[i]) + 1e-30); }",
+                 y[2u * i] = l2o_exp(x[i]); y[2u * i + 1u] = l2o_log(abs(x[i]) + 1e-30); }",
         layout: &[Layout::Read, Layout::ReadWrite],
         entries: &["main"],
         default_defines: "",

@@ -8,6 +8,32 @@ pub const PRELUDE_F64: &str = include_str!("../../../shaders/prelude_f64.wgsl");
 /// Constants shared by every family (NONE, the shared scalar columns).
 pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
+/// Every name the engine puts in front of a family's body (precision prelude and common constants). All but
+/// `Real` carry the `l2o_` / `L2O_` prefix, so a user's kernel may define any other name — `F`, `N`, `exp2` —
+/// without a clash:
+/// - `Real` — `f32` or `f64`, the context's precision;
+/// - `L2O_REAL_MAX` — the largest finite `Real`; `l2o_is_finite(x)`;
+/// - `l2o_exp`, `l2o_log`, `l2o_tanh` — exp, log, tanh in `Real` (on f64 built from + − × ÷, because WGSL's
+///   f64 transcendentals are wrong on Vulkan); `l2o_pow2i` (f64 only);
+/// - `L2O_PHI_VEC4` — vec4s of the L2L φ uniform;
+/// - `L2O_NONE` (`0xffffffff`: "no column") and the per-problem scalar columns `L2O_F`, `L2O_G2`, `L2O_ITER`,
+///   `L2O_NFEV` (mirrored by `l2o_engine::cols`).
+pub const PRELUDE_NAMES: &[&str] = &[
+    "Real",
+    "L2O_REAL_MAX",
+    "l2o_is_finite",
+    "l2o_exp",
+    "l2o_log",
+    "l2o_tanh",
+    "l2o_pow2i",
+    "L2O_PHI_VEC4",
+    "L2O_NONE",
+    "L2O_F",
+    "L2O_G2",
+    "L2O_ITER",
+    "L2O_NFEV",
+];
+
 /// How a binding is declared in WGSL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Layout {
@@ -32,7 +58,8 @@ pub struct ShaderFamily {
 }
 
 impl ShaderFamily {
-    /// The full WGSL for a precision: prelude (defines `Real`, `is_finite`, `r_exp`, `r_log`) + common + body.
+    /// The full WGSL for a precision: prelude (defines `Real` and the `l2o_`-prefixed helpers, see
+    /// [`PRELUDE_NAMES`]) + common (the `L2O_` constants) + body.
     pub fn source(&self, precision: Precision) -> String {
         self.source_with(precision, self.default_defines)
     }
@@ -264,5 +291,34 @@ mod tests {
             default_defines: "",
         };
         assert!(validate(&BROKEN).is_err());
+    }
+
+    /// A user's kernel may use the short names a user would pick (`F`, `N`, `G2`, `NONE`, `is_finite`, `exp2`):
+    /// the engine's own names are prefixed ([`PRELUDE_NAMES`]), so it validates in both precisions; and the
+    /// list is what the prelude and common really define (every name appears in them).
+    #[test]
+    fn user_kernels_may_use_common_short_names() {
+        static USER: ShaderFamily = ShaderFamily {
+            name: "user",
+            body: "const F: u32 = 0u;\nconst N: u32 = 3u;\nconst G2: u32 = 1u;\nconst NONE: u32 = 9u;\n\
+                   const ITER: u32 = 2u;\nconst NFEV: u32 = 5u;\nconst REAL_MAX: f32 = 1.0;\n\
+                   fn is_finite(x: Real) -> bool { return l2o_is_finite(x); }\n\
+                   fn r_exp(x: Real) -> Real { return l2o_exp(x); }\n\
+                   @group(0) @binding(0) var<storage, read_write> x: array<Real>;\n\
+                   @compute @workgroup_size(1) fn main() { if (is_finite(x[F])) { x[N + G2 + NONE - 9u] = r_exp(x[ITER + NFEV - 7u]); } }",
+            layout: &[Layout::ReadWrite],
+            entries: &["main"],
+            default_defines: "",
+        };
+        validate(&USER).unwrap_or_else(|e| panic!("{e}"));
+        for p in [Precision::F32, Precision::F64] {
+            let head = USER.source_with(p, "");
+            for name in PRELUDE_NAMES {
+                if *name == "l2o_pow2i" && p == Precision::F32 {
+                    continue;
+                }
+                assert!(head.contains(name), "{name} is not defined by the {p} prelude");
+            }
+        }
     }
 }

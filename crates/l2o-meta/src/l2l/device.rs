@@ -130,7 +130,7 @@ impl LstmKernels {
     }
 }
 
-/// Bytes of the uniform buffer that holds φ (the shader's PHI_VEC4 × vec4).
+/// Bytes of the uniform buffer that holds φ (the shader's L2O_PHI_VEC4 × vec4).
 pub const PHI_BYTES: usize = 65536;
 
 /// Device buffers shared by training and inference: φ (uniform), constants, states, and the status vector.

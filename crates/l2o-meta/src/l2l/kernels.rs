@@ -176,13 +176,13 @@ impl Gen<'_> {
             w!(self, "  let {p}i{j} = sigm({p}z{j});");
             w!(self, "  let {p}f{j} = sigm({p}z{});", h + j);
             w!(self, "  let {p}o{j} = sigm({p}z{});", 2 * h + j);
-            w!(self, "  let {p}g{j} = r_tanh({p}z{});", 3 * h + j);
+            w!(self, "  let {p}g{j} = l2o_tanh({p}z{});", 3 * h + j);
             w!(
                 self,
                 "  let {p}c{j} = {p}f{j} * {} + {p}i{j} * {p}g{j};",
                 c_prev[j]
             );
-            w!(self, "  let {p}t{j} = r_tanh({p}c{j});");
+            w!(self, "  let {p}t{j} = l2o_tanh({p}c{j});");
             w!(self, "  let {p}h{j} = {p}o{j} * {p}t{j};");
         }
     }
@@ -196,7 +196,7 @@ impl Gen<'_> {
             w!(self, "  var x1: Real = cst[3] * g;");
             w!(
                 self,
-                "  if (abs(g) >= cst[2]) {{ x0 = r_log(abs(g)) / cst[1]; x1 = sign(g); }}"
+                "  if (abs(g) >= cst[2]) {{ x0 = l2o_log(abs(g)) / cst[1]; x1 = sign(g); }}"
             );
         }
     }
@@ -244,7 +244,7 @@ impl Gen<'_> {
         );
         let binds = [
             "var<storage, read> pb: Params",
-            "var<uniform> phi: array<vec4<Real>, PHI_VEC4>",
+            "var<uniform> phi: array<vec4<Real>, L2O_PHI_VEC4>",
             "var<storage, read> cst: array<Real>",
             "var<storage, read_write> theta: array<Real>",
             "var<storage, read> grad: array<Real>",
@@ -270,7 +270,7 @@ impl Gen<'_> {
                 );
                 w!(
                     self,
-                    "fn sigm(z: Real) -> Real {{ return 1.0 / (1.0 + r_exp(-z)); }}"
+                    "fn sigm(z: Real) -> Real {{ return 1.0 / (1.0 + l2o_exp(-z)); }}"
                 );
             }
             Entry::DphiStep => {
