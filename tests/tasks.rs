@@ -534,3 +534,57 @@ fn conditioned_quadratics_have_the_stated_spectrum() {
         assert!(f0 > 0.0 && f0.is_finite());
     }
 }
+
+/// The public task kit's check on every built-in task, device and precision (the tolerances of
+/// `check_cases`: f32 max(2e-5, 1e-5·√n), f64 1e-12; finite differences 1e-6 as in
+/// `oracle_gradient_matches_finite_differences`), and proof that it can fail: a task whose oracle gradient is
+/// 1 % off is caught by both comparisons.
+#[test]
+fn check_task_passes_every_builtin_task_and_catches_a_wrong_gradient() {
+    use l2o::tasks::{CheckOptions, check_task};
+    struct Wrong(Box<dyn Task>);
+    impl Task for Wrong {
+        fn name(&self) -> String {
+            "wrong".into()
+        }
+        fn dim(&self) -> usize {
+            self.0.dim()
+        }
+        fn batch(&self) -> usize {
+            self.0.batch()
+        }
+        fn loss_and_grad(
+            &self,
+            ctx: &Context,
+            theta: View,
+            grad: View,
+            out: ScalarOut,
+        ) -> anyhow::Result<Vec<l2o::engine::Dispatch>> {
+            self.0.loss_and_grad(ctx, theta, grad, out)
+        }
+        fn initial_point(&self) -> Vec<f64> {
+            self.0.initial_point()
+        }
+        fn oracle_loss_grad(&self, b: usize, theta: &[f64]) -> (f64, Vec<f64>) {
+            let (f, g) = self.0.oracle_loss_grad(b, theta);
+            (f, g.iter().map(|v| v * 1.01).collect())
+        }
+    }
+    each_device(|ctx| {
+        for (name, n, b) in [("quadratic", 7, 3), ("rosenbrock", 8, 3), ("logistic", 5, 4)] {
+            let task = make_task(ctx, name, n, b, 5).unwrap();
+            let r = check_task(ctx, task.as_ref(), &CheckOptions::default()).unwrap();
+            eprintln!("{r}");
+            let tol = Tol {
+                f32: (1e-5 * (n as f64).sqrt()).max(2e-5),
+                f64: 1e-12,
+            }
+            .of(ctx.precision());
+            r.within(tol, 1e-6).unwrap();
+        }
+        let wrong = Wrong(make_task(ctx, "quadratic", 6, 2, 5).unwrap());
+        let r = check_task(ctx, &wrong, &CheckOptions::default()).unwrap();
+        assert!(r.grad_err > 5e-3 && r.fd_err > 5e-3, "{r}");
+        assert!(r.within(1e-3, 1e-3).is_err());
+    });
+}

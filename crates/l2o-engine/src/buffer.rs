@@ -341,6 +341,11 @@ impl Context {
     /// 7 ms per dispatch when two dispatches of one small kernel alternate, against 0.2 ms with the same
     /// parameters in a storage buffer. Every recorded step alternates bind groups, so this is the difference
     /// between a dispatch-bound and a compute-bound engine on the software adapter.
+    pub fn params_of<T: bytemuck::Pod>(&self, p: &T) -> wgpu::Buffer {
+        self.params(bytemuck::cast_slice(std::slice::from_ref(p)))
+    }
+
+    /// [`Context::params_of`] from raw words.
     pub fn params(&self, words: &[u32]) -> wgpu::Buffer {
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {

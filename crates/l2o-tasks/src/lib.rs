@@ -19,15 +19,19 @@
 
 use anyhow::{Result, bail};
 use l2o_engine::shaders::{Layout, ShaderFamily};
-use l2o_engine::{Context, Dispatch, ScalarOut, View, grid_x};
+use l2o_engine::{Context, Dispatch, ScalarOut, View};
 
 pub mod idx;
+pub mod kit;
 mod logistic;
 pub mod mlp;
 pub mod mlp_gemm;
 mod quadratic;
 mod rosenbrock;
 
+pub use kit::{
+    CheckOptions, TaskCheck, TaskParams, check_dims, check_fits, check_task, check_views, grid,
+};
 pub use logistic::Logistic;
 pub use mlp::{Activation, Mlp, MlpConfig};
 pub use quadratic::{Quadratic, random_orthogonal};
@@ -199,112 +203,6 @@ pub fn build_task(
             TASK_NAMES.join(", ")
         ),
     })
-}
-
-// ---- helpers shared by the tasks ----
-
-pub(crate) fn check_dims(task: &str, n: usize, batch: usize) -> Result<()> {
-    if n == 0 {
-        bail!("{task}: dimension n must be at least 1 (got n = 0)");
-    }
-    if batch == 0 {
-        bail!("{task}: batch must be at least 1 (got batch = 0)");
-    }
-    Ok(())
-}
-
-/// Fails (before anything is allocated on the host) unless a buffer of Π `factors` Real elements fits the
-/// device's storage-binding and buffer limits and u32 indexing.
-pub(crate) fn check_fits(ctx: &Context, what: &str, factors: &[usize]) -> Result<()> {
-    let elems = factors
-        .iter()
-        .try_fold(1u64, |a, &f| a.checked_mul(f as u64));
-    let size = ctx.precision().size() as u64;
-    let bytes = elems.and_then(|e| e.checked_mul(size));
-    let lim = ctx
-        .limits
-        .max_storage_buffer_binding_size
-        .min(ctx.limits.max_buffer_size);
-    match (elems, bytes) {
-        (Some(e), Some(b)) if b <= lim && e <= u32::MAX as u64 => Ok(()),
-        _ => {
-            let shown = bytes.map_or("more than 2^64".to_string(), |b| {
-                format!("{b} ({:.1} MiB)", b as f64 / 1048576.0)
-            });
-            bail!(
-                "{what} needs {shown} bytes in {} but this device's max_storage_buffer_binding_size is {} bytes \
-                 ({:.1} MiB): use a smaller batch or dimension, or a GPU with larger limits",
-                ctx.precision(),
-                ctx.limits.max_storage_buffer_binding_size,
-                ctx.limits.max_storage_buffer_binding_size as f64 / 1048576.0
-            )
-        }
-    }
-}
-
-/// θ and ∇f views must cover B × n, and may share a buffer only if they touch disjoint elements.
-pub(crate) fn check_views(
-    task: &str,
-    theta: &View,
-    grad: &View,
-    n: usize,
-    batch: usize,
-) -> Result<()> {
-    theta.check(&format!("{task}: theta"), n, batch)?;
-    grad.check(&format!("{task}: grad"), n, batch)?;
-    if theta.buf.id == grad.buf.id {
-        let mut iv: Vec<(usize, u8)> = (0..batch)
-            .flat_map(|b| {
-                [
-                    (theta.offset + b * theta.stride, 0u8),
-                    (grad.offset + b * grad.stride, 1u8),
-                ]
-            })
-            .collect();
-        iv.sort_unstable();
-        iv.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-        // Overlap between a θ row and a ∇f row, or between rows of ∇f (a stride-0 broadcast θ is fine).
-        let clash = iv
-            .windows(2)
-            .any(|w| w[1].0 < w[0].0 + n && (w[0].1 != w[1].1 || w[0].1 == 1));
-        if clash {
-            bail!(
-                "{task}: theta and grad overlap in the same buffer (offsets {} / {}, strides {} / {})",
-                theta.offset,
-                grad.offset,
-                theta.stride,
-                grad.stride
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Words of the uniform `Params` of `shaders/tasks.wgsl` (pass to `ctx.params`).
-pub(crate) fn params(
-    n: usize,
-    batch: usize,
-    theta: &View,
-    grad: &View,
-    m: usize,
-    s_stride: usize,
-) -> [u32; 8] {
-    let u = |x: usize| x as u32;
-    [
-        u(n),
-        u(batch),
-        u(theta.offset),
-        u(theta.stride),
-        u(grad.offset),
-        u(grad.stride),
-        u(m),
-        u(s_stride),
-    ]
-}
-
-/// Workgroups for `count` rows (64 threads each) × B problems.
-pub(crate) fn grid(count: usize, batch: usize) -> [u32; 3] {
-    [grid_x(count.div_ceil(64)), batch as u32, 1]
 }
 
 /// A standard normal sample.

@@ -5,7 +5,7 @@ use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, View, sum};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::{TASKS, Task, check_dims, check_fits, check_views, grid, normal, params};
+use crate::{TASKS, Task, TaskParams, check_dims, check_fits, check_views, grid, normal};
 
 /// Default number of samples N per problem.
 pub const DEFAULT_SAMPLES: usize = 100;
@@ -176,7 +176,7 @@ impl Task for Logistic {
     ) -> Result<Vec<Dispatch>> {
         let (n, b, m) = (self.n, self.batch, self.samples);
         check_views("logistic", &theta, &grad, n, b)?;
-        let p = ctx.params(&params(n, b, &theta, &grad, m, m + n));
+        let p = ctx.params_of(&TaskParams::new(n, b, &theta, &grad, m, m + n));
         let binds = [
             &p,
             &theta.buf.buf,

@@ -5,7 +5,7 @@ use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, View, dot, grid_x};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::{TASKS, Task, check_dims, check_fits, check_views, grid, normal, params};
+use crate::{TASKS, Task, TaskParams, check_dims, check_fits, check_views, grid, normal};
 
 /// f_b(θ) = ‖W_b θ − y_b‖², ∇f_b(θ) = 2 W_bᵀ (W_b θ − y_b), with W_b ∈ R^{n×n} and y_b ∈ R^n per problem.
 ///
@@ -213,7 +213,7 @@ impl Task for Quadratic {
         } else {
             (0, n, &self.unused.buf)
         };
-        let p = ctx.params(&params(n, b, &theta, &grad, col, stride));
+        let p = ctx.params_of(&TaskParams::new(n, b, &theta, &grad, col, stride));
         let binds = [
             &p,
             &theta.buf.buf,

@@ -5,7 +5,7 @@ use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, View, sum};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::{TASKS, Task, check_dims, check_fits, check_views, grid, normal, params};
+use crate::{TASKS, Task, TaskParams, check_dims, check_fits, check_views, grid, normal};
 
 /// Extended Rosenbrock, n even:
 ///
@@ -98,7 +98,7 @@ impl Task for Rosenbrock {
     ) -> Result<Vec<Dispatch>> {
         let (n, b, m) = (self.n, self.batch, self.n / 2);
         check_views("rosenbrock", &theta, &grad, n, b)?;
-        let p = ctx.params(&params(n, b, &theta, &grad, m, m));
+        let p = ctx.params_of(&TaskParams::new(n, b, &theta, &grad, m, m));
         let nd = &self.no_data.buf;
         let binds = [
             &p,
