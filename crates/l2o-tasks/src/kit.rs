@@ -51,7 +51,7 @@ pub fn check_fits(ctx: &Context, what: &str, factors: &[usize]) -> Result<()> {
 /// Call at the top of `loss_and_grad`: the θ and ∇f views must cover B × n, and may share a buffer only if they
 /// touch disjoint elements. (The built-in kernels bind θ `read_write` for that reason: WGSL forbids binding one
 /// buffer both read-only and read-write in one dispatch, and an optimizer may keep θ and ∇f as slots of one
-/// [B][k][n] buffer.)
+/// \[B\]\[k\]\[n\] buffer.)
 pub fn check_views(
     task: &str,
     theta: &View,
