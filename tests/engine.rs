@@ -497,3 +497,34 @@ fn partial_main() { out[0] = Real(k.x) + 0.5; }",
         }
     });
 }
+
+/// Kernels generated at run time: two families with one name and different generated bodies both run, each
+/// with its own result (the cache keys on contents); a generated source that does not compile is an error.
+#[test]
+fn families_built_at_run_time_run_side_by_side() {
+    use l2o::engine::shaders::{Layout, ShaderFamily};
+    let make = |k: u32| {
+        ShaderFamily::leak(
+            "generated",
+            format!(
+                "@group(0) @binding(0) var<storage, read_write> out: array<Real>;\n\
+                 @compute @workgroup_size(1) fn main() {{ out[0] = Real({k}u); }}"
+            ),
+            vec![Layout::ReadWrite],
+            &["main"],
+        )
+        .unwrap()
+    };
+    let (two, five) = (make(2), make(5));
+    assert!(
+        ShaderFamily::leak("bad", "fn main( {", vec![Layout::ReadWrite], &["main"]).is_err()
+    );
+    each_device(|c| {
+        for (fam, want) in [(two, 2.0), (five, 5.0), (two, 2.0)] {
+            let out = c.zeros("out", 1).unwrap();
+            let d = c.dispatch(fam, "main", &[&out.buf], [1, 1, 1]).unwrap();
+            c.submit(&[d]).unwrap();
+            assert_eq!(c.read(&out).unwrap()[0], want);
+        }
+    });
+}

@@ -58,6 +58,28 @@ pub struct ShaderFamily {
 }
 
 impl ShaderFamily {
+    /// A family built at run time (generated WGSL, a source read from a file): validated with naga in both
+    /// precisions, then kept for the life of the process — like the pipelines compiled from it, which the
+    /// context caches by the family's contents. Build each distinct kernel once, not per call.
+    pub fn leak(
+        name: impl Into<String>,
+        body: impl Into<String>,
+        layout: Vec<Layout>,
+        entries: &[&str],
+    ) -> anyhow::Result<&'static ShaderFamily> {
+        let leak_str = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let entries: Vec<&'static str> = entries.iter().map(|e| leak_str(e.to_string())).collect();
+        let family = ShaderFamily {
+            name: leak_str(name.into()),
+            body: leak_str(body.into()),
+            layout: Box::leak(layout.into_boxed_slice()),
+            entries: Box::leak(entries.into_boxed_slice()),
+            default_defines: "",
+        };
+        validate(&family)?;
+        Ok(Box::leak(Box::new(family)))
+    }
+
     /// The full WGSL for a precision: prelude (defines `Real` and the `l2o_`-prefixed helpers, see
     /// [`PRELUDE_NAMES`]) + common (the `L2O_` constants) + body.
     pub fn source(&self, precision: Precision) -> String {
