@@ -7,6 +7,7 @@
 
 use anyhow::{Result, bail};
 use l2o::engine::shaders::{Layout, ShaderFamily};
+use l2o::engine::status::Status;
 use l2o::engine::{Context, ContextOptions, DBuf, Dispatch, Precision, ScalarOut, View, sum};
 use l2o::optim::{Lbfgs, LbfgsConfig, LineSearch, RunOptions, Trace, run};
 use l2o::tasks::{CheckOptions, Task, TaskParams, check_dims, check_fits, check_task, check_views, grid};
@@ -161,8 +162,7 @@ fn last(t: &Trace, b: usize) -> (usize, usize, f64, f64) {
 
 pub fn run_guide() -> Result<Report> {
     // f64 where the adapter has it (lavapipe, most desktop GPUs), else f32
-    let ctx = Context::new(&ContextOptions::with_precision(Precision::F64))
-        .or_else(|_| Context::new(&ContextOptions::with_precision(Precision::F32)))?;
+    let ctx = Context::new_best_precision(&ContextOptions::default())?;
     let precision = ctx.precision();
     let task = Powell::new(&ctx, 100, 8)?;
 
@@ -188,6 +188,9 @@ pub fn run_guide() -> Result<Report> {
     };
     let t = run(&ctx, &task, &mut lbfgs, &opts, &mut |_| {})?;
     let lb = last(&t, 0);
+    if t.status_of(0) != Status::Converged {
+        bail!("L-BFGS stopped with status {}", t.status_of(0));
+    }
 
     // any trained learned optimizer from a checkpoint: here the Hilbert LSTM, dimension-independent
     let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/hlstm-cell2.l2o");

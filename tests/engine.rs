@@ -528,3 +528,21 @@ fn families_built_at_run_time_run_side_by_side() {
         }
     });
 }
+
+#[test]
+fn status_codes_round_trip_and_print() {
+    use l2o::engine::status::{self, Status};
+    for (code, s, text) in [
+        (status::RUNNING, Status::Running, "running"),
+        (status::CONVERGED, Status::Converged, "converged"),
+        (status::DIVERGED, Status::Diverged, "diverged"),
+        (status::LINE_SEARCH_FAILED, Status::LineSearchFailed, "line search failed"),
+    ] {
+        assert_eq!(Status::from_code(code), Some(s));
+        assert_eq!(s.code(), code);
+        assert_eq!(s.to_string(), text);
+        assert_eq!(status::name(code), text);
+    }
+    assert_eq!(Status::from_code(7), None);
+    assert_eq!(status::name(7), "unknown");
+}

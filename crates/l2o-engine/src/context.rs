@@ -128,6 +128,22 @@ fn is_software(info: &wgpu::AdapterInfo) -> bool {
 }
 
 impl Context {
+    /// [`Context::new`] in f64 where the chosen adapter has `SHADER_F64`, else in f32 (`options.precision` is
+    /// ignored): the most accurate arithmetic this machine offers.
+    pub fn new_best_precision(options: &ContextOptions) -> Result<Self> {
+        let f64 = ContextOptions {
+            precision: Precision::F64,
+            ..options.clone()
+        };
+        Self::new(&f64).or_else(|e64| {
+            Self::new(&ContextOptions {
+                precision: Precision::F32,
+                ..options.clone()
+            })
+            .map_err(|e32| anyhow!("{e32:#} (and in f64: {e64:#})"))
+        })
+    }
+
     /// Every adapter the selected backends expose.
     pub fn adapters(backend: Option<&str>) -> Result<Vec<AdapterSummary>> {
         let (instance, backends) = instance_for(backend)?;

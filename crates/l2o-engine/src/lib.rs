@@ -41,12 +41,55 @@ pub mod status {
     pub const DIVERGED: u32 = 2;
     pub const LINE_SEARCH_FAILED: u32 = 3;
     pub fn name(code: u32) -> &'static str {
-        match code {
-            RUNNING => "running",
-            CONVERGED => "converged",
-            DIVERGED => "diverged",
-            LINE_SEARCH_FAILED => "line search failed",
-            _ => "unknown",
+        Status::from_code(code).map_or("unknown", Status::name)
+    }
+
+    /// What became of one problem in a run (`Trace::status` holds the codes; [`Status::from_code`] reads them).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Status {
+        /// Still being optimised.
+        Running,
+        /// ‖∇f‖ fell below the run's ε: frozen.
+        Converged,
+        /// f or ‖∇f‖ became non-finite: frozen.
+        Diverged,
+        /// No step satisfied the line search (often: converged as far as the precision allows): frozen.
+        LineSearchFailed,
+    }
+
+    impl Status {
+        /// The status of a device code, `None` for a code no kernel writes.
+        pub fn from_code(code: u32) -> Option<Status> {
+            Some(match code {
+                RUNNING => Status::Running,
+                CONVERGED => Status::Converged,
+                DIVERGED => Status::Diverged,
+                LINE_SEARCH_FAILED => Status::LineSearchFailed,
+                _ => return None,
+            })
+        }
+        /// The device code.
+        pub fn code(self) -> u32 {
+            match self {
+                Status::Running => RUNNING,
+                Status::Converged => CONVERGED,
+                Status::Diverged => DIVERGED,
+                Status::LineSearchFailed => LINE_SEARCH_FAILED,
+            }
+        }
+        pub fn name(self) -> &'static str {
+            match self {
+                Status::Running => "running",
+                Status::Converged => "converged",
+                Status::Diverged => "diverged",
+                Status::LineSearchFailed => "line search failed",
+            }
+        }
+    }
+
+    impl std::fmt::Display for Status {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.name())
         }
     }
 }

@@ -9,7 +9,8 @@ use l2o_tasks::Task;
 /// Options of a run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// Iterations (optimizer steps).
+    /// Iterations (optimizer steps). The budget counts steps; [`Trace::evaluations`] counts function
+    /// evaluations (not the one at θ₀).
     pub steps: usize,
     /// A problem converges (and is frozen) when ‖∇f‖ < eps_g. 0 disables.
     pub eps_g: f64,
@@ -91,7 +92,8 @@ pub struct Trace {
     pub iterations: Vec<Vec<f64>>,
     /// Function evaluations taken by each problem after each step (\[step\]\[problem\]).
     pub evals: Vec<Vec<f64>>,
-    /// Function evaluations per problem at the end.
+    /// Function evaluations per problem at the end. Counting rule (every optimizer): the evaluation at θ₀, made
+    /// before the first step, is not counted; every later evaluation is, a line search's trial points included.
     pub evaluations: Vec<f64>,
     pub final_theta: Vec<f64>,
 }
@@ -140,6 +142,12 @@ pub fn summarize(v: &[f64]) -> Summary {
 }
 
 impl Trace {
+    /// The status of problem b after the last step.
+    pub fn status_of(&self, b: usize) -> l2o_engine::status::Status {
+        let code = self.status.last().map_or(0, |row| row[b]);
+        l2o_engine::status::Status::from_code(code).unwrap_or(l2o_engine::status::Status::Running)
+    }
+
     pub fn steps(&self) -> usize {
         self.f.len() - 1
     }
