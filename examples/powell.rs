@@ -157,7 +157,7 @@ pub struct Report {
 
 fn last(t: &Trace, b: usize) -> (usize, usize, f64, f64) {
     let k = t.steps();
-    (t.iterations[k][b] as usize, t.evaluations[b] as usize, t.f[k][b], t.gnorm[k][b])
+    (t.iterations[k][b] as usize, t.final_evaluations[b] as usize, t.f[k][b], t.gnorm[k][b])
 }
 
 pub fn run_guide() -> Result<Report> {

@@ -153,7 +153,7 @@ fn lbfgs_wolfe_solves_rosenbrock_in_f64() {
     let it_dev = tr.iterations[tr.steps()][0] as usize;
     eprintln!(
         "rosenbrock: reference {it_ref} iterations, device {it_dev}, evaluations {}",
-        tr.evaluations[0]
+        tr.final_evaluations[0]
     );
     assert!(
         (30..=40).contains(&it_ref) && (30..=40).contains(&it_dev),
@@ -192,7 +192,7 @@ fn lbfgs_m10_solves_all_quadratics_in_f64() {
     let its: Vec<f64> = tr
         .iterations_to_converge()
         .into_iter()
-        .map(|x| x.unwrap_or(f64::INFINITY))
+        .map(|x| x.map_or(f64::INFINITY, |i| i as f64))
         .collect();
     let worst = its.iter().cloned().fold(0.0, f64::max);
     eprintln!(

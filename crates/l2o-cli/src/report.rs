@@ -90,7 +90,12 @@ pub fn print_summary(t: &Trace, secs: f64, eps_g: f64) {
         status::name(3)
     );
     if eps_g > 0.0 {
-        let its: Vec<f64> = t.iterations_to_converge().into_iter().flatten().collect();
+        let its: Vec<f64> = t
+            .iterations_to_converge()
+            .into_iter()
+            .flatten()
+            .map(|i| i as f64)
+            .collect();
         if !its.is_empty() {
             let s = summarize(&its);
             println!(
@@ -103,7 +108,8 @@ pub fn print_summary(t: &Trace, secs: f64, eps_g: f64) {
                 s.max
             );
         }
-        let ev = summarize(&t.evaluations);
+        let ev: Vec<f64> = t.final_evaluations.iter().map(|&e| e as f64).collect();
+        let ev = summarize(&ev);
         println!(
             "  function evaluations per problem: median {} max {}",
             ev.median, ev.max

@@ -6,10 +6,10 @@ use crate::driver::Trace;
 
 /// The first recorded step at which problem b has ‖∇f‖ < ε: (iterations, function evaluations) taken by then;
 /// None if it never does.
-pub fn first_reach(t: &Trace, b: usize, eps: f64) -> Option<(f64, f64)> {
+pub fn first_reach(t: &Trace, b: usize, eps: f64) -> Option<(u64, u64)> {
     (0..t.gnorm.len())
         .find(|&k| t.gnorm[k][b] < eps)
-        .map(|k| (t.iterations[k][b], t.evals[k][b]))
+        .map(|k| (t.iterations[k][b], t.evaluations[k][b]))
 }
 
 /// Percentages of problems on which `ours` wins (reaches ε with a strictly smaller count, or reaches it while
@@ -24,7 +24,7 @@ pub struct WinTie {
 /// function evaluations (a line search spends several per iteration).
 pub fn win_tie(ours: &Trace, other: &Trace, eps: f64, by_evals: bool) -> WinTie {
     let n = ours.batch.min(other.batch);
-    let pick = |r: Option<(f64, f64)>| r.map(|(i, e)| if by_evals { e } else { i });
+    let pick = |r: Option<(u64, u64)>| r.map(|(i, e)| if by_evals { e } else { i });
     let (mut win, mut tie) = (0usize, 0usize);
     for b in 0..n {
         match (
@@ -66,7 +66,7 @@ mod tests {
 
     /// A trace of `batch` problems from per-problem ‖g‖ sequences (one iteration and `evals_per_it`
     /// evaluations per step) and f = ‖g‖.
-    fn trace(g: &[Vec<f64>], evals_per_it: f64) -> Trace {
+    fn trace(g: &[Vec<f64>], evals_per_it: u64) -> Trace {
         let steps = g[0].len();
         let batch = g.len();
         let col = |f: &dyn Fn(usize, usize) -> f64| -> Vec<Vec<f64>> {
@@ -80,9 +80,9 @@ mod tests {
             f: col(&|k, b| g[b][k]),
             gnorm: col(&|k, b| g[b][k]),
             status: vec![vec![0; batch]; steps],
-            iterations: col(&|k, _| k as f64),
-            evals: col(&|k, _| k as f64 * evals_per_it),
-            evaluations: vec![0.0; batch],
+            iterations: (0..steps).map(|k| vec![k as u64; batch]).collect(),
+            evaluations: (0..steps).map(|k| vec![k as u64 * evals_per_it; batch]).collect(),
+            final_evaluations: vec![0; batch],
             final_theta: vec![],
         }
     }
@@ -98,7 +98,7 @@ mod tests {
                 vec![1.0, 1.0, 1.0, 1.0],
                 vec![1.0, 1.0, 1.0, 1.0],
             ],
-            1.0,
+            1,
         );
         let other = trace(
             &[
@@ -107,7 +107,7 @@ mod tests {
                 vec![1.0, 1.0, 1.0, 1.0],
                 vec![1.0, 1e-4, 1e-5, 1e-6],
             ],
-            1.0,
+            1,
         );
         let wt = win_tie(&ours, &other, 1e-3, false);
         assert_eq!(
@@ -125,7 +125,7 @@ mod tests {
                 vec![1.0, 1.0, 1.0, 1.0],
                 vec![1.0, 1e-4, 1e-5, 1e-6],
             ],
-            3.0,
+            3,
         );
         assert_eq!(
             win_tie(&ours, &other3, 1e-3, true),
@@ -134,7 +134,7 @@ mod tests {
                 tie: 25.0
             }
         );
-        assert_eq!(first_reach(&ours, 0, 1e-3), Some((2.0, 2.0)));
+        assert_eq!(first_reach(&ours, 0, 1e-3), Some((2, 2)));
         assert_eq!(first_reach(&ours, 2, 1e-3), None);
         let idx = log_ratio_index(&ours, &other);
         assert!((idx[0] - (1e-4f64 / 1e-5).ln()).abs() < 1e-12);

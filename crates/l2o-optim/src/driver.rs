@@ -89,12 +89,14 @@ pub struct Trace {
     pub f: Vec<Vec<f64>>,
     pub gnorm: Vec<Vec<f64>>,
     pub status: Vec<Vec<u32>>,
-    pub iterations: Vec<Vec<f64>>,
-    /// Function evaluations taken by each problem after each step (\[step\]\[problem\]).
-    pub evals: Vec<Vec<f64>>,
-    /// Function evaluations per problem at the end. Counting rule (every optimizer): the evaluation at θ₀, made
-    /// before the first step, is not counted; every later evaluation is, a line search's trial points included.
-    pub evaluations: Vec<f64>,
+    /// Iterations taken by each problem after each step (\[step\]\[problem\]; a frozen problem stops counting).
+    pub iterations: Vec<Vec<u64>>,
+    /// Function evaluations taken by each problem after each step (\[step\]\[problem\]). Counting rule (every
+    /// optimizer): the evaluation at θ₀, made before the first step, is not counted; every later evaluation is,
+    /// a line search's trial points included.
+    pub evaluations: Vec<Vec<u64>>,
+    /// Function evaluations per problem at the end of the run (the same rule).
+    pub final_evaluations: Vec<u64>,
     pub final_theta: Vec<f64>,
 }
 
@@ -163,7 +165,7 @@ impl Trace {
         c
     }
     /// Iterations each problem took to converge (None if it did not).
-    pub fn iterations_to_converge(&self) -> Vec<Option<f64>> {
+    pub fn iterations_to_converge(&self) -> Vec<Option<u64>> {
         let last = self.steps();
         (0..self.batch)
             .map(|b| (self.status[last][b] == status::CONVERGED).then(|| self.iterations[last][b]))
@@ -271,8 +273,8 @@ pub fn run(
         gnorm: vec![],
         status: vec![],
         iterations: vec![],
-        evals: vec![],
         evaluations: vec![],
+        final_evaluations: vec![],
         final_theta: ctx.read(&st.theta)?,
     };
     for k in 0..=o.steps {
@@ -287,10 +289,14 @@ pub fn run(
             .push(row(1).into_iter().map(|g2| g2.max(0.0).sqrt()).collect());
         t.status
             .push(row(2).into_iter().map(|s| s as u32).collect());
-        t.iterations.push(row(3));
-        t.evals.push(row(4));
+        // counts are small integers, exact in f32 and f64
+        let count = |v: Vec<f64>| v.into_iter().map(|x| x.max(0.0) as u64).collect::<Vec<u64>>();
+        t.iterations.push(count(row(3)));
+        t.evaluations.push(count(row(4)));
     }
     let scal = ctx.read(&st.scal)?;
-    t.evaluations = (0..batch).map(|b| scal[b * stride + cols::NFEV]).collect();
+    t.final_evaluations = (0..batch)
+        .map(|b| scal[b * stride + cols::NFEV].max(0.0) as u64)
+        .collect();
     Ok(t)
 }

@@ -19,10 +19,10 @@ use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
 /// f of problem b at the last iterate reached within `k` gradient evaluations (line searches spend several per
 /// iteration; every other method one).
 pub fn f_at_budget(t: &Trace, b: usize, k: usize) -> f64 {
-    let e0 = t.evals[0][b];
+    let e0 = t.evaluations[0][b];
     let mut idx = 0;
     for s in 0..=t.steps() {
-        if t.evals[s][b] - e0 <= k as f64 + 1e-9 {
+        if t.evaluations[s][b] - e0 <= k as u64 {
             idx = s;
         } else {
             break;

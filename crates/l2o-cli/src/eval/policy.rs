@@ -157,7 +157,7 @@ fn table(runs: &[(Trace, f64)], eps: &[f64]) -> String {
             .collect();
         let f = summarize(&fh);
         let g = summarize(t.gnorm.last().expect("rows"));
-        let ev = t.evaluations.iter().sum::<f64>() / t.batch as f64;
+        let ev = t.final_evaluations.iter().map(|&e| e as f64).sum::<f64>() / t.batch as f64;
         let (im, ia) = if i == 0 {
             ("—".into(), "—".into())
         } else {
