@@ -34,19 +34,37 @@ struct DeviceArgs {
     /// Pick the adapter whose name contains this (default: L2O_ADAPTER or the best GPU, else software)
     #[arg(long, global = true)]
     adapter: Option<String>,
-    /// Arithmetic on the device: f32, or f64 where the adapter has SHADER_F64
+    /// Arithmetic on the device: f32; f64 (an error where the adapter lacks SHADER_F64); or best (f64 where the
+    /// adapter has it, else f32)
     #[arg(long, global = true, default_value = "f32")]
-    precision: Precision,
+    precision: String,
 }
 
 impl DeviceArgs {
-    fn context(&self) -> Result<Context> {
-        Context::new(&ContextOptions {
+    /// The options with `--precision` as given (`best`: f32 here; [`DeviceArgs::context`] resolves it).
+    fn options(&self) -> Result<ContextOptions> {
+        let best = self.precision.eq_ignore_ascii_case("best");
+        Ok(ContextOptions {
             backend: self.backend.clone(),
             adapter: self.adapter.clone(),
-            precision: self.precision,
+            precision: if best {
+                Precision::F32
+            } else {
+                self.precision
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--precision: {e:#}, or best"))?
+            },
             kernels: None,
         })
+    }
+
+    fn context(&self) -> Result<Context> {
+        let o = self.options()?;
+        if self.precision.eq_ignore_ascii_case("best") {
+            Context::new_best_precision(&o)
+        } else {
+            Context::new(&o)
+        }
     }
 }
 
@@ -210,13 +228,11 @@ fn autotune_cmd(
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
+    let probe = dev.context()?;
     let base = ContextOptions {
-        backend: dev.backend.clone(),
-        adapter: dev.adapter.clone(),
-        precision: dev.precision,
-        kernels: None,
+        precision: probe.precision(),
+        ..dev.options()?
     };
-    let probe = Context::new(&base)?;
     eprintln!("device: {} — {}", probe.describe(), probe.precision());
     drop(probe);
     let (rows, notes) = l2o_bench::autotune::autotune(&base, &fams, quick, !dry, data, &mut |t| {
