@@ -16,8 +16,8 @@ use std::time::Duration;
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use l2o_bench::bench::{KERNELS, KernelCase, check_fits};
 use l2o::engine::Precision;
+use l2o_bench::bench::{KERNELS, KernelCase, check_fits};
 
 fn flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")

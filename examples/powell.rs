@@ -10,7 +10,9 @@ use l2o::engine::shaders::{Layout, ShaderFamily};
 use l2o::engine::status::Status;
 use l2o::engine::{Context, ContextOptions, DBuf, Dispatch, Precision, ScalarOut, View, sum};
 use l2o::optim::{Lbfgs, LbfgsConfig, LineSearch, RunOptions, Trace, run};
-use l2o::tasks::{CheckOptions, Task, TaskParams, check_dims, check_fits, check_task, check_views, grid};
+use l2o::tasks::{
+    CheckOptions, Task, TaskParams, check_dims, check_fits, check_task, check_views, grid,
+};
 
 // ---- 1. The kernel: one thread per block of four coordinates and problem -------------------------------------
 
@@ -61,7 +63,12 @@ fn powell(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 static POWELL: ShaderFamily = ShaderFamily {
     name: "powell",
     body: POWELL_WGSL,
-    layout: &[Layout::Read, Layout::ReadWrite, Layout::ReadWrite, Layout::ReadWrite],
+    layout: &[
+        Layout::Read,
+        Layout::ReadWrite,
+        Layout::ReadWrite,
+        Layout::ReadWrite,
+    ],
     entries: &["powell"],
     default_defines: "",
 };
@@ -130,7 +137,12 @@ impl Task for Powell {
         let mut f = 0.0;
         let mut g = vec![0.0; x.len()];
         for (i, c) in x.chunks_exact(4).enumerate() {
-            let (t1, t2, t3, t4) = (c[0] + 10.0 * c[1], c[2] - c[3], c[1] - 2.0 * c[2], c[0] - c[3]);
+            let (t1, t2, t3, t4) = (
+                c[0] + 10.0 * c[1],
+                c[2] - c[3],
+                c[1] - 2.0 * c[2],
+                c[0] - c[3],
+            );
             f += t1 * t1 + 5.0 * t2 * t2 + t3.powi(4) + 10.0 * t4.powi(4);
             g[4 * i] = 2.0 * t1 + 40.0 * t4.powi(3);
             g[4 * i + 1] = 20.0 * t1 + 4.0 * t3.powi(3);
@@ -157,7 +169,12 @@ pub struct Report {
 
 fn last(t: &Trace, b: usize) -> (usize, usize, f64, f64) {
     let k = t.steps();
-    (t.iterations[k][b] as usize, t.final_evaluations[b] as usize, t.f[k][b], t.gnorm[k][b])
+    (
+        t.iterations[k][b] as usize,
+        t.final_evaluations[b] as usize,
+        t.f[k][b],
+        t.gnorm[k][b],
+    )
 }
 
 pub fn run_guide() -> Result<Report> {
@@ -175,7 +192,11 @@ pub fn run_guide() -> Result<Report> {
     check.within(tol, 1e-6)?;
 
     // L-BFGS with strong Wolfe line search until ‖∇f‖ < 1e-8 (f64; 1e-4 in f32)
-    let eps_g = if precision == Precision::F64 { 1e-8 } else { 1e-4 };
+    let eps_g = if precision == Precision::F64 {
+        1e-8
+    } else {
+        1e-4
+    };
     let mut lbfgs = Lbfgs::new(LbfgsConfig {
         m: 5,
         line_search: LineSearch::wolfe(),
@@ -195,13 +216,25 @@ pub fn run_guide() -> Result<Report> {
     // any trained learned optimizer from a checkpoint: here the Hilbert LSTM, dimension-independent
     let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/hlstm-cell2.l2o");
     let mut hlstm = l2o::meta::load_optimizer(&ckpt)?;
-    let h = run(&ctx, &task, hlstm.as_mut(), &RunOptions::fixed(100), &mut |_| {})?;
+    let h = run(
+        &ctx,
+        &task,
+        hlstm.as_mut(),
+        &RunOptions::fixed(100),
+        &mut |_| {},
+    )?;
     let mut constant = Lbfgs::new(LbfgsConfig {
         m: 5,
         line_search: LineSearch::Constant,
         ..LbfgsConfig::default()
     });
-    let c = run(&ctx, &task, &mut constant, &RunOptions::fixed(100), &mut |_| {})?;
+    let c = run(
+        &ctx,
+        &task,
+        &mut constant,
+        &RunOptions::fixed(100),
+        &mut |_| {},
+    )?;
     Ok(Report {
         precision,
         check,

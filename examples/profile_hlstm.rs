@@ -1,8 +1,8 @@
 //! Time each dispatch of one HLSTM forward step and reverse step on the device (by kernel label):
 //! `cargo run --release --example profile_hlstm [n] [batch] [cell]`.
 use l2o::engine::{Context, ContextOptions, Precision};
-use l2o::meta::hlstm::{HlstmConfig, MetaLoss};
 use l2o::meta::hlstm::device::HlstmDevice;
+use l2o::meta::hlstm::{HlstmConfig, MetaLoss};
 use l2o::tasks::make_task;
 use std::time::Instant;
 

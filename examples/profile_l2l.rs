@@ -2,8 +2,8 @@
 //! final sum), for the kernel set `L2O_LSTM_KERNELS` chooses: `cargo run --release --example profile_l2l
 //! [n] [batch] [T]` (default 10 128 20, the `bench --meta` case).
 use l2o::engine::{Context, ContextOptions, Dispatch, Precision};
-use l2o::meta::l2l::device::LstmBuffers;
 use l2o::meta::l2l::LstmConfig;
+use l2o::meta::l2l::device::LstmBuffers;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {

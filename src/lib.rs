@@ -7,7 +7,6 @@ pub use l2o_meta as meta;
 pub use l2o_optim as optim;
 pub use l2o_tasks as tasks;
 
-
 /// Helpers shared by the integration tests in `tests/` (an injected device, explicit tolerances).
 #[doc(hidden)]
 pub mod testing {

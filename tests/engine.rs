@@ -516,9 +516,7 @@ fn families_built_at_run_time_run_side_by_side() {
         .unwrap()
     };
     let (two, five) = (make(2), make(5));
-    assert!(
-        ShaderFamily::leak("bad", "fn main( {", vec![Layout::ReadWrite], &["main"]).is_err()
-    );
+    assert!(ShaderFamily::leak("bad", "fn main( {", vec![Layout::ReadWrite], &["main"]).is_err());
     each_device(|c| {
         for (fam, want) in [(two, 2.0), (five, 5.0), (two, 2.0)] {
             let out = c.zeros("out", 1).unwrap();
@@ -536,7 +534,11 @@ fn status_codes_round_trip_and_print() {
         (status::RUNNING, Status::Running, "running"),
         (status::CONVERGED, Status::Converged, "converged"),
         (status::DIVERGED, Status::Diverged, "diverged"),
-        (status::LINE_SEARCH_FAILED, Status::LineSearchFailed, "line search failed"),
+        (
+            status::LINE_SEARCH_FAILED,
+            Status::LineSearchFailed,
+            "line search failed",
+        ),
     ] {
         assert_eq!(Status::from_code(code), Some(s));
         assert_eq!(s.code(), code);

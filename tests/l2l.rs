@@ -291,7 +291,8 @@ fn resume_reproduces_an_uninterrupted_run() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ck.l2o");
     let mut half =
-        l2o::meta::l2l::train::new_state(lstm, l2o::meta::state::TrainConfig { epochs: 2, ..tc }).unwrap();
+        l2o::meta::l2l::train::new_state(lstm, l2o::meta::state::TrainConfig { epochs: 2, ..tc })
+            .unwrap();
     train::train(
         &c,
         &mut half,
@@ -338,7 +339,8 @@ fn meta_training_improves_validation_loss() {
         l2o::meta::state::validation_seed(tc.seed),
     )
     .unwrap();
-    let before = l2o::meta::l2l::train::evaluate(&c, &lstm, &st.phi, val.as_ref(), tc.horizon).unwrap();
+    let before =
+        l2o::meta::l2l::train::evaluate(&c, &lstm, &st.phi, val.as_ref(), tc.horizon).unwrap();
     train::train(&c, &mut st, None, &mut |_, _, _| {}, &mut |_, _| {}).unwrap();
     let after = st.best_val.unwrap();
     eprintln!(

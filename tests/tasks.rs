@@ -571,7 +571,11 @@ fn check_task_passes_every_builtin_task_and_catches_a_wrong_gradient() {
         }
     }
     each_device(|ctx| {
-        for (name, n, b) in [("quadratic", 7, 3), ("rosenbrock", 8, 3), ("logistic", 5, 4)] {
+        for (name, n, b) in [
+            ("quadratic", 7, 3),
+            ("rosenbrock", 8, 3),
+            ("logistic", 5, 4),
+        ] {
             let task = make_task(ctx, name, n, b, 5).unwrap();
             let r = check_task(ctx, task.as_ref(), &CheckOptions::default()).unwrap();
             eprintln!("{r}");

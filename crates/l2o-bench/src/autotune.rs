@@ -13,8 +13,8 @@ use anyhow::{Result, bail};
 use l2o_engine::kernels::{lincomb::Layout, reduce::Reduction};
 use l2o_engine::{Context, ContextOptions};
 use l2o_meta::l2l::device::{L2lTrainer, LstmKernels};
-use l2o_meta::l2l::{self, LstmConfig};
 use l2o_meta::l2l::kernels::LstmVariant;
+use l2o_meta::l2l::{self, LstmConfig};
 
 use crate::bench::KernelCase;
 

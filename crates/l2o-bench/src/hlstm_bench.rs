@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use l2o_engine::Context;
-use l2o_meta::hlstm::{self, Carry, HlstmConfig, HlstmTraining, Replay};
 use l2o_meta::hlstm::device::{HlstmOptimizer, HlstmTrainer};
+use l2o_meta::hlstm::{self, Carry, HlstmConfig, HlstmTraining, Replay};
 use l2o_optim::{RunOptions, run};
 use l2o_tasks::make_task;
 

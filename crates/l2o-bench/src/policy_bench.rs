@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use l2o_engine::Context;
-use l2o_meta::policy::{self, PolicyConfig};
 use l2o_meta::policy::device::PolicyTrainer;
+use l2o_meta::policy::{self, PolicyConfig};
 use l2o_tasks::make_task;
 
 #[derive(Clone, Debug)]

@@ -189,7 +189,6 @@ pub struct EvalArgs {
     pub(crate) out: PathBuf,
 }
 
-
 impl EvalArgs {
     /// The training problems the baselines are tuned on: the distribution the learned optimizer was trained on
     /// (first epoch's seed, MNIST's training images), `--tune-batch` of them at dimension `dim` — never the

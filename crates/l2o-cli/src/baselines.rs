@@ -126,4 +126,3 @@ pub(crate) fn kind_of(name: &str) -> Result<l2o_optim::Kind> {
         )
     })
 }
-

@@ -535,8 +535,13 @@ fn mlp_bench_cmd(
     eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
     let data = std::sync::Arc::new(l2o_tasks::idx::load_mnist(&l2o_tasks::idx::data_dir(data))?);
     let archs = vec![vec![20], vec![40], vec![20, 20]];
-    let rows =
-        l2o_bench::mlp_bench::run_mlp_bench(&ctx, data, &archs, &list::<usize>(batches, "batch")?, 128)?;
+    let rows = l2o_bench::mlp_bench::run_mlp_bench(
+        &ctx,
+        data,
+        &archs,
+        &list::<usize>(batches, "batch")?,
+        128,
+    )?;
     let md = markdown.map(|p| {
         let table = l2o_bench::mlp_bench::format_mlp_table(&rows, true);
         (
@@ -547,7 +552,11 @@ fn mlp_bench_cmd(
             ),
         )
     });
-    report_bench(&l2o_bench::mlp_bench::format_mlp_table(&rows, false), &[], md)
+    report_bench(
+        &l2o_bench::mlp_bench::format_mlp_table(&rows, false),
+        &[],
+        md,
+    )
 }
 
 fn hlstm_bench_cmd(
@@ -621,8 +630,17 @@ fn meta_bench_cmd(
             r.n, r.batch, r.gpu_coord_steps_per_s
         )
     })?;
-    let md = markdown.map(|p| (p, l2o_bench::meta_bench::meta_markdown(&rows, &ctx.describe())));
-    report_bench(&l2o_bench::meta_bench::format_meta_table(&rows), &skipped, md)
+    let md = markdown.map(|p| {
+        (
+            p,
+            l2o_bench::meta_bench::meta_markdown(&rows, &ctx.describe()),
+        )
+    });
+    report_bench(
+        &l2o_bench::meta_bench::format_meta_table(&rows),
+        &skipped,
+        md,
+    )
 }
 
 fn main() {

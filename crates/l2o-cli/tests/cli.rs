@@ -137,7 +137,10 @@ fn bad_inputs_print_one_clear_line_and_fail() {
             vec!["tune", "--grid", "3..1", "--out", d],
             "LO must not exceed HI",
         ),
-        (vec!["run", "--precision", "quad", "--out", d], "unknown precision"),
+        (
+            vec!["run", "--precision", "quad", "--out", d],
+            "unknown precision",
+        ),
     ] {
         let (ok, _, err) = l2o(&args);
         assert!(!ok, "{args:?} should fail");
@@ -356,8 +359,19 @@ fn best_precision_runs_on_any_adapter() {
     }
     let dir = std::env::temp_dir().join(format!("l2o-cli-best-{}", std::process::id()));
     let (ok, out, err) = l2o(&[
-        "run", "--precision", "best", "--task", "quadratic", "--dim", "5", "--batch", "2", "--steps", "3",
-        "--out", dir.to_str().unwrap(),
+        "run",
+        "--precision",
+        "best",
+        "--task",
+        "quadratic",
+        "--dim",
+        "5",
+        "--batch",
+        "2",
+        "--steps",
+        "3",
+        "--out",
+        dir.to_str().unwrap(),
     ]);
     assert!(ok, "{out}\n{err}");
     assert!(err.contains("— f64") || err.contains("— f32"), "{err}");

@@ -339,7 +339,10 @@ mod tests {
                 if *name == "l2o_pow2i" && p == Precision::F32 {
                     continue;
                 }
-                assert!(head.contains(name), "{name} is not defined by the {p} prelude");
+                assert!(
+                    head.contains(name),
+                    "{name} is not defined by the {p} prelude"
+                );
             }
         }
     }

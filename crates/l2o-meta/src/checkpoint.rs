@@ -436,13 +436,20 @@ pub fn inspect(path: &Path) -> Result<Vec<(&'static str, String)>> {
     let bytes =
         fs::read(path).map_err(|e| anyhow!("cannot read checkpoint {}: {e}", path.display()))?;
     let s = decode(&bytes).map_err(|e| anyhow!("checkpoint {}: {e:#}", path.display()))?;
-    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("decode checked the preamble"));
+    let version = u32::from_le_bytes(
+        bytes[8..12]
+            .try_into()
+            .expect("decode checked the preamble"),
+    );
     let (kind, arch) = if let Some(p) = &s.policy {
         ("lbfgs-pi (L-BFGS step-size policy, seed 003)", json(p))
     } else if let Some(h) = &s.hlstm {
         ("hlstm (Hilbert LSTM, seed 000)", json(h))
     } else {
-        ("lstm (L2L coordinatewise LSTM, seed 002)", describe(&s.lstm))
+        (
+            "lstm (L2L coordinatewise LSTM, seed 002)",
+            describe(&s.lstm),
+        )
     };
     let t = &s.train;
     let mut out = vec![

@@ -568,7 +568,10 @@ fn phi_digest_is_sha256_of_the_little_endian_values() {
         "b75ba3b875def5d2f34361fcc7cbea9b45aa3f9ef590f96ad71c90a955800533"
     );
     // one bit of difference (−0.0 vs 0.0) changes it
-    assert_ne!(checkpoint::phi_sha256(&[0.0]), checkpoint::phi_sha256(&[-0.0]));
+    assert_ne!(
+        checkpoint::phi_sha256(&[0.0]),
+        checkpoint::phi_sha256(&[-0.0])
+    );
 }
 
 #[test]
@@ -585,7 +588,11 @@ fn inspect_reports_what_the_checkpoint_holds() {
     };
     assert_eq!(get("format_version"), FORMAT_VERSION.to_string());
     assert!(get("kind").starts_with("lstm"), "{}", get("kind"));
-    assert!(get("architecture").contains("hidden = 20"), "{}", get("architecture"));
+    assert!(
+        get("architecture").contains("hidden = 20"),
+        "{}",
+        get("architecture")
+    );
     assert_eq!(get("parameters"), s.phi.len().to_string());
     assert_eq!(get("task"), "quadratic, n = 10, batch 128");
     assert_eq!(get("epochs_trained"), s.epoch.to_string());

@@ -81,7 +81,9 @@ mod tests {
             gnorm: col(&|k, b| g[b][k]),
             status: vec![vec![0; batch]; steps],
             iterations: (0..steps).map(|k| vec![k as u64; batch]).collect(),
-            evaluations: (0..steps).map(|k| vec![k as u64 * evals_per_it; batch]).collect(),
+            evaluations: (0..steps)
+                .map(|k| vec![k as u64 * evals_per_it; batch])
+                .collect(),
             final_evaluations: vec![0; batch],
             final_theta: vec![],
         }

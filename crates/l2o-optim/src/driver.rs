@@ -290,7 +290,11 @@ pub fn run(
         t.status
             .push(row(2).into_iter().map(|s| s as u32).collect());
         // counts are small integers, exact in f32 and f64
-        let count = |v: Vec<f64>| v.into_iter().map(|x| x.max(0.0) as u64).collect::<Vec<u64>>();
+        let count = |v: Vec<f64>| {
+            v.into_iter()
+                .map(|x| x.max(0.0) as u64)
+                .collect::<Vec<u64>>()
+        };
         t.iterations.push(count(row(3)));
         t.evaluations.push(count(row(4)));
     }

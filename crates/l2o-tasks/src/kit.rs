@@ -52,13 +52,7 @@ pub fn check_fits(ctx: &Context, what: &str, factors: &[usize]) -> Result<()> {
 /// touch disjoint elements. (The built-in kernels bind θ `read_write` for that reason: WGSL forbids binding one
 /// buffer both read-only and read-write in one dispatch, and an optimizer may keep θ and ∇f as slots of one
 /// \[B\]\[k\]\[n\] buffer.)
-pub fn check_views(
-    task: &str,
-    theta: &View,
-    grad: &View,
-    n: usize,
-    batch: usize,
-) -> Result<()> {
+pub fn check_views(task: &str, theta: &View, grad: &View, n: usize, batch: usize) -> Result<()> {
     theta.check(&format!("{task}: theta"), n, batch)?;
     grad.check(&format!("{task}: grad"), n, batch)?;
     if theta.buf.id == grad.buf.id {
@@ -109,7 +103,14 @@ pub struct TaskParams {
 }
 
 impl TaskParams {
-    pub fn new(n: usize, batch: usize, theta: &View, grad: &View, m: usize, s_stride: usize) -> Self {
+    pub fn new(
+        n: usize,
+        batch: usize,
+        theta: &View,
+        grad: &View,
+        m: usize,
+        s_stride: usize,
+    ) -> Self {
         let u = |x: usize| x as u32;
         Self {
             n: u(n),
@@ -184,7 +185,9 @@ impl TaskCheck {
         if self.loss_err <= device_tol && self.grad_err <= device_tol && self.fd_err <= fd_tol {
             return Ok(());
         }
-        bail!("{self} — over the tolerances (device {device_tol:.1e}, finite differences {fd_tol:.1e})")
+        bail!(
+            "{self} — over the tolerances (device {device_tol:.1e}, finite differences {fd_tol:.1e})"
+        )
     }
 }
 
@@ -194,7 +197,14 @@ impl std::fmt::Display for TaskCheck {
             f,
             "{} n={} B={} {} ({} points): device vs oracle loss {:.2e}, gradient {:.2e}; oracle gradient vs finite \
              differences {:.2e}",
-            self.task, self.n, self.batch, self.precision, self.points, self.loss_err, self.grad_err, self.fd_err
+            self.task,
+            self.n,
+            self.batch,
+            self.precision,
+            self.points,
+            self.loss_err,
+            self.grad_err,
+            self.fd_err
         )
     }
 }
@@ -262,9 +272,14 @@ pub fn check_task(ctx: &Context, task: &dyn Task, opts: &CheckOptions) -> Result
             let x = &theta[pb * n..(pb + 1) * n];
             let (fo, go) = task.oracle_loss_grad(pb, x);
             if !fd[pb].is_finite() || gd[pb * n..(pb + 1) * n].iter().any(|v| !v.is_finite()) {
-                bail!("{}: problem {pb}, point {k}: the device returned a non-finite loss or gradient", task.name());
+                bail!(
+                    "{}: problem {pb}, point {k}: the device returned a non-finite loss or gradient",
+                    task.name()
+                );
             }
-            report.loss_err = report.loss_err.max((fd[pb] - fo).abs() / fo.abs().max(1e-300));
+            report.loss_err = report
+                .loss_err
+                .max((fd[pb] - fo).abs() / fo.abs().max(1e-300));
             report.grad_err = report.grad_err.max(rel_max(&gd[pb * n..(pb + 1) * n], &go));
             if pb < opts.fd_problems {
                 let step = (n / opts.fd_coordinates.max(1)).max(1);
@@ -275,12 +290,18 @@ pub fn check_task(ctx: &Context, task: &dyn Task, opts: &CheckOptions) -> Result
                     let (mut xp, mut xm) = (x.to_vec(), x.to_vec());
                     xp[i] += h;
                     xm[i] -= h;
-                    fdg.push((task.oracle_loss_grad(pb, &xp).0 - task.oracle_loss_grad(pb, &xm).0) / (2.0 * h));
+                    fdg.push(
+                        (task.oracle_loss_grad(pb, &xp).0 - task.oracle_loss_grad(pb, &xm).0)
+                            / (2.0 * h),
+                    );
                     og.push(go[i]);
                 }
                 // relative to the whole gradient's scale, as for the device
                 let scale = go.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
-                let e = fdg.iter().zip(&og).fold(0.0f64, |m, (a, c)| m.max((a - c).abs() / scale));
+                let e = fdg
+                    .iter()
+                    .zip(&og)
+                    .fold(0.0f64, |m, (a, c)| m.max((a - c).abs() / scale));
                 report.fd_err = report.fd_err.max(e);
             }
         }

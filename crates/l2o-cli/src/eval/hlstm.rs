@@ -147,9 +147,7 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
             grid.clone(),
             steps,
             // tuned on training problems of this dimension (first epoch's seed), never on the test set
-            Box::new(|| {
-                a.tuning_task(&ctx, st, &task_name, dim, &opts)
-            }),
+            Box::new(|| a.tuning_task(&ctx, st, &task_name, dim, &opts)),
         );
         for name in &names {
             let mut opt = comp.make(name)?;

@@ -114,4 +114,3 @@ pub fn l2l_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState) -> Result<()> {
     );
     Ok(())
 }
-

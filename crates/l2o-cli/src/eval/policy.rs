@@ -65,9 +65,7 @@ pub fn policy_eval(
         grid,
         steps,
         // tuned on training problems (first epoch's seed, training images), never on the test set
-        Box::new(|| {
-            a.tuning_task(&ctx, st, &task_name, dim, &opts)
-        }),
+        Box::new(|| a.tuning_task(&ctx, st, &task_name, dim, &opts)),
     );
     for name in &names {
         go(comp.make(name)?.as_mut())?;

@@ -16,10 +16,10 @@ use l2o_engine::Context;
 use l2o_optim::{Optimizer, RunOptions, Trace, run};
 use l2o_tasks::Task;
 
-use crate::hlstm::{HlstmConfig, HlstmTraining};
 use crate::hlstm::device::{HlstmOptimizer, HlstmTrainer};
-use crate::state::{TrainConfig, TrainState};
+use crate::hlstm::{HlstmConfig, HlstmTraining};
 use crate::learned::{self, About, LearnedOptimizer, TrainDefaults, UnrollTrainer};
+use crate::state::{TrainConfig, TrainState};
 
 /// log10(f_k / f_0) of every problem of a trace after k steps (floored at 1e-20; a non-finite f gives +∞).
 pub fn log_progress(tr: &Trace, k: usize) -> Vec<f64> {

@@ -17,8 +17,8 @@ use l2o_engine::shaders::{LSTM, LSTM_GEN};
 use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, wgpu};
 use l2o_tasks::Task;
 
-use crate::l2l::{CoordState, LstmConfig};
 use crate::l2l::kernels::{self, Entry, LstmVariant};
+use crate::l2l::{CoordState, LstmConfig};
 
 /// Rows of ∂L/∂z per outer-product tile of the loop-form kernels (the shader's RT).
 const OUTER_ROWS: usize = 8;

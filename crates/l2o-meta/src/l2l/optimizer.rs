@@ -8,8 +8,8 @@ use l2o_engine::{Context, DBuf, Dispatch, cols, dot};
 use l2o_optim::{Optimizer, State};
 use l2o_tasks::Task;
 
-use crate::l2l::device::LstmBuffers;
 use crate::l2l::LstmConfig;
+use crate::l2l::device::LstmBuffers;
 
 /// Refuse a checkpoint that holds another learned optimizer, naming the loader to use.
 fn ensure_lstm(s: &crate::state::TrainState, path: &Path) -> Result<()> {
