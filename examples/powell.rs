@@ -120,7 +120,7 @@ impl Task for Powell {
         let (n, b, blocks) = (self.n, self.batch, self.n / 4);
         check_views("powell", &theta, &grad, n, b)?;
         let params = ctx.params_of(&TaskParams::new(n, b, &theta, &grad, 0, blocks));
-        let binds = [&params, &theta.buf.buf, &grad.buf.buf, &self.terms.buf];
+        let binds = [&params, theta.buffer(), grad.buffer(), &self.terms.buf];
         let mut d = vec![ctx.dispatch(&POWELL, "powell", &binds, grid(blocks, b))?];
         d.extend(sum(ctx, blocks, b, self.terms.view(blocks), out)?);
         Ok(d)

@@ -34,6 +34,13 @@ pub struct View<'a> {
     pub stride: usize,
 }
 
+impl View<'_> {
+    /// The wgpu buffer under the view, to bind in a dispatch (`&view.buffer()` instead of `&view.buf.buf`).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buf.buf
+    }
+}
+
 impl DBuf {
     /// The whole buffer seen as `B` problems of `stride` contiguous elements.
     pub fn view(&self, stride: usize) -> View<'_> {

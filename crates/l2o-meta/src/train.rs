@@ -12,11 +12,12 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use l2o_engine::Context;
+use l2o_tasks::Task;
 
 use crate::checkpoint;
 use crate::kinds;
 use crate::learned::{LearnedOptimizer, Unroll};
-use crate::state::{EpochRecord, TrainState};
+use crate::state::{EpochRecord, TrainConfig, TrainState};
 
 /// Apply one meta-update from an unroll's meta-loss and ∂L/∂φ: a non-finite one is skipped and counted, and
 /// `max_nonfinite` of them in a row stop training with an error. Returns whether the update was applied.
@@ -110,12 +111,47 @@ pub fn meta_update(
     Ok((r.meta_loss / state.train.unroll as f64, applied))
 }
 
-/// Train the learned optimizer held by `state` until `state.epoch == state.train.epochs`, saving a checkpoint
-/// after every epoch when `ckpt` is set. Calls `on_unroll` after each unroll and `on_epoch` after each epoch
-/// (and once before the first when the optimizer validates its initial φ).
+/// Where meta-training gets its problems: each epoch's training batch (per shard of the meta-batch) and the
+/// fixed validation set. [`TrainConfig`] builds l2o's tasks by name; implement it to meta-train on a task of
+/// your own (every training task must have the validation task's dimension and `train.batch` problems).
+pub trait TaskSource {
+    /// The training problems of shard `shard` of epoch `epoch` (fresh ones every epoch, from a seed derived
+    /// from both, so runs are reproducible).
+    fn training(&self, ctx: &Context, epoch: usize, shard: usize) -> Result<Box<dyn Task>>;
+    /// The validation problems (the same every epoch).
+    fn validation(&self, ctx: &Context) -> Result<Box<dyn Task>>;
+}
+
+impl TaskSource for TrainConfig {
+    fn training(&self, ctx: &Context, epoch: usize, shard: usize) -> Result<Box<dyn Task>> {
+        self.shard_task(ctx, epoch, shard)
+    }
+    fn validation(&self, ctx: &Context) -> Result<Box<dyn Task>> {
+        self.validation_task(ctx)
+    }
+}
+
+/// Train the learned optimizer held by `state` until `state.epoch == state.train.epochs` on the tasks its
+/// configuration names, saving a checkpoint after every epoch when `ckpt` is set. Calls `on_unroll` after each
+/// unroll and `on_epoch` after each epoch (and once before the first when the optimizer validates its initial
+/// φ).
 pub fn train(
     ctx: &Context,
     state: &mut TrainState,
+    ckpt: Option<&Path>,
+    on_unroll: &mut UnrollProgress,
+    on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
+) -> Result<()> {
+    let tc = state.train.clone();
+    train_on(ctx, state, &tc, ckpt, on_unroll, on_epoch)
+}
+
+/// [`train`] on the problems of `tasks` (a task of your own; the configuration's task name is then only a
+/// label).
+pub fn train_on(
+    ctx: &Context,
+    state: &mut TrainState,
+    tasks: &dyn TaskSource,
     ckpt: Option<&Path>,
     on_unroll: &mut UnrollProgress,
     on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
@@ -128,7 +164,7 @@ pub fn train(
             lo.about().name
         );
     }
-    let val_task = tc.validation_task(ctx)?;
+    let val_task = tasks.validation(ctx)?;
     let mut validate = |phi: &[f64]| lo.score(ctx, phi, val_task.as_ref(), tc.horizon);
     if lo.validates_initial() && state.epoch == 0 && state.best_val.is_none() {
         let v = validate(&state.phi)?;
@@ -153,10 +189,10 @@ pub fn train(
     while state.epoch < tc.epochs {
         let e = state.epoch;
         // the epoch's problems (shard 0 is the epoch's task), alive until the epoch ends
-        let tasks = (0..tc.shards)
-            .map(|s| tc.shard_task(ctx, e, s))
+        let epoch_tasks = (0..tc.shards)
+            .map(|s| tasks.training(ctx, e, s))
             .collect::<Result<Vec<_>>>()?;
-        for (dev, task) in devs.iter_mut().zip(&tasks) {
+        for (dev, task) in devs.iter_mut().zip(&epoch_tasks) {
             dev.bind(ctx, task.as_ref())?;
         }
         let (mut total, mut counted, mut skipped) = (0.0, 0, 0);

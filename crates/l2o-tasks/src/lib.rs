@@ -55,6 +55,11 @@ pub trait Task {
     ) -> Result<Vec<Dispatch>>;
     /// The starting point θ_0 of every problem, B × n row-major (drawn with the task's seed).
     fn initial_point(&self) -> Vec<f64>;
+    /// θ_0 of problem b alone (the slice of [`Task::initial_point`] that [`Task::oracle_loss_grad`] takes).
+    fn initial_point_of(&self, b: usize) -> Vec<f64> {
+        let n = self.dim();
+        self.initial_point()[b * n..(b + 1) * n].to_vec()
+    }
     /// f64 CPU reference: (f_b(θ), ∇f_b(θ)) for problem b.
     fn oracle_loss_grad(&self, b: usize, theta: &[f64]) -> (f64, Vec<f64>);
     /// Rewind any per-evaluation state (the MNIST minibatch stream) so that a new run sees the same sequence of
