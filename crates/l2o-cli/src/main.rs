@@ -58,6 +58,13 @@ impl DeviceArgs {
         })
     }
 
+    /// [`DeviceArgs::context`], with the `device: …` line every command prints first (on stderr).
+    fn open(&self) -> Result<Context> {
+        let ctx = self.context()?;
+        eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+        Ok(ctx)
+    }
+
     fn context(&self) -> Result<Context> {
         let o = self.options()?;
         if self.precision.eq_ignore_ascii_case("best") {
@@ -459,8 +466,7 @@ fn tune_cmd(
     out: &PathBuf,
 ) -> Result<()> {
     let grid = parse_grid(grid)?;
-    let ctx = dev.context()?;
-    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let ctx = dev.open()?;
     let task = make_task(&ctx, &t.task, t.dim, t.batch, t.seed)?;
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create output directory {}", out.display()))?;
@@ -511,8 +517,7 @@ fn bench_cmd(
     batches: &str,
     markdown: Option<&PathBuf>,
 ) -> Result<()> {
-    let ctx = dev.context()?;
-    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let ctx = dev.open()?;
     let cfg = l2o_bench::bench::BenchConfig {
         sizes: list(sizes, "size")?,
         batches: list(batches, "batch")?,
@@ -531,8 +536,7 @@ fn mlp_bench_cmd(
     data: Option<&std::path::Path>,
     markdown: Option<&PathBuf>,
 ) -> Result<()> {
-    let ctx = dev.context()?;
-    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let ctx = dev.open()?;
     let data = std::sync::Arc::new(l2o_tasks::idx::load_mnist(&l2o_tasks::idx::data_dir(data))?);
     let archs = vec![vec![20], vec![40], vec![20, 20]];
     let rows = l2o_bench::mlp_bench::run_mlp_bench(
@@ -565,8 +569,7 @@ fn hlstm_bench_cmd(
     batches: &str,
     markdown: Option<&PathBuf>,
 ) -> Result<()> {
-    let ctx = dev.context()?;
-    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let ctx = dev.open()?;
     let mut skipped = vec![];
     let rows = l2o_bench::hlstm_bench::run_hlstm_bench(
         &ctx,
@@ -593,8 +596,7 @@ fn policy_bench_cmd(
     batches: &str,
     markdown: Option<&PathBuf>,
 ) -> Result<()> {
-    let ctx = dev.context()?;
-    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let ctx = dev.open()?;
     let rows = l2o_bench::policy_bench::run_policy_bench(
         &ctx,
         &list::<usize>(sizes, "size")?,
@@ -617,8 +619,7 @@ fn meta_bench_cmd(
     batches: &str,
     markdown: Option<&PathBuf>,
 ) -> Result<()> {
-    let ctx = dev.context()?;
-    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let ctx = dev.open()?;
     let cfg = l2o_bench::meta_bench::MetaBenchConfig {
         sizes: list(sizes, "size")?,
         batches: list(batches, "batch")?,

@@ -206,8 +206,7 @@ fn run_training(
 pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     let lo = learned_optimizer(a)?;
     let mut state = initial_state(a, lo.as_ref())?;
-    let ctx = dev.context()?;
-    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let ctx = dev.open()?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let (ckpt, csv_path) = (a.out.join("checkpoint.l2o"), a.out.join("train.csv"));

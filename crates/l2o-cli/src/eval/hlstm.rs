@@ -97,8 +97,7 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
             .unwrap_or("sgd,nesterov,rmsprop,adam,lbfgs-constant,lbfgs-armijo"),
         "competitor",
     )?;
-    let ctx = dev.context()?;
-    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let ctx = dev.open()?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let opts = a.mlp.options(&st.train.task_options)?;

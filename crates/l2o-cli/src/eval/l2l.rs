@@ -43,8 +43,7 @@ pub fn l2l_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState) -> Result<()> {
         .into_iter()
         .map(|n| kind_of(&n).map(|k| (n, k)))
         .collect::<Result<_>>()?;
-    let ctx = dev.context()?;
-    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let ctx = dev.open()?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     // Baselines are tuned on a training batch (the distribution the LSTM was trained on, first epoch's seed)

@@ -33,8 +33,7 @@ pub fn policy_eval(
             .unwrap_or("adam,rmsprop,lbfgs-armijo,lbfgs-constant,lbfgs-wolfe"),
         "competitor",
     )?;
-    let ctx = dev.context()?;
-    eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+    let ctx = dev.open()?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let opts = a.mlp.options(&st.train.task_options)?;
