@@ -41,18 +41,23 @@ var<private> p: Params;
 @group(0) @binding(6) var<storage, read> vb4: array<vec4<Real>>;
 
 
-// Pair q of the row-major upper triangle of a k×k matrix (k ≤ 64): row i = the last row whose first pair
+// Entry q of the row-major upper triangle of a k×k matrix (k ≤ 64): row i = the last row whose first entry
 // index s_i = Σ_{r<i} (k − r) is ≤ q. A loop of fixed trip count without `break` (Mesa's GL compiler
 // mis-handles the data-dependent loop this replaces when q differs between invocations).
-fn pair_ij(pair: u32) -> vec2<u32> {
+fn tri_ij(q: u32, k: u32) -> vec2<u32> {
     var i = 0u;
     var start = 0u;
     var s = 0u;
     for (var r = 0u; r < 64u; r = r + 1u) {
-        if (r < p.k && pair >= s) { i = r; start = s; }
-        s = s + (p.k - min(r, p.k));
+        if (r < k && q >= s) { i = r; start = s; }
+        s = s + (k - min(r, k));
     }
-    return vec2<u32>(i, i + pair - start);
+    return vec2<u32>(i, i + q - start);
+}
+
+// Pair `pair` (i ≤ j) of the Gram matrix of the p.k vectors.
+fn pair_ij(pair: u32) -> vec2<u32> {
+    return tri_ij(pair, p.k);
 }
 
 // Offsets of the two operands of output `pair` of problem b (for a Gram pair: vectors i and j of `a`).
@@ -229,15 +234,9 @@ fn gram_block_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local
     if (seg >= p.chunks) { return; }
     let b = gid.z;
     // block pair gid.y = (I, J), I ≤ J, row-major over the ⌈k/4⌉ blocks
-    let nb = (p.k + 3u) / 4u;
-    var bi = 0u;
-    var start = 0u;
-    var s = 0u;
-    for (var r = 0u; r < 16u; r = r + 1u) {
-        if (r < nb && gid.y >= s) { bi = r; start = s; }
-        s = s + (nb - min(r, nb));
-    }
-    let bj = bi + gid.y - start;
+    let blocks = tri_ij(gid.y, (p.k + 3u) / 4u);
+    let bi = blocks.x;
+    let bj = blocks.y;
     let i0 = 4u * bi;
     let j0 = 4u * bj;
     let ox0 = goff(b, i0); let ox1 = goff(b, i0 + 1u); let ox2 = goff(b, i0 + 2u); let ox3 = goff(b, i0 + 3u);

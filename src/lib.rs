@@ -114,11 +114,8 @@ pub mod testing {
                 steps: 4,
             }),
         ] {
-            // The unrolled kernels are not compiled on GL (minutes in Mesa's GL compiler; the default there is
-            // the loop form, see LstmKernels::choose).
-            let gl = ctx.info.backend == l2o_engine::wgpu::Backend::Gl;
-            let unrolled = matches!(k, LstmKernels::Unrolled(_));
-            if k.fits(ctx, cfg) && !v.contains(&k) && !(gl && unrolled) {
+            // (sets that take minutes to compile on this driver are left out: LstmKernels::compiles_quickly)
+            if k.fits(ctx, cfg) && k.compiles_quickly(ctx) && !v.contains(&k) {
                 v.push(k);
             }
         }

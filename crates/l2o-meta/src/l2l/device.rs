@@ -84,10 +84,18 @@ impl LstmKernels {
         }
     }
 
+    /// Whether this set compiles in seconds on `ctx`'s driver. Mesa's GL driver (llvmpipe behind wgpu's GL
+    /// backend) spends minutes on the straight-line kernels (its coroutine-frame analysis is superlinear in
+    /// their length), so GL defaults to the loop form; `L2O_KERNELS=lstm=unrolled-…` still selects them there.
+    pub fn compiles_quickly(&self, ctx: &Context) -> bool {
+        !(matches!(self, LstmKernels::Unrolled(_))
+            && ctx.info.backend == l2o_engine::wgpu::Backend::Gl)
+    }
+
     /// The set for this adapter and architecture: `L2O_KERNELS=lstm=<name>` (or the older `L2O_LSTM_KERNELS`)
     /// when set, else the autotune cache's choice (family `lstm`), else the unrolled kernels where φ fits
     /// workgroup memory (f32 up to H ≈ 25 on a 32 KiB adapter), else the loop form. The choice is recorded in
-    /// [`Context::variant_report`] as `lstm[H… D…]`.
+    /// [`Context::variant_report`] as `lstm[H… D…]`. On GL see [`LstmKernels::compiles_quickly`].
     pub fn choose(ctx: &Context, cfg: &LstmConfig) -> Result<Self> {
         use l2o_engine::variants::Source;
         let family = format!("lstm[H{} D{}]", cfg.hidden, cfg.input_dim());
@@ -116,11 +124,7 @@ impl LstmKernels {
             block: 64,
             steps: 2,
         });
-        // Mesa's GL driver (llvmpipe behind wgpu's GL backend) spends minutes compiling the straight-line
-        // kernels (its coroutine-frame analysis is superlinear in their length), so GL defaults to the loop
-        // form; `L2O_KERNELS=lstm=unrolled-…` still selects them there.
-        let gl = ctx.info.backend == l2o_engine::wgpu::Backend::Gl;
-        let k = if v.fits(ctx, cfg) && !gl {
+        let k = if v.fits(ctx, cfg) && v.compiles_quickly(ctx) {
             v
         } else {
             LstmKernels::Loop
@@ -562,22 +566,25 @@ pub struct UnrollResult {
 }
 
 impl UnrollResult {
-    /// The result of the union of equally sized shards: meta-loss and ∂L/∂φ averaged (summed in shard order,
-    /// then divided), losses concatenated.
+    /// The result of the union of equally sized shards: meta-loss and ∂L/∂φ averaged as the training loop
+    /// averages them ([`crate::learned::Unroll::mean`]), losses concatenated.
     pub fn mean(shards: &[UnrollResult]) -> UnrollResult {
-        let s = shards.len().max(1) as f64;
-        let mut dphi = vec![0.0; shards.first().map_or(0, |r| r.dphi.len())];
-        for r in shards {
-            dphi.iter_mut().zip(&r.dphi).for_each(|(a, b)| *a += b);
-        }
-        dphi.iter_mut().for_each(|a| *a /= s);
+        let m = crate::learned::Unroll::mean(
+            shards
+                .iter()
+                .map(|r| crate::learned::Unroll {
+                    meta_loss: r.meta_loss,
+                    dphi: r.dphi.clone(),
+                })
+                .collect(),
+        );
         UnrollResult {
-            meta_loss: shards.iter().map(|r| r.meta_loss).sum::<f64>() / s,
+            meta_loss: m.meta_loss,
             losses: shards
                 .iter()
                 .flat_map(|r| r.losses.iter().copied())
                 .collect(),
-            dphi,
+            dphi: m.dphi,
         }
     }
 }
