@@ -14,6 +14,8 @@
 //                   term 100 d² + e² → s1[b·m + i]; ∂_{2i} = −400 x_{2i} d − 2e, ∂_{2i+1} = 200 d
 //   logit_z         z_s = x_s·θ, term (softplus(z_s) − y_s z_s)/m → s1[b·s_stride + s], c_s = (σ(z_s) − y_s)/m → s2[b·m + s]
 //   logit_grad      ∇f_j = Σ_s c_s X_sj + λθ_j → grad, (λ/2)θ_j² → s1[b·s_stride + m + j]
+//   host_gather     θ_b → s1[b·n + i] (contiguous B × n, for the host to read: a task evaluated on the host)
+//   host_scatter    da[b·n + i] → grad, db[b] → s2[b·s_stride + m] (the host's ∇f and f into the caller's views)
 //
 // θ is bound read_write (it is only read) so that θ and the gradient may be two slots of one buffer.
 
@@ -159,5 +161,28 @@ fn logit_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         let t = th(b, j);
         grad[gi(b, j)] = acc + lam * t;
         s1[b * p.s_stride + m + j] = 0.5 * lam * t * t;
+    }
+}
+
+@compute @workgroup_size(64)
+fn host_gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
+    let b = gid.y;
+    if (b >= p.batch) { return; }
+    for (var i = gid.x; i < p.n; i = i + nwg.x * WG) {
+        s1[b * p.n + i] = th(b, i);
+    }
+}
+
+@compute @workgroup_size(64)
+fn host_scatter(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = pb;
+    let b = gid.y;
+    if (b >= p.batch) { return; }
+    for (var i = gid.x; i < p.n; i = i + nwg.x * WG) {
+        grad[gi(b, i)] = da[b * p.n + i];
+    }
+    if (gid.x == 0u) {
+        s2[b * p.s_stride + p.m] = db[b];
     }
 }

@@ -80,19 +80,54 @@ impl View<'_> {
     }
 }
 
-/// One recorded kernel launch. Dispatches are built once (pipeline + bind group + grid) and replayed by
-/// [`Context::submit`] any number of times: per-step values live in device buffers, not in the dispatch.
+/// One recorded step of a dispatch list: a kernel launch, or a **host step** — a function the host runs at
+/// that point of the list, after every earlier dispatch has finished and before any later one starts (a task
+/// whose loss and gradient come from the host, [`Dispatch::host`]). Dispatches are built once (pipeline + bind
+/// group + grid) and replayed by [`Context::submit`] any number of times: per-step values live in device
+/// buffers, not in the dispatch.
 #[derive(Clone)]
 pub struct Dispatch {
-    pub(crate) pipeline: Arc<CachedPipeline>,
-    pub(crate) bind_group: wgpu::BindGroup,
-    pub(crate) groups: [u32; 3],
+    pub(crate) op: Op,
     pub label: &'static str,
+}
+
+/// A host step: runs on the host with the context (reads and writes go through it).
+pub type HostStep = Arc<dyn Fn(&Context) -> Result<()> + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) enum Op {
+    Kernel {
+        pipeline: Arc<CachedPipeline>,
+        bind_group: wgpu::BindGroup,
+        groups: [u32; 3],
+    },
+    Host(HostStep),
+}
+
+impl Dispatch {
+    /// A host step in a dispatch list. [`Context::submit`] splits the list there: it submits the kernels
+    /// before it, runs `f` (which typically reads a buffer — one round trip, waiting for those kernels — and
+    /// writes others with [`Context::write`], queued before the kernels after it), then goes on. This is the
+    /// price of a host step: one wait for the device per step, which a list of kernels alone never pays.
+    pub fn host(label: &'static str, f: HostStep) -> Self {
+        Self {
+            op: Op::Host(f),
+            label,
+        }
+    }
+
+    /// Whether this is a host step (not a kernel launch).
+    pub fn is_host(&self) -> bool {
+        matches!(self.op, Op::Host(_))
+    }
 }
 
 impl std::fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Dispatch({} {:?})", self.label, self.groups)
+        match &self.op {
+            Op::Kernel { groups, .. } => write!(f, "Dispatch({} {:?})", self.label, groups),
+            Op::Host(_) => write!(f, "Dispatch({} on the host)", self.label),
+        }
     }
 }
 
@@ -414,42 +449,94 @@ impl Context {
             entries: &entries,
         });
         Ok(Dispatch {
-            pipeline,
-            bind_group,
-            groups,
+            op: Op::Kernel {
+                pipeline,
+                bind_group,
+                groups,
+            },
             label: entry,
         })
     }
 
-    /// Record `dispatches` into one compute pass of one command encoder and submit it. Does not wait.
+    /// Record `dispatches` into one compute pass of one command encoder and submit it. Does not wait — unless
+    /// the list holds host steps ([`Dispatch::host`]): then the kernels between them are submitted in order and
+    /// each host step runs where it stands.
     pub fn submit(&self, dispatches: &[Dispatch]) -> Result<()> {
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        self.encode(&mut enc, dispatches);
-        self.queue.submit([enc.finish()]);
-        self.check()
+        self.submit_after_clear(&[], dispatches)
     }
 
-    /// Zero `clear` (e.g. a counter), then run `dispatches`, in one submit. Does not wait.
+    /// Zero `clear` (e.g. a counter), then run `dispatches`, in one submit (one per run of kernels between host
+    /// steps). Does not wait (but for host steps).
     pub fn submit_after_clear(&self, clear: &[&DBuf], dispatches: &[Dispatch]) -> Result<()> {
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        for b in clear {
-            enc.clear_buffer(&b.buf, 0, None);
+        if dispatches.is_empty() {
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            for b in clear {
+                enc.clear_buffer(&b.buf, 0, None);
+            }
+            self.queue.submit([enc.finish()]);
+            return self.check();
         }
-        self.encode(&mut enc, dispatches);
-        self.queue.submit([enc.finish()]);
-        self.check()
+        let mut first = true;
+        for part in dispatches.split_inclusive(Dispatch::is_host) {
+            let (kernels, host) = match part.split_last() {
+                Some((last, rest)) if last.is_host() => (rest, Some(last)),
+                _ => (part, None),
+            };
+            if !kernels.is_empty() || first {
+                let mut enc = self.device.create_command_encoder(&Default::default());
+                if first {
+                    for b in clear {
+                        enc.clear_buffer(&b.buf, 0, None);
+                    }
+                }
+                self.encode_kernels(&mut enc, kernels);
+                self.queue.submit([enc.finish()]);
+                self.check()?;
+            }
+            first = false;
+            if let Some(Dispatch {
+                op: Op::Host(f), ..
+            }) = host
+            {
+                f(self)?;
+            }
+        }
+        Ok(())
     }
 
-    /// Record `dispatches` into an encoder the caller owns (to batch several steps in one submit).
-    pub fn encode(&self, enc: &mut wgpu::CommandEncoder, dispatches: &[Dispatch]) {
+    /// Record `dispatches` into an encoder the caller owns (to batch several steps in one submit). Host steps
+    /// cannot run inside one encoder: a list with any is refused (use [`Context::submit`]).
+    pub fn encode(&self, enc: &mut wgpu::CommandEncoder, dispatches: &[Dispatch]) -> Result<()> {
+        if let Some(d) = dispatches.iter().find(|d| d.is_host()) {
+            bail!(
+                "encode: {} is a host step, which cannot be recorded into one command encoder; submit the list with \
+                 Context::submit",
+                d.label
+            );
+        }
+        self.encode_kernels(enc, dispatches);
+        Ok(())
+    }
+
+    fn encode_kernels(&self, enc: &mut wgpu::CommandEncoder, dispatches: &[Dispatch]) {
+        if dispatches.is_empty() {
+            return;
+        }
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("l2o"),
             timestamp_writes: None,
         });
         for d in dispatches {
-            pass.set_pipeline(&d.pipeline.pipeline);
-            pass.set_bind_group(0, &d.bind_group, &[]);
-            pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+            if let Op::Kernel {
+                pipeline,
+                bind_group,
+                groups,
+            } = &d.op
+            {
+                pass.set_pipeline(&pipeline.pipeline);
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            }
         }
     }
 }

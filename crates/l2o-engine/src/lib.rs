@@ -24,7 +24,7 @@ pub mod precision;
 pub mod shaders;
 pub mod variants;
 
-pub use buffer::{DBuf, Dispatch, Elem, View, grid_x};
+pub use buffer::{DBuf, Dispatch, Elem, HostStep, View, grid_x};
 pub use context::{AdapterSummary, Context, ContextOptions};
 pub use kernels::hilbert::{
     Coefs, Operand, Output, Pair, Store, Stores, combine, dots, gram_pairs,

@@ -102,13 +102,7 @@ impl TrainConfig {
         e: usize,
         s: usize,
     ) -> anyhow::Result<Box<dyn l2o_tasks::Task>> {
-        let seed = epoch_seed(self.seed, e);
-        let seed = if s == 0 {
-            seed
-        } else {
-            epoch_seed(seed ^ 0x5eed_5eed_5eed_5eed, s)
-        };
-        self.task(ctx, self.batch, seed)
+        self.task(ctx, self.batch, shard_seed(self.seed, e, s))
     }
 }
 
@@ -176,6 +170,16 @@ impl TrainState {
             skipped_in_row: 0,
             history: vec![],
         })
+    }
+}
+
+/// The seed of shard s of epoch e's training problems (shard 0: [`epoch_seed`]).
+pub fn shard_seed(seed: u64, e: usize, s: usize) -> u64 {
+    let seed = epoch_seed(seed, e);
+    if s == 0 {
+        seed
+    } else {
+        epoch_seed(seed ^ 0x5eed_5eed_5eed_5eed, s)
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use l2o_engine::Context;
-use l2o_tasks::Task;
+use l2o_tasks::{HostProblem, Task};
 
 use crate::checkpoint;
 use crate::kinds;
@@ -128,6 +128,26 @@ impl TaskSource for TrainConfig {
     }
     fn validation(&self, ctx: &Context) -> Result<Box<dyn Task>> {
         self.validation_task(ctx)
+    }
+}
+
+/// A problem of your own evaluated on the host ([`HostProblem`], with a sampler) as a task source: the batch of
+/// shard s of epoch e is `sample(shard_seed(seed, e, s))`, the validation set `sample(validation_seed(seed))` —
+/// the seeds l2o's own tasks use — each of the problem's batch size (set `train.val_batch` to it).
+pub struct HostSource<'a> {
+    pub problem: &'a HostProblem,
+    /// The run's base seed (`TrainConfig::seed`).
+    pub seed: u64,
+}
+
+impl TaskSource for HostSource<'_> {
+    fn training(&self, ctx: &Context, epoch: usize, shard: usize) -> Result<Box<dyn Task>> {
+        let seed = crate::state::shard_seed(self.seed, epoch, shard);
+        Ok(Box::new(self.problem.task(ctx, seed)?))
+    }
+    fn validation(&self, ctx: &Context) -> Result<Box<dyn Task>> {
+        let seed = crate::state::validation_seed(self.seed);
+        Ok(Box::new(self.problem.task(ctx, seed)?))
     }
 }
 

@@ -191,15 +191,16 @@ fn status_dispatch(
     )
 }
 
-/// Run `opt` on `task` from the task's initial point (after [`Task::reset`], so repeated runs on one task see
-/// the same evaluations); `progress(k)` is called after step k is submitted.
-pub fn run(
+/// The start of a run: [`Task::reset`], the [`State`] at the task's θ₀ with f(θ₀), ∇f(θ₀) and ‖∇f(θ₀)‖² evaluated,
+/// the status set (against the tolerance in `eps`) and recorded in row 0 of `trace` (5 values per problem per row),
+/// and the optimizer initialised. [`run`] goes on from here; so does [`crate::stepper::Stepper`].
+pub fn start(
     ctx: &Context,
     task: &dyn Task,
     opt: &mut dyn Optimizer,
-    o: &RunOptions,
-    progress: &mut dyn FnMut(usize),
-) -> Result<Trace> {
+    eps: &DBuf,
+    trace: &DBuf,
+) -> Result<State> {
     let (n, batch) = (task.dim(), task.batch());
     task.reset(ctx)?;
     let stride = opt.scalar_columns();
@@ -224,8 +225,6 @@ pub fn run(
         stride,
         status: ctx.upload_u32("status", &vec![0; batch])?,
     };
-    let eps = ctx.upload("eps_g", &[o.eps_g])?;
-    let trace = ctx.zeros("trace", (o.steps + 1) * batch * 5)?;
     let mut d = task.loss_and_grad(ctx, st.theta.view(n), st.grad.view(n), st.out(cols::F))?;
     d.extend(dot(
         ctx,
@@ -236,18 +235,27 @@ pub fn run(
         st.out(cols::G2),
         None,
     )?);
-    d.push(status_dispatch(
-        ctx,
-        &st,
-        &eps,
-        &trace,
-        "update_status",
-        0,
-        0,
-    )?);
-    d.push(status_dispatch(ctx, &st, &eps, &trace, "record", 0, 0)?);
+    d.push(status_dispatch(ctx, &st, eps, trace, "update_status", 0, 0)?);
+    d.push(status_dispatch(ctx, &st, eps, trace, "record", 0, 0)?);
     ctx.submit(&d)?;
     opt.init(ctx, task, &st)?;
+    Ok(st)
+}
+
+/// Run `opt` on `task` from the task's initial point (after [`Task::reset`], so repeated runs on one task see
+/// the same evaluations); `progress(k)` is called after step k is submitted.
+pub fn run(
+    ctx: &Context,
+    task: &dyn Task,
+    opt: &mut dyn Optimizer,
+    o: &RunOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Trace> {
+    let batch = task.batch();
+    let eps = ctx.upload("eps_g", &[o.eps_g])?;
+    let trace = ctx.zeros("trace", (o.steps + 1) * batch * 5)?;
+    let st = start(ctx, task, opt, &eps, &trace)?;
+    let stride = st.stride;
     // count: bit 0 iterations, bit 1 evaluations (unless the optimizer counts its own).
     let count = if opt.counts_evaluations() { 1 } else { 3 };
     let mut done = o.steps;

@@ -13,11 +13,13 @@ pub mod driver;
 pub mod first_order;
 pub mod lbfgs;
 pub mod step_policy;
+pub mod stepper;
 pub mod tune;
 
 pub use driver::{Optimizer, RunOptions, State, Summary, Trace, run, summarize};
 pub use first_order::{FirstOrder, Hyper, Kind};
 pub use lbfgs::{Lbfgs, LbfgsConfig, LineSearch};
+pub use stepper::Stepper;
 
 /// Names accepted by [`make_optimizer`].
 pub const OPTIMIZERS: &[&str] = &[

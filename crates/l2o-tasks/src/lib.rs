@@ -10,7 +10,9 @@
 //! - [`Quadratic`]: f(θ) = ‖Wθ − y‖² with Gaussian W, y (Andrychowicz et al. 2016, §3.1); also with a
 //!   prescribed condition number, axis-aligned or rotated ([`Quadratic::conditioned`]);
 //! - [`Rosenbrock`]: the extended Rosenbrock function, n even;
-//! - [`Logistic`]: ℓ2-regularised binary logistic regression on a synthetic data set per problem.
+//! - [`Logistic`]: ℓ2-regularised binary logistic regression on a synthetic data set per problem;
+//! - [`HostTask`]: any function the host computes (a closure over B × n arrays — a Python function, say), one
+//!   upload of f and ∇f per evaluation ([`host`]).
 //!
 //! Each task samples its data and θ_0 from one `seed` (rand's `StdRng`), keeps the f64 host data for the
 //! oracle and uploads device buffers (and its scratch buffers) at construction, so the dispatches returned by
@@ -21,6 +23,7 @@ use anyhow::{Result, bail};
 use l2o_engine::shaders::{Layout, ShaderFamily};
 use l2o_engine::{Context, Dispatch, ScalarOut, View};
 
+pub mod host;
 pub mod idx;
 pub mod kit;
 mod logistic;
@@ -32,6 +35,7 @@ mod rosenbrock;
 pub use kit::{
     CheckOptions, TaskCheck, TaskParams, check_dims, check_fits, check_task, check_views, grid,
 };
+pub use host::{HostFn, HostProblem, HostStats, HostTask, NonFinite, Sampler};
 pub use logistic::Logistic;
 pub use mlp::{Activation, Mlp, MlpConfig};
 pub use quadratic::{Quadratic, random_orthogonal};
@@ -84,6 +88,8 @@ pub static TASKS: ShaderFamily = ShaderFamily {
         "rosen",
         "logit_z",
         "logit_grad",
+        "host_gather",
+        "host_scatter",
     ],
     default_defines: "",
 };
