@@ -1,5 +1,6 @@
-//! A task of your own computed on the host, no WGSL: least squares f_b(θ) = ‖A_b θ − y_b‖² / m with a fresh
-//! random design matrix A_b (m × n) per problem, drawn by a sampler from a seed. L2L is meta-trained on it
+//! A task of your own computed on the host, no WGSL: least squares f_b(θ) = ‖A_b θ − y_b‖² with a fresh
+//! random design matrix A_b (m × n, entries N(0, 1/m)) and y_b = A_b x*_b per problem, drawn by a sampler from
+//! a seed (the Python package's test task, in Rust). L2L is meta-trained on it
 //! through the shared loop, then evaluated on held-out problems against Adam with a tuned learning rate.
 //!
 //! Run: `cargo run --release --example host_task` (`L2O_BACKEND`, `L2O_ADAPTER` choose the device).
@@ -26,13 +27,18 @@ pub fn least_squares(n: usize, batch: usize) -> Result<HostProblem> {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut normal = || rng.sample::<f64, _>(rand_distr::StandardNormal);
         let mut g = d.lock().unwrap();
-        for v in g.0.iter_mut() {
-            *v = normal();
+        let (a, y) = &mut *g;
+        for v in a.iter_mut() {
+            *v = normal() / (M as f64).sqrt();
         }
-        for v in g.1.iter_mut() {
-            *v = normal();
+        for b in 0..batch {
+            let xs: Vec<f64> = (0..n).map(|_| normal()).collect();
+            for s in 0..M {
+                let row = &a[(b * M + s) * n..(b * M + s + 1) * n];
+                y[b * M + s] = row.iter().zip(&xs).map(|(p, q)| p * q).sum();
+            }
         }
-        Ok((0..batch * n).map(|_| 0.0).collect())
+        Ok(vec![0.0; batch * n])
     });
     let fun: HostFn = Arc::new(move |theta, f, grad| {
         let g = data.lock().unwrap();
@@ -45,9 +51,9 @@ pub fn least_squares(n: usize, batch: usize) -> Result<HostProblem> {
             for s in 0..M {
                 let row = &a[(b * M + s) * n..(b * M + s + 1) * n];
                 let r = row.iter().zip(x).map(|(p, q)| p * q).sum::<f64>() - y[b * M + s];
-                f[b] += r * r / M as f64;
+                f[b] += r * r;
                 for (gj, aj) in gb.iter_mut().zip(row) {
-                    *gj += 2.0 * r * aj / M as f64;
+                    *gj += 2.0 * r * aj;
                 }
             }
         }
@@ -81,22 +87,42 @@ pub fn meta_train_and_compare(ctx: &Context, epochs: usize) -> Result<(f64, f64)
         problem: &problem,
         seed: tc.seed,
     };
-    train_on(ctx, &mut st, &source, None, &mut |_, _, _| {}, &mut |_, _| {})?;
+    train_on(
+        ctx,
+        &mut st,
+        &source,
+        None,
+        &mut |_, _, _| {},
+        &mut |_, _| {},
+    )?;
     // Adam's rate tuned on a training batch, both scored on a held-out batch
     let train = problem.task(ctx, l2o::meta::state::epoch_seed(tc.seed, 0))?;
-    let lr = tune(ctx, &[&train as &dyn Task], Kind::Adam, &log_grid(-4, 0), horizon)?.best_lr;
+    let lr = tune(
+        ctx,
+        &[&train as &dyn Task],
+        Kind::Adam,
+        &log_grid(-4, 0),
+        horizon,
+    )?
+    .best_lr;
     let test = problem.task(ctx, test_seed(tc.seed))?;
     let o = RunOptions::fixed(horizon);
     let mut lstm = l2o::meta::l2l::optimizer::LstmOptimizer::new(st.lstm, st.best_phi.clone())?;
     let l = run(ctx, &test, &mut lstm, &o, &mut |_| {})?;
-    let a = run(ctx, &test, &mut FirstOrder::new(Kind::Adam, lr), &o, &mut |_| {})?;
+    let a = run(
+        ctx,
+        &test,
+        &mut FirstOrder::new(Kind::Adam, lr),
+        &o,
+        &mut |_| {},
+    )?;
     Ok((summarize(&l.f[horizon]).mean, summarize(&a.f[horizon]).mean))
 }
 
 #[allow(dead_code)]
 fn main() -> Result<()> {
     let ctx = Context::new(&ContextOptions::default())?;
-    let (lstm, adam) = meta_train_and_compare(&ctx, 50)?;
+    let (lstm, adam) = meta_train_and_compare(&ctx, 60)?;
     println!("held-out least squares, mean final loss: LSTM {lstm:.4e}, tuned Adam {adam:.4e}");
     Ok(())
 }

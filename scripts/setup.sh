@@ -13,6 +13,10 @@ fi
 if ! (have_lib 'libEGL\.so\.1' && have_lib 'libEGL_mesa\.so\.0'); then
   pkgs+=(libegl1 libegl-mesa0 libgl1-mesa-dri)
 fi
+# the Python package's tests (scripts/test-python.sh): an interpreter with venv and pip
+if ! (command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' >/dev/null 2>&1); then
+  pkgs+=(python3 python3-venv python3-pip)
+fi
 if [ ${#pkgs[@]} -eq 0 ]; then
   exit 0
 fi
@@ -22,6 +26,6 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "setup: installing ${pkgs[*]} (Vulkan loader, Mesa's software Vulkan driver lavapipe, Mesa EGL/GL)" >&2
+echo "setup: installing ${pkgs[*]} (Vulkan loader, Mesa's software Vulkan driver lavapipe, Mesa EGL/GL, Python venv)" >&2
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null

@@ -48,14 +48,22 @@ fn host_rosenbrock_follows_the_built_in_iterates() {
     l2o::testing::each_precision(|ctx| {
         let (n, b, steps) = (10, 5, 25);
         let builtin = Arc::new(Rosenbrock::sample(ctx, n, b, 7).unwrap());
-        let problem = HostProblem::new("rosenbrock-host", n, b, rosenbrock_on_host(builtin.clone())).unwrap();
+        let problem =
+            HostProblem::new("rosenbrock-host", n, b, rosenbrock_on_host(builtin.clone())).unwrap();
         let host = problem.task_at(ctx, builtin.initial_point()).unwrap();
         let cfg = LbfgsConfig {
             line_search: LineSearch::parse("wolfe").unwrap(),
             ..Default::default()
         };
         let o = RunOptions::fixed(steps);
-        let a = run(ctx, builtin.as_ref(), &mut Lbfgs::new(cfg.clone()), &o, &mut |_| {}).unwrap();
+        let a = run(
+            ctx,
+            builtin.as_ref(),
+            &mut Lbfgs::new(cfg.clone()),
+            &o,
+            &mut |_| {},
+        )
+        .unwrap();
         let h = run(ctx, &host, &mut Lbfgs::new(cfg), &o, &mut |_| {}).unwrap();
         // The host computes f and ∇f in f64 and rounds them to the device precision once; the kernel computes
         // them in the device precision. In f32 that first difference (≈1e-7 relative) grows roughly tenfold every
@@ -66,7 +74,10 @@ fn host_rosenbrock_follows_the_built_in_iterates() {
             Precision::F64 => (steps, 1e-6),
         };
         let d = max_rel(&a.f[..=upto], &h.f[..=upto]);
-        eprintln!("{}: max relative loss difference over {upto} steps {d:.2e}", ctx.precision());
+        eprintln!(
+            "{}: max relative loss difference over {upto} steps {d:.2e}",
+            ctx.precision()
+        );
         assert!(d < tol, "{d:.3e} ≥ {tol:e}");
         if ctx.precision() == Precision::F64 {
             assert_eq!(a.final_evaluations, h.final_evaluations);
@@ -74,7 +85,11 @@ fn host_rosenbrock_follows_the_built_in_iterates() {
         assert!(a.f[steps].iter().sum::<f64>() < a.f[0].iter().sum::<f64>() * 1e-2);
         // one host step evaluates all B problems: at least as many as the problem that needed most, plus θ₀
         let most = *h.final_evaluations.iter().max().unwrap();
-        assert!(problem.stats().evaluations() > most, "{} host steps", problem.stats().evaluations());
+        assert!(
+            problem.stats().evaluations() > most,
+            "{} host steps",
+            problem.stats().evaluations()
+        );
     });
 }
 
@@ -105,14 +120,27 @@ fn non_finite_values_and_impure_samplers_are_caught() {
     let x0 = vec![1.0; 6];
     let strict = HostProblem::new("nan-task", 3, 2, fun.clone()).unwrap();
     let t = strict.task_at(&ctx, x0.clone()).unwrap();
-    let e = run(&ctx, &t, &mut FirstOrder::new(Kind::Sgd, 0.1), &RunOptions::fixed(20), &mut |_| {})
-        .err()
-        .expect("NaN must stop the run");
+    let e = run(
+        &ctx,
+        &t,
+        &mut FirstOrder::new(Kind::Sgd, 0.1),
+        &RunOptions::fixed(20),
+        &mut |_| {},
+    )
+    .err()
+    .expect("NaN must stop the run");
     let msg = format!("{e:#}");
     assert!(msg.contains("non-finite loss for problem 1"), "{msg}");
     let lenient = strict.clone().on_non_finite(NonFinite::Diverge);
     let t = lenient.task_at(&ctx, x0).unwrap();
-    let tr = run(&ctx, &t, &mut FirstOrder::new(Kind::Sgd, 0.1), &RunOptions::fixed(20), &mut |_| {}).unwrap();
+    let tr = run(
+        &ctx,
+        &t,
+        &mut FirstOrder::new(Kind::Sgd, 0.1),
+        &RunOptions::fixed(20),
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(tr.final_status()[1], status::DIVERGED);
     assert_eq!(tr.final_status()[0], status::RUNNING);
     assert!(tr.f[20][0] < 1e-3);
@@ -127,10 +155,19 @@ fn non_finite_values_and_impure_samplers_are_caught() {
     }));
     let a = impure.task(&ctx, 1).unwrap();
     let _b = impure.task(&ctx, 2).unwrap();
-    let e = run(&ctx, &a, &mut FirstOrder::new(Kind::Sgd, 0.1), &RunOptions::fixed(2), &mut |_| {})
-        .err()
-        .expect("must refuse");
-    assert!(format!("{e:#}").contains("pure function of its seed"), "{e:#}");
+    let e = run(
+        &ctx,
+        &a,
+        &mut FirstOrder::new(Kind::Sgd, 0.1),
+        &RunOptions::fixed(2),
+        &mut |_| {},
+    )
+    .err()
+    .expect("must refuse");
+    assert!(
+        format!("{e:#}").contains("pure function of its seed"),
+        "{e:#}"
+    );
 }
 
 /// The Stepper (a caller's loop) reproduces the driver: SGD and the L2L LSTM of `docs/l2l-quadratic.l2o`
@@ -158,13 +195,20 @@ fn the_stepper_reproduces_the_driver() {
     let problem = HostProblem::new("quadratic-host", n, b, fun.clone()).unwrap();
     let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/l2l-quadratic.l2o");
     let makers: Vec<(&str, Box<dyn Fn() -> MakeOptimizer>)> = vec![
-        ("sgd", Box::new(|| Box::new(|| Ok(Box::new(FirstOrder::new(Kind::Sgd, 0.01)) as _)))),
+        (
+            "sgd",
+            Box::new(|| Box::new(|| Ok(Box::new(FirstOrder::new(Kind::Sgd, 0.01)) as _))),
+        ),
         (
             "lstm",
             Box::new(move || {
                 let p = ckpt.clone();
                 Box::new(move || {
-                    Ok(Box::new(l2o::meta::l2l::optimizer::LstmOptimizer::from_checkpoint(&p)?) as _)
+                    Ok(
+                        Box::new(l2o::meta::l2l::optimizer::LstmOptimizer::from_checkpoint(
+                            &p,
+                        )?) as _,
+                    )
                 })
             }),
         ),
@@ -172,7 +216,14 @@ fn the_stepper_reproduces_the_driver() {
     for (name, make) in makers {
         let task = problem.task_at(&ctx, quad.initial_point()).unwrap();
         let mut opt = make()().unwrap();
-        let tr = run(&ctx, &task, opt.as_mut(), &RunOptions::fixed(steps), &mut |_| {}).unwrap();
+        let tr = run(
+            &ctx,
+            &task,
+            opt.as_mut(),
+            &RunOptions::fixed(steps),
+            &mut |_| {},
+        )
+        .unwrap();
         let mut s = Stepper::new(ctx.clone(), make(), n, b).unwrap();
         // θ₀ as the device holds it (the driver evaluates there)
         let p = ctx.precision();
@@ -183,12 +234,17 @@ fn the_stepper_reproduces_the_driver() {
             theta = s.step(&theta, &g, Some(&f)).unwrap();
         }
         assert_eq!(s.steps(), steps as u64);
-        assert_eq!(theta, tr.final_theta, "{name}: the stepper left the driver's trajectory");
+        assert_eq!(
+            theta, tr.final_theta,
+            "{name}: the stepper left the driver's trajectory"
+        );
         // a θ that is not the returned point is refused; reset starts again
         let e = s.step(&vec![0.0; b * n], &g, None).err().unwrap();
         assert!(format!("{e}").contains("reset()"), "{e}");
         s.reset();
-        let t1 = s.step(&quad.initial_point(), &vec![0.0; b * n], None).unwrap();
+        let t1 = s
+            .step(&quad.initial_point(), &vec![0.0; b * n], None)
+            .unwrap();
         assert_eq!(t1.len(), b * n);
         eprintln!("{name}: {steps} steps through the stepper match the driver bit for bit");
     }

@@ -12,6 +12,7 @@
 pub mod autotune;
 pub mod bench;
 pub mod hlstm_bench;
+pub mod host_bench;
 pub mod meta_bench;
 pub mod mlp_bench;
 pub mod policy_bench;

@@ -195,6 +195,10 @@ enum Cmd {
         /// instead
         #[arg(long)]
         hlstm: bool,
+        /// Benchmark a task evaluated on the host (a closure, as the Python package's tasks are) against the
+        /// built-in task it copies: ms per evaluation and the host step's overhead
+        #[arg(long)]
+        host: bool,
     },
     /// What a checkpoint holds: kind, architecture, training configuration and task options, epochs trained,
     /// best epoch and validation loss, format version, and SHA-256 digests of latest and best φ (`phi_sha256:`,
@@ -590,6 +594,24 @@ fn hlstm_bench_cmd(
     report_bench(&md, &skipped, file)
 }
 
+fn host_bench_cmd(
+    dev: &DeviceArgs,
+    sizes: &str,
+    batches: &str,
+    markdown: Option<&PathBuf>,
+) -> Result<()> {
+    let ctx = dev.open()?;
+    let rows = l2o_bench::host_bench::run_host_bench(
+        &ctx,
+        &list::<usize>(sizes, "size")?,
+        &list::<usize>(batches, "batch")?,
+        50,
+        3,
+    )?;
+    let md = l2o_bench::host_bench::host_markdown(&rows, &ctx.describe());
+    report_bench(&md, &[], markdown.map(|p| (p, md.clone())))
+}
+
 fn policy_bench_cmd(
     dev: &DeviceArgs,
     sizes: &str,
@@ -711,8 +733,11 @@ fn main() {
             data,
             policy,
             hlstm,
+            host,
         } => {
-            if *hlstm {
+            if *host {
+                host_bench_cmd(dev, sizes, batches, markdown.as_ref())
+            } else if *hlstm {
                 hlstm_bench_cmd(dev, sizes, batches, markdown.as_ref())
             } else if *policy {
                 policy_bench_cmd(dev, sizes, batches, markdown.as_ref())

@@ -4,17 +4,11 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use l2o_meta::checkpoint;
-use l2o_meta::hlstm::train::Hlstm;
-use l2o_meta::hlstm::{HlstmConfig, HlstmTraining, MetaLoss};
-use l2o_meta::l2l::LstmConfig;
-use l2o_meta::l2l::train::L2l;
 use l2o_meta::learned::{self, LearnedOptimizer};
-use l2o_meta::policy::train::Policy;
 use l2o_meta::state::{TrainConfig, TrainState};
 use l2o_meta::train::train;
-use l2o_optim::step_policy::PolicyConfig;
 use l2o_tasks::TaskOptions;
 
 use crate::args::TrainArgs;
@@ -22,38 +16,22 @@ use crate::{DeviceArgs, bar, plot};
 
 /// The learned optimizer `--optimizer` names, configured by the other flags.
 fn learned_optimizer(a: &TrainArgs) -> Result<Box<dyn LearnedOptimizer>> {
-    Ok(match a.optimizer.as_str() {
-        "lstm" => Box::new(L2l(LstmConfig {
-            hidden: a.lstm_hidden,
-            preprocess: (a.preprocess > 0.0).then_some(a.preprocess),
+    learned::by_name(
+        &a.optimizer,
+        &learned::LearnedOptions {
+            lstm_hidden: a.lstm_hidden,
+            preprocess: a.preprocess,
             scale: a.scale,
-        })),
-        "lbfgs-policy" | "lbfgs-pi" => Box::new(Policy(PolicyConfig {
-            nh: a.policy_width,
-            m: a.memory,
-            ..PolicyConfig::default()
-        })),
-        "hlstm" => Box::new(Hlstm {
-            cfg: HlstmConfig {
-                cell: a.cell,
-                m: a.memory,
-                hidden: a.hlstm_hidden,
-                curvature_eps: None,
-            },
-            training: HlstmTraining {
-                loss: match a.meta_loss.as_str() {
-                    "log" => MetaLoss::Log {
-                        floor: a.loss_floor,
-                    },
-                    "sum" => MetaLoss::Sum,
-                    other => bail!("--meta-loss {other:?}: use log or sum"),
-                },
-                clip: a.clip,
-                memory_grad: !a.no_memory_grad,
-            },
-        }),
-        other => bail!("unknown learned optimizer {other:?}: use lstm, lbfgs-policy or hlstm"),
-    })
+            memory: a.memory,
+            policy_width: a.policy_width,
+            cell: a.cell,
+            hlstm_hidden: a.hlstm_hidden,
+            meta_loss: a.meta_loss.clone(),
+            loss_floor: a.loss_floor,
+            clip: a.clip,
+            memory_grad: !a.no_memory_grad,
+        },
+    )
 }
 
 /// train.csv from the whole history (rewritten after every epoch, so it survives an interrupted run).

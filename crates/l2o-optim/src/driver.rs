@@ -63,7 +63,8 @@ impl State {
 
 /// An optimizer steps B problems on the device. `init` allocates its buffers and records its dispatches once;
 /// `step` submits one iteration (and must leave F, G2 of `cols` updated for the new θ of running problems).
-pub trait Optimizer {
+/// `Send`: a [`crate::stepper::Stepper`] runs it on a worker thread.
+pub trait Optimizer: Send {
     fn name(&self) -> String;
     /// Scalar columns per problem the optimizer needs (≥ 4: the shared [`cols`]).
     fn scalar_columns(&self) -> usize {
@@ -235,7 +236,15 @@ pub fn start(
         st.out(cols::G2),
         None,
     )?);
-    d.push(status_dispatch(ctx, &st, eps, trace, "update_status", 0, 0)?);
+    d.push(status_dispatch(
+        ctx,
+        &st,
+        eps,
+        trace,
+        "update_status",
+        0,
+        0,
+    )?);
     d.push(status_dispatch(ctx, &st, eps, trace, "record", 0, 0)?);
     ctx.submit(&d)?;
     opt.init(ctx, task, &st)?;

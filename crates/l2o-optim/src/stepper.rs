@@ -19,7 +19,7 @@ use l2o_tasks::{HostProblem, NonFinite, Task};
 use crate::driver::{Optimizer, start};
 
 /// Makes a fresh optimizer (the stepper builds one per run: at the first step and after [`Stepper::reset`]).
-pub type MakeOptimizer = Box<dyn Fn() -> Result<Box<dyn Optimizer + Send>> + Send + Sync>;
+pub type MakeOptimizer = Box<dyn Fn() -> Result<Box<dyn Optimizer>> + Send + Sync>;
 
 /// What the caller sends back for the point the worker asked about: ∇f (B × n) and f (B).
 type Reply = (Vec<f64>, Vec<f64>);
@@ -96,21 +96,21 @@ impl Stepper {
         let (rep_tx, rep_rx) = sync_channel::<Reply>(1);
         let to_caller = req_tx.clone();
         let rep_rx = std::sync::Mutex::new(rep_rx);
-        let fun: l2o_tasks::HostFn = Arc::new(move |theta: &[f64], f: &mut [f64], g: &mut [f64]| {
-            to_caller
-                .send(Ok(theta.to_vec()))
-                .map_err(|_| anyhow!("the stepper was closed"))?;
-            let (grad, loss) = rep_rx
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .recv()
-                .map_err(|_| anyhow!("the stepper was closed"))?;
-            g.copy_from_slice(&grad);
-            f.copy_from_slice(&loss);
-            Ok(())
-        });
-        let problem =
-            HostProblem::new("stepper", n, b, fun)?.on_non_finite(NonFinite::Diverge);
+        let fun: l2o_tasks::HostFn =
+            Arc::new(move |theta: &[f64], f: &mut [f64], g: &mut [f64]| {
+                to_caller
+                    .send(Ok(theta.to_vec()))
+                    .map_err(|_| anyhow!("the stepper was closed"))?;
+                let (grad, loss) = rep_rx
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .recv()
+                    .map_err(|_| anyhow!("the stepper was closed"))?;
+                g.copy_from_slice(&grad);
+                f.copy_from_slice(&loss);
+                Ok(())
+            });
+        let problem = HostProblem::new("stepper", n, b, fun)?.on_non_finite(NonFinite::Diverge);
         let task = problem.task_at(&self.ctx, theta0.to_vec())?;
         let (ctx, make) = (self.ctx.clone(), self.make.clone());
         let handle = std::thread::Builder::new()
@@ -167,7 +167,10 @@ impl Stepper {
             }
         }
         if let Some(i) = grad.iter().position(|g| !g.is_finite()) {
-            bail!("step: the gradient is not finite at index {i} ({})", grad[i]);
+            bail!(
+                "step: the gradient is not finite at index {i} ({})",
+                grad[i]
+            );
         }
         if self.worker.is_none() {
             self.worker = Some(self.spawn(theta)?);

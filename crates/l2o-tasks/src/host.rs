@@ -166,7 +166,12 @@ impl HostProblem {
         }
         self.stats.resamples.fetch_add(1, Ordering::Relaxed);
         let again = self.draw(seed)?;
-        if again.len() != x0.len() || again.iter().zip(x0).any(|(a, b)| a.to_bits() != b.to_bits()) {
+        if again.len() != x0.len()
+            || again
+                .iter()
+                .zip(x0)
+                .any(|(a, b)| a.to_bits() != b.to_bits())
+        {
             bail!(
                 "task {}: sample({seed}) returned a different θ₀ the second time; the sampler must be a pure function \
                  of its seed (draw from a generator seeded with it, e.g. numpy.random.default_rng(seed))",
@@ -245,7 +250,10 @@ impl HostTask {
                 x0[i]
             );
         }
-        let what = format!("host task {} (n = {n}, batch = {b}): θ (batch × n)", problem.name);
+        let what = format!(
+            "host task {} (n = {n}, batch = {b}): θ (batch × n)",
+            problem.name
+        );
         check_fits(ctx, &what, &[b, n])?;
         Ok(Self {
             x: ctx.zeros("host theta", b * n)?,
@@ -308,9 +316,7 @@ impl Task for HostTask {
             ],
             grid(n, b),
         )?;
-        let ps = ctx.params_of(&TaskParams::new(
-            n, b, &theta, &grad, out.col, out.stride,
-        ));
+        let ps = ctx.params_of(&TaskParams::new(n, b, &theta, &grad, out.col, out.stride));
         let scatter = ctx.dispatch(
             &TASKS,
             "host_scatter",

@@ -32,16 +32,18 @@ pub mod mlp_gemm;
 mod quadratic;
 mod rosenbrock;
 
+pub use host::{HostFn, HostProblem, HostStats, HostTask, NonFinite, Sampler};
 pub use kit::{
     CheckOptions, TaskCheck, TaskParams, check_dims, check_fits, check_task, check_views, grid,
 };
-pub use host::{HostFn, HostProblem, HostStats, HostTask, NonFinite, Sampler};
 pub use logistic::Logistic;
 pub use mlp::{Activation, Mlp, MlpConfig};
 pub use quadratic::{Quadratic, random_orthogonal};
 pub use rosenbrock::Rosenbrock;
 
-pub trait Task {
+/// `Send`: tasks travel with the optimizer to a worker thread ([`HostTask`]s evaluated from Python release and
+/// retake the interpreter lock there).
+pub trait Task: Send {
     /// Short name, e.g. "quadratic".
     fn name(&self) -> String;
     /// Dimension n of every problem.
