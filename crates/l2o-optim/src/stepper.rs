@@ -161,10 +161,8 @@ impl Stepper {
                 n * b
             );
         }
-        if let Some(l) = loss {
-            if l.len() != b {
-                bail!("step: {} loss values for {b} problems", l.len());
-            }
+        if let Some(l) = loss.filter(|l| l.len() != b) {
+            bail!("step: {} loss values for {b} problems", l.len());
         }
         if let Some(i) = grad.iter().position(|g| !g.is_finite()) {
             bail!(

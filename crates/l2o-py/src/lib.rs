@@ -300,6 +300,35 @@ impl BuiltinTask {
     }
 }
 
+/// The task a run is on: the Python function `evaluate` from `x0` (B × n, flat), or a built-in task.
+#[allow(clippy::too_many_arguments)]
+fn task_of(
+    py: Python<'_>,
+    ctx: &Arc<Context>,
+    x0: PyReadonlyArray1<'_, f64>,
+    n: usize,
+    batch: usize,
+    evaluate: Option<Py<PyAny>>,
+    builtin: Option<PyRef<'_, BuiltinTask>>,
+    policy: NonFinite,
+    slot: &ErrSlot,
+) -> PyResult<Arc<Mutex<Box<dyn Task>>>> {
+    match (evaluate, builtin) {
+        (Some(ev), None) => {
+            let p = HostProblem::new("fun", n, batch, host_fn(ev, slot.clone()))
+                .map_err(|e| py_err(e, None))?
+                .on_non_finite(policy);
+            let x = x0.as_slice()?.to_vec();
+            let t = py
+                .detach(|| p.task_at(ctx, x))
+                .map_err(|e| py_err(e, None))?;
+            Ok(Arc::new(Mutex::new(Box::new(t))))
+        }
+        (None, Some(b)) => Ok(b.task.clone()),
+        _ => Err(value_err("give a function or a built-in task, not both")),
+    }
+}
+
 fn optimizer_for(
     method: &str,
     lr: Option<f64>,
@@ -350,20 +379,7 @@ fn minimize<'py>(
     let policy = non_finite(on_nonfinite)?;
     let slot: ErrSlot = Arc::new(Mutex::new(None));
     let c = ctx.ctx.clone();
-    let task: Arc<Mutex<Box<dyn Task>>> = match (&evaluate, builtin) {
-        (Some(ev), None) => {
-            let p = HostProblem::new("fun", n, batch, host_fn(ev.clone_ref(py), slot.clone()))
-                .map_err(|e| py_err(e, None))?
-                .on_non_finite(policy);
-            let x = x0.as_slice()?.to_vec();
-            let t = py
-                .detach(|| p.task_at(&c, x))
-                .map_err(|e| py_err(e, None))?;
-            Arc::new(Mutex::new(Box::new(t)))
-        }
-        (None, Some(b)) => b.task.clone(),
-        _ => return Err(value_err("give a function or a built-in task, not both")),
-    };
+    let task = task_of(py, &c, x0, n, batch, evaluate, builtin, policy, &slot)?;
     let mut opt = optimizer_for(&method, lr, line_search, history).map_err(|e| py_err(e, None))?;
     let o = RunOptions {
         steps,
@@ -709,20 +725,17 @@ fn tune<'py>(
     })?;
     let slot: ErrSlot = Arc::new(Mutex::new(None));
     let c = ctx.ctx.clone();
-    let task: Arc<Mutex<Box<dyn Task>>> = match (&evaluate, builtin) {
-        (Some(ev), None) => {
-            let p = HostProblem::new("fun", n, batch, host_fn(ev.clone_ref(py), slot.clone()))
-                .map_err(|e| py_err(e, None))?
-                .on_non_finite(NonFinite::Diverge);
-            let x = x0.as_slice()?.to_vec();
-            Arc::new(Mutex::new(Box::new(
-                py.detach(|| p.task_at(&c, x))
-                    .map_err(|e| py_err(e, None))?,
-            )))
-        }
-        (None, Some(b)) => b.task.clone(),
-        _ => return Err(value_err("give a function or a built-in task, not both")),
-    };
+    let task = task_of(
+        py,
+        &c,
+        x0,
+        n,
+        batch,
+        evaluate,
+        builtin,
+        NonFinite::Diverge,
+        &slot,
+    )?;
     let r = py
         .detach(move || {
             let t = task.lock().unwrap_or_else(|p| p.into_inner());

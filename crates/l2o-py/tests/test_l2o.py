@@ -272,3 +272,13 @@ def test_array_likes_and_float32_work():
     assert one.x.shape == (3,) and float(one.fun) < 1e-8
     opt = l2o.load(ROOT / "docs/l2l-quadratic.l2o")
     assert opt.step(np.ones(4, dtype=np.float32), np.ones(4, dtype=np.float32)).dtype == np.float32
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    """The README's "From Python" example, with 2 epochs instead of 60 (its numbers are the test above's)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## From Python", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert "epochs=60" in block and 'out="out/py"' in block
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block.replace("epochs=60", "epochs=2"), "README.md", "exec"), {})
+    assert (tmp_path / "out/py/checkpoint.l2o").is_file()
