@@ -13,9 +13,9 @@ def rosenbrock(X):  # X: (B, n), n even → f (B,), grad (B, n)
 
 
 x0 = np.tile([-1.2, 1.0], (64, 5)) + 0.1 * np.random.default_rng(0).standard_normal((64, 10))
-r = l2o.minimize(rosenbrock, x0, method="lbfgs", steps=100, line_search="wolfe", gtol=1e-5)
+r = l2o.minimize(rosenbrock, x0, method="lbfgs", steps=300, line_search="wolfe", gtol=1e-8, precision="f64")
 print(r)
-print("L-BFGS: mean final loss", r.fun.mean(), "iterations", r.nit.mean(), "evaluations", r.nfev.mean())
+print("L-BFGS (f64): mean final loss", r.fun.mean(), "iterations", r.nit.mean(), "evaluations", r.nfev.mean())
 lr, _ = l2o.tune(rosenbrock, x0, "adam", steps=100)
 a = l2o.minimize(rosenbrock, x0, method="adam", lr=lr, steps=100)
 print(f"Adam (lr {lr}): mean final loss {a.fun.mean():.3e}; per-step mean loss {a.trace['mean'][::20]}")

@@ -415,8 +415,18 @@ fn minimize<'py>(
     let last = tr.steps();
     d.set_item("nit", tr.iterations[last].clone())?;
     d.set_item("nfev", tr.final_evaluations.clone())?;
+    // "running", "converged", "diverged", "line_search_failed"
+    let snake = |s: String| {
+        s.chars().enumerate().fold(String::new(), |mut o, (i, c)| {
+            if c.is_uppercase() && i > 0 {
+                o.push('_');
+            }
+            o.push(c.to_ascii_lowercase());
+            o
+        })
+    };
     let st: Vec<String> = (0..tr.batch)
-        .map(|b| format!("{:?}", tr.status_of(b)).to_lowercase())
+        .map(|b| snake(format!("{:?}", tr.status_of(b))))
         .collect();
     d.set_item("status", st)?;
     Ok(d)

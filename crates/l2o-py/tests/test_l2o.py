@@ -227,6 +227,8 @@ def test_non_finite_values_raise_or_are_reported_diverged():
         l2o.minimize(nan_for_problem_1, np.ones((3, 4)), method="sgd", steps=5)
     r = l2o.minimize(nan_for_problem_1, np.ones((3, 4)), method="sgd", lr=0.1, steps=5, on_nonfinite="diverge")
     assert r.status == ["running", "diverged", "running"]
+    c = l2o.minimize(quad, np.ones((2, 3)), method="lbfgs", steps=20, gtol=1e-4)
+    assert c.status == ["converged", "converged"] and c.success and np.all(c.nit < 20)
     assert not r.success
     with pytest.raises(l2o.NonFiniteError):
         l2o.minimize(quad, np.array([1.0, np.nan]))
