@@ -300,7 +300,8 @@ impl Task for HostTask {
         check_views(&self.problem.name, &theta, &grad, n, b)?;
         out.check(b, 1)?;
         let nd = &self.no_data.buf;
-        let p = ctx.params_of(&TaskParams::new(n, b, &theta, &grad, 0, 0));
+        // one parameter block for both kernels (the gather reads only n, B and θ's layout)
+        let p = ctx.params_of(&TaskParams::new(n, b, &theta, &grad, out.col, out.stride));
         let gather = ctx.dispatch(
             &TASKS,
             "host_gather",
@@ -316,12 +317,11 @@ impl Task for HostTask {
             ],
             grid(n, b),
         )?;
-        let ps = ctx.params_of(&TaskParams::new(n, b, &theta, &grad, out.col, out.stride));
         let scatter = ctx.dispatch(
             &TASKS,
             "host_scatter",
             &[
-                &ps,
+                &p,
                 theta.buffer(),
                 grad.buffer(),
                 &self.gh.buf,
