@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Result, anyhow, bail};
-use l2o_engine::{Context, ContextOptions, Precision, ScalarOut, cols};
+use anyhow::{Context as _, Result, anyhow, bail};
+use l2o_engine::{Context, ContextOptions, Precision, ScalarOut};
 use l2o_meta::learned::{LearnedOptions, by_name, new_state};
 use l2o_meta::state::{TrainConfig, TrainState};
 use l2o_meta::train::{HostSource, train_on};
@@ -17,7 +17,7 @@ use l2o_tasks::{HostFn, HostProblem, NonFinite, Sampler, Task, TaskOptions, buil
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::PyDict;
 
 pyo3::create_exception!(
     _l2o,
@@ -159,19 +159,29 @@ fn adapters(py: Python<'_>, backend: Option<String>) -> PyResult<Vec<Py<PyDict>>
         .collect()
 }
 
+/// Call `f(args)` with the interpreter lock taken; its exception, if any, is kept in `slot` (the first one
+/// wins: it is what the user sees once the Rust call returns) and comes back as an error carrying its message.
+fn call_keeping<'py>(
+    py: Python<'py>,
+    f: &Py<PyAny>,
+    args: impl pyo3::call::PyCallArgs<'py>,
+    slot: &ErrSlot,
+) -> Result<Py<PyAny>> {
+    f.call1(py, args).map_err(|e| {
+        let msg = e.to_string();
+        slot.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+        anyhow!("{msg}")
+    })
+}
+
 /// A host closure calling `evaluate(x_flat) -> (f_flat, g_flat)` (the Python wrapper checks shapes).
 fn host_fn(evaluate: Py<PyAny>, slot: ErrSlot) -> HostFn {
     Arc::new(move |theta: &[f64], f: &mut [f64], g: &mut [f64]| {
         Python::attach(|py| -> Result<()> {
             let x = PyArray1::from_slice(py, theta);
-            let r = match evaluate.call1(py, (x,)) {
-                Ok(r) => r,
-                Err(e) => {
-                    let msg = e.to_string();
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    bail!("the function raised: {msg}");
-                }
-            };
+            let r = call_keeping(py, &evaluate, (x,), &slot).context("the function raised")?;
             let (fa, ga): (PyReadonlyArray1<f64>, PyReadonlyArray1<f64>) = r
                 .extract(py)
                 .map_err(|e| anyhow!("the function must return (f, grad) arrays: {e}"))?;
@@ -195,14 +205,8 @@ fn host_fn(evaluate: Py<PyAny>, slot: ErrSlot) -> HostFn {
 fn sampler(sample: Py<PyAny>, slot: ErrSlot) -> Sampler {
     Arc::new(move |seed: u64| {
         Python::attach(|py| -> Result<Vec<f64>> {
-            let r = match sample.call1(py, (seed,)) {
-                Ok(r) => r,
-                Err(e) => {
-                    let msg = e.to_string();
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    bail!("sample({seed}) raised: {msg}");
-                }
-            };
+            let r = call_keeping(py, &sample, (seed,), &slot)
+                .with_context(|| format!("sample({seed}) raised"))?;
             let a: PyReadonlyArray1<f64> = r
                 .extract(py)
                 .map_err(|e| anyhow!("sample must return an array: {e}"))?;
@@ -392,14 +396,7 @@ fn minimize<'py>(
             let t = task.lock().unwrap_or_else(|p| p.into_inner());
             run(&c, t.as_ref(), opt.as_mut(), &o, &mut |k| {
                 if let Some(cb) = &callback {
-                    Python::attach(|py| {
-                        if let Err(e) = cb.call1(py, (k,)) {
-                            cb_slot
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
-                        }
-                    });
+                    let _ = Python::attach(|py| call_keeping(py, cb, (k,), &cb_slot));
                 }
             })
         })
@@ -662,14 +659,7 @@ fn train(
     let cb_slot = slot.clone();
     let report = move |kind: &str, e: usize, u: usize, v: f64| {
         if let Some(p) = &progress {
-            Python::attach(|py| {
-                if let Err(err) = p.call1(py, (kind, e, u, v)) {
-                    cb_slot
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(err);
-                }
-            });
+            let _ = Python::attach(|py| call_keeping(py, p, (kind, e, u, v), &cb_slot));
         }
     };
     let ck = ckpt.clone();
@@ -755,6 +745,16 @@ fn tune<'py>(
     Ok((r.best_lr, r.table))
 }
 
+/// (horizon, unroll) a learned optimizer trains with when they are not given.
+#[pyfunction]
+fn train_defaults(optimizer: &str) -> PyResult<(usize, usize)> {
+    let d = by_name(optimizer, &LearnedOptions::default())
+        .map_err(|e| py_err(e, None))?
+        .about()
+        .defaults;
+    Ok((d.horizon, d.unroll))
+}
+
 /// The {1, 3} × 10^j grid for j in lo..=hi.
 #[pyfunction]
 fn log_grid(lo: i32, hi: i32) -> Vec<f64> {
@@ -772,7 +772,6 @@ fn _l2o(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tune, m)?)?;
     m.add_function(wrap_pyfunction!(log_grid, m)?)?;
     m.add("NonFiniteError", m.py().get_type::<NonFiniteError>())?;
-    m.add("F_COLUMN", cols::F)?;
-    let _ = PyList::empty(m.py());
+    m.add_function(wrap_pyfunction!(train_defaults, m)?)?;
     Ok(())
 }

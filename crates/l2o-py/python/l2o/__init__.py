@@ -337,10 +337,6 @@ class _Progress:
             self._bar.close()
 
 
-_TRAIN_DEFAULT_HORIZON = {"lstm": 100, "lbfgs-policy": 400, "lbfgs-pi": 400, "hlstm": 50}
-_TRAIN_DEFAULT_UNROLL = {"lstm": 20, "lbfgs-policy": 50, "lbfgs-pi": 50, "hlstm": 1}
-
-
 def train(
     optimizer: str = "lstm",
     task="quadratic",
@@ -366,10 +362,8 @@ def train(
     unroll (``{"kind": "unroll", "epoch", "unroll", "meta_loss"}``) and epoch (``{"kind": "epoch", "epoch",
     "validation"}``). Returns the trained optimizer (:func:`load` of the checkpoint)."""
     c = _context(ctx, precision)
-    unrolls = max(
-        1, int(options.get("horizon", _TRAIN_DEFAULT_HORIZON.get(optimizer, 100)))
-        // int(options.get("unroll", _TRAIN_DEFAULT_UNROLL.get(optimizer, 20)))
-    )
+    horizon, unroll = _l2o.train_defaults(optimizer)
+    unrolls = max(1, int(options.get("horizon", horizon)) // int(options.get("unroll", unroll)))
     bar = _Progress(int(epochs) * unrolls, f"meta-training {optimizer}") if progress else None
     done = [0]
 
