@@ -21,6 +21,7 @@ fn main() -> anyhow::Result<()> {
         adapter: None,
         precision: Precision::F32,
         kernels: None,
+        local_rank: None,
     })?;
     let cfg = HlstmConfig {
         cell,

@@ -21,6 +21,7 @@ fn main() -> anyhow::Result<()> {
         adapter: None,
         precision: Precision::F32,
         kernels: None,
+        local_rank: None,
     })?;
     let cfg = LstmConfig::default();
     let bufs = LstmBuffers::new(&ctx, &cfg, n, b, t, &vec![1.0; t], true)?;

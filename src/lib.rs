@@ -25,6 +25,7 @@ pub mod testing {
             adapter: None,
             precision,
             kernels: kernels.map(String::from),
+            local_rank: None,
         }) {
             Ok(c) => Some(c),
             Err(e) if std::env::var("L2O_SKIP_GPU_TESTS").as_deref() == Ok("1") => {

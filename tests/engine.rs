@@ -275,6 +275,7 @@ fn bad_inputs_are_errors() {
             adapter: None,
             precision: Precision::F64,
             kernels: None,
+            local_rank: None,
         };
         let e = Context::new(&o).err().expect("GL adapter must refuse f64");
         assert!(format!("{e}").contains("SHADER_F64"), "{e}");
@@ -285,6 +286,7 @@ fn bad_inputs_are_errors() {
         adapter: Some("no-such-gpu".into()),
         precision: Precision::F32,
         kernels: None,
+        local_rank: None,
     };
     assert!(format!("{}", Context::new(&o).err().unwrap()).contains("no-such-gpu"));
     c.check().unwrap();
@@ -415,6 +417,7 @@ fn no_adapter_is_a_helpful_error() {
         adapter: None,
         precision: Precision::F32,
         kernels: None,
+        local_rank: None,
     };
     let e = Context::new(&o)
         .err()

@@ -789,3 +789,153 @@ fn one_checkpoint_runs_at_every_dimension() {
         assert!(f.is_finite() && f < f0, "{task} n = {n}: f {f0:e} → {f:e}");
     }
 }
+
+/// A sharded meta-batch: the mean (`Unroll::mean`, as the meta-training loop combines shards) of two device
+/// trainers' unrolls — 3 problems each, their own sampled quadratics (n = 7, T = 5, m = 3, H = 6) — is the
+/// meta-loss and ∂L/∂φ of the union of their 6 problems, computed by the f64 reference in one batch (scale 1/6),
+/// over two unrolls of one run (the second from the carried memory, c, h and state), for both cells and both
+/// meta-losses. Both are normalised per problem (1/B), so the mean of equal shards is the union's; a sum of the
+/// shards would be off by 100%, and the test asserts that either shard alone is more than twice the tolerance
+/// from the union (measured ≥ 1.6e-2 in L, ≥ 0.13 in ∂L/∂φ), so the comparison can fail. Tolerances as in
+/// `device_unroll_and_meta_gradient_match_the_reference`: meta-loss relative f64 1e-10 (measured ≤ 1e-14),
+/// f32 1e-3 (measured ≤ 1e-5); ∂L/∂φ relative to ‖∂L/∂φ‖∞ f64 1e-8 (measured ≤ 6e-14), f32 1e-3 (measured
+/// ≤ 7e-5 on lavapipe).
+#[test]
+fn sharded_meta_batch_is_the_union_of_its_shards() {
+    use l2o::meta::learned::Unroll;
+    each_precision(|c| {
+        let p = c.precision();
+        for (cell, loss) in [(2u32, MetaLoss::Log { floor: 1e-8 }), (1, MetaLoss::Sum)] {
+            let cfg = HlstmConfig {
+                cell,
+                m: 3,
+                hidden: 6,
+                curvature_eps: None,
+            };
+            let eps_c = cfg.eps_c(p);
+            let (n, batch, tt) = (7, 3, 5);
+            let tasks = [
+                Quadratic::sample(c, n, batch, 31).unwrap(),
+                Quadratic::sample(c, n, batch, 32).unwrap(),
+            ];
+            let phi = random_phi(&cfg, 5, 0.05);
+            let weights: Vec<f64> = (0..tt).map(|t| 1.0 + 0.1 * t as f64).collect();
+            let training = hlstm::HlstmTraining {
+                loss,
+                clip: None,
+                memory_grad: true,
+            };
+            // shards[i][u]: unroll u of shard i
+            let shards: Vec<Vec<Unroll>> = tasks
+                .iter()
+                .map(|t| {
+                    let mut tr = HlstmTrainer::new(c, &cfg, n, batch, &weights, &training).unwrap();
+                    tr.bind(c, t).unwrap();
+                    (0..2)
+                        .map(|u| {
+                            if u > 0 {
+                                tr.carry(c).unwrap();
+                            }
+                            let r = tr.run(c, &phi).unwrap();
+                            Unroll {
+                                meta_loss: r.meta_loss,
+                                dphi: r.dphi,
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            // the f64 reference on the union: problem b is problem b % B of shard b / B
+            let lg = |b: usize, x: &[f64]| tasks[b / batch].oracle_loss_grad(b % batch, x);
+            let x0: Vec<f64> = tasks.iter().flat_map(|t| t.initial_point()).collect();
+            let union = 2 * batch;
+            let mut want_loss = [0.0; 2];
+            let mut want_dphi = [vec![0.0; phi.len()], vec![0.0; phi.len()]];
+            for b in 0..union {
+                let xb = &x0[b * n..(b + 1) * n];
+                let u1 = hlstm::unroll(
+                    &cfg,
+                    &phi,
+                    &lg,
+                    b,
+                    xb,
+                    &Carry::fresh(&cfg, n, lg(b, xb).0),
+                    &weights,
+                    loss,
+                    eps_c,
+                    Replay::Live,
+                );
+                let u2 = hlstm::unroll(
+                    &cfg,
+                    &phi,
+                    &lg,
+                    b,
+                    &u1.x[tt],
+                    &u1.next_carry(),
+                    &weights,
+                    loss,
+                    eps_c,
+                    Replay::Live,
+                );
+                for (i, u) in [&u1, &u2].into_iter().enumerate() {
+                    want_loss[i] += u.meta_loss / union as f64;
+                    hlstm::adjoint(
+                        &cfg,
+                        &phi,
+                        u,
+                        &weights,
+                        loss,
+                        1.0 / union as f64,
+                        &mut want_dphi[i],
+                        training.memory_grad,
+                    );
+                }
+            }
+            let tol_f = Tol {
+                f32: 1e-3,
+                f64: 1e-10,
+            }
+            .of(p);
+            let tol_g = Tol {
+                f32: 1e-3,
+                f64: 1e-8,
+            }
+            .of(p);
+            for u in 0..2 {
+                let errs = |r: &Unroll| {
+                    (
+                        (r.meta_loss - want_loss[u]).abs() / want_loss[u].abs(),
+                        l2o::engine::oracle::max_rel_err(&r.dphi, &want_dphi[u]),
+                    )
+                };
+                let got = Unroll::mean(vec![shards[0][u].clone(), shards[1][u].clone()]);
+                let (ef, eg) = errs(&got);
+                let (s0, s1) = (errs(&shards[0][u]), errs(&shards[1][u]));
+                let gmax = want_dphi[u].iter().fold(0.0f64, |a, b| a.max(b.abs()));
+                eprintln!(
+                    "{p} cell {cell} {loss:?} unroll {}: sharded vs union meta-loss {ef:.2e}, ∂φ {eg:.2e} \
+                     (‖∂φ‖∞ {gmax:.3e}); one shard alone: ({:.1e}, {:.1e}), ({:.1e}, {:.1e})",
+                    u + 1,
+                    s0.0,
+                    s0.1,
+                    s1.0,
+                    s1.1
+                );
+                assert!(gmax > 0.0);
+                for (i, s) in [s0, s1].into_iter().enumerate() {
+                    assert!(
+                        s.0 > 2.0 * tol_f && s.1 > 2.0 * tol_g,
+                        "{p} cell {cell} unroll {}: shard {i} alone is within 2× the tolerance of the union \
+                         ({s:?}): the test could not fail",
+                        u + 1
+                    );
+                }
+                assert!(
+                    ef < tol_f && eg < tol_g,
+                    "{p} cell {cell} {loss:?} unroll {}: sharded vs union: meta-loss {ef:e}, ∂φ {eg:e}",
+                    u + 1
+                );
+            }
+        }
+    });
+}

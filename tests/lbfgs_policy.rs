@@ -288,3 +288,98 @@ fn device_policy_adjoint_matches_cpu_reference() {
         }
     });
 }
+
+/// A sharded meta-batch: the mean (`Unroll::mean`, as the meta-training loop combines shards) of two device
+/// trainers' steps — 3 problems each, their own sampled quadratics (n = 37, K = 12, m = 3, φ making some steps
+/// clip: the setup of `device_policy_adjoint_matches_cpu_reference`) — is the meta-loss and ∂L/∂φ of the union of
+/// their 6 problems, computed by the f64 reference in one batch (scale 1/6). Both are normalised per problem
+/// (1/B), so the mean of equal shards is the union's; a sum of the shards would be off by 100%, and the test
+/// asserts that either shard alone is more than twice the tolerance from the union (measured 16% in L, 12% in
+/// ∂L/∂φ), so the comparison can fail. Tolerances as in `device_policy_adjoint_matches_cpu_reference` (relative
+/// to |L| and to ‖∂L/∂φ‖∞): f64 1e-8 (measured ≤ 1e-15), f32 2e-2 (measured 6e-7 on lavapipe; the single-batch
+/// test's bound, which also covers n = 300).
+#[test]
+fn sharded_meta_batch_is_the_union_of_its_shards() {
+    use l2o::engine::Precision;
+    use l2o::meta::learned::Unroll;
+    use l2o::meta::policy::device::PolicyTrainer;
+    use l2o::tasks::{Quadratic, Task};
+    use l2o::testing::{Tol, each_precision};
+    each_precision(|c| {
+        let p = c.precision();
+        let cfg = PolicyConfig {
+            m: 3,
+            curvature_eps: Some(if p == Precision::F64 { 1e-10 } else { 1e-5 }),
+            ..PolicyConfig::default()
+        };
+        let (n, batch, steps) = (37, 3, 12);
+        let weights: Vec<f64> = (0..steps).map(|k| 1.0 + 0.05 * k as f64).collect();
+        let tasks = [
+            Quadratic::sample(c, n, batch, 40).unwrap(),
+            Quadratic::sample(c, n, batch, 41).unwrap(),
+        ];
+        let phi = random_phi(&cfg, 60, 0.06);
+        let shards: Vec<Unroll> = tasks
+            .iter()
+            .map(|t| {
+                let mut tr = PolicyTrainer::new(c, &cfg, n, batch, &weights).unwrap();
+                tr.bind(c, t).unwrap();
+                let r = tr.run(c, &phi).unwrap();
+                Unroll {
+                    meta_loss: r.meta_loss,
+                    dphi: r.dphi,
+                }
+            })
+            .collect();
+        let got = Unroll::mean(shards.clone());
+        // the f64 reference on the union: problem b is problem b % B of shard b / B
+        let lg = |b: usize, x: &[f64]| tasks[b / batch].oracle_loss_grad(b % batch, x);
+        let x0: Vec<f64> = tasks.iter().flat_map(|t| t.initial_point()).collect();
+        let union = 2 * batch;
+        let mut want = vec![0.0; phi.len()];
+        let mut loss = 0.0;
+        let mut clipped = 0;
+        for b in 0..union {
+            let r = policy::unroll(&cfg, &phi, &lg, b, &x0[b * n..(b + 1) * n], &weights, None);
+            clipped += r.steps.iter().filter(|s| !s.pol.inside(&cfg)).count();
+            policy::adjoint(&cfg, &phi, &r, &weights, 1.0 / union as f64, &mut want);
+            loss += r.meta_loss / union as f64;
+        }
+        let gmax = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+        let errs = |u: &Unroll| {
+            let g = u
+                .dphi
+                .iter()
+                .zip(&want)
+                .fold(0f64, |a, (x, y)| a.max((x - y).abs()))
+                / gmax;
+            ((u.meta_loss - loss).abs() / loss.abs(), g)
+        };
+        let (lerr, err) = errs(&got);
+        let (s0, s1) = (errs(&shards[0]), errs(&shards[1]));
+        eprintln!(
+            "{p}: sharded vs union meta-loss {lerr:.1e}, ∂φ err/‖∂φ‖∞ {err:.1e} (‖∂φ‖∞ {gmax:.3e}); \
+             one shard alone: ({:.1e}, {:.1e}), ({:.1e}, {:.1e}); clipped reference steps {clipped}",
+            s0.0, s0.1, s1.0, s1.1
+        );
+        let tol = Tol {
+            f32: 2e-2,
+            f64: 1e-8,
+        }
+        .of(p);
+        assert!(
+            gmax > 0.0 && clipped > 0,
+            "the case must exercise both clip regimes"
+        );
+        for (i, s) in [s0, s1].into_iter().enumerate() {
+            assert!(
+                s.0 > 2.0 * tol && s.1 > 2.0 * tol,
+                "{p}: shard {i} alone is within 2× the tolerance of the union ({s:?}): the test could not fail"
+            );
+        }
+        assert!(
+            lerr < tol && err < tol,
+            "{p}: sharded vs union: meta-loss {lerr:e}, ∂φ {err:e}"
+        );
+    });
+}

@@ -16,6 +16,7 @@ fn autotune_cache_then_override_then_default() {
         adapter: None,
         precision: Precision::F32,
         kernels: None,
+        local_rank: None,
     };
     let Ok(probe) = Context::new(&base) else {
         assert_eq!(

@@ -44,7 +44,12 @@ fn a_user_task_meta_trains_through_the_shared_loop() {
         fn training(&self, ctx: &Context, _e: usize, _s: usize) -> anyhow::Result<Box<dyn Task>> {
             Ok(Box::new(powell::Powell::new(ctx, self.0, self.1)?))
         }
-        fn validation(&self, ctx: &Context) -> anyhow::Result<Box<dyn Task>> {
+        fn validation(
+            &self,
+            ctx: &Context,
+            _v: usize,
+            _vs: usize,
+        ) -> anyhow::Result<Box<dyn Task>> {
             Ok(Box::new(powell::Powell::new(ctx, self.0, self.1)?))
         }
     }

@@ -122,10 +122,12 @@ pub struct TrainArgs {
     pub(crate) val_batch: usize,
     #[arg(long, default_value_t = 10)]
     pub(crate) validate_every: usize,
-    /// L2L: average each meta-update over this many independent batches of --batch problems, each on its own
-    /// device trainer (meta-batch = shards × batch; a trainer's trajectory must fit one buffer binding)
-    #[arg(long, default_value_t = 1)]
-    pub(crate) shards: usize,
+    /// Average each meta-update over this many independent batches of --batch problems, each on its own device
+    /// trainer (meta-batch = shards × batch; a trainer's trajectory must fit one buffer binding); the ranks of
+    /// a distributed run own whole shards, and φ depends on the shards, never on the ranks [default: 1, under
+    /// mpirun the number of ranks]
+    #[arg(long)]
+    pub(crate) shards: Option<usize>,
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Continue from this checkpoint (same architecture; the epoch count may be raised with --epochs)
@@ -154,6 +156,11 @@ pub struct EvalArgs {
     /// Number of held-out test problems
     #[arg(long, default_value_t = 128)]
     pub(crate) batch: usize,
+    /// Draw the held-out problems in this many shards (each from its own seed; shard 0 of 1 is the
+    /// single-process set); the ranks of a distributed run own whole shards, and the table depends on the
+    /// shards, never on the ranks [default: 1, under mpirun the number of ranks]
+    #[arg(long)]
+    pub(crate) shards: Option<usize>,
     /// Steps (default: the training horizon)
     #[arg(long)]
     pub(crate) steps: Option<usize>,
@@ -206,17 +213,20 @@ impl EvalArgs {
         l2o_tasks::build_task(ctx, task, dim, opts, batch, seed, false)
     }
 
-    /// The held-out problems: `--batch` of them at dimension `dim` from a seed never used in training or
-    /// validation (and MNIST's test images).
-    pub(crate) fn test_task(
+    /// The held-out problems this rank runs: `--batch` of them at dimension `dim`, in `--shards` shards from
+    /// seeds never used in training or validation (and MNIST's test images); this rank's shards only.
+    pub(crate) fn test_task<'c>(
         &self,
-        ctx: &l2o_engine::Context,
+        ctx: &'c l2o_engine::Context,
         st: &l2o_meta::state::TrainState,
         task: &str,
         dim: usize,
         opts: &TaskOptions,
-    ) -> Result<Box<dyn l2o_tasks::Task>> {
-        let seed = l2o_meta::state::test_seed(st.train.seed);
-        l2o_tasks::build_task(ctx, task, dim, opts, self.batch, seed, true)
+    ) -> Result<crate::held_out::HeldOut<'c>> {
+        let shards = self.shards.unwrap_or(crate::cluster::group().size());
+        crate::held_out::HeldOut::new(ctx, shards, self.batch, |s, b| {
+            let seed = l2o_meta::state::test_shard_seed(st.train.seed, s);
+            l2o_tasks::build_task(ctx, task, dim, opts, b, seed, true)
+        })
     }
 }

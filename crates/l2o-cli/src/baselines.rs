@@ -2,7 +2,6 @@
 //! problems, and L-BFGS with each line search — shared by the evaluations of every learned optimizer.
 
 use anyhow::Result;
-use l2o_optim::tune::tune;
 use l2o_optim::{FirstOrder, parse_kind};
 
 /// `--lr adam=0.03,rmsprop=0.01` as (name, rate) pairs.
@@ -26,7 +25,8 @@ pub(crate) fn fixed_rates(spec: Option<&str>) -> Result<Vec<(String, f64)>> {
         .collect()
 }
 
-/// The learning rate of baseline `name`: fixed by --lr, else tuned on `train_task` over `grid`.
+/// The learning rate of baseline `name`: fixed by --lr, else tuned on `train_task` over `grid` (the grid's
+/// runs spread over the ranks of a distributed run).
 pub(crate) fn rate_for(
     ctx: &l2o_engine::Context,
     name: &str,
@@ -36,12 +36,18 @@ pub(crate) fn rate_for(
     grid: &[f64],
     steps: usize,
 ) -> Result<f64> {
+    let root = crate::cluster::is_root();
     if let Some((_, lr)) = fixed.iter().find(|(k, _)| k == name) {
-        eprintln!("{name}: lr {lr} (fixed by --lr)");
+        if root {
+            eprintln!("{name}: lr {lr} (fixed by --lr)");
+        }
         return Ok(*lr);
     }
-    let r = tune(ctx, &[train_task], kind, grid, steps)?;
-    eprintln!("tuned {name}: lr {} (grid {grid:?})", r.best_lr);
+    // the grid spread over the ranks of a distributed run (the same table, and rate, as one process)
+    let r = crate::held_out::tune_spread(ctx, train_task, kind, grid, steps)?;
+    if root {
+        eprintln!("tuned {name}: lr {} (grid {grid:?})", r.best_lr);
+    }
     Ok(r.best_lr)
 }
 

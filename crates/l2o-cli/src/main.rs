@@ -3,7 +3,9 @@
 
 mod args;
 mod baselines;
+mod cluster;
 mod eval;
+mod held_out;
 mod plot;
 mod report;
 mod train;
@@ -55,13 +57,19 @@ impl DeviceArgs {
                     .map_err(|e| anyhow::anyhow!("--precision: {e:#}, or best"))?
             },
             kernels: None,
+            local_rank: cluster::local_rank(),
         })
     }
 
     /// [`DeviceArgs::context`], with the `device: …` line every command prints first (on stderr).
     fn open(&self) -> Result<Context> {
         let ctx = self.context()?;
-        eprintln!("device: {} — {}", ctx.describe(), ctx.precision());
+        eprintln!(
+            "{}device: {} — {}",
+            cluster::prefix(),
+            ctx.describe(),
+            ctx.precision()
+        );
         Ok(ctx)
     }
 
@@ -282,7 +290,11 @@ where
         .collect()
 }
 
+/// A progress bar on stderr (hidden on every rank but 0 of a distributed run).
 fn bar(len: u64, msg: String) -> ProgressBar {
+    if !cluster::is_root() {
+        return ProgressBar::hidden();
+    }
     let pb = ProgressBar::new(len);
     pb.set_style(
         ProgressStyle::with_template(
@@ -672,7 +684,55 @@ fn main() {
     )
     .init();
     let cli = Cli::parse();
-    let r = match &cli.cmd {
+    cluster::install_panic_hook();
+    let cluster = match cluster::Cluster::init() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let r = distributable(&cli.cmd, cluster.group().size()).and_then(|()| run_command(&cli));
+    if let Err(e) = r {
+        eprintln!("{}error: {e:#}", cluster::prefix());
+        if std::env::var("RUST_LOG").is_err() {
+            eprintln!("(run with RUST_LOG=debug for details)");
+        }
+        // distributed: every rank stops (MPI_Abort), never waiting for this one
+        cluster::fail(1);
+    }
+    // the kernel variants that produced these numbers (l2o_engine::variants)
+    let kernels = l2o::engine::variants::process_report();
+    if !kernels.is_empty() && cluster::is_root() {
+        eprintln!("kernels: {kernels}");
+    }
+    drop(cluster);
+}
+
+/// Error unless `cmd` runs on `ranks` ranks: train, eval and bench --meta distribute; the rest are one process.
+fn distributable(cmd: &Cmd, ranks: usize) -> Result<()> {
+    let ok = match cmd {
+        Cmd::Train { .. } | Cmd::Eval { .. } => true,
+        Cmd::Bench {
+            meta,
+            mlp,
+            policy,
+            hlstm,
+            host,
+            ..
+        } => *meta && !(*mlp || *policy || *hlstm || *host),
+        _ => false,
+    };
+    if ranks > 1 && !ok {
+        bail!(
+            "only l2o train, l2o eval and l2o bench --meta run on several ranks ({ranks} were started): run this              command as one process, without mpirun"
+        );
+    }
+    Ok(())
+}
+
+fn run_command(cli: &Cli) -> Result<()> {
+    match &cli.cmd {
         Cmd::Info { dev } => info(dev),
         Cmd::Inspect { checkpoint } => l2o_meta::checkpoint::inspect(checkpoint).map(|lines| {
             for (k, v) in lines {
@@ -749,17 +809,5 @@ fn main() {
                 bench_cmd(dev, sizes, batches, markdown.as_ref())
             }
         }
-    };
-    if let Err(e) = r {
-        eprintln!("error: {e:#}");
-        if std::env::var("RUST_LOG").is_err() {
-            eprintln!("(run with RUST_LOG=debug for details)");
-        }
-        std::process::exit(1);
-    }
-    // the kernel variants that produced these numbers (l2o_engine::variants)
-    let kernels = l2o::engine::variants::process_report();
-    if !kernels.is_empty() {
-        eprintln!("kernels: {kernels}");
     }
 }

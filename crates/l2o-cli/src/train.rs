@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use l2o_meta::checkpoint;
 use l2o_meta::learned::{self, LearnedOptimizer};
 use l2o_meta::state::{TrainConfig, TrainState};
-use l2o_meta::train::train;
+use l2o_meta::train::train_group;
 use l2o_tasks::TaskOptions;
 
 use crate::args::TrainArgs;
@@ -76,7 +76,8 @@ fn train_config(a: &TrainArgs, lo: &dyn LearnedOptimizer) -> Result<TrainConfig>
         val_batch: a.val_batch,
         validate_every: a.validate_every,
         max_nonfinite: 10,
-        shards: a.shards,
+        // under mpirun one shard per rank unless --shards says otherwise
+        shards: a.shards.unwrap_or(crate::cluster::group().size()),
         task_options: a.mlp.options(&TaskOptions::default())?,
     })
 }
@@ -92,12 +93,24 @@ fn initial_state(a: &TrainArgs, lo: &dyn LearnedOptimizer) -> Result<TrainState>
     if s.train.epochs < a.epochs {
         s.train.epochs = a.epochs;
     }
-    eprintln!(
-        "resuming {} at epoch {} of {}",
-        p.display(),
-        s.epoch,
-        s.train.epochs
-    );
+    if let Some(sh) = a.shards
+        && sh != s.train.shards
+    {
+        anyhow::bail!(
+            "{} was trained with --shards {}: resume with that (the shards define the meta-batch; the number of \
+             ranks may change)",
+            p.display(),
+            s.train.shards
+        );
+    }
+    if crate::cluster::is_root() {
+        eprintln!(
+            "resuming {} at epoch {} of {}",
+            p.display(),
+            s.epoch,
+            s.train.epochs
+        );
+    }
     Ok(s)
 }
 
@@ -147,16 +160,37 @@ fn run_training(
         "meta-training".into(),
     );
     let mut last = f64::NAN;
-    train(
+    let group = crate::cluster::group();
+    let root = group.is_root();
+    if group.size() > 1 && root {
+        let tc = &state.train;
+        eprintln!(
+            "distributed: {} ranks over {} shards of {} problems (meta-batch {}); φ is the same, bit for bit, as one \
+             process with --shards {}",
+            group.size(),
+            tc.shards,
+            tc.batch,
+            tc.shards * tc.batch,
+            tc.shards
+        );
+    }
+    let tasks = state.train.clone();
+    train_group(
         ctx,
         state,
-        Some(ckpt),
+        &tasks,
+        group.as_ref(),
+        // rank 0 writes the checkpoint (and the CSV, below)
+        root.then_some(ckpt),
         &mut |e, _u, l| {
             last = l;
             pb.set_message(format!("epoch {} meta-loss {:.3e}", e + 1, l));
             pb.inc(1);
         },
         &mut |rec, st| {
+            if !root {
+                return;
+            }
             if let Some(v) = rec.val_loss {
                 let line = format!(
                     "epoch {:>4}: meta-loss/step {:.4e}  validation {:.4e}  (best {:.4e} at epoch {})",
@@ -185,12 +219,18 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
     let lo = learned_optimizer(a)?;
     let mut state = initial_state(a, lo.as_ref())?;
     let ctx = dev.open()?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let root = crate::cluster::is_root();
+    if root {
+        std::fs::create_dir_all(&a.out)
+            .with_context(|| format!("cannot create {}", a.out.display()))?;
+    }
     let (ckpt, csv_path) = (a.out.join("checkpoint.l2o"), a.out.join("train.csv"));
     let (t0, start_epoch) = (Instant::now(), state.epoch);
     let last = run_training(&ctx, &mut state, &ckpt, &csv_path)?;
     let secs = t0.elapsed().as_secs_f64();
+    if !root {
+        return Ok(());
+    }
     write_history(&state, &csv_path)?;
     plot_training(lo.as_ref(), &state, &a.out.join("train.svg"))?;
     let best = (state.best_val.unwrap_or(f64::NAN), state.best_epoch);

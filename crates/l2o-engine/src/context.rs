@@ -33,6 +33,10 @@ pub struct ContextOptions {
     pub precision: Precision,
     /// Kernel-variant overrides in the syntax of `L2O_KERNELS` (`family=variant,...`), applied over it.
     pub kernels: Option<String>,
+    /// The rank of this process among the processes of a distributed run on the same host (MPI's local rank):
+    /// when no adapter is named, it takes the (local rank mod k)-th of the k hardware GPUs of the preferred
+    /// kind and backend, so the ranks of a host spread over its GPUs. `None`: one process, the best adapter.
+    pub local_rank: Option<usize>,
 }
 
 impl ContextOptions {
@@ -192,8 +196,27 @@ impl Context {
             )
         } else {
             adapters.sort_by_key(|a| rank(&a.get_info()));
-            let a = adapters.swap_remove(0);
-            let reason = if is_software(&a.get_info()) {
+            // a rank of a distributed run: spread the host's ranks over its GPUs of the best kind and backend
+            let (pick, spread) = match options.local_rank {
+                Some(local) if !is_software(&adapters[0].get_info()) => {
+                    let best = adapters[0].get_info();
+                    let same: Vec<usize> = (0..adapters.len())
+                        .filter(|&i| {
+                            let a = adapters[i].get_info();
+                            rank(&a) == rank(&best) && a.backend == best.backend
+                        })
+                        .collect();
+                    (same[local % same.len()], Some((local, same.len())))
+                }
+                _ => (0, None),
+            };
+            let a = adapters.remove(pick);
+            let reason = if let Some((local, k)) = spread {
+                format!(
+                    "local rank {local} of a distributed run: GPU {} of the {k} best on this host",
+                    local % k
+                )
+            } else if is_software(&a.get_info()) {
                 log::warn!(
                     "no hardware GPU found: falling back to the software adapter {}",
                     a.get_info().name

@@ -142,12 +142,9 @@ pub trait LearnedOptimizer {
         batch: usize,
         steps: usize,
     ) -> Result<Box<dyn UnrollTrainer>>;
-    /// Whether a meta-batch may be split into shards (the mean of the shards' ∂L/∂φ is then the ∂L/∂φ of
-    /// their union, which needs ∂L/∂φ normalised per problem).
-    fn supports_shards(&self) -> bool {
-        false
-    }
-    /// Validation score of φ on the problems of `task` over `steps` steps; lower is better.
+    /// Validation score of φ on the problems of `task` over `steps` steps; lower is better. A mean over the
+    /// problems (so the scores of shards combine by a weighted mean), as the meta-loss and ∂L/∂φ of an unroll
+    /// are normalised per problem (so the shards of a meta-batch combine by [`Unroll::mean`]).
     fn score(&self, ctx: &Context, phi: &[f64], task: &dyn Task, steps: usize) -> Result<f64>;
     /// Whether the initial φ is validated before the first epoch, and stays the best φ until a trained one
     /// beats it (so training never returns something worse than its initialisation on validation).

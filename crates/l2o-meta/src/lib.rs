@@ -10,7 +10,8 @@
 //! - [`hlstm`] — the Hilbert LSTM (seed 000, docs/hlstm.md).
 //!
 //! Beside them, shared by all three: [`train`] (the meta-training loop's pieces: one meta-update per unroll,
-//! non-finite handling, validation and best φ, checkpoints), [`state`] (what a run is: configuration and
+//! non-finite handling, validation and best φ, checkpoints), [`group`] (the ranks of a distributed run and the
+//! fixed-order gather that keeps φ independent of their number), [`state`] (what a run is: configuration and
 //! progress), [`checkpoint`] (the file format), [`metaopt`] (Adam and ADADELTA on φ). [`load_optimizer`]
 //! turns any checkpoint into a driver optimizer.
 //!
@@ -18,6 +19,7 @@
 //! depends on it but the umbrella crate and the CLI.
 
 pub mod checkpoint;
+pub mod group;
 pub mod hlstm;
 pub mod kinds;
 pub mod l2l;

@@ -32,8 +32,10 @@ pub struct TrainConfig {
     #[serde(default)]
     pub task_options: l2o_tasks::TaskOptions,
     /// Shards of the meta-batch: each meta-update averages the meta-gradients of `shards` independent batches
-    /// of `batch` problems, each on its own device trainer (L2L), so the meta-batch (shards × batch problems)
-    /// is not bounded by what one trainer's trajectory fits in a binding. Shard 0 of epoch e is the batch an
+    /// of `batch` problems, each on its own device trainer, so the meta-batch (shards × batch problems) is not
+    /// bounded by what one trainer's trajectory fits in a binding — and the unit of distribution: the ranks of
+    /// a distributed run own whole shards (of the meta-batch and of the validation set, which is split into as
+    /// many). φ depends on the shards, never on how many ranks run them. Shard 0 of epoch e is the batch an
     /// unsharded run draws.
     #[serde(default = "one")]
     pub shards: usize,
@@ -57,6 +59,14 @@ impl TrainConfig {
         if self.dim == 0 || self.batch == 0 || self.val_batch == 0 || self.shards == 0 {
             anyhow::bail!("dimension, batch, shards and validation batch must be positive");
         }
+        if self.val_batch < self.shards {
+            anyhow::bail!(
+                "the validation batch ({}) is split into the {} shards: give --val-batch {} or more",
+                self.val_batch,
+                self.shards,
+                self.shards
+            );
+        }
         Ok(())
     }
 
@@ -78,12 +88,24 @@ impl TrainConfig {
         )
     }
 
-    /// The fixed validation problems.
+    /// The fixed validation problems (in one shard).
     pub fn validation_task(
         &self,
         ctx: &l2o_engine::Context,
     ) -> anyhow::Result<Box<dyn l2o_tasks::Task>> {
-        self.task(ctx, self.val_batch, validation_seed(self.seed))
+        self.validation_shard(ctx, 0, 1)
+    }
+
+    /// Shard v of `shards` of the validation problems: [`split`]`(val_batch, shards)[v]` problems drawn with
+    /// [`validation_shard_seed`] (shard 0 of 1 is the whole set).
+    pub fn validation_shard(
+        &self,
+        ctx: &l2o_engine::Context,
+        v: usize,
+        shards: usize,
+    ) -> anyhow::Result<Box<dyn l2o_tasks::Task>> {
+        let b = split(self.val_batch, shards)[v];
+        self.task(ctx, b, validation_shard_seed(self.seed, v))
     }
 
     /// The training problems of epoch e.
@@ -191,6 +213,34 @@ pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 /// Seed of the validation problems.
 pub fn validation_seed(seed: u64) -> u64 {
     splitmix(seed ^ 0x5eed_0f_7a1d_a7e5)
+}
+
+/// Seed of shard v of the validation problems (shard 0: [`validation_seed`]).
+pub fn validation_shard_seed(seed: u64, v: usize) -> u64 {
+    let s = validation_seed(seed);
+    if v == 0 {
+        s
+    } else {
+        splitmix(s ^ splitmix(v as u64))
+    }
+}
+
+/// Seed of shard s of the held-out evaluation problems (shard 0: [`test_seed`]).
+pub fn test_shard_seed(seed: u64, s: usize) -> u64 {
+    let t = test_seed(seed);
+    if s == 0 {
+        t
+    } else {
+        splitmix(t ^ splitmix(s as u64))
+    }
+}
+
+/// `total` split into `parts` sizes as even as possible, the larger first (they sum to `total`).
+pub fn split(total: usize, parts: usize) -> Vec<usize> {
+    let parts = parts.max(1);
+    (0..parts)
+        .map(|i| total / parts + usize::from(i < total % parts))
+        .collect()
 }
 
 /// Seed of held-out evaluation problems (never used in training or validation).

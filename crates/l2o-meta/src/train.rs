@@ -1,12 +1,16 @@
 //! The meta-training loop, one for every learned optimizer ([`crate::learned::LearnedOptimizer`]): truncated
-//! BPTT as in seed 002 §2–3. Each epoch samples a fresh batch of problems (split into shards, each on its own
-//! device trainer, where the optimizer allows it), runs the optimizee for `horizon` steps in unrolls of T,
-//! carrying θ and the optimizer's state across unrolls, with **one meta-update of φ per unroll** from the
-//! hand-derived adjoint — [`meta_update`] is the single place where an unroll's ∂L/∂φ becomes an update (the
-//! distributed version reduces the shards' ∂L/∂φ across processes there). After every `validate_every` epochs φ
-//! is scored on a fixed validation set and the best φ is kept (early stopping); a checkpoint is written after
-//! every epoch. A non-finite meta-gradient is skipped and counted; too many in a row stop training with an
-//! error.
+//! BPTT as in seed 002 §2–3. Each epoch samples a fresh meta-batch of problems in `shards` shards (each on its
+//! own device trainer), runs the optimizee for `horizon` steps in unrolls of T, carrying θ and the optimizer's
+//! state across unrolls, with **one meta-update of φ per unroll** from the hand-derived adjoint —
+//! [`meta_update`] is the single place where an unroll's ∂L/∂φ becomes an update. After every `validate_every`
+//! epochs φ is scored on a fixed validation set (in as many shards) and the best φ is kept (early stopping); a
+//! checkpoint is written after every epoch. A non-finite meta-gradient is skipped and counted; too many in a
+//! row stop training with an error.
+//!
+//! Distributed ([`train_group`]): the ranks of a [`Group`] each own a block of the shards ([`group::owned`]),
+//! run their sweeps locally, and gather every shard's (meta-loss, ∂L/∂φ) in shard order before
+//! [`meta_update`], so every rank applies the same update — and φ is the same, bit for bit, for any number of
+//! ranks with the same shards ([`crate::group`]); the ranks compare a digest of φ after every epoch.
 
 use std::path::Path;
 
@@ -15,6 +19,7 @@ use l2o_engine::Context;
 use l2o_tasks::{HostProblem, Task};
 
 use crate::checkpoint;
+use crate::group::{self, Group, Solo};
 use crate::kinds;
 use crate::learned::{LearnedOptimizer, Unroll};
 use crate::state::{EpochRecord, TrainConfig, TrainState};
@@ -118,22 +123,24 @@ pub trait TaskSource {
     /// The training problems of shard `shard` of epoch `epoch` (fresh ones every epoch, from a seed derived
     /// from both, so runs are reproducible).
     fn training(&self, ctx: &Context, epoch: usize, shard: usize) -> Result<Box<dyn Task>>;
-    /// The validation problems (the same every epoch).
-    fn validation(&self, ctx: &Context) -> Result<Box<dyn Task>>;
+    /// Shard `shard` of `shards` of the validation problems (the same every epoch; shard 0 of 1 is the whole
+    /// validation set). The validation score is the mean of the shards' scores weighted by their batch sizes.
+    fn validation(&self, ctx: &Context, shard: usize, shards: usize) -> Result<Box<dyn Task>>;
 }
 
 impl TaskSource for TrainConfig {
     fn training(&self, ctx: &Context, epoch: usize, shard: usize) -> Result<Box<dyn Task>> {
         self.shard_task(ctx, epoch, shard)
     }
-    fn validation(&self, ctx: &Context) -> Result<Box<dyn Task>> {
-        self.validation_task(ctx)
+    fn validation(&self, ctx: &Context, shard: usize, shards: usize) -> Result<Box<dyn Task>> {
+        self.validation_shard(ctx, shard, shards)
     }
 }
 
 /// A problem of your own evaluated on the host ([`HostProblem`], with a sampler) as a task source: the batch of
-/// shard s of epoch e is `sample(shard_seed(seed, e, s))`, the validation set `sample(validation_seed(seed))` —
-/// the seeds l2o's own tasks use — each of the problem's batch size (set `train.val_batch` to it).
+/// shard s of epoch e is `sample(shard_seed(seed, e, s))`, validation shard v `sample(validation_shard_seed(seed,
+/// v))` — the seeds l2o's own tasks use — each of the problem's batch size (set `train.val_batch` to the
+/// shards times it).
 pub struct HostSource<'a> {
     pub problem: &'a HostProblem,
     /// The run's base seed (`TrainConfig::seed`).
@@ -145,8 +152,8 @@ impl TaskSource for HostSource<'_> {
         let seed = crate::state::shard_seed(self.seed, epoch, shard);
         Ok(Box::new(self.problem.task(ctx, seed)?))
     }
-    fn validation(&self, ctx: &Context) -> Result<Box<dyn Task>> {
-        let seed = crate::state::validation_seed(self.seed);
+    fn validation(&self, ctx: &Context, shard: usize, _shards: usize) -> Result<Box<dyn Task>> {
+        let seed = crate::state::validation_shard_seed(self.seed, shard);
         Ok(Box::new(self.problem.task(ctx, seed)?))
     }
 }
@@ -176,16 +183,68 @@ pub fn train_on(
     on_unroll: &mut UnrollProgress,
     on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
 ) -> Result<()> {
+    train_group(ctx, state, tasks, &Solo, ckpt, on_unroll, on_epoch)
+}
+
+/// The validation score of φ: each rank scores its validation shards, the scores are gathered in shard order
+/// and averaged weighted by the shards' batch sizes (one shard: its score as it is).
+fn validation_score(
+    ctx: &Context,
+    lo: &dyn LearnedOptimizer,
+    g: &dyn Group,
+    shards: &[Box<dyn Task>],
+    total: usize,
+    phi: &[f64],
+    steps: usize,
+) -> Result<f64> {
+    let local = shards
+        .iter()
+        .map(|t| {
+            Ok(vec![
+                lo.score(ctx, phi, t.as_ref(), steps)?,
+                t.batch() as f64,
+            ])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let all = group::gather_shards(g, total, &local)?;
+    let n: f64 = all.iter().map(|r| r[1]).sum();
+    Ok(all.iter().map(|r| r[0] * (r[1] / n)).sum())
+}
+
+/// [`train_on`] as one rank of `group`: this rank runs the shards [`group::owned`] gives it (of the meta-batch
+/// and of the validation set) and the ranks gather every shard's result once per unroll, so each applies the
+/// same meta-update; after every epoch they compare a digest of φ (an error names the ranks that differ).
+/// Only the caller decides who writes: pass `ckpt` on one rank (rank 0) only.
+#[allow(clippy::too_many_arguments)]
+pub fn train_group(
+    ctx: &Context,
+    state: &mut TrainState,
+    tasks: &dyn TaskSource,
+    group: &dyn Group,
+    ckpt: Option<&Path>,
+    on_unroll: &mut UnrollProgress,
+    on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
+) -> Result<()> {
     let lo = kinds::of_state(state);
     let tc = state.train.clone();
-    if tc.shards != 1 && !lo.supports_shards() {
-        bail!(
-            "shards of the meta-batch are implemented for L2L; train {} with --shards 1 and a larger --batch",
-            lo.about().name
-        );
-    }
-    let val_task = tasks.validation(ctx)?;
-    let mut validate = |phi: &[f64]| lo.score(ctx, phi, val_task.as_ref(), tc.horizon);
+    group::check_shards(group, tc.shards, "meta-batch")?;
+    let mine = group::owned(tc.shards, group.rank(), group.size());
+    let val_tasks = mine
+        .clone()
+        .map(|v| tasks.validation(ctx, v, tc.shards))
+        .collect::<Result<Vec<_>>>()?;
+    let dim = val_tasks[0].dim();
+    let mut validate = |phi: &[f64]| {
+        validation_score(
+            ctx,
+            lo.as_ref(),
+            group,
+            &val_tasks,
+            tc.shards,
+            phi,
+            tc.horizon,
+        )
+    };
     if lo.validates_initial() && state.epoch == 0 && state.best_val.is_none() {
         let v = validate(&state.phi)?;
         state.best_val = Some(v);
@@ -200,16 +259,18 @@ pub fn train_on(
         state.history.push(rec.clone());
         on_epoch(&rec, state);
     }
-    // one device trainer per shard of the meta-batch (for MNIST the dimension follows from the network: take it
-    // from the task)
-    let mut devs = (0..tc.shards)
-        .map(|_| lo.trainer(ctx, val_task.dim(), tc.batch, tc.unroll))
+    // one device trainer per owned shard of the meta-batch (for MNIST the dimension follows from the network:
+    // take it from the task)
+    let mut devs = mine
+        .clone()
+        .map(|_| lo.trainer(ctx, dim, tc.batch, tc.unroll))
         .collect::<Result<Vec<_>>>()?;
     let unrolls = tc.horizon / tc.unroll;
     while state.epoch < tc.epochs {
         let e = state.epoch;
-        // the epoch's problems (shard 0 is the epoch's task), alive until the epoch ends
-        let epoch_tasks = (0..tc.shards)
+        // the epoch's problems of the owned shards (shard 0 is the epoch's task), alive until the epoch ends
+        let epoch_tasks = mine
+            .clone()
             .map(|s| tasks.training(ctx, e, s))
             .collect::<Result<Vec<_>>>()?;
         for (dev, task) in devs.iter_mut().zip(&epoch_tasks) {
@@ -217,10 +278,23 @@ pub fn train_on(
         }
         let (mut total, mut counted, mut skipped) = (0.0, 0, 0);
         for u in 0..unrolls {
-            let shards = devs
+            let local = devs
                 .iter_mut()
-                .map(|dev| dev.unroll(ctx, u, &state.phi))
+                .map(|dev| {
+                    let r = dev.unroll(ctx, u, &state.phi)?;
+                    let mut rec = Vec::with_capacity(r.dphi.len() + 1);
+                    rec.push(r.meta_loss);
+                    rec.extend_from_slice(&r.dphi);
+                    Ok(rec)
+                })
                 .collect::<Result<Vec<_>>>()?;
+            let shards = group::gather_shards(group, tc.shards, &local)?
+                .into_iter()
+                .map(|rec| Unroll {
+                    meta_loss: rec[0],
+                    dphi: rec[1..].to_vec(),
+                })
+                .collect();
             let (per_step, applied) = meta_update(state, lo.as_ref(), shards, e, u)?;
             if applied {
                 total += per_step;
@@ -230,6 +304,11 @@ pub fn train_on(
             }
             on_unroll(e, u, per_step);
         }
+        group::check_agree(
+            group,
+            &format!("φ after epoch {}", e + 1),
+            &checkpoint::phi_sha256(&state.phi),
+        )?;
         finish_epoch(
             state,
             e,

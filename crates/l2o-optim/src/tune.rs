@@ -36,23 +36,34 @@ pub fn tune(
     if grid.is_empty() || tasks.is_empty() {
         bail!("tune: empty grid or no training task");
     }
-    let mut table = vec![];
-    for &lr in grid {
-        let mut total = 0.0;
-        let mut count = 0usize;
-        for task in tasks {
-            let mut opt = FirstOrder::new(kind, lr);
-            let t = run(ctx, *task, &mut opt, &RunOptions::fixed(steps), &mut |_| {})?;
-            let last = &t.f[t.steps()];
-            if last.iter().any(|v| !v.is_finite()) {
-                total = f64::INFINITY;
-            } else {
-                total += last.iter().sum::<f64>();
-            }
-            count += last.len();
+    let table = grid
+        .iter()
+        .map(|&lr| Ok((lr, score(ctx, tasks, kind, lr, steps)?)))
+        .collect::<Result<Vec<_>>>()?;
+    pick(kind, table)
+}
+
+/// The score of one rate: the mean final loss over every problem of `tasks` after `steps` steps of `kind`
+/// with rate `lr` (+∞ when any diverged).
+pub fn score(ctx: &Context, tasks: &[&dyn Task], kind: Kind, lr: f64, steps: usize) -> Result<f64> {
+    let mut total = 0.0;
+    let mut count = 0usize;
+    for task in tasks {
+        let mut opt = FirstOrder::new(kind, lr);
+        let t = run(ctx, *task, &mut opt, &RunOptions::fixed(steps), &mut |_| {})?;
+        let last = &t.f[t.steps()];
+        if last.iter().any(|v| !v.is_finite()) {
+            total = f64::INFINITY;
+        } else {
+            total += last.iter().sum::<f64>();
         }
-        table.push((lr, total / count as f64));
+        count += last.len();
     }
+    Ok(total / count as f64)
+}
+
+/// The best rate of a table of (rate, [`score`]): the lowest finite score, the first of equal ones.
+pub fn pick(kind: Kind, table: Vec<(f64, f64)>) -> Result<TuneResult> {
     let best = table
         .iter()
         .filter(|(_, l)| l.is_finite())

@@ -99,6 +99,7 @@ impl PyContext {
             adapter,
             precision: p,
             kernels: None,
+            local_rank: None,
         };
         let ctx = py
             .detach(|| {

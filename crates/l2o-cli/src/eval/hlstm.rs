@@ -10,11 +10,11 @@ use l2o_meta::hlstm::HlstmConfig;
 use l2o_meta::hlstm::device::HlstmOptimizer;
 use l2o_meta::l2l::optimizer::LstmOptimizer;
 use l2o_meta::state::TrainState;
-use l2o_optim::{Optimizer, RunOptions, Trace, run};
+use l2o_optim::{Optimizer, RunOptions, Trace};
 
 use crate::args::EvalArgs;
 use crate::baselines::{Competitors, fixed_rates};
-use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
+use crate::{DeviceArgs, bar, cluster, list, parse_grid, plot, report};
 
 /// f of problem b at the last iterate reached within `k` gradient evaluations (line searches spend several per
 /// iteration; every other method one).
@@ -98,8 +98,11 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
         "competitor",
     )?;
     let ctx = dev.open()?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let root = cluster::is_root();
+    if root {
+        std::fs::create_dir_all(&a.out)
+            .with_context(|| format!("cannot create {}", a.out.display()))?;
+    }
     let opts = a.mlp.options(&st.train.task_options)?;
     let trained = st.best_epoch > 0;
     let o = RunOptions::fixed(steps);
@@ -114,13 +117,13 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
     for &dim in &dims {
         let test = a.test_task(&ctx, st, &task_name, dim, &opts)?;
         let out = a.out.join(format!("n{}", test.dim()));
-        std::fs::create_dir_all(&out)?;
+        if root {
+            std::fs::create_dir_all(&out)?;
+        }
         let mut runs: Vec<(String, Trace)> = vec![];
         let mut go = |label: String, opt: &mut dyn Optimizer| -> Result<()> {
             let pb = bar(steps as u64, format!("n={dim} {label}"));
-            let t = run(&ctx, test.as_ref(), opt, &o, &mut |k| {
-                pb.set_position(k as u64)
-            })?;
+            let t = test.run(opt, &o, &mut |k| pb.set_position(k as u64))?;
             pb.finish_and_clear();
             runs.push((label, t));
             Ok(())
@@ -160,6 +163,10 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
                 ),
                 &mut LstmOptimizer::from_checkpoint(p)?,
             )?;
+        }
+        // every rank holds every trace now; rank 0 reports
+        if !root {
+            continue;
         }
         for (label, t) in &runs {
             report::write_csv(t, &out.join(format!("{}.csv", report::slug(label))))?;
@@ -244,6 +251,9 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
             "f / f_0",
             &out.join("progress.svg"),
         )?;
+    }
+    if !root {
+        return Ok(());
     }
     let mut table = String::from("| optimizer |");
     for h in &head {

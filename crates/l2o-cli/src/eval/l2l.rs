@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use anyhow::{Context as _, Result};
 use l2o_meta::l2l::optimizer::LstmOptimizer;
 use l2o_meta::state::TrainState;
-use l2o_optim::{FirstOrder, RunOptions, Trace, run, summarize};
+use l2o_optim::{FirstOrder, RunOptions, Trace, summarize};
 
 use crate::args::EvalArgs;
 use crate::baselines::{fixed_rates, kind_of, rate_for};
-use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
+use crate::{DeviceArgs, bar, cluster, list, parse_grid, plot, report};
 
 /// Per optimizer: final-step summary and the mean over all steps 1..=K of the mean loss.
 fn table(traces: &[Trace]) -> String {
@@ -44,8 +44,11 @@ pub fn l2l_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState) -> Result<()> {
         .map(|n| kind_of(&n).map(|k| (n, k)))
         .collect::<Result<_>>()?;
     let ctx = dev.open()?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let root = cluster::is_root();
+    if root {
+        std::fs::create_dir_all(&a.out)
+            .with_context(|| format!("cannot create {}", a.out.display()))?;
+    }
     // Baselines are tuned on a training batch (the distribution the LSTM was trained on, first epoch's seed)
     // at the test dimension and horizon; the test problems come from a seed never used in training/validation.
     let opts = a.mlp.options(&st.train.task_options)?;
@@ -56,16 +59,18 @@ pub fn l2l_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState) -> Result<()> {
     let mut traces = vec![];
     let pb = bar(steps as u64, "lstm".into());
     let mut lstm = LstmOptimizer::new(st.lstm, st.best_phi.clone())?;
-    traces.push(run(&ctx, test.as_ref(), &mut lstm, &o, &mut |k| {
-        pb.set_position(k as u64)
-    })?);
+    traces.push(test.run(&mut lstm, &o, &mut |k| pb.set_position(k as u64))?);
     pb.finish_and_clear();
     let mut tuned = vec![];
     for (name, kind) in &kinds {
         let lr = rate_for(&ctx, name, *kind, &lrs, train_task.as_ref(), &grid, steps)?;
         tuned.push((name.clone(), lr));
         let mut opt = FirstOrder::new(*kind, lr);
-        traces.push(run(&ctx, test.as_ref(), &mut opt, &o, &mut |_| {})?);
+        traces.push(test.run(&mut opt, &o, &mut |_| {})?);
+    }
+    // every rank holds every trace now; rank 0 reports
+    if !root {
+        return Ok(());
     }
     for t in &traces {
         report::write_csv(

@@ -10,11 +10,11 @@ use anyhow::{Context as _, Result, bail};
 use l2o_meta::state::TrainState;
 use l2o_optim::compare::{log_ratio_index, win_tie};
 use l2o_optim::step_policy::PolicyConfig;
-use l2o_optim::{Lbfgs, Optimizer, RunOptions, Trace, run, summarize};
+use l2o_optim::{Lbfgs, Optimizer, RunOptions, Trace, summarize};
 
 use crate::args::EvalArgs;
 use crate::baselines::{Competitors, fixed_rates};
-use crate::{DeviceArgs, bar, list, parse_grid, plot, report};
+use crate::{DeviceArgs, bar, cluster, list, parse_grid, plot, report};
 
 pub fn policy_eval(
     dev: &DeviceArgs,
@@ -34,8 +34,11 @@ pub fn policy_eval(
         "competitor",
     )?;
     let ctx = dev.open()?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let root = cluster::is_root();
+    if root {
+        std::fs::create_dir_all(&a.out)
+            .with_context(|| format!("cannot create {}", a.out.display()))?;
+    }
     let opts = a.mlp.options(&st.train.task_options)?;
     let test = a.test_task(&ctx, st, &task_name, dim, &opts)?;
     let o = RunOptions {
@@ -47,12 +50,12 @@ pub fn policy_eval(
     let mut go = |opt: &mut dyn Optimizer| -> Result<()> {
         let pb = bar(steps as u64, opt.name());
         let t0 = Instant::now();
-        let t = run(&ctx, test.as_ref(), opt, &o, &mut |k| {
-            pb.set_position(k as u64)
-        })?;
+        let t = test.run(opt, &o, &mut |k| pb.set_position(k as u64))?;
         pb.finish_and_clear();
         let secs = t0.elapsed().as_secs_f64();
-        eprintln!("{}: {secs:.1} s", t.optimizer);
+        if root {
+            eprintln!("{}: {secs:.1} s", t.optimizer);
+        }
         runs.push((t, secs));
         Ok(())
     };
@@ -71,6 +74,10 @@ pub fn policy_eval(
     }
     if runs.len() < 2 {
         bail!("no competitors: give --vs");
+    }
+    // every rank holds every trace now; rank 0 reports
+    if !root {
+        return Ok(());
     }
     for (t, _) in &runs {
         report::write_csv(

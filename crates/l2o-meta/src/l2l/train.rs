@@ -95,9 +95,6 @@ impl LearnedOptimizer for L2l {
         log::info!("L2L kernels: {}", t.bufs.kernels.name());
         Ok(Box::new(t))
     }
-    fn supports_shards(&self) -> bool {
-        true
-    }
     fn score(&self, ctx: &Context, phi: &[f64], task: &dyn Task, steps: usize) -> Result<f64> {
         evaluate(ctx, &self.0, phi, task, steps)
     }

@@ -1,0 +1,187 @@
+//! The held-out problems of `l2o eval`, in shards: each rank of a distributed run builds and runs only the
+//! shards [`l2o_meta::group::owned`] gives it, and every run's traces are gathered in shard order into the
+//! trace of all the problems — so the table, CSVs and plots equal those of one process with the same shards.
+//! The baselines' tuning runs are spread too ([`tune_spread`]): rank r runs every P-th rate of the grid.
+
+use anyhow::{Result, bail, ensure};
+use l2o_engine::Context;
+use l2o_meta::group;
+use l2o_optim::tune::TuneResult;
+use l2o_optim::{Optimizer, RunOptions, Trace, run};
+use l2o_tasks::Task;
+
+use crate::cluster;
+
+/// This rank's shards of the held-out problems.
+pub struct HeldOut<'c> {
+    ctx: &'c Context,
+    shards: usize,
+    mine: Vec<Box<dyn Task>>,
+}
+
+impl<'c> HeldOut<'c> {
+    /// `total` problems in `shards` shards of [`l2o_meta::state::split`] sizes; `build(s, b)` draws shard s of
+    /// b problems (called for this rank's shards only).
+    pub fn new(
+        ctx: &'c Context,
+        shards: usize,
+        total: usize,
+        build: impl Fn(usize, usize) -> Result<Box<dyn Task>>,
+    ) -> Result<Self> {
+        let g = cluster::group();
+        ensure!(shards > 0, "--shards must be positive");
+        if total < shards {
+            bail!(
+                "{total} held-out problems cannot fill {shards} shards: raise --batch or lower --shards"
+            );
+        }
+        group::check_shards(g.as_ref(), shards, "held-out problems")?;
+        let sizes = l2o_meta::state::split(total, shards);
+        let mine = group::owned(shards, g.rank(), g.size())
+            .map(|s| build(s, sizes[s]))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { ctx, shards, mine })
+    }
+
+    /// The problems' dimension.
+    pub fn dim(&self) -> usize {
+        self.mine[0].dim()
+    }
+
+    /// [`run`] `opt` on every shard of this rank, then gather every shard's trace: the trace of all the
+    /// problems, in shard order, on every rank. `progress` follows this rank's first shard.
+    pub fn run(
+        &self,
+        opt: &mut dyn Optimizer,
+        o: &RunOptions,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Trace> {
+        let mut local = vec![];
+        for (i, t) in self.mine.iter().enumerate() {
+            let tr = if i == 0 {
+                run(self.ctx, t.as_ref(), opt, o, progress)?
+            } else {
+                run(self.ctx, t.as_ref(), opt, o, &mut |_| {})?
+            };
+            local.push(tr);
+        }
+        let name = local[0].optimizer.clone();
+        let packed: Vec<Vec<f64>> = local.iter().map(pack).collect();
+        let all = group::gather_shards(cluster::group().as_ref(), self.shards, &packed)?;
+        let parts = all
+            .iter()
+            .map(|p| unpack(&name, p))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(concat(parts))
+    }
+}
+
+/// A trace as numbers: [B, rows, n], then per row f, ‖∇f‖, status, iterations, evaluations (B each), then the
+/// final evaluations (B) and θ (B·n). Counts and statuses are small integers, exact in f64.
+fn pack(t: &Trace) -> Vec<f64> {
+    let b = t.batch;
+    let rows = t.f.len();
+    let n = t.final_theta.len() / b.max(1);
+    let mut v = vec![b as f64, rows as f64, n as f64];
+    for k in 0..rows {
+        v.extend_from_slice(&t.f[k]);
+        v.extend_from_slice(&t.gnorm[k]);
+        v.extend(t.status[k].iter().map(|&s| s as f64));
+        v.extend(t.iterations[k].iter().map(|&c| c as f64));
+        v.extend(t.evaluations[k].iter().map(|&c| c as f64));
+    }
+    v.extend(t.final_evaluations.iter().map(|&c| c as f64));
+    v.extend_from_slice(&t.final_theta);
+    v
+}
+
+fn unpack(name: &str, v: &[f64]) -> Result<Trace> {
+    ensure!(v.len() >= 3, "a gathered trace is truncated");
+    let (b, rows, n) = (v[0] as usize, v[1] as usize, v[2] as usize);
+    ensure!(
+        v.len() == 3 + rows * 5 * b + b + b * n,
+        "a gathered trace has the wrong length"
+    );
+    let mut at = 3;
+    let mut take = |len: usize| {
+        let s = &v[at..at + len];
+        at += len;
+        s.to_vec()
+    };
+    let mut t = Trace {
+        optimizer: name.to_string(),
+        batch: b,
+        f: vec![],
+        gnorm: vec![],
+        status: vec![],
+        iterations: vec![],
+        evaluations: vec![],
+        final_evaluations: vec![],
+        final_theta: vec![],
+    };
+    for _ in 0..rows {
+        t.f.push(take(b));
+        t.gnorm.push(take(b));
+        t.status
+            .push(take(b).into_iter().map(|s| s as u32).collect());
+        t.iterations
+            .push(take(b).into_iter().map(|c| c as u64).collect());
+        t.evaluations
+            .push(take(b).into_iter().map(|c| c as u64).collect());
+    }
+    t.final_evaluations = take(b).into_iter().map(|c| c as u64).collect();
+    t.final_theta = take(b * n);
+    Ok(t)
+}
+
+/// The traces of consecutive shards as one: problems appended in order (every trace has steps + 1 rows).
+fn concat(parts: Vec<Trace>) -> Trace {
+    let mut it = parts.into_iter();
+    let mut t = it.next().expect("at least one shard");
+    for p in it {
+        t.batch += p.batch;
+        for (a, b) in t.f.iter_mut().zip(p.f) {
+            a.extend(b);
+        }
+        for (a, b) in t.gnorm.iter_mut().zip(p.gnorm) {
+            a.extend(b);
+        }
+        for (a, b) in t.status.iter_mut().zip(p.status) {
+            a.extend(b);
+        }
+        for (a, b) in t.iterations.iter_mut().zip(p.iterations) {
+            a.extend(b);
+        }
+        for (a, b) in t.evaluations.iter_mut().zip(p.evaluations) {
+            a.extend(b);
+        }
+        t.final_evaluations.extend(p.final_evaluations);
+        t.final_theta.extend(p.final_theta);
+    }
+    t
+}
+
+/// [`l2o_optim::tune::tune`] with the grid spread over the ranks: rank r scores the rates r, r + P, …; the
+/// scores are gathered in grid order and the best rate picked exactly as one process picks it.
+pub fn tune_spread(
+    ctx: &Context,
+    task: &dyn Task,
+    kind: l2o_optim::Kind,
+    grid: &[f64],
+    steps: usize,
+) -> Result<TuneResult> {
+    anyhow::ensure!(!grid.is_empty(), "tune: empty grid");
+    let g = cluster::group();
+    let (rank, size) = (g.rank(), g.size());
+    let mine: Vec<f64> = grid
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % size == rank)
+        .map(|(_, &lr)| l2o_optim::tune::score(ctx, &[task], kind, lr, steps))
+        .collect::<Result<_>>()?;
+    let all = g.all_gather(&mine)?;
+    let table = (0..grid.len())
+        .map(|i| (grid[i], all[i % size][i / size]))
+        .collect();
+    l2o_optim::tune::pick(kind, table)
+}
