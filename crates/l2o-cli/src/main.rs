@@ -64,12 +64,14 @@ impl DeviceArgs {
     /// [`DeviceArgs::context`], with the `device: …` line every command prints first (on stderr).
     fn open(&self) -> Result<Context> {
         let ctx = self.context()?;
-        eprintln!(
-            "{}device: {} — {}",
+        // one write per line: the ranks of a distributed run share stderr
+        let line = format!(
+            "{}device: {} — {}\n",
             cluster::prefix(),
             ctx.describe(),
             ctx.precision()
         );
+        eprint!("{line}");
         Ok(ctx)
     }
 
@@ -694,7 +696,7 @@ fn main() {
     };
     let r = distributable(&cli.cmd, cluster.group().size()).and_then(|()| run_command(&cli));
     if let Err(e) = r {
-        eprintln!("{}error: {e:#}", cluster::prefix());
+        eprint!("{}", format!("{}error: {e:#}\n", cluster::prefix()));
         if std::env::var("RUST_LOG").is_err() {
             eprintln!("(run with RUST_LOG=debug for details)");
         }

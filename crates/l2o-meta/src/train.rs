@@ -186,6 +186,32 @@ pub fn train_on(
     train_group(ctx, state, tasks, &Solo, ckpt, on_unroll, on_epoch)
 }
 
+/// What every rank of a run must agree on before training: configuration, progress, φ, the meta-optimizer's
+/// state and the device precision — as numbers to digest.
+fn state_fingerprint(state: &TrainState, ctx: &Context) -> Vec<f64> {
+    let mut v: Vec<f64> = format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{}",
+        state.train,
+        state.lstm,
+        state.policy,
+        state.hlstm,
+        state.hlstm_training,
+        state.metaopt.name(),
+        state.epoch,
+        state.updates,
+        ctx.precision()
+    )
+    .bytes()
+    .map(f64::from)
+    .collect();
+    v.extend(&state.phi);
+    v.extend(&state.best_phi);
+    for (_, m) in state.metaopt.vectors() {
+        v.extend(m);
+    }
+    v
+}
+
 /// The validation score of φ: each rank scores its validation shards, the scores are gathered in shard order
 /// and averaged weighted by the shards' batch sizes (one shard: its score as it is).
 fn validation_score(
@@ -228,6 +254,12 @@ pub fn train_group(
     let lo = kinds::of_state(state);
     let tc = state.train.clone();
     group::check_shards(group, tc.shards, "meta-batch")?;
+    // every rank must start from the same state and precision (the same command line and checkpoint)
+    group::check_agree(
+        group,
+        "the run's configuration and state (give every rank the same arguments and checkpoint)",
+        &checkpoint::phi_sha256(&state_fingerprint(state, ctx)),
+    )?;
     let mine = group::owned(tc.shards, group.rank(), group.size());
     let val_tasks = mine
         .clone()
