@@ -20,6 +20,14 @@ thread_local! {
 /// Set once MPI is up with more than one rank: errors and panics then abort the job.
 static DISTRIBUTED: AtomicBool = AtomicBool::new(false);
 
+/// Set once MPI is up (a launcher started this process, any number of ranks).
+static MPI: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process runs under MPI (`mpirun -np 1` included).
+pub fn is_mpi() -> bool {
+    MPI.load(Ordering::SeqCst)
+}
+
 /// This process's rank among the ranks on its host, once MPI is up.
 static LOCAL_RANK: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
@@ -65,6 +73,7 @@ impl Cluster {
             let world = universe.world();
             let local = world.split_shared(world.rank());
             let group: Rc<dyn Group> = Rc::new(World { comm: world });
+            MPI.store(true, Ordering::SeqCst);
             if group.size() > 1 {
                 DISTRIBUTED.store(true, Ordering::SeqCst);
             }

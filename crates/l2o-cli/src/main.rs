@@ -656,6 +656,9 @@ fn meta_bench_cmd(
     markdown: Option<&PathBuf>,
 ) -> Result<()> {
     let ctx = dev.open()?;
+    if cluster::is_mpi() {
+        return dist_bench_cmd(&ctx, markdown);
+    }
     let cfg = l2o_bench::meta_bench::MetaBenchConfig {
         sizes: list(sizes, "size")?,
         batches: list(batches, "batch")?,
@@ -678,6 +681,32 @@ fn meta_bench_cmd(
         &skipped,
         md,
     )
+}
+
+/// `mpirun -np P l2o bench --meta`: the distributed meta-training loop of every learned optimizer, P shards on P
+/// ranks, with its collectives timed; rank 0 reports.
+fn dist_bench_cmd(ctx: &Context, markdown: Option<&PathBuf>) -> Result<()> {
+    let g = cluster::group();
+    let rows = l2o_bench::dist_bench::run_dist_bench(ctx, g.as_ref(), 3, &mut |r| {
+        if g.is_root() {
+            eprintln!(
+                "  {}: epoch {:.3} s, collective {:.3} ms per unroll",
+                r.optimizer,
+                r.epoch_s,
+                1e3 * r.collective_s_per_unroll
+            )
+        }
+    })?;
+    if !g.is_root() {
+        return Ok(());
+    }
+    let md = l2o_bench::dist_bench::dist_markdown(&rows, &ctx.describe());
+    println!("{md}");
+    if let Some(p) = markdown {
+        std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
 }
 
 fn main() {

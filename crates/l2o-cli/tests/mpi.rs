@@ -366,7 +366,8 @@ fn ranks_that_disagree_on_the_run_stop_with_an_error_naming_them() {
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("the ranks disagree on the run's configuration") && err.contains("but rank 1 ("),
+        err.contains("the ranks disagree on the run's configuration")
+            && err.contains("but rank 1 ("),
         "{err}"
     );
     assert!(!d.join("checkpoint.l2o").exists(), "nothing may be trained");
