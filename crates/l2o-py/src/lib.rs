@@ -623,6 +623,7 @@ fn train(
         _ => return Err(value_err("give a built-in task name or a task of your own")),
     };
     let tb = host.as_ref().map(|h| h.batch());
+    let shards: usize = opt_get(options, "shards", &mut used)?.unwrap_or(1);
     let tc = TrainConfig {
         task: task.clone().unwrap_or_else(|| name.to_string()),
         dim: host.as_ref().map_or(dim.unwrap_or(10), |h| h.dim()),
@@ -634,12 +635,14 @@ fn train(
             .unwrap_or_else(|| def.meta_optimizer.to_string()),
         meta_lr: opt_get(options, "meta_lr", &mut used)?.unwrap_or(def.meta_lr),
         seed: opt_get(options, "seed", &mut used)?.unwrap_or(1),
+        // a task of your own: one sample(seed) per validation shard
         val_batch: tb
+            .map(|b| b * shards)
             .or(opt_get(options, "val_batch", &mut used)?)
             .unwrap_or(128),
         validate_every: opt_get(options, "validate_every", &mut used)?.unwrap_or(10),
         max_nonfinite: 10,
-        shards: opt_get(options, "shards", &mut used)?.unwrap_or(1),
+        shards,
         task_options: TaskOptions::default(),
     };
     used.push("val_batch".into());
