@@ -108,17 +108,7 @@ fn unpack(name: &str, v: &[f64]) -> Result<Trace> {
         at += len;
         s.to_vec()
     };
-    let mut t = Trace {
-        optimizer: name.to_string(),
-        batch: b,
-        f: vec![],
-        gnorm: vec![],
-        status: vec![],
-        iterations: vec![],
-        evaluations: vec![],
-        final_evaluations: vec![],
-        final_theta: vec![],
-    };
+    let mut t = Trace::empty(name.to_string(), b);
     for _ in 0..rows {
         t.f.push(take(b));
         t.gnorm.push(take(b));

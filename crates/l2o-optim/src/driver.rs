@@ -101,6 +101,23 @@ pub struct Trace {
     pub final_theta: Vec<f64>,
 }
 
+impl Trace {
+    /// A trace of `batch` problems with no rows yet.
+    pub fn empty(optimizer: String, batch: usize) -> Self {
+        Self {
+            optimizer,
+            batch,
+            f: vec![],
+            gnorm: vec![],
+            status: vec![],
+            iterations: vec![],
+            evaluations: vec![],
+            final_evaluations: vec![],
+            final_theta: vec![],
+        }
+    }
+}
+
 /// Mean, median, first and third quartile of the finite values (and how many were not finite).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Summary {
@@ -283,17 +300,8 @@ pub fn run(
         }
     }
     let raw = ctx.read(&trace)?;
-    let mut t = Trace {
-        optimizer: opt.name(),
-        batch,
-        f: vec![],
-        gnorm: vec![],
-        status: vec![],
-        iterations: vec![],
-        evaluations: vec![],
-        final_evaluations: vec![],
-        final_theta: ctx.read(&st.theta)?,
-    };
+    let mut t = Trace::empty(opt.name(), batch);
+    t.final_theta = ctx.read(&st.theta)?;
     for k in 0..=o.steps {
         let r = k.min(done); // after an early stop every problem is frozen: later rows repeat the last
         let row = |j: usize| {
