@@ -16,6 +16,7 @@ use crate::cluster;
 pub struct HeldOut<'c> {
     ctx: &'c Context,
     shards: usize,
+    total: usize,
     mine: Vec<Box<dyn Task>>,
 }
 
@@ -40,7 +41,21 @@ impl<'c> HeldOut<'c> {
         let mine = group::owned(shards, g.rank(), g.size())
             .map(|s| build(s, sizes[s]))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { ctx, shards, mine })
+        Ok(Self {
+            ctx,
+            shards,
+            total,
+            mine,
+        })
+    }
+
+    /// How many problems, as the tables say it: `128`, or `128 (in 4 shards)`.
+    pub fn count(&self) -> String {
+        if self.shards == 1 {
+            self.total.to_string()
+        } else {
+            format!("{} (in {} shards)", self.total, self.shards)
+        }
     }
 
     /// The problems' dimension.

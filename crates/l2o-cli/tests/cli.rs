@@ -418,3 +418,32 @@ fn inspect_reads_every_checkpoint_in_docs() {
     assert!(!ok && out.is_empty(), "{out}");
     assert!(err.contains("cannot read checkpoint"), "{err}");
 }
+
+/// Started by a launcher as one of several processes, a build without the `mpi` feature refuses to run (each
+/// process would train alone and overwrite the others' output); with MPI it is `tests/mpi.rs`. The launcher is
+/// simulated by its environment (OpenMPI's OMPI_COMM_WORLD_SIZE, Slurm's SLURM_STEP_NUM_TASKS).
+#[test]
+fn a_build_without_mpi_refuses_to_run_as_one_of_several_ranks() {
+    if cfg!(feature = "mpi") {
+        return; // this binary has MPI: the refusal does not apply
+    }
+    for var in ["OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_l2o"))
+            .args([
+                "train",
+                "--epochs",
+                "1",
+                "--out",
+                "/nonexistent/never-written",
+            ])
+            .env(var, "2")
+            .output()
+            .expect("spawn l2o");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}: {err}");
+        assert!(
+            err.contains("built without MPI") && err.contains("--features mpi"),
+            "{var}: {err}"
+        );
+    }
+}

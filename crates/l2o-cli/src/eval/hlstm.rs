@@ -219,7 +219,7 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
             "{task_name} n={}, {} held-out problems, budget in gradient evaluations; HLSTM cell {} (m = {}, {} hidden), \
              best φ of {} (epoch {}); first-order rates tuned on the grid {:?} on {} training problems; {}\n\n",
             test.dim(),
-            a.batch,
+            test.count(),
             cfg.cell,
             cfg.m,
             cfg.hidden,

@@ -83,7 +83,7 @@ pub fn l2l_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState) -> Result<()> {
         "{} n={}, {} held-out problems, {steps} steps; LSTM = best φ of {} (epoch {}); baselines tuned on grid {:?} on a training batch of {}\n\n",
         task_name,
         test.dim(),
-        a.batch,
+        test.count(),
         a.checkpoint.display(),
         st.best_epoch,
         grid,

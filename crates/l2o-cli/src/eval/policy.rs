@@ -90,7 +90,7 @@ pub fn policy_eval(
         "{task_name} n={}, {} held-out problems{}, up to {steps} steps or ‖∇f‖ < {:e}; L-BFGS-π = best φ of {} \
          (epoch {}), m = {}; {}\n\n",
         test.dim(),
-        a.batch,
+        test.count(),
         if task_name == "mnist" {
             " (MNIST test images)"
         } else {
