@@ -52,6 +52,19 @@ fn launched() -> bool {
             .any(|v| std::env::var_os(v).is_some())
 }
 
+/// Error when a launcher started `launched` processes (more than one) and this process cannot join them
+/// (no MPI in this build, or none initialised): each would train alone and overwrite the others' output.
+fn refuse_without_mpi(launched: Option<usize>) -> Result<()> {
+    if let Some(p) = launched.filter(|&p| p > 1) {
+        anyhow::bail!(
+            "started as one of {p} processes by mpirun/srun, but this l2o was built without MPI: each process \
+             would train alone and overwrite the others' output. Build it with `cargo build --release -p l2o-cli \
+             --features mpi` (README: Distributed meta-training), or run one process"
+        );
+    }
+    Ok(())
+}
+
 /// This run's processes; keeps MPI initialised while it lives (MPI is finalised when it drops).
 pub struct Cluster {
     group: Rc<dyn Group>,
@@ -83,13 +96,7 @@ impl Cluster {
                 Some(universe),
             ));
         }
-        if let Some(p) = launched_size().filter(|&p| p > 1) {
-            anyhow::bail!(
-                "started as one of {p} processes by mpirun/srun, but this l2o was built without MPI: each process \
-                 would train alone and overwrite the others' output. Build it with `cargo build --release -p \
-                 l2o-cli --features mpi` (README: Distributed meta-training), or run one process"
-            );
-        }
+        refuse_without_mpi(launched_size())?;
         Ok(Self::with(
             Rc::new(Solo),
             None,
@@ -218,5 +225,19 @@ impl Group for World {
             .zip(&displs)
             .map(|(&c, &d)| buf[d as usize..(d + c) as usize].to_vec())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_of_several_launched_processes_without_mpi_is_refused() {
+        let e = super::refuse_without_mpi(Some(4)).unwrap_err().to_string();
+        assert!(
+            e.contains("one of 4 processes") && e.contains("--features mpi"),
+            "{e}"
+        );
+        assert!(super::refuse_without_mpi(Some(1)).is_ok());
+        assert!(super::refuse_without_mpi(None).is_ok());
     }
 }

@@ -420,8 +420,9 @@ fn inspect_reads_every_checkpoint_in_docs() {
 }
 
 /// Started by a launcher as one of several processes, a build without the `mpi` feature refuses to run (each
-/// process would train alone and overwrite the others' output); with MPI it is `tests/mpi.rs`. The launcher is
-/// simulated by its environment (OpenMPI's OMPI_COMM_WORLD_SIZE, Slurm's SLURM_STEP_NUM_TASKS).
+/// process would train alone and overwrite the others' output). The launcher is simulated by its environment
+/// (OpenMPI's OMPI_COMM_WORLD_SIZE, Slurm's SLURM_STEP_NUM_TASKS). The CI builds with MPI (README's test
+/// command), where the unit test `cluster::tests` checks the same rule and `tests/mpi.rs` the MPI side.
 #[test]
 fn a_build_without_mpi_refuses_to_run_as_one_of_several_ranks() {
     if cfg!(feature = "mpi") {

@@ -1,5 +1,5 @@
-//! Distributed runs under `mpirun -np 2` against one process (built with `--features mpi`; run by
-//! `scripts/test-mpi.sh`, which the README's test command calls): every learned optimizer meta-trains to the
+//! Distributed runs under `mpirun -np 2` against one process (built with `--features mpi`: the README's test
+//! command is `cargo test --workspace --features l2o-cli/mpi`, one build for every test): every learned optimizer meta-trains to the
 //! same φ, bit for bit (SHA-256 digests from `l2o inspect`), resumes with another number of ranks, evaluates
 //! to the same table; an error on one rank stops every rank with its message, a killed rank leaves the last
 //! checkpoint intact for `--resume`. On 2 cores the two ranks share them (`--oversubscribe`); as root OpenMPI
