@@ -8,7 +8,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use l2o_meta::group::{Group, Solo};
@@ -17,23 +16,31 @@ thread_local! {
     static GROUP: RefCell<Option<Rc<dyn Group>>> = const { RefCell::new(None) };
 }
 
-/// Set once MPI is up with more than one rank: errors and panics then abort the job.
-static DISTRIBUTED: AtomicBool = AtomicBool::new(false);
+/// Where this process stands in an MPI job, once MPI is up (readable from any thread, e.g. the panic hook;
+/// the collectives go through the main thread's [`group`]).
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    rank: usize,
+    size: usize,
+    /// Its rank among the ranks of its host.
+    local: usize,
+}
 
-/// Set once MPI is up (a launcher started this process, any number of ranks).
-static MPI: AtomicBool = AtomicBool::new(false);
+static PLACE: std::sync::OnceLock<Place> = std::sync::OnceLock::new();
 
 /// Whether this process runs under MPI (`mpirun -np 1` included).
 pub fn is_mpi() -> bool {
-    MPI.load(Ordering::SeqCst)
+    PLACE.get().is_some()
 }
 
-/// This process's rank among the ranks on its host, once MPI is up.
-static LOCAL_RANK: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+/// Whether this process is one of several MPI ranks: errors and panics then abort the job.
+fn distributed() -> bool {
+    PLACE.get().is_some_and(|p| p.size > 1)
+}
 
 /// The local rank of a distributed run (picks this rank's GPU: [`l2o_engine::ContextOptions::local_rank`]).
 pub fn local_rank() -> Option<usize> {
-    LOCAL_RANK.get().copied()
+    PLACE.get().map(|p| p.local)
 }
 
 /// The ranks a launcher started, by the variables OpenMPI, MPICH/Hydra and Slurm set (None: not launched).
@@ -85,21 +92,16 @@ impl Cluster {
             })?;
             let world = universe.world();
             let local = world.split_shared(world.rank());
-            let group: Rc<dyn Group> = Rc::new(World { comm: world });
-            MPI.store(true, Ordering::SeqCst);
-            if group.size() > 1 {
-                DISTRIBUTED.store(true, Ordering::SeqCst);
-            }
-            return Ok(Self::with(
-                group,
-                Some(local.rank() as usize),
-                Some(universe),
-            ));
+            let _ = PLACE.set(Place {
+                rank: world.rank() as usize,
+                size: world.size() as usize,
+                local: local.rank() as usize,
+            });
+            return Ok(Self::with(Rc::new(World { comm: world }), Some(universe)));
         }
         refuse_without_mpi(launched_size())?;
         Ok(Self::with(
             Rc::new(Solo),
-            None,
             #[cfg(feature = "mpi")]
             None,
         ))
@@ -107,13 +109,9 @@ impl Cluster {
 
     fn with(
         group: Rc<dyn Group>,
-        local_rank: Option<usize>,
         #[cfg(feature = "mpi")] universe: Option<mpi::environment::Universe>,
     ) -> Self {
         GROUP.with(|g| *g.borrow_mut() = Some(group.clone()));
-        if let Some(l) = local_rank {
-            let _ = LOCAL_RANK.set(l);
-        }
         Self {
             group,
             #[cfg(feature = "mpi")]
@@ -136,13 +134,11 @@ pub fn is_root() -> bool {
     group().is_root()
 }
 
-/// "rank r of P: " in a distributed run, else "".
+/// "rank r of P: " in a distributed run, else "" (from any thread).
 pub fn prefix() -> String {
-    let g = group();
-    if g.size() > 1 {
-        format!("rank {} of {}: ", g.rank(), g.size())
-    } else {
-        String::new()
+    match PLACE.get() {
+        Some(p) if p.size > 1 => format!("rank {} of {}: ", p.rank, p.size),
+        _ => String::new(),
     }
 }
 
@@ -150,9 +146,9 @@ pub fn prefix() -> String {
 /// returns non-zero), else exit with `code`.
 pub fn fail(code: i32) -> ! {
     #[cfg(feature = "mpi")]
-    if DISTRIBUTED.load(Ordering::SeqCst) {
-        // SAFETY: MPI is initialised (DISTRIBUTED is set after MPI_Init and never cleared); MPI_Abort may be
-        // called from any state of this process and does not return.
+    if distributed() {
+        // SAFETY: MPI is initialised (PLACE is set after MPI_Init and never cleared); MPI_Abort may be called
+        // from any state of this process and does not return.
         unsafe {
             mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, code);
         }
@@ -166,19 +162,11 @@ pub fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
-        if DISTRIBUTED.load(Ordering::SeqCst) {
-            eprintln!("{}panicked: aborting every rank", prefix_unchecked());
+        if distributed() {
+            eprintln!("{}panicked: aborting every rank", prefix());
             fail(101);
         }
     }));
-}
-
-/// [`prefix`] from any thread (the group lives on the main thread): the MPI rank variables of the launcher.
-fn prefix_unchecked() -> String {
-    let rank = ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok());
-    rank.map_or(String::new(), |r| format!("rank {r}: "))
 }
 
 /// MPI's world communicator as a [`Group`]: the all-gather is `MPI_Allgather` of the counts, then

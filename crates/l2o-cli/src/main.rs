@@ -641,12 +641,7 @@ fn policy_bench_cmd(
         2,
     )?;
     let md = l2o_bench::policy_bench::policy_markdown(&rows, &ctx.describe());
-    println!("{md}");
-    if let Some(p) = markdown {
-        std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
+    report_bench(&md, &[], markdown.map(|p| (p, md.clone())))
 }
 
 fn meta_bench_cmd(
@@ -701,12 +696,7 @@ fn dist_bench_cmd(ctx: &Context, markdown: Option<&PathBuf>) -> Result<()> {
         return Ok(());
     }
     let md = l2o_bench::dist_bench::dist_markdown(&rows, &ctx.describe());
-    println!("{md}");
-    if let Some(p) = markdown {
-        std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
+    report_bench(&md, &[], markdown.map(|p| (p, md.clone())))
 }
 
 fn main() {
@@ -725,7 +715,9 @@ fn main() {
     };
     let r = distributable(&cli.cmd, cluster.group().size()).and_then(|()| run_command(&cli));
     if let Err(e) = r {
-        eprint!("{}", format!("{}error: {e:#}\n", cluster::prefix()));
+        // one write per line: the ranks of a distributed run share stderr
+        let line = format!("{}error: {e:#}\n", cluster::prefix());
+        eprint!("{line}");
         if std::env::var("RUST_LOG").is_err() {
             eprintln!("(run with RUST_LOG=debug for details)");
         }

@@ -32,6 +32,22 @@ pub struct Unroll {
 }
 
 impl Unroll {
+    /// As one record of numbers, `[meta-loss, ∂L/∂φ…]` (what the ranks of a distributed run exchange).
+    pub fn to_record(&self) -> Vec<f64> {
+        let mut rec = Vec::with_capacity(self.dphi.len() + 1);
+        rec.push(self.meta_loss);
+        rec.extend_from_slice(&self.dphi);
+        rec
+    }
+
+    /// The inverse of [`Unroll::to_record`].
+    pub fn from_record(rec: &[f64]) -> Unroll {
+        Unroll {
+            meta_loss: rec[0],
+            dphi: rec[1..].to_vec(),
+        }
+    }
+
     /// The result of the union of equally sized shards of the meta-batch: meta-loss and ∂L/∂φ averaged (summed
     /// in shard order, then divided; one shard is returned as it is).
     pub fn mean(mut shards: Vec<Unroll>) -> Unroll {

@@ -88,16 +88,8 @@ impl TrainConfig {
         )
     }
 
-    /// The fixed validation problems (in one shard).
-    pub fn validation_task(
-        &self,
-        ctx: &l2o_engine::Context,
-    ) -> anyhow::Result<Box<dyn l2o_tasks::Task>> {
-        self.validation_shard(ctx, 0, 1)
-    }
-
-    /// Shard v of `shards` of the validation problems: [`split`]`(val_batch, shards)[v]` problems drawn with
-    /// [`validation_shard_seed`] (shard 0 of 1 is the whole set).
+    /// Shard v of `shards` of the fixed validation problems: [`split`]`(val_batch, shards)[v]` problems drawn
+    /// with [`validation_shard_seed`] (shard 0 of 1 is the whole set).
     pub fn validation_shard(
         &self,
         ctx: &l2o_engine::Context,

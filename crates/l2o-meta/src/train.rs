@@ -312,20 +312,11 @@ pub fn train_group(
         for u in 0..unrolls {
             let local = devs
                 .iter_mut()
-                .map(|dev| {
-                    let r = dev.unroll(ctx, u, &state.phi)?;
-                    let mut rec = Vec::with_capacity(r.dphi.len() + 1);
-                    rec.push(r.meta_loss);
-                    rec.extend_from_slice(&r.dphi);
-                    Ok(rec)
-                })
+                .map(|dev| Ok(dev.unroll(ctx, u, &state.phi)?.to_record()))
                 .collect::<Result<Vec<_>>>()?;
             let shards = group::gather_shards(group, tc.shards, &local)?
-                .into_iter()
-                .map(|rec| Unroll {
-                    meta_loss: rec[0],
-                    dphi: rec[1..].to_vec(),
-                })
+                .iter()
+                .map(|rec| Unroll::from_record(rec))
                 .collect();
             let (per_step, applied) = meta_update(state, lo.as_ref(), shards, e, u)?;
             if applied {
