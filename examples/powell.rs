@@ -162,7 +162,7 @@ pub struct Report {
     /// L-BFGS (m = 5, strong Wolfe) to ‖∇f‖ < 1e-8: iterations, function evaluations, final f and ‖∇f‖ of
     /// problem 0.
     pub lbfgs: (usize, usize, f64, f64),
-    /// The Hilbert LSTM of docs/hlstm-cell2.l2o (trained on rotated quadratics, never on Powell), 100 steps:
+    /// The Hilbert LSTM of docs/results/hlstm/hlstm-cell2.l2o (trained on rotated quadratics, never on Powell), 100 steps:
     /// final f of problem 0, and f after 100 steps of constant-step L-BFGS (its initialisation) for comparison.
     pub hlstm: (f64, f64),
 }
@@ -214,7 +214,7 @@ pub fn run_guide() -> Result<Report> {
     }
 
     // any trained learned optimizer from a checkpoint: here the Hilbert LSTM, dimension-independent
-    let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/hlstm-cell2.l2o");
+    let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/results/hlstm/hlstm-cell2.l2o");
     let mut hlstm = l2o::meta::load_optimizer(&ckpt)?;
     let h = run(
         &ctx,
@@ -253,7 +253,7 @@ fn main() -> Result<()> {
         r.precision
     );
     println!(
-        "Hilbert LSTM (docs/hlstm-cell2.l2o), 100 steps: f = {:.3e} (constant-step L-BFGS: {:.3e})",
+        "Hilbert LSTM (docs/results/hlstm/hlstm-cell2.l2o), 100 steps: f = {:.3e} (constant-step L-BFGS: {:.3e})",
         r.hlstm.0, r.hlstm.1
     );
     Ok(())

@@ -170,7 +170,7 @@ fn non_finite_values_and_impure_samplers_are_caught() {
     );
 }
 
-/// The Stepper (a caller's loop) reproduces the driver: SGD and the L2L LSTM of `docs/l2l-quadratic.l2o`
+/// The Stepper (a caller's loop) reproduces the driver: SGD and the L2L LSTM of `docs/results/l2l-quadratic/l2l-quadratic.l2o`
 /// stepped by hand on the built-in quadratic's oracle give the driver's iterates on the host copy of it.
 #[test]
 fn the_stepper_reproduces_the_driver() {
@@ -193,7 +193,7 @@ fn the_stepper_reproduces_the_driver() {
         Ok(())
     });
     let problem = HostProblem::new("quadratic-host", n, b, fun.clone()).unwrap();
-    let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/l2l-quadratic.l2o");
+    let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/results/l2l-quadratic/l2l-quadratic.l2o");
     let makers: Vec<(&str, Box<dyn Fn() -> MakeOptimizer>)> = vec![
         (
             "sgd",

@@ -1,4 +1,4 @@
-"""l2o.load + .step: a trained L2L LSTM (docs/l2l-quadratic.l2o) drives a loop you own — here numpy least
+"""l2o.load + .step: a trained L2L LSTM (docs/results/l2l-quadratic/l2l-quadratic.l2o) drives a loop you own — here numpy least
 squares; with PyTorch pass p.detach().numpy() and p.grad.numpy() and copy the result back into p."""
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import numpy as np
 
 import l2o
 
-opt = l2o.load(Path(__file__).resolve().parents[2] / "docs/l2l-quadratic.l2o")
+opt = l2o.load(Path(__file__).resolve().parents[2] / "docs/results/l2l-quadratic/l2l-quadratic.l2o")
 print(opt, opt.info()["kind"])
 rng = np.random.default_rng(0)
 W, y = rng.standard_normal((10, 10)), rng.standard_normal(10)

@@ -382,11 +382,21 @@ fn inspect_reads_every_checkpoint_in_docs() {
     // no device needed: runs even with L2O_SKIP_GPU_TESTS
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
     let mut seen = 0;
-    for e in std::fs::read_dir(&docs).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().and_then(|x| x.to_str()) != Some("l2o") {
-            continue;
+    // every checkpoint under docs/ (docs/results/<study>/), however deep
+    let mut files = Vec::new();
+    let mut dirs = vec![docs.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().and_then(|x| x.to_str()) == Some("l2o") {
+                files.push(p);
+            }
         }
+    }
+    files.sort();
+    for p in files {
         let (ok, out, err) = l2o(&["inspect", p.to_str().unwrap()]);
         assert!(ok, "{}: {out}\n{err}", p.display());
         for key in [

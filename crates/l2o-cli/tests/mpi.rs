@@ -294,7 +294,7 @@ fn sharded_eval_equals_one_process() {
         "lstm",
         &[
             "--checkpoint",
-            &docs("l2l-quadratic.l2o"),
+            &docs("results/l2l-quadratic/l2l-quadratic.l2o"),
             "--batch",
             "7",
             "--steps",
@@ -311,7 +311,7 @@ fn sharded_eval_equals_one_process() {
         "lbfgs-pi",
         &[
             "--checkpoint",
-            &docs("lbfgs-pi.l2o"),
+            &docs("results/lbfgs-pi-mnist/lbfgs-pi.l2o"),
             "--task",
             "rosenbrock",
             "--dim",

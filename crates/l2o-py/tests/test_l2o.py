@@ -85,10 +85,10 @@ def test_minimize_lbfgs_on_numpy_rosenbrock_matches_the_cli(tmp_path):
 
 
 def test_load_and_step_reproduce_the_cli_evaluation_of_the_l2l_checkpoint(tmp_path):
-    """`l2o.load(docs/l2l-quadratic.l2o)` + `.step` in a Python loop, with gradients from the built-in quadratic's
+    """`l2o.load(docs/results/l2l-quadratic/l2l-quadratic.l2o)` + `.step` in a Python loop, with gradients from the built-in quadratic's
     kernels on the held-out problems `l2o eval` uses, gives the CLI's per-step LSTM loss (f32, identical
     arithmetic: the stepper only moves θ and ∇f between host and device, so exact up to the CSV's printing)."""
-    ckpt = ROOT / "docs/l2l-quadratic.l2o"
+    ckpt = ROOT / "docs/results/l2l-quadratic/l2l-quadratic.l2o"
     B, steps = 16, 50
     subprocess.run(
         [cli(), "eval", "--checkpoint", str(ckpt), "--batch", str(B), "--steps", str(steps), "--vs", "adam",
@@ -119,7 +119,7 @@ def test_load_and_step_reproduce_the_cli_evaluation_of_the_l2l_checkpoint(tmp_pa
 
 def test_hilbert_lstm_steps_like_minimize():
     """The Hilbert LSTM stepped from Python follows minimize(method=checkpoint) on the same built-in problems."""
-    ckpt = ROOT / "docs/hlstm-cell2.l2o"
+    ckpt = ROOT / "docs/results/hlstm/hlstm-cell2.l2o"
     opt = l2o.load(ckpt)
     assert opt.kind == "hlstm"
     B, n, steps = 4, 12, 15
@@ -250,14 +250,14 @@ def test_file_problems_raise_runtime_error_and_steps_are_checked(tmp_path):
     bad.write_bytes(b"not a checkpoint at all")
     with pytest.raises(RuntimeError):
         l2o.load(bad)
-    opt = l2o.load(ROOT / "docs/l2l-quadratic.l2o")
+    opt = l2o.load(ROOT / "docs/results/l2l-quadratic/l2l-quadratic.l2o")
     x = opt.step(np.ones(5), np.ones(5))
     with pytest.raises(ValueError, match="reset"):
         opt.step(x + 1.0, np.ones(5))
     with pytest.raises(ValueError, match="one object per parameter set"):
         opt.step(np.ones(6), np.ones(6))
     with pytest.raises(ValueError, match="minimize"):
-        l2o.load(ROOT / "docs/lbfgs-pi.l2o").step(np.ones(5), np.ones(5))
+        l2o.load(ROOT / "docs/results/lbfgs-pi-mnist/lbfgs-pi.l2o").step(np.ones(5), np.ones(5))
 
 
 def test_array_likes_and_float32_work():
@@ -272,7 +272,7 @@ def test_array_likes_and_float32_work():
     assert r.x.shape == (2, 3) and np.all(r.fun < 1e-2)
     one = l2o.minimize(lambda x: (float(x @ x), 2 * x), np.ones(3), method="lbfgs", steps=10)
     assert one.x.shape == (3,) and float(one.fun) < 1e-8
-    opt = l2o.load(ROOT / "docs/l2l-quadratic.l2o")
+    opt = l2o.load(ROOT / "docs/results/l2l-quadratic/l2l-quadratic.l2o")
     assert opt.step(np.ones(4, dtype=np.float32), np.ones(4, dtype=np.float32)).dtype == np.float32
 
 
