@@ -23,7 +23,7 @@ pub struct MlpArgs {
     /// MNIST MLP: the same images every evaluation instead of fresh minibatches
     #[arg(long)]
     pub(crate) full_batch: bool,
-    /// Directory of the MNIST IDX files (default: L2O_DATA, else ../shared/data/mnist)
+    /// Directory of the MNIST IDX files (default: L2O_DATA, else ~/.local/share/l2o/mnist; never stored in checkpoints)
     #[arg(long)]
     pub(crate) data: Option<PathBuf>,
 }

@@ -217,6 +217,17 @@ enum Cmd {
         /// The checkpoint (checkpoint.l2o of `l2o train`)
         checkpoint: PathBuf,
     },
+    /// Rewrite a checkpoint in place in the current format, φ and every number unchanged: drops the data folder
+    /// that checkpoints of earlier versions stored in their task options and, for a checkpoint trained on
+    /// MNIST, records the names and SHA-256 of the four IDX files (from --data / L2O_DATA) so that `l2o eval`
+    /// can warn when given another MNIST. Prints phi_sha256 and best_phi_sha256 before and after. No device.
+    Upgrade {
+        /// The checkpoint to rewrite
+        checkpoint: PathBuf,
+        /// Directory of the MNIST IDX files the checkpoint was trained on (default: L2O_DATA)
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Time every variant of the kernel families on this adapter and cache the fastest (L2O_CACHE_DIR, else
     /// ~/.cache/l2o): later runs on this adapter use the cached choice; L2O_KERNELS overrides it
     Autotune {
@@ -555,7 +566,7 @@ fn mlp_bench_cmd(
     markdown: Option<&PathBuf>,
 ) -> Result<()> {
     let ctx = dev.open()?;
-    let data = std::sync::Arc::new(l2o_tasks::idx::load_mnist(&l2o_tasks::idx::data_dir(data))?);
+    let data = std::sync::Arc::new(l2o_tasks::idx::load_mnist(&l2o_tasks::idx::data_dir(data)?)?);
     let archs = vec![vec![20], vec![40], vec![20, 20]];
     let rows = l2o_bench::mlp_bench::run_mlp_bench(
         &ctx,
@@ -754,9 +765,40 @@ fn distributable(cmd: &Cmd, ranks: usize) -> Result<()> {
     Ok(())
 }
 
+/// `l2o upgrade`: load (which reads every supported format version and ignores stored data folders), record
+/// the MNIST identity where it is missing, save (atomic), and check that φ and best φ are bit-identical.
+fn upgrade(path: &std::path::Path, data: Option<&std::path::Path>) -> Result<()> {
+    use l2o_meta::checkpoint::{load, phi_sha256, save};
+    let mut s = load(path)?;
+    let before = (phi_sha256(&s.phi), phi_sha256(&s.best_phi));
+    s.train.task_options.data = data.map(|d| d.display().to_string());
+    if s.train.task_options.dataset.is_none() {
+        s.train.task_options.record_dataset(&s.train.task).with_context(|| {
+            format!("{} was trained on MNIST: pass --data (or L2O_DATA) to record which files", path.display())
+        })?;
+    } else if let Some(w) = s.train.task_options.dataset_warning(&s.train.task)? {
+        anyhow::bail!("{}: {w}; not rewritten", path.display());
+    }
+    save(path, &s)?;
+    let r = load(path)?;
+    let after = (phi_sha256(&r.phi), phi_sha256(&r.best_phi));
+    anyhow::ensure!(
+        before == after,
+        "{}: φ changed while rewriting (phi_sha256 {} → {}, best {} → {})",
+        path.display(),
+        before.0,
+        after.0,
+        before.1,
+        after.1
+    );
+    println!("{}: phi_sha256 {} best_phi_sha256 {} (unchanged)", path.display(), after.0, after.1);
+    Ok(())
+}
+
 fn run_command(cli: &Cli) -> Result<()> {
     match &cli.cmd {
         Cmd::Info { dev } => info(dev),
+        Cmd::Upgrade { checkpoint, data } => upgrade(checkpoint, data.as_deref()),
         Cmd::Inspect { checkpoint } => l2o_meta::checkpoint::inspect(checkpoint).map(|lines| {
             for (k, v) in lines {
                 println!("{k}: {v}");

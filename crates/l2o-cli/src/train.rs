@@ -78,7 +78,12 @@ fn train_config(a: &TrainArgs, lo: &dyn LearnedOptimizer) -> Result<TrainConfig>
         max_nonfinite: 10,
         // under mpirun one shard per rank unless --shards says otherwise
         shards: a.shards.unwrap_or(crate::cluster::group().size()),
-        task_options: a.mlp.options(&TaskOptions::default())?,
+        task_options: {
+            // MNIST: the files' names and SHA-256 go into the checkpoint, never the folder they were read from
+            let mut o = a.mlp.options(&TaskOptions::default())?;
+            o.record_dataset(&a.task)?;
+            o
+        },
     })
 }
 
@@ -90,6 +95,15 @@ fn initial_state(a: &TrainArgs, lo: &dyn LearnedOptimizer) -> Result<TrainState>
     };
     let mut s = checkpoint::load(p)?;
     l2o_meta::kinds::check_resume(lo, &s).with_context(|| format!("resuming {}", p.display()))?;
+    // the data folder is this process's (--data / L2O_DATA), never the checkpoint's
+    s.train.task_options.data = a.mlp.data.as_ref().map(|d| d.display().to_string());
+    if s.train.task_options.dataset.is_none() {
+        s.train.task_options.record_dataset(&s.train.task)?;
+    } else if let Some(w) = s.train.task_options.dataset_warning(&s.train.task)?
+        && crate::cluster::is_root()
+    {
+        eprintln!("warning: resuming {}: {w}", p.display());
+    }
     if s.train.epochs < a.epochs {
         s.train.epochs = a.epochs;
     }

@@ -8,8 +8,10 @@
 //! [`read_idx`] reads one file, gzip-compressed (detected by the gzip magic `1f 8b`, decompressed with
 //! `flate2`) or raw, and validates it strictly: every error names the file and says what is wrong, and
 //! malformed input never panics. [`load_mnist`] reads and cross-checks the four MNIST files of a directory;
-//! [`data_dir`] and [`test_data_dir`] find that directory (`--data` flag, `L2O_DATA`, or the shared data
-//! folder next to the repository).
+//! [`data_dir`] finds that directory (`--data` flag, `L2O_DATA`, or the user's data folder
+//! `$XDG_DATA_HOME/l2o/mnist`, i.e. `~/.local/share/l2o/mnist`); [`test_data_dir`] is `L2O_DATA` only (the test
+//! command sets it; tests skip with a message without it). [`DataSetId`] identifies the files by name and
+//! SHA-256, so a checkpoint can record *which* MNIST it was trained on without storing a folder of one machine.
 
 use anyhow::{Context as _, Result, bail};
 use flate2::read::GzDecoder;
@@ -250,12 +252,11 @@ pub fn load_mnist(dir: &Path) -> Result<MnistData> {
 /// or its parent data folder).
 fn resolve_env_dir(dir: PathBuf) -> PathBuf {
     let sub = dir.join("mnist");
-    if sub.join(TRAIN_IMAGES).is_file() || sub.join(TRAIN_IMAGES.trim_end_matches(".gz")).is_file()
-    {
-        sub
-    } else {
-        dir
-    }
+    if has_train_images(&sub) { sub } else { dir }
+}
+
+fn has_train_images(dir: &Path) -> bool {
+    dir.join(TRAIN_IMAGES).is_file() || dir.join(TRAIN_IMAGES.trim_end_matches(".gz")).is_file()
 }
 
 /// `L2O_DATA`, resolved with [`resolve_env_dir`], if set and non-empty.
@@ -265,24 +266,106 @@ fn env_data_dir() -> Option<PathBuf> {
         .map(|v| resolve_env_dir(PathBuf::from(v)))
 }
 
-/// The MNIST directory: `flag` (a `--data` option) if given; else the environment variable `L2O_DATA` (the
-/// directory holding the MNIST files, or one holding a `mnist/` subdirectory with them); else
-/// `../shared/data/mnist` relative to the current directory.
-pub fn data_dir(flag: Option<&Path>) -> PathBuf {
-    if let Some(f) = flag {
-        return f.to_path_buf();
-    }
-    env_data_dir().unwrap_or_else(|| PathBuf::from("../shared/data/mnist"))
+/// The user's own default MNIST folder: `$XDG_DATA_HOME/l2o/mnist`, else `$HOME/.local/share/l2o/mnist`
+/// (None without either variable).
+pub fn user_data_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        })?;
+    Some(base.join("l2o").join("mnist"))
 }
 
-/// The MNIST directory for tests: `L2O_DATA` (same rule as [`data_dir`]) or else
-/// `<repository root>/../shared/data/mnist`, the repository root being found from this crate's manifest
-/// directory at compile time; `None` when the training images file is not there (tests then skip).
+/// The MNIST directory: `flag` (a `--data` option) if given; else the environment variable `L2O_DATA` (the
+/// directory holding the MNIST files, or one holding a `mnist/` subdirectory with them); else the user's data
+/// folder ([`user_data_dir`]) when it holds the files. There is no other default: without any of these the
+/// error says how to point l2o at the four IDX files.
+pub fn data_dir(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(f) = flag {
+        return Ok(f.to_path_buf());
+    }
+    if let Some(d) = env_data_dir() {
+        return Ok(d);
+    }
+    let user = user_data_dir();
+    if let Some(u) = user.as_ref().filter(|u| has_train_images(u)) {
+        return Ok(u.clone());
+    }
+    bail!(
+        "no MNIST folder: pass --data <folder> or set L2O_DATA=<folder>, the folder holding the four IDX files of \
+         MNIST ({TRAIN_IMAGES}, {TRAIN_LABELS}, {TEST_IMAGES}, {TEST_LABELS}, gzipped or not){}",
+        match user {
+            Some(u) => format!(", or put them in {}", u.display()),
+            None => String::new(),
+        }
+    )
+}
+
+/// The MNIST directory for tests: `L2O_DATA` (same rule as [`data_dir`]); `None` when it is unset or does not
+/// hold the training images (tests then skip, saying so).
 pub fn test_data_dir() -> Option<PathBuf> {
-    let dir = env_data_dir().unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist")
-    });
-    let has = dir.join(TRAIN_IMAGES).is_file()
-        || dir.join(TRAIN_IMAGES.trim_end_matches(".gz")).is_file();
-    has.then_some(dir)
+    env_data_dir().filter(|d| has_train_images(d))
+}
+
+/// One file of a data set: its name (as found in the folder: gzipped or not) and its SHA-256 (hex).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataFile {
+    /// The file name, without any folder.
+    pub name: String,
+    /// SHA-256 of the file's bytes as stored (lower-case hex).
+    pub sha256: String,
+}
+
+/// What identifies a data set independently of where it lies: the four MNIST files' names and SHA-256.
+/// Stored in training checkpoints (task options) instead of a folder; `l2o eval` compares it with the files it
+/// is given ([`DataSetId::differences`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataSetId {
+    /// Training images, training labels, test images, test labels, in that order.
+    pub files: Vec<DataFile>,
+}
+
+impl DataSetId {
+    /// The identity of the MNIST files in `dir` (the files [`load_mnist`] would read).
+    pub fn of_mnist(dir: &Path) -> Result<Self> {
+        use sha2::{Digest, Sha256};
+        let mut files = Vec::new();
+        for name in [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS] {
+            let path = mnist_file(dir, name)?;
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("cannot read MNIST file {}", path.display()))?;
+            let digest = Sha256::digest(&bytes);
+            files.push(DataFile {
+                name: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            });
+        }
+        Ok(Self { files })
+    }
+
+    /// Human-readable differences of `other` from `self` (empty when they hold the same bytes). A file stored
+    /// gzipped in one and raw in the other differs by name and hash, and is reported as such.
+    pub fn differences(&self, other: &DataSetId) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, (a, b)) in self.files.iter().zip(&other.files).enumerate() {
+            if a != b {
+                out.push(format!(
+                    "file {} : {} (sha256 {}…) vs {} (sha256 {}…)",
+                    i + 1,
+                    a.name,
+                    &a.sha256[..a.sha256.len().min(12)],
+                    b.name,
+                    &b.sha256[..b.sha256.len().min(12)]
+                ));
+            }
+        }
+        if self.files.len() != other.files.len() {
+            out.push(format!("{} files vs {}", self.files.len(), other.files.len()));
+        }
+        out
+    }
 }

@@ -138,8 +138,15 @@ pub struct TaskOptions {
     pub minibatch: usize,
     /// MNIST MLP: the same images every evaluation (seed 003) instead of fresh minibatches (seed 002).
     pub full_batch: bool,
-    /// Directory of the MNIST IDX files (None: `L2O_DATA` or `../shared/data/mnist`).
+    /// Directory of the MNIST IDX files for this process (None: [`idx::data_dir`]'s rule: `L2O_DATA`, else the
+    /// user's data folder). Never stored: a folder is one machine's layout, so checkpoints record `dataset`.
+    #[serde(skip)]
     pub data: Option<String>,
+    /// MNIST: the files the task was trained on (names and SHA-256), recorded in checkpoints so that `l2o eval`
+    /// can say when it is given a different MNIST. None for the synthetic tasks (and in checkpoints written
+    /// before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<idx::DataSetId>,
 }
 
 impl Default for TaskOptions {
@@ -150,7 +157,43 @@ impl Default for TaskOptions {
             minibatch: 128,
             full_batch: false,
             data: None,
+            dataset: None,
         }
+    }
+}
+
+impl TaskOptions {
+    /// The MNIST folder these options read ([`idx::data_dir`] of `data`).
+    pub fn data_dir(&self) -> Result<std::path::PathBuf> {
+        idx::data_dir(self.data.as_deref().map(std::path::Path::new))
+    }
+
+    /// For task `task` = "mnist": records in `dataset` what identifies the files of [`Self::data_dir`] (names
+    /// and SHA-256); other tasks have no files and keep `None`.
+    pub fn record_dataset(&mut self, task: &str) -> Result<()> {
+        if task.eq_ignore_ascii_case("mnist") {
+            self.dataset = Some(idx::DataSetId::of_mnist(&self.data_dir()?)?);
+        }
+        Ok(())
+    }
+
+    /// For an MNIST task whose options recorded a `dataset`: a warning when the files of
+    /// [`Self::data_dir`] are not those (None when they are, when nothing was recorded, or for other tasks).
+    pub fn dataset_warning(&self, task: &str) -> Result<Option<String>> {
+        let Some(want) = self.dataset.as_ref().filter(|_| task.eq_ignore_ascii_case("mnist")) else {
+            return Ok(None);
+        };
+        let dir = self.data_dir()?;
+        let have = idx::DataSetId::of_mnist(&dir)?;
+        let diff = want.differences(&have);
+        Ok((!diff.is_empty()).then(|| {
+            format!(
+                "the MNIST files in {} are not the ones this checkpoint was trained on ({}): results are not \
+                 comparable with its training",
+                dir.display(),
+                diff.join("; ")
+            )
+        }))
     }
 }
 
@@ -160,7 +203,7 @@ fn mnist(dir: Option<&str>) -> Result<std::sync::Arc<idx::MnistData>> {
     use std::sync::{Arc, Mutex, OnceLock};
     static CACHE: OnceLock<Mutex<HashMap<std::path::PathBuf, Arc<idx::MnistData>>>> =
         OnceLock::new();
-    let dir = idx::data_dir(dir.map(std::path::Path::new));
+    let dir = idx::data_dir(dir.map(std::path::Path::new))?;
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(d) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&dir) {
         return Ok(d.clone());

@@ -4,7 +4,7 @@
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use l2o_tasks::idx::{
-    Idx, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, data_dir, load_mnist, read_idx,
+    DataSetId, Idx, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, data_dir, load_mnist, read_idx,
     test_data_dir,
 };
 use std::io::Write;
@@ -251,7 +251,7 @@ fn load_tiny_mnist() {
     assert_eq!(m.train_images[17], 17);
     assert_eq!(m.test_images[0], 100);
     // The flag wins over everything.
-    assert_eq!(data_dir(Some(&d)), d);
+    assert_eq!(data_dir(Some(&d)).unwrap(), d);
 }
 
 #[test]
@@ -360,4 +360,33 @@ fn real_mnist() {
         dir.display(),
         t.elapsed()
     );
+}
+
+/// A data set is identified by its files' names and SHA-256, wherever it lies: the same files in two folders
+/// are the same data set; one changed byte is a difference naming the file; the identity serializes without
+/// any folder in it.
+#[test]
+fn dataset_identity_is_by_content_not_folder() {
+    let a = tmp("id_a");
+    let b = tmp("id_b");
+    tiny_mnist(&a, &[5, 0, 4, 1, 9], &[7, 2, 1], 5, 3);
+    tiny_mnist(&b, &[5, 0, 4, 1, 9], &[7, 2, 1], 5, 3);
+    let ia = DataSetId::of_mnist(&a).unwrap();
+    let ib = DataSetId::of_mnist(&b).unwrap();
+    assert_eq!(ia, ib);
+    assert!(ia.differences(&ib).is_empty());
+    assert_eq!(ia.files.len(), 4);
+    assert_eq!(ia.files[0].name, TRAIN_IMAGES);
+    assert!(ia.files.iter().all(|f| f.sha256.len() == 64));
+    let json = serde_json::to_string(&ia).unwrap();
+    assert!(!json.contains(&a.display().to_string()) && !json.contains('/'), "{json}");
+    // other test labels: one difference, naming the test-labels file
+    tiny_mnist(&b, &[5, 0, 4, 1, 9], &[7, 2, 2], 5, 3);
+    let ib = DataSetId::of_mnist(&b).unwrap();
+    let d = ia.differences(&ib);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].contains(TEST_LABELS), "{d:?}");
+    // a folder without the files: the error says how to point l2o at them
+    let e = format!("{:#}", DataSetId::of_mnist(&tmp("id_none")).unwrap_err());
+    assert_has(&e, &["not found", "--data", "L2O_DATA"]);
 }

@@ -223,7 +223,7 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
             cfg.cell,
             cfg.m,
             cfg.hidden,
-            a.checkpoint.display(),
+            super::checkpoint_label(&a.checkpoint, st),
             st.best_epoch,
             grid,
             a.tune_batch.unwrap_or(a.batch),

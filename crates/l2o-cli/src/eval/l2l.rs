@@ -84,7 +84,7 @@ pub fn l2l_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState) -> Result<()> {
         task_name,
         test.dim(),
         test.count(),
-        a.checkpoint.display(),
+        super::checkpoint_label(&a.checkpoint, st),
         st.best_epoch,
         grid,
         train_task.batch()

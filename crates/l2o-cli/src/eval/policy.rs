@@ -97,7 +97,7 @@ pub fn policy_eval(
             ""
         },
         a.eps_g,
-        a.checkpoint.display(),
+        super::checkpoint_label(&a.checkpoint, st),
         st.best_epoch,
         pc.m,
         ctx.precision()
