@@ -66,7 +66,7 @@ fn refuse_without_mpi(launched: Option<usize>) -> Result<()> {
         anyhow::bail!(
             "started as one of {p} processes by mpirun/srun, but this l2o was built without MPI: each process \
              would train alone and overwrite the others' output. Build it with `cargo build --release -p l2o-cli \
-             --features mpi` (README: Distributed meta-training), or run one process"
+             --features mpi` (docs/distributed.md), or run one process"
         );
     }
     Ok(())
