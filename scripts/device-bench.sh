@@ -16,7 +16,7 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/l2o-xdg}"
 mkdir -p -m 700 "$XDG_RUNTIME_DIR" 2>/dev/null || true
 case "$out" in /*) export L2O_CACHE_DIR="$out/cache" ;; *) export L2O_CACHE_DIR="$PWD/$out/cache" ;; esac
 step_s=${STEP_S:-120}
-data=${DATA:-${L2O_DATA:-../shared/data/mnist}}
+data=${DATA:-${L2O_DATA:-}}
 t0=$SECONDS
 
 echo "== build" >&2
@@ -39,15 +39,15 @@ run() { # name, then the l2o arguments
 }
 
 if [ "$quick" = "--quick" ]; then
-  run autotune autotune --quick --data "$data"
+  run autotune autotune --quick ${data:+--data "$data"}
   run stream bench --sizes 100000,1000000 --batches 1,16 --markdown "$out/stream.md"
   run meta bench --meta --sizes 10,100 --batches 128,100 --markdown "$out/meta.md"
 else
-  run autotune autotune --data "$data"
+  run autotune autotune ${data:+--data "$data"}
   run stream bench --sizes 100000,1000000,10000000 --batches 1,16,256 --markdown "$out/stream.md"
   run meta bench --meta --sizes 10,100,1000 --batches 128,100,16 --markdown "$out/meta.md"
 fi
-run mlp bench --mlp --batches 1,16,128 --data "$data" --markdown "$out/mlp.md"
+run mlp bench --mlp --batches 1,16,128 ${data:+--data "$data"} --markdown "$out/mlp.md"
 run hlstm bench --hlstm --sizes 50,1000,100000 --batches 1,32 --markdown "$out/hlstm.md"
 run policy bench --policy --sizes 100,1000 --batches 1,16 --markdown "$out/policy.md"
 
