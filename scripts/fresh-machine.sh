@@ -50,9 +50,16 @@ if [ ! -x "$root/bin/bash" ]; then
     --include=ca-certificates,git,gcc,libc6-dev "$suite" "$root" "$mirror" >/dev/null
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+# the host's own certificate authorities (a site proxy's), so that the crate and Python registries answer as they
+# do on the host; a real fresh machine has its site's CAs too
+if compgen -G '/usr/local/share/ca-certificates/*' >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+fi
 bind /proc "$root/proc"
 bind /sys "$root/sys"
-bind /dev "$root/dev"
+mkdir -p "$root/dev" && mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev" && mounts+=("$root/dev")
 bind "$rustup_home" "$root/opt/rustup" ro
 mkdir -p "$root/opt/cargo-bin" && cp -a "$cargo_home/bin/." "$root/opt/cargo-bin/"
 [ -d "$repo/../shared" ] && bind "$(cd "$repo/../shared" && pwd)" "$root/home/user/shared" ro
