@@ -127,6 +127,36 @@ fn rank(info: &wgpu::AdapterInfo) -> u32 {
     t * 2 + b
 }
 
+/// Refuse f64 on an adapter without `SHADER_F64`, and on DX12 in any case. In wgpu 30 only Vulkan adapters
+/// offer `SHADER_F64`: never Metal (no doubles in MSL), DX12 or GL — there l2o runs in f32. Should a later
+/// wgpu offer it on DX12, the f64 kernels would still not compile there: they take `floor` and `sqrt` of
+/// doubles, which Direct3D has no instructions for (see [`crate::naga_backends`]).
+pub fn check_precision(
+    precision: Precision,
+    features: wgpu::Features,
+    info: &wgpu::AdapterInfo,
+) -> Result<()> {
+    if precision == Precision::F64 && info.backend == wgpu::Backend::Dx12 {
+        bail!(
+            "f64 was requested on the adapter {} ({:?}): l2o's f64 kernels take floor and sqrt of doubles, which \
+             Direct3D has no double-precision instructions for; use --precision f32, or a Vulkan adapter \
+             (L2O_BACKEND=vulkan) where it has SHADER_F64",
+            info.name,
+            info.backend
+        );
+    }
+    if precision == Precision::F64 && !features.contains(wgpu::Features::SHADER_F64) {
+        bail!(
+            "f64 was requested but the adapter {} ({:?}) has no SHADER_F64; use --precision f32 or pick \
+             another adapter (Vulkan adapters such as the software adapter lavapipe have f64; Metal, DX12 and GL \
+             do not)",
+            info.name,
+            info.backend
+        );
+    }
+    Ok(())
+}
+
 fn is_software(info: &wgpu::AdapterInfo) -> bool {
     info.device_type == wgpu::DeviceType::Cpu
 }
@@ -235,14 +265,7 @@ impl Context {
             info.device_type
         );
         let f64_ok = adapter.features().contains(wgpu::Features::SHADER_F64);
-        if options.precision == Precision::F64 && !f64_ok {
-            bail!(
-                "f64 was requested but the adapter {} ({:?}) has no SHADER_F64; use --precision f32 or pick \
-                 another adapter (the Vulkan software adapter lavapipe has f64, GL and Metal do not)",
-                info.name,
-                info.backend
-            );
-        }
+        check_precision(options.precision, adapter.features(), &info)?;
         let mut features = wgpu::Features::empty();
         if f64_ok {
             features |= wgpu::Features::SHADER_F64;
@@ -531,5 +554,45 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, p.clone());
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// f64 on a Metal, DX12 or GL adapter (wgpu 30 offers `SHADER_F64` on none) is refused with a message naming
+    /// the adapter, its backend and the way out; on DX12 also with the feature; f32 is accepted everywhere.
+    #[test]
+    fn f64_refused_on_metal_and_dx12() {
+        for backend in [wgpu::Backend::Metal, wgpu::Backend::Dx12, wgpu::Backend::Gl] {
+            let mut info = wgpu::AdapterInfo::new(wgpu::DeviceType::DiscreteGpu, backend);
+            info.name = "Some GPU".into();
+            let e = check_precision(Precision::F64, wgpu::Features::empty(), &info)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("Some GPU")
+                    && e.contains(&format!("{backend:?}"))
+                    && e.contains("SHADER_F64")
+                    && e.contains("--precision f32"),
+                "{e}"
+            );
+            check_precision(Precision::F32, wgpu::Features::empty(), &info).unwrap();
+            check_precision(Precision::F32, wgpu::Features::SHADER_F64, &info).unwrap();
+            // DX12: refused even with the feature (no double floor/sqrt in Direct3D)
+            let with = check_precision(Precision::F64, wgpu::Features::SHADER_F64, &info);
+            if backend == wgpu::Backend::Dx12 {
+                let e = with.unwrap_err().to_string();
+                assert!(
+                    e.contains("Direct3D") && e.contains("--precision f32"),
+                    "{e}"
+                );
+            } else {
+                with.unwrap();
+            }
+        }
+        let vulkan = wgpu::AdapterInfo::new(wgpu::DeviceType::Cpu, wgpu::Backend::Vulkan);
+        check_precision(Precision::F64, wgpu::Features::SHADER_F64, &vulkan).unwrap();
     }
 }

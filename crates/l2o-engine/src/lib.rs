@@ -19,6 +19,7 @@
 pub mod buffer;
 pub mod context;
 pub mod kernels;
+pub mod naga_backends;
 pub mod oracle;
 pub mod precision;
 pub mod shaders;
