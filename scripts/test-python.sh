@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Python package's tests: a fresh venv (target/py-venv) with numpy and pytest, the package l2o made from
 # crates/l2o-py/python/l2o plus the extension module that `cargo test --workspace` already compiled
-# (target/debug/lib_l2o.so, built with the same crates and features as the Rust tests: no second build of wgpu
+# (target/debug/deps/lib_l2o.so, built with the same crates and features as the Rust tests: no second build of wgpu
 # and the l2o crates), then pytest. L2O_PY_PIP=1 instead installs the package as users do,
 # `pip install ./crates/l2o-py` (maturin, release build: several minutes more). The CLI the tests compare
 # against is target/debug/l2o, or L2O_CLI. Run from anywhere; needs python3 with venv (scripts/setup.sh).
@@ -15,9 +15,13 @@ rm -rf "$VENV"
 if [ "${L2O_PY_PIP:-0}" = 1 ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check ./crates/l2o-py
 else
-  module=target/debug/lib_l2o.so
-  # built by `cargo test --workspace` (crates/l2o-py's extension_module test needs it); alone, build it here
-  [ -f "$module" ] || cargo build -q --locked -p l2o-py
+  # built by `cargo test --workspace` (crates/l2o-py's extension_module test needs it, in target/debug/deps);
+  # alone, build it here (target/debug)
+  module=target/debug/deps/lib_l2o.so
+  if [ ! -f "$module" ]; then
+    module=target/debug/lib_l2o.so
+    [ -f "$module" ] || cargo build -q --locked -p l2o-py
+  fi
   pkg=target/py-pkg
   rm -rf "$pkg"
   mkdir -p "$pkg/l2o"

@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 
 fn module_path() -> PathBuf {
-    // target/<profile>/deps/extension_module-<hash> → target/<profile>/lib_l2o.so
+    // cargo writes it beside the test binary, target/<profile>/deps/lib_l2o.so (and copies it to
+    // target/<profile>/ only when the library itself is the requested target, as in `cargo build`)
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
+    let deps = exe.parent().unwrap().to_path_buf();
     let name = if cfg!(target_os = "macos") {
         "lib_l2o.dylib"
     } else if cfg!(windows) {
@@ -17,7 +18,7 @@ fn module_path() -> PathBuf {
     } else {
         "lib_l2o.so"
     };
-    profile_dir.join(name)
+    deps.join(name)
 }
 
 #[test]
