@@ -772,11 +772,10 @@ fn upgrade(path: &std::path::Path, data: Option<&std::path::Path>) -> Result<()>
     let mut s = load(path)?;
     let before = (phi_sha256(&s.phi), phi_sha256(&s.best_phi));
     s.train.task_options.data = data.map(|d| d.display().to_string());
-    if s.train.task_options.dataset.is_none() {
-        s.train.task_options.record_dataset(&s.train.task).with_context(|| {
-            format!("{} was trained on MNIST: pass --data (or L2O_DATA) to record which files", path.display())
-        })?;
-    } else if let Some(w) = s.train.task_options.dataset_warning(&s.train.task)? {
+    let differs = s.train.task_options.reconcile_dataset(&s.train.task).with_context(|| {
+        format!("{} was trained on MNIST: pass --data (or L2O_DATA) to find its files", path.display())
+    })?;
+    if let Some(w) = differs {
         anyhow::bail!("{}: {w}; not rewritten", path.display());
     }
     save(path, &s)?;

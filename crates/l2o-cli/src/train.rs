@@ -97,9 +97,7 @@ fn initial_state(a: &TrainArgs, lo: &dyn LearnedOptimizer) -> Result<TrainState>
     l2o_meta::kinds::check_resume(lo, &s).with_context(|| format!("resuming {}", p.display()))?;
     // the data folder is this process's (--data / L2O_DATA), never the checkpoint's
     s.train.task_options.data = a.mlp.data.as_ref().map(|d| d.display().to_string());
-    if s.train.task_options.dataset.is_none() {
-        s.train.task_options.record_dataset(&s.train.task)?;
-    } else if let Some(w) = s.train.task_options.dataset_warning(&s.train.task)?
+    if let Some(w) = s.train.task_options.reconcile_dataset(&s.train.task)?
         && crate::cluster::is_root()
     {
         eprintln!("warning: resuming {}: {w}", p.display());

@@ -177,6 +177,16 @@ impl TaskOptions {
         Ok(())
     }
 
+    /// Options loaded from a checkpoint, about to be used again (resume, upgrade): records `dataset` when the
+    /// checkpoint has none (written before it was recorded), else returns [`Self::dataset_warning`].
+    pub fn reconcile_dataset(&mut self, task: &str) -> Result<Option<String>> {
+        if self.dataset.is_none() {
+            self.record_dataset(task)?;
+            return Ok(None);
+        }
+        self.dataset_warning(task)
+    }
+
     /// For an MNIST task whose options recorded a `dataset`: a warning when the files of
     /// [`Self::data_dir`] are not those (None when they are, when nothing was recorded, or for other tasks).
     pub fn dataset_warning(&self, task: &str) -> Result<Option<String>> {
