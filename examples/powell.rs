@@ -214,7 +214,8 @@ pub fn run_guide() -> Result<Report> {
     }
 
     // any trained learned optimizer from a checkpoint: here the Hilbert LSTM, dimension-independent
-    let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/results/hlstm/hlstm-cell2.l2o");
+    let ckpt =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/results/hlstm/hlstm-cell2.l2o");
     let mut hlstm = l2o::meta::load_optimizer(&ckpt)?;
     let h = run(
         &ctx,

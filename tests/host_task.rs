@@ -193,7 +193,8 @@ fn the_stepper_reproduces_the_driver() {
         Ok(())
     });
     let problem = HostProblem::new("quadratic-host", n, b, fun.clone()).unwrap();
-    let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/results/l2l-quadratic/l2l-quadratic.l2o");
+    let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/results/l2l-quadratic/l2l-quadratic.l2o");
     let makers: Vec<(&str, Box<dyn Fn() -> MakeOptimizer>)> = vec![
         (
             "sgd",

@@ -18,15 +18,20 @@ fn machine_paths(text: &str) -> Vec<String> {
         // a path starts a token: after whitespace, a quote, a bracket, '=' or ':' — not inside a URL or a
         // relative path like docs/results/
         let before = if i == 0 { b' ' } else { b[i - 1] };
-        if !matches!(before, b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'(' | b'[' | b'=' | b':' | b'`' | b'<' | b'>')
-        {
+        if !matches!(
+            before,
+            b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'(' | b'[' | b'=' | b':' | b'`' | b'<' | b'>'
+        ) {
             continue;
         }
         if before == b':' && text[i..].starts_with("//") {
             continue; // a URL scheme
         }
         let rest = &text[i + 1..];
-        let first: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-').collect();
+        let first: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
         if ROOTS.contains(&first.as_str()) && rest[first.len()..].starts_with('/') {
             out.push(text[i..].chars().take(60).collect());
         }
@@ -36,7 +41,11 @@ fn machine_paths(text: &str) -> Vec<String> {
     }
     for w in text.split_whitespace() {
         let w = w.trim_start_matches(['"', '\'', '(', '`']);
-        if w.len() > 3 && w.as_bytes()[1] == b':' && w.as_bytes()[2] == b'\\' && w.as_bytes()[0].is_ascii_alphabetic() {
+        if w.len() > 3
+            && w.as_bytes()[1] == b':'
+            && w.as_bytes()[2] == b'\\'
+            && w.as_bytes()[0].is_ascii_alphabetic()
+        {
             out.push(w.chars().take(60).collect());
         }
     }
@@ -76,7 +85,11 @@ fn the_scanner_finds_what_it_must() {
         "https://github.com/home/x and out/l2l/checkpoint.l2o",
         "θ ← θ + g, 1/2 ‖x‖², n/a, f/f_0",
     ] {
-        assert!(machine_paths(good).is_empty(), "false alarm: {good}: {:?}", machine_paths(good));
+        assert!(
+            machine_paths(good).is_empty(),
+            "false alarm: {good}: {:?}",
+            machine_paths(good)
+        );
     }
 }
 
@@ -91,7 +104,11 @@ fn no_machine_paths_in_docs() {
         let bytes = std::fs::read(p).unwrap();
         let text = if p.extension().and_then(|e| e.to_str()) == Some("l2o") {
             let h = checkpoint_header(&bytes);
-            assert!(!h.contains("\"data\":"), "{}: the checkpoint stores a data folder", p.display());
+            assert!(
+                !h.contains("\"data\":"),
+                "{}: the checkpoint stores a data folder",
+                p.display()
+            );
             h
         } else {
             match String::from_utf8(bytes) {
@@ -105,5 +122,9 @@ fn no_machine_paths_in_docs() {
         }
     }
     assert!(checked > 30, "only {checked} files checked");
-    assert!(found.is_empty(), "machine paths or links outside the repository:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "machine paths or links outside the repository:\n{}",
+        found.join("\n")
+    );
 }

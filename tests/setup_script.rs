@@ -11,7 +11,9 @@ use std::process::Command;
 /// A fake system image under the test's temporary folder with `files` (empty files; a trailing `*` marks an
 /// executable).
 fn image(name: &str, files: &[&str]) -> PathBuf {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("setup-images").join(name);
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("setup-images")
+        .join(name);
     let _ = std::fs::remove_dir_all(&root);
     for f in files {
         let (f, exe) = match f.strip_suffix('*') {
@@ -43,7 +45,10 @@ fn check(root: &Path, args: &[&str]) -> (i32, Vec<String>) {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let code = out.status.code().unwrap_or(-1);
-    assert!(code == 0 || code == 1, "setup.sh --check exited {code}: {stdout}{stderr}");
+    assert!(
+        code == 0 || code == 1,
+        "setup.sh --check exited {code}: {stdout}{stderr}"
+    );
     let missing = stdout
         .lines()
         .find_map(|l| l.strip_prefix("setup: missing: "))
@@ -83,7 +88,10 @@ const LIBCLANG: &[&str] = &[
 #[test]
 fn only_libclang_cpp_is_not_libclang() {
     let root = image("only-libclang-cpp", BASE);
-    assert_eq!(check(&root, &["--mpi"]), (1, vec!["libclang-dev".to_string()]));
+    assert_eq!(
+        check(&root, &["--mpi"]),
+        (1, vec!["libclang-dev".to_string()])
+    );
     // without --mpi nothing needs libclang
     assert_eq!(check(&root, &[]), (0, vec![]));
 }
@@ -107,25 +115,55 @@ fn libclang_without_builtin_headers_is_incomplete() {
 fn each_consumer_by_its_own_files() {
     let all: Vec<&str> = BASE.iter().chain(LIBCLANG).copied().collect();
     let without = |drop: &[&str]| -> Vec<&str> {
-        all.iter().copied().filter(|f| !drop.iter().any(|d| f.contains(d))).collect()
+        all.iter()
+            .copied()
+            .filter(|f| !drop.iter().any(|d| f.contains(d)))
+            .collect()
     };
     let cases: &[(&str, &[&str], &[&str])] = &[
         ("no-icd", &["icd.d"], &["mesa-vulkan-drivers", "libvulkan1"]),
-        ("no-loader", &["libvulkan.so"], &["mesa-vulkan-drivers", "libvulkan1"]),
-        ("no-egl-mesa", &["libEGL_mesa"], &["libegl1", "libegl-mesa0", "libgl1-mesa-dri"]),
-        ("no-venv", &["venv/"], &["python3", "python3-venv", "python3-pip"]),
-        ("no-ompi-pc", &["ompi.pc"], &["libopenmpi-dev", "openmpi-bin"]),
+        (
+            "no-loader",
+            &["libvulkan.so"],
+            &["mesa-vulkan-drivers", "libvulkan1"],
+        ),
+        (
+            "no-egl-mesa",
+            &["libEGL_mesa"],
+            &["libegl1", "libegl-mesa0", "libgl1-mesa-dri"],
+        ),
+        (
+            "no-venv",
+            &["venv/"],
+            &["python3", "python3-venv", "python3-pip"],
+        ),
+        (
+            "no-ompi-pc",
+            &["ompi.pc"],
+            &["libopenmpi-dev", "openmpi-bin"],
+        ),
         ("no-mpicc", &["mpicc"], &["libopenmpi-dev", "openmpi-bin"]),
         ("no-pkg-config", &["pkg-config"], &["pkg-config"]),
     ];
     for (name, drop, want) in cases {
         let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
-        assert_eq!(check(&image(name, &without(drop)), &["--mpi"]), (1, want), "{name}");
+        assert_eq!(
+            check(&image(name, &without(drop)), &["--mpi"]),
+            (1, want),
+            "{name}"
+        );
     }
     // an empty image needs everything
     let (code, missing) = check(&image("empty", &[]), &["--mpi"]);
     assert_eq!(code, 1);
-    for p in ["mesa-vulkan-drivers", "libegl1", "python3-venv", "libopenmpi-dev", "pkg-config", "libclang-dev"] {
+    for p in [
+        "mesa-vulkan-drivers",
+        "libegl1",
+        "python3-venv",
+        "libopenmpi-dev",
+        "pkg-config",
+        "libclang-dev",
+    ] {
         assert!(missing.iter().any(|m| m == p), "{p} not in {missing:?}");
     }
 }
@@ -133,7 +171,11 @@ fn each_consumer_by_its_own_files() {
 #[test]
 fn unknown_options_are_refused() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup.sh");
-    let out = Command::new("bash").arg(&script).arg("--frobnicate").output().unwrap();
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("--frobnicate")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown option --frobnicate"));
 }

@@ -566,7 +566,9 @@ fn mlp_bench_cmd(
     markdown: Option<&PathBuf>,
 ) -> Result<()> {
     let ctx = dev.open()?;
-    let data = std::sync::Arc::new(l2o_tasks::idx::load_mnist(&l2o_tasks::idx::data_dir(data)?)?);
+    let data = std::sync::Arc::new(l2o_tasks::idx::load_mnist(&l2o_tasks::idx::data_dir(
+        data,
+    )?)?);
     let archs = vec![vec![20], vec![40], vec![20, 20]];
     let rows = l2o_bench::mlp_bench::run_mlp_bench(
         &ctx,
@@ -772,9 +774,16 @@ fn upgrade(path: &std::path::Path, data: Option<&std::path::Path>) -> Result<()>
     let mut s = load(path)?;
     let before = (phi_sha256(&s.phi), phi_sha256(&s.best_phi));
     s.train.task_options.data = data.map(|d| d.display().to_string());
-    let differs = s.train.task_options.reconcile_dataset(&s.train.task).with_context(|| {
-        format!("{} was trained on MNIST: pass --data (or L2O_DATA) to find its files", path.display())
-    })?;
+    let differs = s
+        .train
+        .task_options
+        .reconcile_dataset(&s.train.task)
+        .with_context(|| {
+            format!(
+                "{} was trained on MNIST: pass --data (or L2O_DATA) to find its files",
+                path.display()
+            )
+        })?;
     if let Some(w) = differs {
         anyhow::bail!("{}: {w}; not rewritten", path.display());
     }
@@ -790,7 +799,12 @@ fn upgrade(path: &std::path::Path, data: Option<&std::path::Path>) -> Result<()>
         before.1,
         after.1
     );
-    println!("{}: phi_sha256 {} best_phi_sha256 {} (unchanged)", path.display(), after.0, after.1);
+    println!(
+        "{}: phi_sha256 {} best_phi_sha256 {} (unchanged)",
+        path.display(),
+        after.0,
+        after.1
+    );
     Ok(())
 }
 

@@ -26,7 +26,11 @@ fn the_extension_module_is_built_and_exports_its_init_function() {
     let p = module_path();
     let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let has = |s: &[u8]| bytes.windows(s.len()).any(|w| w == s);
-    assert!(has(b"PyInit__l2o"), "{} does not export PyInit__l2o", p.display());
+    assert!(
+        has(b"PyInit__l2o"),
+        "{} does not export PyInit__l2o",
+        p.display()
+    );
     if cfg!(target_os = "linux") {
         // no DT_NEEDED entry for libpython: the names of needed libraries are in the dynamic string table
         assert!(!has(b"libpython3."), "{} links libpython", p.display());

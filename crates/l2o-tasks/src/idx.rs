@@ -340,7 +340,10 @@ impl DataSetId {
                 .with_context(|| format!("cannot read MNIST file {}", path.display()))?;
             let digest = Sha256::digest(&bytes);
             files.push(DataFile {
-                name: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                name: path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
             });
         }
@@ -364,7 +367,11 @@ impl DataSetId {
             }
         }
         if self.files.len() != other.files.len() {
-            out.push(format!("{} files vs {}", self.files.len(), other.files.len()));
+            out.push(format!(
+                "{} files vs {}",
+                self.files.len(),
+                other.files.len()
+            ));
         }
         out
     }

@@ -190,7 +190,11 @@ impl TaskOptions {
     /// For an MNIST task whose options recorded a `dataset`: a warning when the files of
     /// [`Self::data_dir`] are not those (None when they are, when nothing was recorded, or for other tasks).
     pub fn dataset_warning(&self, task: &str) -> Result<Option<String>> {
-        let Some(want) = self.dataset.as_ref().filter(|_| task.eq_ignore_ascii_case("mnist")) else {
+        let Some(want) = self
+            .dataset
+            .as_ref()
+            .filter(|_| task.eq_ignore_ascii_case("mnist"))
+        else {
             return Ok(None);
         };
         let dir = self.data_dir()?;

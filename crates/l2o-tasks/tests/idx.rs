@@ -4,8 +4,8 @@
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use l2o_tasks::idx::{
-    DataSetId, Idx, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, data_dir, load_mnist, read_idx,
-    test_data_dir,
+    DataSetId, Idx, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, data_dir, load_mnist,
+    read_idx, test_data_dir,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -379,7 +379,10 @@ fn dataset_identity_is_by_content_not_folder() {
     assert_eq!(ia.files[0].name, TRAIN_IMAGES);
     assert!(ia.files.iter().all(|f| f.sha256.len() == 64));
     let json = serde_json::to_string(&ia).unwrap();
-    assert!(!json.contains(&a.display().to_string()) && !json.contains('/'), "{json}");
+    assert!(
+        !json.contains(&a.display().to_string()) && !json.contains('/'),
+        "{json}"
+    );
     // other test labels: one difference, naming the test-labels file
     tiny_mnist(&b, &[5, 0, 4, 1, 9], &[7, 2, 2], 5, 3);
     let ib = DataSetId::of_mnist(&b).unwrap();

@@ -15,7 +15,10 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     let st = checkpoint::load(&a.checkpoint)?;
     let task = a.task.as_deref().unwrap_or(&st.train.task);
     if task.eq_ignore_ascii_case(&st.train.task)
-        && let Some(w) = a.mlp.options(&st.train.task_options)?.dataset_warning(task)?
+        && let Some(w) = a
+            .mlp
+            .options(&st.train.task_options)?
+            .dataset_warning(task)?
         && crate::cluster::is_root()
     {
         eprintln!("warning: {}: {w}", a.checkpoint.display());
