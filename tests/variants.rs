@@ -1,9 +1,45 @@
 //! Kernel-variant selection end to end: the autotuner writes the on-disk cache for this adapter, a new context
-//! resolves the family from it, an explicit override beats the cache, and every choice is reported. (One test
-//! in its own binary: it points L2O_CACHE_DIR at a temporary directory for the whole process.)
+//! resolves the family from it, an explicit override beats the cache, and every choice is reported. Then the
+//! pipeline cache beside it: written when a context closes, read by the next, and a corrupt or truncated file is
+//! ignored and replaced. (One test in its own binary: it points L2O_CACHE_DIR at a temporary directory for the
+//! whole process.)
 
+use l2o::engine::pipeline_cache::CacheReport;
 use l2o::engine::variants::Source;
-use l2o::engine::{Context, ContextOptions, Precision};
+use l2o::engine::{Context, ContextOptions, Precision, ScalarOut};
+
+/// ⟨x, x⟩ for x = (1, 2, 3) on `c`: builds (or takes from the cache) the reduce pipeline, and checks the answer.
+fn dot_is_14(c: &Context) {
+    let x = c.upload("x", &[1.0, 2.0, 3.0]).unwrap();
+    let out = c.zeros("out", 1).unwrap();
+    let d = l2o::engine::dot(
+        c,
+        3,
+        1,
+        x.view(3),
+        x.view(3),
+        ScalarOut {
+            buf: &out,
+            stride: 1,
+            col: 0,
+        },
+        None,
+    )
+    .unwrap();
+    c.submit(&d).unwrap();
+    assert_eq!(c.read(&out).unwrap()[0], 14.0);
+}
+
+/// What a new context read from the pipeline cache (None: no cache on this adapter).
+fn loaded(c: &Context) -> Option<usize> {
+    match c.pipeline_cache_report() {
+        CacheReport::On { loaded, .. } => Some(loaded),
+        CacheReport::Off(why) => {
+            assert!(!why.is_empty());
+            None
+        }
+    }
+}
 
 #[test]
 fn autotune_cache_then_override_then_default() {
@@ -102,5 +138,50 @@ fn autotune_cache_then_override_then_default() {
             .unwrap(),
         default
     );
+    drop((c, o, bad, probe));
+
+    // The pipeline cache: contexts that built pipelines wrote it when they closed (where the adapter has one).
+    let c = Context::new(&base).unwrap();
+    let Some(first) = loaded(&c) else {
+        // no Features::PIPELINE_CACHE (GL, or a Vulkan driver without it): nothing is written
+        assert!(!dir.join("pipelines").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    assert!(
+        first > 0,
+        "the contexts above built pipelines and saved them"
+    );
+    let file = std::fs::read_dir(dir.join("pipelines"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    dot_is_14(&c);
+    drop(c);
+    let good = std::fs::read(&file).unwrap();
+    // a corrupt file and a truncated one are ignored (the kernels still build and compute), then replaced
+    for bad in [
+        b"not a pipeline cache".to_vec(),
+        good[..good.len() / 2].to_vec(),
+    ] {
+        std::fs::write(&file, &bad).unwrap();
+        let c = Context::new(&base).unwrap();
+        assert_eq!(loaded(&c), Some(bad.len()));
+        dot_is_14(&c);
+        drop(c);
+        let now = std::fs::read(&file).unwrap();
+        assert_ne!(
+            now, bad,
+            "a context that built a pipeline rewrites the cache"
+        );
+        assert!(now.len() >= 32, "{} bytes", now.len());
+    }
+    // L2O_CACHE_DIR=off: no cache
+    // SAFETY: as above, the only test of this binary.
+    unsafe { std::env::set_var("L2O_CACHE_DIR", "off") };
+    let c = Context::new(&base).unwrap();
+    assert_eq!(loaded(&c), None);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -259,6 +259,15 @@ pub fn train_cmd(dev: &DeviceArgs, a: &TrainArgs) -> Result<()> {
             state.epoch, state.updates, state.skipped_total, best.0, best.1
         );
     }
+    let cs = ctx.compile_stats();
+    println!(
+        "kernel builds: {} kernels, {:.1} s of compilation summed over threads ({:.1} s shader modules, {:.1} s pipelines); {}",
+        cs.pipelines,
+        cs.module_s + cs.pipeline_s,
+        cs.module_s,
+        cs.pipeline_s,
+        ctx.pipeline_cache_report()
+    );
     // the adapter and kernel variants that produced these numbers
     std::fs::write(
         a.out.join("kernels.txt"),

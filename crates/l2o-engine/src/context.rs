@@ -83,6 +83,33 @@ pub struct Context {
     error: Arc<Mutex<Option<String>>>,
     next_id: AtomicU64,
     variants: Mutex<crate::variants::Choices>,
+    compile_stats: Mutex<CompileStats>,
+    /// Compiled pipelines across processes, or why not (see [`crate::pipeline_cache`]).
+    disk_cache: Result<crate::pipeline_cache::DiskCache, &'static str>,
+    /// Whether a pipeline was built since the cache was read (then it is written back on drop).
+    built_new: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        if let Ok(c) = &self.disk_cache
+            && self.built_new.load(Ordering::Relaxed)
+        {
+            c.save();
+        }
+    }
+}
+
+/// What building kernels has cost this context so far (see [`Context::compile_stats`]). Seconds are summed over
+/// the threads that built them ([`Context::prepare`] builds several at once), so they can exceed the wall time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompileStats {
+    /// Pipelines built (each distinct family × entry × precision × defines once).
+    pub pipelines: usize,
+    /// Seconds in `create_shader_module` (WGSL parsing and validation by naga).
+    pub module_s: f64,
+    /// Seconds in `create_compute_pipeline` (translation to the backend and the driver's compiler).
+    pub pipeline_s: f64,
 }
 
 const NO_ADAPTER_HELP: &str = "no GPU adapter found. On Debian/Ubuntu install the software Vulkan driver: \
@@ -270,6 +297,8 @@ impl Context {
         if f64_ok {
             features |= wgpu::Features::SHADER_F64;
         }
+        // compiled pipelines kept across processes where the adapter can (crate::pipeline_cache)
+        features |= adapter.features() & wgpu::Features::PIPELINE_CACHE;
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("l2o"),
@@ -348,7 +377,10 @@ impl Context {
             cache: crate::variants::cached_for(&info),
             ..Default::default()
         };
+        let disk_cache = crate::pipeline_cache::open(&device, &info);
         Ok(Self {
+            disk_cache,
+            built_new: std::sync::atomic::AtomicBool::new(false),
             variants: Mutex::new(variants),
             limits: device.limits(),
             features: device.features(),
@@ -361,7 +393,65 @@ impl Context {
             layouts: Mutex::new(HashMap::new()),
             error,
             next_id: AtomicU64::new(1),
+            compile_stats: Mutex::new(CompileStats::default()),
         })
+    }
+
+    /// What building kernels has cost so far: how many pipelines, and the seconds spent in shader modules and
+    /// in pipeline creation.
+    pub fn compile_stats(&self) -> CompileStats {
+        *self.compile_stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether compiled pipelines are kept across processes here, and where (see [`crate::pipeline_cache`]).
+    pub fn pipeline_cache_report(&self) -> crate::pipeline_cache::CacheReport {
+        match &self.disk_cache {
+            Ok(c) => c.report(),
+            Err(why) => crate::pipeline_cache::CacheReport::Off(why),
+        }
+    }
+
+    /// Build the pipelines `(entry, defines)` of `family` that are not built yet, several at once (a thread
+    /// each, all started together): what the first use of a learned optimizer would otherwise compile one after
+    /// the other. Compilation runs on the host CPU (naga, then the driver's compiler), so on a many-core host
+    /// the start-up becomes that of the largest kernel instead of the sum. Errors are those of
+    /// [`Context::pipeline`], the first in `entries` order.
+    pub fn prepare(&self, family: &ShaderFamily, entries: &[(&'static str, &str)]) -> Result<()> {
+        let missing: Vec<&(&'static str, &str)> = {
+            let built = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+            entries
+                .iter()
+                .filter(|(entry, defines)| {
+                    !built.contains_key(&PipelineKey {
+                        body: family.body,
+                        layout: family.layout,
+                        entry,
+                        precision: self.precision,
+                        defines: defines.to_string(),
+                    })
+                })
+                .collect()
+        };
+        if missing.len() < 2 {
+            for (entry, defines) in missing {
+                self.pipeline(family, entry, defines)?;
+            }
+            return Ok(());
+        }
+        std::thread::scope(|s| {
+            let jobs: Vec<_> = missing
+                .iter()
+                .map(|(entry, defines)| s.spawn(move || self.pipeline(family, entry, defines)))
+                .collect();
+            jobs.into_iter()
+                .map(|j| {
+                    j.join()
+                        .unwrap_or_else(|_| Err(anyhow!("a kernel build thread panicked")))
+                        .map(|_| ())
+                })
+                .collect::<Result<Vec<()>>>()
+        })?;
+        Ok(())
     }
 
     pub fn precision(&self) -> Precision {
@@ -517,6 +607,8 @@ impl Context {
         }
         let layout = self.layout(family);
         let src = family.source_with(self.precision, defines);
+        let src_bytes = src.len();
+        let t0 = std::time::Instant::now();
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self
             .device
@@ -524,6 +616,7 @@ impl Context {
                 label: Some(family.name),
                 source: wgpu::ShaderSource::Wgsl(src.into()),
             });
+        let t1 = std::time::Instant::now();
         let pl = self
             .device
             .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -539,7 +632,7 @@ impl Context {
                 module: &module,
                 entry_point: Some(entry),
                 compilation_options: Default::default(),
-                cache: None,
+                cache: self.disk_cache.as_ref().ok().map(|c| &c.cache),
             });
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!(
@@ -548,6 +641,22 @@ impl Context {
                 self.precision
             );
         }
+        let t2 = std::time::Instant::now();
+        self.built_new.store(true, Ordering::Relaxed);
+        {
+            let mut st = self.compile_stats.lock().unwrap_or_else(|p| p.into_inner());
+            st.pipelines += 1;
+            st.module_s += (t1 - t0).as_secs_f64();
+            st.pipeline_s += (t2 - t1).as_secs_f64();
+        }
+        log::debug!(
+            "compiled {}::{entry} ({}, {:.1} kB of WGSL): shader module {:.1} ms, pipeline {:.1} ms",
+            family.name,
+            self.precision,
+            src_bytes as f64 / 1e3,
+            (t1 - t0).as_secs_f64() * 1e3,
+            (t2 - t1).as_secs_f64() * 1e3
+        );
         let p = Arc::new(CachedPipeline { pipeline, layout });
         self.pipelines
             .lock()

@@ -21,12 +21,13 @@ pub mod context;
 pub mod kernels;
 pub mod naga_backends;
 pub mod oracle;
+pub mod pipeline_cache;
 pub mod precision;
 pub mod shaders;
 pub mod variants;
 
 pub use buffer::{DBuf, Dispatch, Elem, HostStep, View, grid_x};
-pub use context::{AdapterSummary, Context, ContextOptions};
+pub use context::{AdapterSummary, CompileStats, Context, ContextOptions};
 pub use kernels::hilbert::{
     Coefs, Operand, Output, Pair, Store, Stores, combine, dots, gram_pairs,
 };

@@ -58,19 +58,38 @@ pub fn parse_overrides(s: &str) -> Result<BTreeMap<String, String>> {
     Ok(m)
 }
 
-/// The cache file, or `None` when caching is off or no cache directory is known.
-pub fn cache_path() -> Option<PathBuf> {
-    let dir = match std::env::var("L2O_CACHE_DIR") {
-        Ok(d) if d == "off" => return None,
-        Ok(d) if !d.is_empty() => PathBuf::from(d),
+/// l2o's cache directory — `L2O_CACHE_DIR`, else `$XDG_CACHE_HOME/l2o`, else `~/.cache/l2o` — or `None` when
+/// caching is off (`L2O_CACHE_DIR=off`) or no directory is known. The variant choices and the compiled
+/// pipelines ([`crate::pipeline_cache`]) live there.
+pub fn cache_dir() -> Option<PathBuf> {
+    match std::env::var("L2O_CACHE_DIR") {
+        Ok(d) if d == "off" => None,
+        Ok(d) if !d.is_empty() => Some(PathBuf::from(d)),
         _ => match std::env::var("XDG_CACHE_HOME") {
-            Ok(d) if !d.is_empty() => PathBuf::from(d).join("l2o"),
-            _ => PathBuf::from(std::env::var("HOME").ok()?)
-                .join(".cache")
-                .join("l2o"),
+            Ok(d) if !d.is_empty() => Some(PathBuf::from(d).join("l2o")),
+            _ => Some(
+                PathBuf::from(std::env::var("HOME").ok()?)
+                    .join(".cache")
+                    .join("l2o"),
+            ),
         },
-    };
-    Some(dir.join("variants.json"))
+    }
+}
+
+/// The cache file of the variant choices, or `None` when caching is off or no cache directory is known.
+pub fn cache_path() -> Option<PathBuf> {
+    Some(cache_dir()?.join("variants.json"))
+}
+
+/// Write `bytes` to `path` atomically (a temporary file of this process beside it, then a rename), creating the
+/// directory: a reader never sees half a file, and concurrent writers leave one whole file.
+pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The key of an adapter in the cache.
@@ -137,13 +156,7 @@ pub fn save_choice(info: &wgpu::AdapterInfo, family: &str, variant: &str) -> Res
         .or_default()
         .insert(family.to_string(), variant.to_string());
     let json = serde_json::json!({ "version": 1, "adapters": all });
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&json)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     Ok(path)
 }
 

@@ -294,6 +294,28 @@ impl LstmBuffers {
                 )
             }
         };
+        // build this optimizer's kernels now and together (Context::prepare), not one at a time at first use
+        match &kernels {
+            LstmKernels::Loop => {
+                let defines = format!("const H: u32 = {h}u; const D: u32 = {d}u;");
+                let used = if train {
+                    LSTM.entries
+                } else {
+                    &LSTM.entries[..1]
+                };
+                let entries: Vec<(&'static str, &str)> =
+                    used.iter().map(|&e| (e, defines.as_str())).collect();
+                ctx.prepare(&LSTM, &entries)?;
+            }
+            LstmKernels::Unrolled(_) => {
+                let entries: Vec<(&'static str, &str)> = Entry::ALL
+                    .iter()
+                    .zip(&srcs)
+                    .map(|(e, src): (&Entry, &String)| (e.name(), src.as_str()))
+                    .collect();
+                ctx.prepare(&LSTM_GEN, &entries)?;
+            }
+        }
         let (slots, tsteps) = if train { (steps + 1, steps) } else { (2, 1) };
         Ok(Self {
             cfg: *cfg,
