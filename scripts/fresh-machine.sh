@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The README's two commands on a fresh machine: builds a minimal Debian root with debootstrap (from the Debian
-# package registry; only what a machine with a Rust toolchain has: a C linker, git, CA certificates), bind-mounts
-# the host's Rust toolchain into it read-only (rustup's servers may be unreachable; cargo's own crate registry
+# package registry; only what a machine with a Rust toolchain has: a C linker, git, CA certificates), copies
+# the host's Rust toolchain into it (rustup's servers may be unreachable; cargo's own crate registry
 # is used as a user's would be), clones this repository inside, runs the README's main-job command and its test
 # command there, and prints the time of each. Not part of CI (it takes tens of minutes).
 #
 # Usage (as root, on Debian/Ubuntu): bash scripts/fresh-machine.sh [WORK_DIR]
 #   WORK_DIR (default: a new folder under ${TMPDIR:-/tmp}) receives the root in WORK_DIR/root; a root already
 #   there is reused (KEEP=1 keeps it afterwards). SUITE (bookworm), MIRROR (deb.debian.org) pick the Debian.
-#   The shared data set (../shared beside the repository, when present) is mounted beside the clone, as CI has it.
+#   The shared data set (../shared beside the repository, when present) is copied beside the clone, as CI has it.
+#   FRESH_COPY (colon-separated directories) are copied to the same paths inside the root: what a toolchain that
+#   is not self-contained needs (one added with `rustup toolchain link` from another prefix, say).
+#   Nothing of the host is mounted into the root but /proc, /sys and /dev: the toolchain and the data are copies,
+#   so removing the root can never reach the host's files, and stale mounts of an interrupted run are undone
+#   before a root is reused or removed.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${1:-$(mktemp -d "${TMPDIR:-/tmp}/l2o-fresh.XXXX")}"
@@ -35,15 +40,23 @@ timed() { # name, command...
   return "$rc"
 }
 
-mounts=()
+# everything mounted at or under the root, deepest first (also what an interrupted earlier run left behind)
+mounted_under() { findmnt -rn -o TARGET | awk -v r="$root" '$0 == r || index($0, r "/") == 1' | sort -r; }
+unmount_all() { local m; for m in $(mounted_under); do umount -l "$m" 2>/dev/null || true; done; }
 cleanup() {
-  local m
-  for (( i=${#mounts[@]}-1; i>=0; i-- )); do umount -l "${mounts[$i]}" 2>/dev/null || true; done
-  [ "${KEEP:-0}" = 1 ] || [ -z "${root:-}" ] || rm -rf --one-file-system "$root"
+  unmount_all
+  if [ "${KEEP:-0}" != 1 ] && [ -n "${root:-}" ] && [ -d "$root" ]; then
+    if [ -n "$(mounted_under)" ]; then
+      echo "fresh-machine: not removing $root: still mounted: $(mounted_under | tr '\n' ' ')" >&2
+    else
+      rm -rf --one-file-system "$root"
+    fi
+  fi
   printf '%s\n' "fresh-machine summary (Debian $suite root in $root):" "${report[@]}"
 }
 trap cleanup EXIT
-bind() { mkdir -p "$2"; mount --bind "$1" "$2"; mounts+=("$2"); [ "${3:-}" = ro ] && mount -o remount,bind,ro "$2" || true; }
+unmount_all
+[ -z "$(mounted_under)" ] || { echo "fresh-machine: cannot unmount $(mounted_under | tr '\n' ' ')" >&2; exit 1; }
 
 if [ ! -x "$root/bin/bash" ]; then
   timed "debootstrap (minbase + gcc, git)" debootstrap --variant=minbase \
@@ -57,12 +70,18 @@ if compgen -G '/usr/local/share/ca-certificates/*' >/dev/null; then
   cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
   cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 fi
-bind /proc "$root/proc"
-bind /sys "$root/sys"
-mkdir -p "$root/dev" && mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev" && mounts+=("$root/dev")
-bind "$rustup_home" "$root/opt/rustup" ro
+mkdir -p "$root/proc" "$root/sys" "$root/dev"
+mount -t proc proc "$root/proc"
+mount --rbind /sys "$root/sys" && mount --make-rslave "$root/sys"
+mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev"
+# copies, not mounts (see the header)
+rm -rf --one-file-system "$root/opt/rustup" "$root/opt/cargo-bin" "$root/home/user/shared"
+mkdir -p "$root/opt" "$root/home/user"
+cp -a "$rustup_home" "$root/opt/rustup"
 mkdir -p "$root/opt/cargo-bin" && cp -a "$cargo_home/bin/." "$root/opt/cargo-bin/"
-[ -d "$repo/../shared" ] && bind "$(cd "$repo/../shared" && pwd)" "$root/home/user/shared" ro
+IFS=: read -r -a extra <<< "${FRESH_COPY:-}"
+for d in "${extra[@]}"; do [ -z "$d" ] || { mkdir -p "$root$(dirname "$d")"; rm -rf --one-file-system "$root$d"; cp -a "$d" "$root$d"; }; done
+[ -d "$repo/../shared" ] && cp -a "$(cd "$repo/../shared" && pwd)" "$root/home/user/shared"
 rm -rf "$root/home/user/main"
 git clone -q "$repo" "$root/home/user/main"
 
