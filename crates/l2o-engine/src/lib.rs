@@ -28,6 +28,7 @@ pub mod variants;
 
 pub use buffer::{DBuf, Dispatch, Elem, HostStep, View, grid_x};
 pub use context::{AdapterSummary, CompileStats, Context, ContextOptions};
+pub use kernels::basis::BasisRing;
 pub use kernels::hilbert::{
     Coefs, Operand, Output, Pair, Store, Stores, combine, dots, gram_pairs,
 };

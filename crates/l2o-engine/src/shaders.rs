@@ -111,6 +111,16 @@ pub static REDUCE: ShaderFamily = ShaderFamily {
     default_defines: TREE_DEFINES,
 };
 
+/// The basis ring (`shaders/basis.wgsl`, launchers in [`crate::kernels::basis`]): Gram rows of the newest
+/// vectors of a per-problem basis in one pass, and one combination of the basis. K, R and CH are per launch.
+pub static BASIS: ShaderFamily = ShaderFamily {
+    name: "basis",
+    body: include_str!("../../../shaders/basis.wgsl"),
+    layout: &[R, W, W, W, W, W, R],
+    entries: &["rows_partial", "rows_finish", "combine"],
+    default_defines: "const K: u32 = 11u; const R: u32 = 3u; const CH: u32 = 256u;",
+};
+
 pub static LINCOMB: ShaderFamily = ShaderFamily {
     name: "lincomb",
     body: include_str!("../../../shaders/lincomb.wgsl"),
@@ -211,7 +221,7 @@ pub static HLSTM: ShaderFamily = ShaderFamily {
 /// Every family the engine ships (tasks register theirs in `l2o-tasks`).
 pub fn engine_families() -> Vec<&'static ShaderFamily> {
     vec![
-        &REDUCE, &LINCOMB, &HILBERT, &MAPS, &STATUS, &LBFGS, &LSTM, &POLICY,
+        &REDUCE, &LINCOMB, &HILBERT, &BASIS, &MAPS, &STATUS, &LBFGS, &LSTM, &POLICY,
     ]
 }
 

@@ -1,0 +1,129 @@
+// The basis ring (engine kernel family `basis`): per problem a ring of K basis vectors v_0 … v_{K−1} of n
+// coordinates, laid out vecs[b·v_stride + j·n + i], and its Gram matrix G_jl = ⟨v_j, v_l⟩ kept beside it,
+// gram[g_off + b·g_stride + j·K + l]. This is the schedule of a Hilbert-space program (vector-free L-BFGS, Chen,
+// Wang & Zhou 2014; the Hilbert LSTM): per step one pass computes the Gram rows of the R newest vectors, a scalar
+// program per problem runs on G, and one pass writes a combination Σ_j c_j v_j.
+//
+// rows_partial / rows_finish: the Gram rows of the R slots s_0 … s_{R−1} (p.slot0..3):
+//     G[s_a][l] = ⟨v_{s_a}, v_l⟩ for every l < K, and the mirror G[l][s_a] where l is not itself a new slot
+//   (that row writes it), so each entry is written once. One pass over the vectors: thread (chunk c, problem b)
+//   reads coordinates [c·CH, (c+1)·CH) of every basis vector once and keeps R·K sums (one per output, in
+//   coordinate order). With one chunk it writes G directly; otherwise partial[(b·chunks + c)·R·K + q], and
+//   rows_finish adds the chunks in order. No barriers, no atomics: deterministic.
+// combine: out[out_off + b·out_stride + i] ← [out…] + Σ_j coef[coef_off + b·coef_stride + j] · v_j[i]
+//   (the sum over j in order; flag ACCUM keeps the current value). With flag OUT_RING the output is the ring's
+//   own slot out_off instead (vecs[b·v_stride + out_off·n + i]): each thread reads all K vectors at its
+//   coordinate before writing it, so a combination may overwrite one of its inputs.
+// Every store binding is read_write so that one buffer may serve several roles (coefficients beside G, say).
+// With flag USE_STATUS, problems whose status is not 0 are left untouched by every entry point.
+// K (vectors), R (new rows, 1 … 4) and CH (coordinates per thread) are compile-time constants (defines).
+
+struct Params {
+    n: u32, batch: u32, chunks: u32, flags: u32,
+    slot0: u32, slot1: u32, slot2: u32, slot3: u32,
+    v_stride: u32, g_off: u32, g_stride: u32, coef_off: u32,
+    coef_stride: u32, out_off: u32, out_stride: u32, pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> pb: Params;
+// private copy, as in every family (storage reads in loops are gathers on the software adapter)
+var<private> p: Params;
+@group(0) @binding(1) var<storage, read_write> vecs: array<Real>;
+@group(0) @binding(2) var<storage, read_write> gram: array<Real>;
+@group(0) @binding(3) var<storage, read_write> partial: array<Real>;
+@group(0) @binding(4) var<storage, read_write> coef: array<Real>;
+@group(0) @binding(5) var<storage, read_write> out: array<Real>;
+@group(0) @binding(6) var<storage, read> status: array<u32>;
+
+const RK: u32 = R * K;
+const ACCUM: u32 = 1u;
+const USE_STATUS: u32 = 2u;
+const OUT_RING: u32 = 4u;
+
+fn slot(a: u32) -> u32 {
+    switch a {
+        case 0u: { return p.slot0; }
+        case 1u: { return p.slot1; }
+        case 2u: { return p.slot2; }
+        default: { return p.slot3; }
+    }
+}
+
+fn frozen(b: u32) -> bool {
+    return (p.flags & USE_STATUS) != 0u && status[b] != 0u;
+}
+
+// Write output q = a·K + l of problem b: the row entry, and its mirror unless l is a new slot.
+fn write_gram(b: u32, q: u32, v: Real) {
+    let a = q / K;
+    let l = q % K;
+    let s = slot(a);
+    let g = p.g_off + b * p.g_stride;
+    gram[g + s * K + l] = v;
+    var l_new = false;
+    for (var a2 = 0u; a2 < R; a2 = a2 + 1u) {
+        if (slot(a2) == l) { l_new = true; }
+    }
+    if (!l_new) { gram[g + l * K + s] = v; }
+}
+
+@compute @workgroup_size(64)
+fn rows_partial(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
+    let c = gid.x;
+    let b = gid.y;
+    if (c >= p.chunks || b >= p.batch || frozen(b)) { return; }
+    var sl: array<u32, R>;
+    for (var a = 0u; a < R; a = a + 1u) { sl[a] = slot(a); }
+    var acc: array<Real, RK>;
+    for (var q = 0u; q < RK; q = q + 1u) { acc[q] = 0.0; }
+    let v0 = b * p.v_stride;
+    let n = p.n;
+    let i1 = min(n, (c + 1u) * CH);
+    for (var i = c * CH; i < i1; i = i + 1u) {
+        var nv: array<Real, R>;
+        for (var a = 0u; a < R; a = a + 1u) { nv[a] = vecs[v0 + sl[a] * n + i]; }
+        for (var l = 0u; l < K; l = l + 1u) {
+            let x = vecs[v0 + l * n + i];
+            for (var a = 0u; a < R; a = a + 1u) { acc[a * K + l] = acc[a * K + l] + nv[a] * x; }
+        }
+    }
+    if (p.chunks == 1u) {
+        for (var q = 0u; q < RK; q = q + 1u) { write_gram(b, q, acc[q]); }
+    } else {
+        let o = (b * p.chunks + c) * RK;
+        for (var q = 0u; q < RK; q = q + 1u) { partial[o + q] = acc[q]; }
+    }
+}
+
+@compute @workgroup_size(64)
+fn rows_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
+    let q = gid.x;
+    let b = gid.y;
+    if (q >= RK || b >= p.batch || frozen(b)) { return; }
+    var s: Real = 0.0;
+    for (var c = 0u; c < p.chunks; c = c + 1u) { s = s + partial[(b * p.chunks + c) * RK + q]; }
+    write_gram(b, q, s);
+}
+
+@compute @workgroup_size(256)
+fn combine(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
+    let i = gid.x;
+    let b = gid.y;
+    if (i >= p.n || b >= p.batch || frozen(b)) { return; }
+    let v0 = b * p.v_stride;
+    let c0 = p.coef_off + b * p.coef_stride;
+    var s: Real = 0.0;
+    for (var j = 0u; j < K; j = j + 1u) { s = s + coef[c0 + j] * vecs[v0 + j * p.n + i]; }
+    if ((p.flags & OUT_RING) != 0u) {
+        let o = v0 + p.out_off * p.n + i;
+        if ((p.flags & ACCUM) != 0u) { s = vecs[o] + s; }
+        vecs[o] = s;
+    } else {
+        let o = p.out_off + b * p.out_stride + i;
+        if ((p.flags & ACCUM) != 0u) { s = out[o] + s; }
+        out[o] = s;
+    }
+}
