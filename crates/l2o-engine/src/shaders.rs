@@ -121,6 +121,16 @@ pub static BASIS: ShaderFamily = ShaderFamily {
     default_defines: "const K: u32 = 11u; const R: u32 = 3u; const CH: u32 = 256u;",
 };
 
+/// The L-BFGS two-loop recursion on the Gram entries of a [`BASIS`] ring (`shaders/lbfgs_gram.wgsl`; launcher
+/// `l2o_optim::vector_free`): one thread per problem, M per launch.
+pub static LBFGS_GRAM: ShaderFamily = ShaderFamily {
+    name: "lbfgs_gram",
+    body: include_str!("../../../shaders/lbfgs_gram.wgsl"),
+    layout: &[R, W, W, R, R],
+    entries: &["direction"],
+    default_defines: "const M: u32 = 5u;",
+};
+
 pub static LINCOMB: ShaderFamily = ShaderFamily {
     name: "lincomb",
     body: include_str!("../../../shaders/lincomb.wgsl"),
@@ -221,7 +231,16 @@ pub static HLSTM: ShaderFamily = ShaderFamily {
 /// Every family the engine ships (tasks register theirs in `l2o-tasks`).
 pub fn engine_families() -> Vec<&'static ShaderFamily> {
     vec![
-        &REDUCE, &LINCOMB, &HILBERT, &BASIS, &MAPS, &STATUS, &LBFGS, &LSTM, &POLICY,
+        &REDUCE,
+        &LINCOMB,
+        &HILBERT,
+        &BASIS,
+        &LBFGS_GRAM,
+        &MAPS,
+        &STATUS,
+        &LBFGS,
+        &LSTM,
+        &POLICY,
     ]
 }
 

@@ -15,6 +15,7 @@ pub mod lbfgs;
 pub mod step_policy;
 pub mod stepper;
 pub mod tune;
+pub mod vector_free;
 
 pub use driver::{Optimizer, RunOptions, State, Summary, Trace, run, summarize};
 pub use first_order::{FirstOrder, Hyper, Kind};
