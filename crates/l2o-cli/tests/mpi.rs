@@ -52,6 +52,35 @@ fn ranks(np: usize, args: &[&str]) -> Output {
 }
 
 /// Run to completion within `limit`, else kill it and fail (a hang is the bug these tests exist to catch).
+/// SIGKILL to a process, through the shell's builtin `kill` (a minimal Debian has no /bin/kill: procps is not
+/// installed there).
+fn kill9(pid: u32) {
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -9 {pid}")])
+        .status();
+}
+
+/// The children of `pid`, in ascending pid order (their launch order), read from /proc (no pgrep: procps is not on
+/// a minimal Debian).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            // /proc/<p>/stat: "pid (comm) state ppid …"; comm may hold spaces and parentheses, so split after the last ')'
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|st| {
+                    let rest = &st[st.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
 fn wait_for(mut c: Command, limit: Duration) -> Output {
     let child = c
         .stdout(Stdio::piped())
@@ -66,7 +95,7 @@ fn wait_for(mut c: Command, limit: Duration) -> Output {
     match rx.recv_timeout(limit) {
         Ok(out) => out.expect("mpirun output"),
         Err(_) => {
-            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
+            kill9(id);
             panic!("mpirun did not finish within {limit:?}: a rank hangs");
         }
     }
@@ -407,17 +436,10 @@ fn a_killed_rank_leaves_the_checkpoint_intact_and_resume_continues() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let pids = Command::new("pgrep")
-        .args(["-P", &child.id().to_string()])
-        .output()
-        .expect("pgrep");
-    let pids: Vec<String> = String::from_utf8_lossy(&pids.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let pids = children_of(child.id());
     assert_eq!(pids.len(), 2, "two ranks under mpirun: {pids:?}");
     // the ranks' order among mpirun's children is their launch order; kill the later one
-    let _ = Command::new("kill").args(["-9", &pids[1]]).status();
+    kill9(pids[1]);
     let t1 = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
