@@ -32,9 +32,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, Scalars, Term, lbfgs_cols as lc, oracle};
 use l2o_optim::lbfgs::{reference, two_loop};
+use l2o_optim::vector_free as vf;
 
 /// The kernels [`run_kernel_bench`] knows, in table order.
-pub const KERNELS: [&str; 4] = ["dot", "gram4", "lincomb", "two-loop"];
+pub const KERNELS: [&str; 5] = ["dot", "gram4", "lincomb", "two-loop", "two-loop-gram"];
 
 /// L-BFGS history length of the "two-loop" benchmark (full ring: 5 pairs in use).
 pub const TWO_LOOP_M: usize = 5;
@@ -98,6 +99,7 @@ fn device_buffers(kernel: &str, n: usize, batch: usize) -> Vec<(&'static str, us
         "dot" => vec![("a", bn), ("b", bn)],
         "gram4" => vec![("vectors [B][4][n]", 4 * bn)],
         "lincomb" => vec![("out", bn), ("v1", bn), ("v2", bn)],
+        "two-loop-gram" => vec![("basis [B][2m+1][n]", (2 * TWO_LOOP_M + 1) * bn), ("d", bn)],
         "two-loop" => vec![
             ("g", bn),
             ("d", bn),
@@ -118,6 +120,9 @@ fn traffic(kernel: &str) -> f64 {
         // d ← −g (2); per pair: sᵀd (2), d −= α y (3); d ← γ d (2); per pair: yᵀd (2), d += (α − β) s (4: s is
         // bound as two terms)
         "two-loop" => 2.0 + 5.0 * m + 2.0 + 6.0 * m,
+        // one iteration of vector-free L-BFGS (l2o_optim::vector_free): the Gram rows of the 3 new vectors (s, y,
+        // g) read the 2m + 1 basis vectors once and the 3 new ones again; the combination reads 2m + 1, writes d
+        "two-loop-gram" => (2.0 * m + 1.0 + 3.0) + (2.0 * m + 1.0 + 1.0),
         _ => 0.0,
     }
 }
@@ -209,6 +214,46 @@ enum Host {
     },
 }
 
+/// Inputs of the two-loop benchmarks, per problem: g, the m pairs (y_i = s_i + 0.3·noise keeps sᵀy > 0 like
+/// real curvature pairs), ρ_i = 1/sᵀy and γ = sᵀy/yᵀy of the newest pair.
+#[allow(clippy::type_complexity)]
+fn two_loop_inputs(
+    rng: &mut Gen,
+    n: usize,
+    batch: usize,
+) -> (
+    Vec<Vec<f64>>,
+    Vec<Vec<Vec<f64>>>,
+    Vec<Vec<Vec<f64>>>,
+    Vec<Vec<f64>>,
+    Vec<f64>,
+) {
+    let m = TWO_LOOP_M;
+    let g: Vec<Vec<f64>> = (0..batch).map(|_| rng.vec(n)).collect();
+    let s: Vec<Vec<Vec<f64>>> = (0..batch)
+        .map(|_| (0..m).map(|_| rng.vec(n)).collect())
+        .collect();
+    let y: Vec<Vec<Vec<f64>>> = s
+        .iter()
+        .map(|sb| {
+            sb.iter()
+                .map(|si| si.iter().map(|x| x + 0.3 * rng.next()).collect())
+                .collect()
+        })
+        .collect();
+    let mut rho = vec![vec![0.0; m]; batch];
+    let mut gamma = vec![1.0; batch];
+    for b in 0..batch {
+        for i in 0..m {
+            rho[b][i] = 1.0 / oracle::dot(&s[b][i], &y[b][i]);
+        }
+        let newest = m - 1;
+        gamma[b] =
+            oracle::dot(&s[b][newest], &y[b][newest]) / oracle::dot(&y[b][newest], &y[b][newest]);
+    }
+    (g, s, y, rho, gamma)
+}
+
 /// One prepared (kernel, n, B) combination: device buffers, recorded dispatches and the same inputs on the host.
 pub struct KernelCase {
     pub kernel: String,
@@ -218,6 +263,7 @@ pub struct KernelCase {
     pub bytes: f64,
     dispatches: Vec<Dispatch>,
     _bufs: Vec<DBuf>,
+    _ring: Option<l2o_engine::BasisRing>,
     host: Host,
 }
 
@@ -237,6 +283,7 @@ impl KernelCase {
         let mut rng = Gen(0x5EED ^ ((n as u64) << 20) ^ batch as u64);
         let bytes = traffic(kernel) * (batch * n * ctx.precision().size()) as f64;
         let per = |rng: &mut Gen| -> Vec<Vec<f64>> { (0..batch).map(|_| rng.vec(n)).collect() };
+        let mut keep_ring = None;
         let (dispatches, bufs, host) = match kernel {
             "dot" => {
                 let (a, b) = (per(&mut rng), per(&mut rng));
@@ -322,34 +369,65 @@ impl KernelCase {
                     },
                 )
             }
+            "two-loop-gram" => {
+                let m = TWO_LOOP_M;
+                let (g, s, y, rho, gamma) = two_loop_inputs(&mut rng, n, batch);
+                let k = 2 * m + 1;
+                let ring = l2o_engine::BasisRing::new(ctx, n, batch, k)?;
+                for b in 0..batch {
+                    let base = b * k * n;
+                    for i in 0..m {
+                        ctx.write(&ring.vecs, base + vf::s_slot(i) * n, &s[b][i])?;
+                        ctx.write(&ring.vecs, base + vf::y_slot(m, i) * n, &y[b][i])?;
+                    }
+                    ctx.write(&ring.vecs, base + vf::g_slot(m) * n, &g[b])?;
+                }
+                // the Gram matrix of the whole basis once (not timed); each timed call then does what one iteration
+                // does: the rows of the newest pair and the gradient, the scalar recursion, the combination
+                let all: Vec<usize> = (0..k).collect();
+                ctx.submit(&ring.rows(ctx, &all, None)?)?;
+                let eps = ctx.upload("curvature eps", &[1e-10])?;
+                let status = ctx.upload_u32("status", &vec![0; batch])?;
+                let coef = ctx.zeros("coefficients", batch * (k + 1))?;
+                let dd = ctx.zeros("d", batch * n)?;
+                let mut d = ring.rows(
+                    ctx,
+                    &[vf::s_slot(m - 1), vf::y_slot(m, m - 1), vf::g_slot(m)],
+                    None,
+                )?;
+                d.extend(vf::direction(
+                    ctx,
+                    &ring,
+                    m,
+                    m - 1,
+                    m,
+                    &eps,
+                    &status,
+                    coef.view(k + 1),
+                    dd.view(n),
+                )?);
+                keep_ring = Some(ring);
+                (
+                    d,
+                    vec![eps, status, coef, dd],
+                    Host::TwoLoop {
+                        g,
+                        s,
+                        y,
+                        rho,
+                        gamma,
+                    },
+                )
+            }
             "two-loop" => {
                 let m = TWO_LOOP_M;
-                let g = per(&mut rng);
-                let s: Vec<Vec<Vec<f64>>> = (0..batch)
-                    .map(|_| (0..m).map(|_| rng.vec(n)).collect())
-                    .collect();
-                // y_i = s_i + 0.3·noise keeps sᵀy > 0 like real curvature pairs; ρ_i = 1/sᵀy, γ = sᵀy/yᵀy
-                let y: Vec<Vec<Vec<f64>>> = s
-                    .iter()
-                    .map(|sb| {
-                        sb.iter()
-                            .map(|si| si.iter().map(|x| x + 0.3 * rng.next()).collect())
-                            .collect()
-                    })
-                    .collect();
+                let (g, s, y, rho, gamma) = two_loop_inputs(&mut rng, n, batch);
                 let stride = lc::stride(m);
                 let mut scal = vec![0.0; batch * stride];
-                let mut rho = vec![vec![0.0; m]; batch];
-                let mut gamma = vec![1.0; batch];
                 for b in 0..batch {
                     for i in 0..m {
-                        let sy = oracle::dot(&s[b][i], &y[b][i]);
-                        rho[b][i] = 1.0 / sy;
                         scal[b * stride + lc::rho(i)] = rho[b][i];
                     }
-                    let newest = m - 1;
-                    gamma[b] = oracle::dot(&s[b][newest], &y[b][newest])
-                        / oracle::dot(&y[b][newest], &y[b][newest]);
                     scal[b * stride + lc::GAMMA] = gamma[b];
                 }
                 let dg = upload_parts(ctx, "g", batch * n, g.iter().map(|v| v.as_slice()))?;
@@ -408,6 +486,7 @@ impl KernelCase {
             bytes,
             dispatches,
             _bufs: bufs,
+            _ring: keep_ring,
             host,
         })
     }
