@@ -6,10 +6,10 @@
 //
 // rows_partial / rows_finish: the Gram rows of the R slots s_0 … s_{R−1} (p.slot0..3):
 //     G[s_a][l] = ⟨v_{s_a}, v_l⟩ for every l < K, and the mirror G[l][s_a] where l is not itself a new slot
-//   (that row writes it), so each entry is written once. One pass over the vectors: thread (chunk c, problem b)
-//   reads coordinates [c·CH, (c+1)·CH) of every basis vector once and keeps R·K sums (one per output, in
-//   coordinate order). With one chunk it writes G directly; otherwise partial[(b·chunks + c)·R·K + q], and
-//   rows_finish adds the chunks in order. No barriers, no atomics: deterministic.
+//   (that row writes it), so each entry is written once. One pass over the vectors, each read once, R·K sums per
+//   thread: for n ≤ CH one thread per problem sums in coordinate order and writes G (rows_partial, one chunk);
+//   above, rows_lanes (below) writes one partial per lane, partial[(b·chunks + c)·R·K + q], and rows_finish adds
+//   them in order. No barriers, no atomics: deterministic.
 // combine: out[out_off + b·out_stride + i] ← [out…] + Σ_j coef[coef_off + b·coef_stride + j] · v_j[i]
 //   (the sum over j in order; flag ACCUM keeps the current value). With flag OUT_RING the output is the ring's
 //   own slot out_off instead (vecs[b·v_stride + out_off·n + i]): each thread reads all K vectors at its
@@ -94,6 +94,50 @@ fn rows_partial(@builtin(global_invocation_id) gid: vec3<u32>) {
         let o = (b * p.chunks + c) * RK;
         for (var q = 0u; q < RK; q = q + 1u) { partial[o + q] = acc[q]; }
     }
+}
+
+// rows_lanes (n > CH): the same sums, split the way the blocked Gram of reduce.wgsl splits its pairs: workgroups
+// of 8 threads, workgroup w covering coordinates [w·8·SEG, (w+1)·8·SEG), lane l taking the four coordinates
+// 4l … 4l + 3, then 4l + 32 …, so the 8 lanes of one load read 32 neighbouring coordinates of a vector; thread
+// c = w·8 + l keeps R·K sums of vec4 products and writes them as partial c; rows_finish adds the 8·⌈n / 8·SEG⌉
+// partials in order.
+const SEG: u32 = 1024u;
+
+// Coordinates i … i + 3 of the vector at element offset o, zero past n.
+fn load4(o: u32, i: u32) -> vec4<Real> {
+    var r = vec4<Real>(0.0);
+    if (i < p.n) { r.x = vecs[o + i]; }
+    if (i + 1u < p.n) { r.y = vecs[o + i + 1u]; }
+    if (i + 2u < p.n) { r.z = vecs[o + i + 2u]; }
+    if (i + 3u < p.n) { r.w = vecs[o + i + 3u]; }
+    return r;
+}
+
+@compute @workgroup_size(8)
+fn rows_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
+              @builtin(workgroup_id) wid: vec3<u32>) {
+    p = pb;
+    let c = gid.x;
+    let b = gid.y;
+    if (c >= p.chunks || b >= p.batch || frozen(b)) { return; }
+    let n = p.n;
+    let v0 = b * p.v_stride;
+    var so: array<u32, R>;
+    for (var a = 0u; a < R; a = a + 1u) { so[a] = v0 + slot(a) * n; }
+    var acc: array<Real, RK>;
+    for (var q = 0u; q < RK; q = q + 1u) { acc[q] = 0.0; }
+    let w0 = wid.x * 8u * SEG;
+    let hi = min(w0 + 8u * SEG, n);
+    for (var i = w0 + 4u * lid3.x; i < hi; i = i + 32u) {
+        var nv: array<vec4<Real>, R>;
+        for (var a = 0u; a < R; a = a + 1u) { nv[a] = load4(so[a], i); }
+        for (var l = 0u; l < K; l = l + 1u) {
+            let x = load4(v0 + l * n, i);
+            for (var a = 0u; a < R; a = a + 1u) { acc[a * K + l] = acc[a * K + l] + dot(nv[a], x); }
+        }
+    }
+    let o = (b * p.chunks + c) * RK;
+    for (var q = 0u; q < RK; q = q + 1u) { partial[o + q] = acc[q]; }
 }
 
 @compute @workgroup_size(64)

@@ -117,7 +117,7 @@ pub static BASIS: ShaderFamily = ShaderFamily {
     name: "basis",
     body: include_str!("../../../shaders/basis.wgsl"),
     layout: &[R, W, W, W, W, W, R],
-    entries: &["rows_partial", "rows_finish", "combine"],
+    entries: &["rows_partial", "rows_lanes", "rows_finish", "combine"],
     default_defines: "const K: u32 = 11u; const R: u32 = 3u; const CH: u32 = 256u;",
 };
 

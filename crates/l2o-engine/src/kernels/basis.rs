@@ -20,8 +20,12 @@ use crate::context::Context;
 use crate::kernels::hilbert::Coefs;
 use crate::shaders::BASIS;
 
-/// Coordinates one thread of the Gram pass sums (one chunk).
+/// Up to this n the Gram pass is one thread per problem summing in coordinate order (one dispatch); above it
+/// workgroups of 8 lanes each sum interleaved coordinates over segments of 8·[`SEG`] (`rows_lanes`), and a
+/// second dispatch adds the lanes' partials in order.
 pub const CH: usize = 256;
+/// Coordinates per lane of one segment of `rows_lanes` (mirrors `SEG` in `shaders/basis.wgsl`).
+pub const SEG: usize = 1024;
 /// Most basis vectors of a ring (R·K accumulators per thread of the Gram pass).
 pub const MAX_K: usize = 64;
 /// New rows per Gram dispatch (more are split over several dispatches).
@@ -63,7 +67,7 @@ impl BasisRing {
         if batch > 65535 {
             bail!("basis ring: B = {batch} problems exceed one dispatch's 65535 workgroups");
         }
-        let chunks = n.div_ceil(CH);
+        let chunks = if n <= CH { 1 } else { 8 * n.div_ceil(8 * SEG) };
         Ok(Self {
             n,
             batch,
@@ -87,8 +91,13 @@ impl BasisRing {
         self.vecs.slot(j, self.k, self.n)
     }
 
+    /// Partial sums per output: 1 (n ≤ [`CH`]), else one per lane of `rows_lanes`.
     fn chunks(&self) -> usize {
-        self.n.div_ceil(CH)
+        if self.n <= CH {
+            1
+        } else {
+            8 * self.n.div_ceil(8 * SEG)
+        }
     }
 
     fn defines(&self, r: usize) -> String {
@@ -169,14 +178,22 @@ impl BasisRing {
                 &self.gram.buf,
                 &st.buf,
             ];
-            d.push(ctx.dispatch_with(
-                &BASIS,
-                "rows_partial",
-                &defines,
-                &binds,
-                [grid_x(chunks.div_ceil(64)), self.batch as u32, 1],
-            )?);
-            if chunks > 1 {
+            if chunks == 1 {
+                d.push(ctx.dispatch_with(
+                    &BASIS,
+                    "rows_partial",
+                    &defines,
+                    &binds,
+                    [1, self.batch as u32, 1],
+                )?);
+            } else {
+                d.push(ctx.dispatch_with(
+                    &BASIS,
+                    "rows_lanes",
+                    &defines,
+                    &binds,
+                    [grid_x(chunks / 8), self.batch as u32, 1],
+                )?);
                 d.push(ctx.dispatch_with(
                     &BASIS,
                     "rows_finish",
