@@ -186,9 +186,14 @@ fn pair_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     let sy = scal[s + SY];
     let yy = scal[s + YY];
     let ss = scal[s + SS];
-    if (l2o_is_finite(sy) && l2o_is_finite(yy) && l2o_is_finite(ss) && sy > cst[3] * sqrt(ss * yy) && yy > 0.0) {
-        scal[s + RHO0 + p.slot] = 1.0 / sy;
-        scal[s + GAMMA] = sy / yy;
+    // ρ = 1/sᵀy and γ = sᵀy/yᵀy must be finite too: near convergence sᵀy can be a denormal whose reciprocal
+    // overflows (then the pair is rejected like one that fails the curvature test)
+    let rho = 1.0 / sy;
+    let gamma = sy / yy;
+    if (l2o_is_finite(sy) && l2o_is_finite(yy) && l2o_is_finite(ss) && sy > cst[3] * sqrt(ss * yy) && yy > 0.0
+        && l2o_is_finite(rho) && l2o_is_finite(gamma) && gamma > 0.0) {
+        scal[s + RHO0 + p.slot] = rho;
+        scal[s + GAMMA] = gamma;
         scal[s + HASP] = 1.0;
     } else {
         scal[s + RHO0 + p.slot] = 0.0;

@@ -1,6 +1,6 @@
 // Per-problem status and trace (engine kernel family `status`), one thread per problem.
 // Columns shared by every optimizer: scal[b][0] = f, [1] = ‖g‖², [2] = iterations taken, [3] = f evaluations.
-// Status codes: 0 running, 1 converged (‖g‖ < ε_g), 2 diverged (f or ‖g‖² not finite), 3 line search failed.
+// Status codes: 0 running, 1 converged (‖g‖ < ε_g, or ‖g‖ = 0), 2 diverged (f or ‖g‖² not finite), 3 line search failed.
 // A problem that is not running is frozen: every update kernel skips it.
 
 struct Params { batch: u32, scal_stride: u32, count_step: u32, trace_row: u32 }
@@ -27,7 +27,9 @@ fn update_status(@builtin(global_invocation_id) gid: vec3<u32>) {
     let g2 = scal[s + L2O_G2];
     if (!l2o_is_finite(f) || !l2o_is_finite(g2)) {
         status[b] = 2u;
-    } else if (sqrt(g2) < cst[0]) {
+    } else if (sqrt(g2) < cst[0] || g2 == 0.0) {
+        // ‖g‖ below ε_g, or exactly zero (a stationary point: nothing more to do, whatever ε_g — with ε_g = 0
+        // a zero gradient would otherwise go on into the line search, whose steps divide by gᵀd = 0)
         status[b] = 1u;
     }
 }

@@ -52,7 +52,7 @@ pub mod status {
     pub enum Status {
         /// Still being optimised.
         Running,
-        /// ‖∇f‖ fell below the run's ε: frozen.
+        /// ‖∇f‖ fell below the run's ε, or is exactly zero (a stationary point): frozen.
         Converged,
         /// f or ‖∇f‖ became non-finite: frozen.
         Diverged,

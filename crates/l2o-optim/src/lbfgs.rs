@@ -12,8 +12,10 @@
 //!   d ← r    (= −H g; since the recursion is linear in g, starting from −g gives d directly)
 //! ```
 //! Skipped pairs: a new pair is accepted iff s_iᵀy_i > ε_c·‖s_i‖·‖y_i‖ (ε_c = 1e-5 in f32, 1e-10 in f64:
-//! above the rounding noise of the inner product); a rejected pair keeps its ring slot with ρ_i = 0, which
-//! removes it from both loops (so the memory holds the accepted pairs among the last m iterations).
+//! above the rounding noise of the inner product) and ρ_i = 1/s_iᵀy_i and γ are finite (near convergence s_iᵀy_i
+//! can be a denormal whose reciprocal overflows); a rejected pair keeps its ring slot with ρ_i = 0, which
+//! removes it from both loops (so the memory holds the accepted pairs among the last m iterations). A problem
+//! whose gradient is exactly zero is a stationary point: frozen as converged whatever ε_g is.
 //! If gᵀd ≥ 0 the direction is reset to −g. The first trial step is 1, or min(1, 1/‖g‖) while no pair has
 //! been accepted. The line-search state machines are in `shaders/lbfgs.wgsl`; [`reference`](mod@reference) is the f64 CPU
 //! implementation of exactly the same algorithm.
@@ -648,7 +650,8 @@ pub mod reference {
             evaluations: 0,
             status: 0,
         };
-        if tr.gnorm[0] < eps_g {
+        // a zero gradient is a stationary point (as on the device: shaders/status.wgsl)
+        if tr.gnorm[0] < eps_g || tr.gnorm[0] == 0.0 {
             tr.status = 1;
             return tr;
         }
@@ -759,6 +762,9 @@ pub mod reference {
                 && ss.is_finite()
                 && sy > eps_c * (ss * yy).sqrt()
                 && yy > 0.0
+                && (1.0 / sy).is_finite()
+                && (sy / yy).is_finite()
+                && sy / yy > 0.0
             {
                 rho[slot] = 1.0 / sy;
                 gamma = sy / yy;
@@ -774,7 +780,7 @@ pub mod reference {
                 tr.status = 2;
                 break;
             }
-            if gn < eps_g {
+            if gn < eps_g || gn == 0.0 {
                 tr.status = 1;
                 break;
             }
