@@ -9,7 +9,10 @@
 //   for i = oldest … newest:  β_i ← ρ_i Σ_j δ_j G[y_i][j] ;  δ[s_i] += α_i − β_i
 // ρ_i = 1 / s_iᵀy_i for a pair that passes the curvature test s_iᵀy_i > ε_c·‖s_i‖·‖y_i‖ with a finite ρ_i, else 0
 // (the pair drops out of both loops). Writes δ to out[out_off + b·out_stride + 0 … K−1] and gᵀd = Σ_j δ_j G[g][j]
-// at column K. Problems whose status is not 0 are left untouched.
+// at column K, and also at out[b·out_stride + q0] unless q0 is L2O_NONE (a column of the optimizer's scalar
+// row, when `out` is that row). Problems whose status is not 0 are left untouched.
+// pair_cols: copies what L-BFGS's pair test reads from G into the scalar row of each problem: for the pair in
+// slot `head`, out[b·out_stride + q0] = s·y, [q1] = y·y, [q2] = s·s, and ‖g‖² at column L2O_G2.
 
 struct Params { batch: u32, head: u32, count: u32, out_off: u32, out_stride: u32, q0: u32, q1: u32, q2: u32 }
 
@@ -86,4 +89,19 @@ fn direction(@builtin(global_invocation_id) gid: vec3<u32>) {
         gd = gd + delta[j] * g_at(g0, 2u * M, j);
     }
     out[o + K] = gd;
+    if (p.q0 != L2O_NONE) { out[b * p.out_stride + p.q0] = gd; }
+}
+
+@compute @workgroup_size(64)
+fn pair_cols(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = pb;
+    let b = gid.x;
+    if (b >= p.batch || status[b] != 0u) { return; }
+    let g0 = b * K * K;
+    let i = p.head;
+    let r = b * p.out_stride;
+    out[r + p.q0] = g_at(g0, i, M + i);
+    out[r + p.q1] = g_at(g0, M + i, M + i);
+    out[r + p.q2] = g_at(g0, i, i);
+    out[r + L2O_G2] = g_at(g0, 2u * M, 2u * M);
 }

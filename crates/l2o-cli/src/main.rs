@@ -134,6 +134,10 @@ enum Cmd {
         /// L-BFGS history m
         #[arg(long, default_value_t = 5)]
         history: usize,
+        /// L-BFGS direction: two-loop (the recursion on the vectors) or gram (the same recursion on the Gram
+        /// entries of [s, y, g]: 2 dispatches for the direction whatever m)
+        #[arg(long, default_value = "two-loop")]
+        direction: String,
         /// Iterations
         #[arg(long, default_value_t = 100)]
         steps: usize,
@@ -390,6 +394,7 @@ fn run_cmd(
     tune_grid: Option<&str>,
     line_search: &str,
     history: usize,
+    direction: &str,
     steps: usize,
     eps_g: f64,
     out: &PathBuf,
@@ -409,6 +414,7 @@ fn run_cmd(
     }
     let grid = tune_grid.map(parse_grid).transpose()?;
     let ls = LineSearch::parse(line_search)?;
+    let direction = l2o_optim::Direction::parse(direction)?;
     if steps == 0 {
         bail!("--steps must be at least 1");
     }
@@ -445,6 +451,7 @@ fn run_cmd(
         let cfg = LbfgsConfig {
             m: history,
             line_search: ls,
+            direction,
             ..Default::default()
         };
         let mut opt = make_optimizer(name, lr_i, cfg)?;
@@ -826,6 +833,7 @@ fn run_command(cli: &Cli) -> Result<()> {
             grid,
             line_search,
             history,
+            direction,
             steps,
             eps_g,
             out,
@@ -839,6 +847,7 @@ fn run_command(cli: &Cli) -> Result<()> {
                 tune_grid,
                 line_search,
                 *history,
+                direction,
                 *steps,
                 *eps_g,
                 out,

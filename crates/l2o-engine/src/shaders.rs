@@ -127,7 +127,7 @@ pub static LBFGS_GRAM: ShaderFamily = ShaderFamily {
     name: "lbfgs_gram",
     body: include_str!("../../../shaders/lbfgs_gram.wgsl"),
     layout: &[R, W, W, R, R],
-    entries: &["direction"],
+    entries: &["direction", "pair_cols"],
     default_defines: "const M: u32 = 5u;",
 };
 

@@ -85,12 +85,42 @@ impl LineSearch {
     }
 }
 
+/// How the direction d = −H·g is computed on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// The two-loop recursion on the vectors: 2 + 6·count dispatches of `reduce`/`lincomb` (module docs).
+    #[default]
+    TwoLoop,
+    /// The same recursion on the Gram entries of the basis [s…, y…, g] kept in a
+    /// [`BasisRing`](l2o_engine::BasisRing) ([`crate::vector_free`]): 2 dispatches for the direction, whatever
+    /// m, plus one Gram pass over s, y and g when a pair is inserted.
+    Gram,
+}
+
+impl Direction {
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "two-loop" | "vectors" => Direction::TwoLoop,
+            "gram" | "vector-free" => Direction::Gram,
+            _ => anyhow::bail!("unknown L-BFGS direction {s:?}: use two-loop or gram"),
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::TwoLoop => "two-loop",
+            Direction::Gram => "gram",
+        }
+    }
+}
+
 /// L-BFGS settings.
 #[derive(Clone, Copy, Debug)]
 pub struct LbfgsConfig {
     /// History length m (ring of the last m pairs), default 5.
     pub m: usize,
     pub line_search: LineSearch,
+    /// Two-loop recursion on the vectors (default) or on Gram entries ([`Direction`]).
+    pub direction: Direction,
     /// Trial evaluations per line search before it gives up (status 3: line search failed).
     pub max_ls: usize,
     /// Largest trial step of the Wolfe bracketing phase.
@@ -104,6 +134,7 @@ impl Default for LbfgsConfig {
         Self {
             m: 5,
             line_search: LineSearch::wolfe(),
+            direction: Direction::TwoLoop,
             max_ls: 25,
             t_max: 1e10,
             curvature_eps: None,
@@ -130,6 +161,24 @@ struct Bufs {
     pending: DBuf,
     /// [B][4][n]: d, g, s_{k−1}, y_{k−1} side by side for the policy's Gram dispatch (L-BFGS-π only).
     v4: Option<DBuf>,
+    /// [`Direction::Gram`]: the basis [s_0…s_{m−1}, y_0…y_{m−1}, g] and its Gram matrix (then `s` and `y` are
+    /// unused), and ε_c alone in a buffer for its kernels.
+    ring: Option<(l2o_engine::BasisRing, DBuf)>,
+}
+
+impl Bufs {
+    fn s_view(&self, i: usize, m: usize, n: usize) -> View<'_> {
+        match &self.ring {
+            Some((r, _)) => r.slot(crate::vector_free::s_slot(i)),
+            None => self.s.slot(i, m, n),
+        }
+    }
+    fn y_view(&self, i: usize, m: usize, n: usize) -> View<'_> {
+        match &self.ring {
+            Some((r, _)) => r.slot(crate::vector_free::y_slot(m, i)),
+            None => self.y.slot(i, m, n),
+        }
+    }
 }
 
 pub struct Lbfgs {
@@ -145,6 +194,8 @@ pub struct Lbfgs {
     policy: Option<(PolicyConfig, Vec<f64>)>,
     /// Per ring slot of the newest pair: gather [d, g, s, y], their Gram matrix, the policy kernel.
     policy_steps: Vec<Vec<Dispatch>>,
+    /// [`Direction::Gram`], before the first step: g into the ring and its Gram row.
+    gram_start: Vec<Dispatch>,
 }
 
 impl Lbfgs {
@@ -159,6 +210,7 @@ impl Lbfgs {
             inserted: 0,
             policy: None,
             policy_steps: vec![],
+            gram_start: vec![],
         }
     }
 
@@ -185,6 +237,11 @@ impl Lbfgs {
         });
         l.policy = Some((pc, phi));
         Ok(l)
+    }
+
+    /// Whether the direction runs on Gram entries (L-BFGS-π keeps the two-loop on vectors for now).
+    fn gram(&self) -> bool {
+        self.cfg.direction == Direction::Gram && self.policy.is_none()
     }
 
     fn lbfgs_dispatch(
@@ -309,11 +366,17 @@ impl Optimizer for Lbfgs {
     fn name(&self) -> String {
         match self.policy {
             Some(_) => format!("lbfgs-π(m={})", self.cfg.m),
+            None if self.gram() => format!(
+                "lbfgs(m={},{},gram)",
+                self.cfg.m,
+                self.cfg.line_search.name()
+            ),
             None => format!("lbfgs(m={},{})", self.cfg.m, self.cfg.line_search.name()),
         }
     }
     fn scalar_columns(&self) -> usize {
-        c::stride(self.cfg.m)
+        // Direction::Gram: the K = 2m + 1 coefficients of d and gᵀd after the L-BFGS columns
+        c::stride(self.cfg.m) + if self.gram() { 2 * self.cfg.m + 2 } else { 0 }
     }
     fn initial_scalars(&self) -> Vec<(usize, f64)> {
         vec![(c::GAMMA, 1.0)]
@@ -343,13 +406,22 @@ impl Optimizer for Lbfgs {
             d: ctx.zeros("d", bt * n)?,
             theta_t: ctx.zeros("theta_trial", bt * n)?,
             grad_t: ctx.zeros("grad_trial", bt * n)?,
-            s: ctx.zeros("s history", bt * m * n)?,
-            y: ctx.zeros("y history", bt * m * n)?,
+            // Direction::Gram keeps s and y in the basis ring instead
+            s: ctx.zeros("s history", if self.gram() { 1 } else { bt * m * n })?,
+            y: ctx.zeros("y history", if self.gram() { 1 } else { bt * m * n })?,
             cst: ctx.upload("lbfgs consts", &cst)?,
             pending: ctx.upload_u32("pending", &[0])?,
             v4: match self.policy {
                 Some(_) => Some(ctx.zeros("policy [d, g, s, y]", bt * 4 * n)?),
                 None => None,
+            },
+            ring: if self.gram() {
+                Some((
+                    l2o_engine::BasisRing::new(ctx, n, bt, 2 * m + 1)?,
+                    ctx.upload("curvature eps", &[self.cfg.curvature_eps(ctx.precision())])?,
+                ))
+            } else {
+                None
             },
         });
         self.inserted = 0;
@@ -367,7 +439,12 @@ impl Optimizer for Lbfgs {
         };
         let (dv, tv, gv) = (bf.d.view(n), bf.theta_t.view(n), bf.grad_t.view(n));
         // Line-search start: gᵀd, ls_begin, then d ← DA·d + DB·g (reset to −g when d is not a descent direction).
-        let mut begin = dot(ctx, n, bt, st.grad.view(n), dv, st.out(c::GD), None)?;
+        // (Direction::Gram: the scalar recursion writes gᵀd itself)
+        let mut begin = if bf.ring.is_some() {
+            vec![]
+        } else {
+            dot(ctx, n, bt, st.grad.view(n), dv, st.out(c::GD), None)?
+        };
         begin.push(self.lbfgs_dispatch(ctx, st, "ls_begin", 0)?);
         begin.push(lincomb(
             ctx,
@@ -397,7 +474,7 @@ impl Optimizer for Lbfgs {
         // Accept: s ← θ_t − θ, y ← g_t − g, θ ← θ_t, g ← g_t, the pair's inner products, ρ and γ.
         let mut finish = vec![];
         for slot in 0..m {
-            let (sv, yv) = (bf.s.slot(slot, m, n), bf.y.slot(slot, m, n));
+            let (sv, yv) = (bf.s_view(slot, m, n), bf.y_view(slot, m, n));
             let mut f = vec![
                 lincomb(
                     ctx,
@@ -428,18 +505,48 @@ impl Optimizer for Lbfgs {
                 )?,
                 lincomb(ctx, n, bt, st.grad.view(n), None, &[Term::new(gv, 1.0)], sc)?,
             ];
-            f.extend(dot(ctx, n, bt, sv, yv, st.out(c::SY), None)?);
-            f.extend(dot(ctx, n, bt, yv, yv, st.out(c::YY), None)?);
-            f.extend(dot(ctx, n, bt, sv, sv, st.out(c::SS), None)?);
-            f.extend(dot(
-                ctx,
-                n,
-                bt,
-                st.grad.view(n),
-                st.grad.view(n),
-                st.out(c::G2),
-                None,
-            )?);
+            if let Some((ring, eps1)) = &bf.ring {
+                // the new g into the basis, the Gram rows of s, y and g in one pass, sᵀy, yᵀy, sᵀs, ‖g‖² from G
+                use crate::vector_free as vf;
+                f.push(lincomb(
+                    ctx,
+                    n,
+                    bt,
+                    ring.slot(vf::g_slot(m)),
+                    None,
+                    &[Term::new(st.grad.view(n), 1.0)],
+                    sc,
+                )?);
+                f.extend(ring.rows(
+                    ctx,
+                    &[vf::s_slot(slot), vf::y_slot(m, slot), vf::g_slot(m)],
+                    Some(&st.status),
+                )?);
+                f.push(vf::pair_columns(
+                    ctx,
+                    ring,
+                    m,
+                    slot,
+                    &st.scal,
+                    st.stride,
+                    (c::SY, c::YY, c::SS),
+                    eps1,
+                    &st.status,
+                )?);
+            } else {
+                f.extend(dot(ctx, n, bt, sv, yv, st.out(c::SY), None)?);
+                f.extend(dot(ctx, n, bt, yv, yv, st.out(c::YY), None)?);
+                f.extend(dot(ctx, n, bt, sv, sv, st.out(c::SS), None)?);
+                f.extend(dot(
+                    ctx,
+                    n,
+                    bt,
+                    st.grad.view(n),
+                    st.grad.view(n),
+                    st.out(c::G2),
+                    None,
+                )?);
+            }
             f.push(self.lbfgs_dispatch(ctx, st, "pair_update", slot)?);
             finish.push(f);
         }
@@ -476,6 +583,23 @@ impl Optimizer for Lbfgs {
                 policy_steps.push(ps);
             }
         }
+        self.gram_start = match &bf.ring {
+            Some((ring, _)) => {
+                let gs = crate::vector_free::g_slot(m);
+                let mut v = vec![lincomb(
+                    ctx,
+                    n,
+                    bt,
+                    ring.slot(gs),
+                    None,
+                    &[Term::new(st.grad.view(n), 1.0)],
+                    sc,
+                )?];
+                v.extend(ring.rows(ctx, &[gs], Some(&st.status))?);
+                v
+            }
+            None => vec![],
+        };
         self.begin = begin;
         self.round = round;
         self.finish = finish;
@@ -495,22 +619,57 @@ impl Optimizer for Lbfgs {
                 status: Some(&st.status),
                 mask_col: None,
             };
-            let d = two_loop(
-                ctx,
-                st.n,
-                st.batch,
-                m,
-                st.grad.view(st.n),
-                bf.d.view(st.n),
-                &bf.s,
-                &bf.y,
-                sc,
-                head,
-                count,
-            )?;
+            let d = match &bf.ring {
+                Some((ring, eps1)) => vec![
+                    crate::vector_free::coefficients(
+                        ctx,
+                        ring,
+                        m,
+                        head,
+                        count,
+                        eps1,
+                        &st.status,
+                        View {
+                            buf: &st.scal,
+                            offset: c::stride(m),
+                            stride: st.stride,
+                        },
+                        Some(c::GD),
+                    )?,
+                    ring.combine(
+                        ctx,
+                        l2o_engine::Coefs {
+                            buf: &st.scal,
+                            off: c::stride(m),
+                            stride: st.stride,
+                        },
+                        l2o_engine::kernels::basis::Target::Vector(bf.d.view(st.n)),
+                        false,
+                        Some(&st.status),
+                    )?,
+                ],
+                None => two_loop(
+                    ctx,
+                    st.n,
+                    st.batch,
+                    m,
+                    st.grad.view(st.n),
+                    bf.d.view(st.n),
+                    &bf.s,
+                    &bf.y,
+                    sc,
+                    head,
+                    count,
+                )?,
+            };
             self.direction.insert((head, count), d);
         }
-        let mut first: Vec<Dispatch> = self.direction[&(head, count)].clone();
+        let mut first: Vec<Dispatch> = if self.inserted == 0 {
+            self.gram_start.clone()
+        } else {
+            vec![]
+        };
+        first.extend(self.direction[&(head, count)].iter().cloned());
         first.extend(self.begin.iter().cloned());
         if !self.policy_steps.is_empty() {
             first.extend(self.policy_steps[head].iter().cloned());

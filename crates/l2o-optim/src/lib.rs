@@ -19,7 +19,7 @@ pub mod vector_free;
 
 pub use driver::{Optimizer, RunOptions, State, Summary, Trace, run, summarize};
 pub use first_order::{FirstOrder, Hyper, Kind};
-pub use lbfgs::{Lbfgs, LbfgsConfig, LineSearch};
+pub use lbfgs::{Direction, Lbfgs, LbfgsConfig, LineSearch};
 pub use stepper::Stepper;
 
 /// Names accepted by [`make_optimizer`].

@@ -29,7 +29,8 @@ pub fn g_slot(m: usize) -> usize {
 }
 
 /// The scalar program of the direction: δ (K = 2m + 1 coefficients) and gᵀd into `out` (K + 1 reals per problem
-/// at `out.offset + b·out.stride`). `head`: ring slot of the newest pair; `count`: pairs in use. Problems whose
+/// at `out.offset + b·out.stride`), gᵀd also at `out.buf[b·out.stride + gd_col]` when given (`out` being the
+/// optimizer's scalar rows). `head`: ring slot of the newest pair; `count`: pairs in use. Problems whose
 /// `status` is not 0 are skipped.
 #[allow(clippy::too_many_arguments)]
 pub fn coefficients(
@@ -41,6 +42,7 @@ pub fn coefficients(
     curvature_eps: &DBuf,
     status: &DBuf,
     out: View,
+    gd_col: Option<usize>,
 ) -> Result<Dispatch> {
     if ring.k != 2 * m + 1 {
         bail!(
@@ -70,6 +72,14 @@ pub fn coefficients(
             status.len
         );
     }
+    if let Some(c) = gd_col
+        && c >= out.stride
+    {
+        bail!(
+            "vector-free L-BFGS: gᵀd column {c} outside rows of {}",
+            out.stride
+        );
+    }
     let u = |x: usize| x as u32;
     let params = ctx.params(&[
         u(b),
@@ -77,7 +87,7 @@ pub fn coefficients(
         u(count),
         u(out.offset),
         u(out.stride),
-        0,
+        gd_col.map_or(u32::MAX, u),
         0,
         0,
     ]);
@@ -111,7 +121,7 @@ pub fn direction(
     d: View,
 ) -> Result<Vec<Dispatch>> {
     Ok(vec![
-        coefficients(ctx, ring, m, head, count, curvature_eps, status, coef)?,
+        coefficients(ctx, ring, m, head, count, curvature_eps, status, coef, None)?,
         ring.combine(
             ctx,
             Coefs {
@@ -124,6 +134,49 @@ pub fn direction(
             Some(status),
         )?,
     ])
+}
+
+/// Copy the pair test's inner products of the pair in ring slot `slot` from G into each problem's scalar row
+/// (`scal[b·stride + col]` for col = `sy`, `yy`, `ss`, and ‖g‖² at column [`l2o_engine::cols::G2`]). One dispatch;
+/// `curvature_eps` is the buffer [`coefficients`] takes (bound, not read).
+#[allow(clippy::too_many_arguments)]
+pub fn pair_columns(
+    ctx: &Context,
+    ring: &BasisRing,
+    m: usize,
+    slot: usize,
+    scal: &DBuf,
+    stride: usize,
+    (sy, yy, ss): (usize, usize, usize),
+    curvature_eps: &DBuf,
+    status: &DBuf,
+) -> Result<Dispatch> {
+    if ring.k != 2 * m + 1 || slot >= m {
+        bail!(
+            "vector-free L-BFGS: slot {slot} of m = {m} on a ring of K = {}",
+            ring.k
+        );
+    }
+    if sy.max(yy).max(ss) >= stride || ring.batch * stride > scal.len {
+        bail!("vector-free L-BFGS: pair columns outside the scalar rows (stride {stride})");
+    }
+    let u = |x: usize| x as u32;
+    let b = ring.batch;
+    let params = ctx.params(&[u(b), u(slot), 0, 0, u(stride), u(sy), u(yy), u(ss)]);
+    ctx.dispatch_with(
+        &LBFGS_GRAM,
+        "pair_cols",
+        &format!("const M: u32 = {m}u;"),
+        // (binding 3, the constants, is not read by pair_cols; any real buffer other than `scal` serves)
+        &[
+            &params,
+            &ring.gram.buf,
+            &scal.buf,
+            &curvature_eps.buf,
+            &status.buf,
+        ],
+        [b.div_ceil(64) as u32, 1, 1],
+    )
 }
 
 /// The f64 reference of [`coefficients`], on one problem's row-major Gram matrix (K × K, K = 2m + 1): (δ, gᵀd).
