@@ -126,6 +126,10 @@ fn bad_inputs_print_one_clear_line_and_fail() {
             "unknown line search",
         ),
         (
+            vec!["run", "--direction", "sideways", "--out", d],
+            "use two-loop or gram",
+        ),
+        (
             vec!["run", "--dim", "20000", "--batch", "128", "--out", d],
             "max_storage_buffer_binding_size",
         ),
