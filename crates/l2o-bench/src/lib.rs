@@ -15,6 +15,7 @@ pub mod bench;
 pub mod dist_bench;
 pub mod hlstm_bench;
 pub mod host_bench;
+pub mod lbfgs_bench;
 pub mod meta_bench;
 pub mod mlp_bench;
 pub mod policy_bench;

@@ -213,6 +213,10 @@ enum Cmd {
         /// built-in task it copies: ms per evaluation and the host step's overhead
         #[arg(long)]
         host: bool,
+        /// Benchmark batched L-BFGS (strong Wolfe, m = 5, 200 iterations on the extended Rosenbrock task) with
+        /// each direction against the f64 CPU reference: problem-iterations/s and dispatches per iteration
+        #[arg(long)]
+        lbfgs: bool,
     },
     /// What a checkpoint holds: kind, architecture, training configuration and task options, epochs trained,
     /// best epoch and validation loss, format version, and SHA-256 digests of latest and best φ (`phi_sha256:`,
@@ -646,6 +650,24 @@ fn host_bench_cmd(
     report_bench(&md, &[], markdown.map(|p| (p, md.clone())))
 }
 
+fn lbfgs_bench_cmd(
+    dev: &DeviceArgs,
+    sizes: &str,
+    batches: &str,
+    markdown: Option<&PathBuf>,
+) -> Result<()> {
+    let ctx = dev.open()?;
+    let rows = l2o_bench::lbfgs_bench::run_lbfgs_bench(
+        &ctx,
+        "rosenbrock",
+        &list::<usize>(sizes, "size")?,
+        &list::<usize>(batches, "batch")?,
+        200,
+    )?;
+    let md = l2o_bench::lbfgs_bench::lbfgs_markdown(&rows, &ctx.describe(), "rosenbrock");
+    report_bench(&md, &[], markdown.map(|p| (p, md.clone())))
+}
+
 fn policy_bench_cmd(
     dev: &DeviceArgs,
     sizes: &str,
@@ -881,8 +903,11 @@ fn run_command(cli: &Cli) -> Result<()> {
             policy,
             hlstm,
             host,
+            lbfgs,
         } => {
-            if *host {
+            if *lbfgs {
+                lbfgs_bench_cmd(dev, sizes, batches, markdown.as_ref())
+            } else if *host {
                 host_bench_cmd(dev, sizes, batches, markdown.as_ref())
             } else if *hlstm {
                 hlstm_bench_cmd(dev, sizes, batches, markdown.as_ref())

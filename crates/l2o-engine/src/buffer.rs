@@ -536,6 +536,7 @@ impl Context {
                 pass.set_pipeline(&pipeline.pipeline);
                 pass.set_bind_group(0, bind_group, &[]);
                 pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                self.count_dispatch();
             }
         }
     }

@@ -88,6 +88,8 @@ pub struct Context {
     disk_cache: Result<crate::pipeline_cache::DiskCache, &'static str>,
     /// Whether a pipeline was built since the cache was read (then it is written back on drop).
     built_new: std::sync::atomic::AtomicBool,
+    /// Kernel dispatches recorded so far ([`Context::dispatches`]).
+    dispatched: AtomicU64,
 }
 
 impl Drop for Context {
@@ -381,6 +383,7 @@ impl Context {
         Ok(Self {
             disk_cache,
             built_new: std::sync::atomic::AtomicBool::new(false),
+            dispatched: AtomicU64::new(0),
             variants: Mutex::new(variants),
             limits: device.limits(),
             features: device.features(),
@@ -401,6 +404,16 @@ impl Context {
     /// in pipeline creation.
     pub fn compile_stats(&self) -> CompileStats {
         *self.compile_stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Kernel dispatches recorded by this context so far (every submit and encode): benchmarks print the count
+    /// per optimizer step.
+    pub fn dispatches(&self) -> u64 {
+        self.dispatched.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_dispatch(&self) {
+        self.dispatched.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether compiled pipelines are kept across processes here, and where (see [`crate::pipeline_cache`]).
