@@ -94,6 +94,34 @@ fn gram_rows_match_reference() {
     });
 }
 
+/// One problem's combination output `got` (n values) against `want`. Each output is a sum of K terms of size
+/// ~|c_j v_j| (v_j standard normal: |v_j| ≲ 4): the f32 error is ≲ K·u of 1 + 4·Σ|c_j|; the bound allows (K + 1)·1e-6
+/// (≈ 8·(K + 1) u), a wrong coefficient or vector gives O(1). f64: (K + 1)·1e-14.
+fn check_combination(
+    c: &l2o::engine::Context,
+    got: &[f64],
+    want: &[f64],
+    coefs: &[f64],
+    what: &str,
+) {
+    let k = coefs.len();
+    let scale = 1.0 + coefs.iter().map(|x| x.abs()).sum::<f64>() * 4.0;
+    let t = Tol {
+        f32: 1e-6 * (k as f64 + 1.0),
+        f64: 1e-14 * (k as f64 + 1.0),
+    }
+    .of(c.precision());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() / scale <= t, "{what}, i = {i}: {g} vs {w}");
+    }
+}
+
+/// A value as the device stores it (rounded to its precision).
+fn stored(c: &l2o::engine::Context, x: f64) -> f64 {
+    let pr = c.precision();
+    pr.decode(&pr.encode(&[x]))[0]
+}
+
 #[test]
 fn combination_matches_reference() {
     each_device(|c| {
@@ -144,30 +172,15 @@ fn combination_matches_reference() {
                                 accumulate,
                             );
                         }
-                        // each output is a sum of k + 1 terms of size ~|c_j v_j|: f32 error ≲ (k + 1)·u of Σ|c_j v_j|
-                        let scale = 1.0
-                            + cs[p * (k + 2)..(p + 1) * (k + 2)]
-                                .iter()
-                                .map(|x| x.abs())
-                                .sum::<f64>()
-                                * 4.0;
-                        let t = Tol {
-                            f32: 1e-6 * (k as f64 + 1.0),
-                            f64: 1e-14 * (k as f64 + 1.0),
-                        }
-                        .of(c.precision());
-                        for i in 0..n {
-                            let err = (got[o + i] - want[i]).abs() / scale;
-                            assert!(
-                                err <= t,
-                                "B = {b}, K = {k}, n = {n}, acc {accumulate}, problem {p}, i = {i}: {} vs {}",
-                                got[o + i],
-                                want[i]
-                            );
-                        }
+                        check_combination(
+                            c,
+                            &got[o..o + n],
+                            &want,
+                            &cs[p * (k + 2) + 2..(p + 1) * (k + 2)],
+                            &format!("B = {b}, K = {k}, n = {n}, acc {accumulate}, problem {p}"),
+                        );
                         // the padding around each output is untouched
-                        let pr = c.precision();
-                        assert_eq!(got[o + n], pr.decode(&pr.encode(&[init[o + n]]))[0]);
+                        assert_eq!(got[o + n], stored(c, init[o + n]));
                     }
                 }
                 // into a slot of the ring that is also an input: v_last ← Σ_j c_j v_j (reads before it writes)
@@ -187,31 +200,18 @@ fn combination_matches_reference() {
                         &mut want,
                         false,
                     );
-                    let scale = 1.0
-                        + cs[p * (k + 2)..(p + 1) * (k + 2)]
-                            .iter()
-                            .map(|x| x.abs())
-                            .sum::<f64>()
-                            * 4.0;
-                    let t = Tol {
-                        f32: 1e-6 * (k as f64 + 1.0),
-                        f64: 1e-14 * (k as f64 + 1.0),
-                    }
-                    .of(c.precision());
+                    let base = p * k * n + last * n;
+                    check_combination(
+                        c,
+                        &got[base..base + n],
+                        &want,
+                        &cs[p * (k + 2) + 2..(p + 1) * (k + 2)],
+                        &format!("slot output, B = {b}, K = {k}, n = {n}, problem {p}"),
+                    );
                     for i in 0..n {
-                        let g = got[p * k * n + last * n + i];
-                        assert!(
-                            (g - want[i]).abs() / scale <= t,
-                            "slot output, B = {b}, K = {k}, n = {n}, problem {p}, i = {i}: {g} vs {}",
-                            want[i]
-                        );
                         // the other slots are unchanged
                         if last > 0 {
-                            let pr = c.precision();
-                            assert_eq!(
-                                got[p * k * n + i],
-                                pr.decode(&pr.encode(&[vecs[p * k * n + i]]))[0]
-                            );
+                            assert_eq!(got[p * k * n + i], stored(c, vecs[p * k * n + i]));
                         }
                     }
                 }

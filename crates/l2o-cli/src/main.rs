@@ -632,22 +632,34 @@ fn hlstm_bench_cmd(
     report_bench(&md, &skipped, file)
 }
 
+/// A benchmark over `--sizes` × `--batches` that returns its Markdown table: open the device, run it, print the
+/// table (and write it to `--markdown`).
+fn grid_bench_cmd(
+    dev: &DeviceArgs,
+    sizes: &str,
+    batches: &str,
+    markdown: Option<&PathBuf>,
+    bench: impl FnOnce(&Context, &[usize], &[usize]) -> Result<String>,
+) -> Result<()> {
+    let ctx = dev.open()?;
+    let md = bench(
+        &ctx,
+        &list::<usize>(sizes, "size")?,
+        &list::<usize>(batches, "batch")?,
+    )?;
+    report_bench(&md, &[], markdown.map(|p| (p, md.clone())))
+}
+
 fn host_bench_cmd(
     dev: &DeviceArgs,
     sizes: &str,
     batches: &str,
     markdown: Option<&PathBuf>,
 ) -> Result<()> {
-    let ctx = dev.open()?;
-    let rows = l2o_bench::host_bench::run_host_bench(
-        &ctx,
-        &list::<usize>(sizes, "size")?,
-        &list::<usize>(batches, "batch")?,
-        50,
-        3,
-    )?;
-    let md = l2o_bench::host_bench::host_markdown(&rows, &ctx.describe());
-    report_bench(&md, &[], markdown.map(|p| (p, md.clone())))
+    grid_bench_cmd(dev, sizes, batches, markdown, |ctx, sizes, batches| {
+        let rows = l2o_bench::host_bench::run_host_bench(ctx, sizes, batches, 50, 3)?;
+        Ok(l2o_bench::host_bench::host_markdown(&rows, &ctx.describe()))
+    })
 }
 
 fn lbfgs_bench_cmd(
@@ -656,16 +668,14 @@ fn lbfgs_bench_cmd(
     batches: &str,
     markdown: Option<&PathBuf>,
 ) -> Result<()> {
-    let ctx = dev.open()?;
-    let rows = l2o_bench::lbfgs_bench::run_lbfgs_bench(
-        &ctx,
-        "rosenbrock",
-        &list::<usize>(sizes, "size")?,
-        &list::<usize>(batches, "batch")?,
-        200,
-    )?;
-    let md = l2o_bench::lbfgs_bench::lbfgs_markdown(&rows, &ctx.describe(), "rosenbrock");
-    report_bench(&md, &[], markdown.map(|p| (p, md.clone())))
+    grid_bench_cmd(dev, sizes, batches, markdown, |ctx, sizes, batches| {
+        let rows = l2o_bench::lbfgs_bench::run_lbfgs_bench(ctx, "rosenbrock", sizes, batches, 200)?;
+        Ok(l2o_bench::lbfgs_bench::lbfgs_markdown(
+            &rows,
+            &ctx.describe(),
+            "rosenbrock",
+        ))
+    })
 }
 
 fn policy_bench_cmd(
@@ -674,16 +684,13 @@ fn policy_bench_cmd(
     batches: &str,
     markdown: Option<&PathBuf>,
 ) -> Result<()> {
-    let ctx = dev.open()?;
-    let rows = l2o_bench::policy_bench::run_policy_bench(
-        &ctx,
-        &list::<usize>(sizes, "size")?,
-        &list::<usize>(batches, "batch")?,
-        50,
-        2,
-    )?;
-    let md = l2o_bench::policy_bench::policy_markdown(&rows, &ctx.describe());
-    report_bench(&md, &[], markdown.map(|p| (p, md.clone())))
+    grid_bench_cmd(dev, sizes, batches, markdown, |ctx, sizes, batches| {
+        let rows = l2o_bench::policy_bench::run_policy_bench(ctx, sizes, batches, 50, 2)?;
+        Ok(l2o_bench::policy_bench::policy_markdown(
+            &rows,
+            &ctx.describe(),
+        ))
+    })
 }
 
 fn meta_bench_cmd(
