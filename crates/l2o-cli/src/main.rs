@@ -650,47 +650,29 @@ fn grid_bench_cmd(
     report_bench(&md, &[], markdown.map(|p| (p, md.clone())))
 }
 
-fn host_bench_cmd(
-    dev: &DeviceArgs,
-    sizes: &str,
-    batches: &str,
-    markdown: Option<&PathBuf>,
-) -> Result<()> {
-    grid_bench_cmd(dev, sizes, batches, markdown, |ctx, sizes, batches| {
-        let rows = l2o_bench::host_bench::run_host_bench(ctx, sizes, batches, 50, 3)?;
-        Ok(l2o_bench::host_bench::host_markdown(&rows, &ctx.describe()))
-    })
+/// `l2o bench --host`: a host-computed task against the built-in task it copies.
+fn host_table(ctx: &Context, sizes: &[usize], batches: &[usize]) -> Result<String> {
+    let rows = l2o_bench::host_bench::run_host_bench(ctx, sizes, batches, 50, 3)?;
+    Ok(l2o_bench::host_bench::host_markdown(&rows, &ctx.describe()))
 }
 
-fn lbfgs_bench_cmd(
-    dev: &DeviceArgs,
-    sizes: &str,
-    batches: &str,
-    markdown: Option<&PathBuf>,
-) -> Result<()> {
-    grid_bench_cmd(dev, sizes, batches, markdown, |ctx, sizes, batches| {
-        let rows = l2o_bench::lbfgs_bench::run_lbfgs_bench(ctx, "rosenbrock", sizes, batches, 200)?;
-        Ok(l2o_bench::lbfgs_bench::lbfgs_markdown(
-            &rows,
-            &ctx.describe(),
-            "rosenbrock",
-        ))
-    })
+/// `l2o bench --lbfgs`: batched L-BFGS with each direction against the f64 CPU reference.
+fn lbfgs_table(ctx: &Context, sizes: &[usize], batches: &[usize]) -> Result<String> {
+    let rows = l2o_bench::lbfgs_bench::run_lbfgs_bench(ctx, "rosenbrock", sizes, batches, 200)?;
+    Ok(l2o_bench::lbfgs_bench::lbfgs_markdown(
+        &rows,
+        &ctx.describe(),
+        "rosenbrock",
+    ))
 }
 
-fn policy_bench_cmd(
-    dev: &DeviceArgs,
-    sizes: &str,
-    batches: &str,
-    markdown: Option<&PathBuf>,
-) -> Result<()> {
-    grid_bench_cmd(dev, sizes, batches, markdown, |ctx, sizes, batches| {
-        let rows = l2o_bench::policy_bench::run_policy_bench(ctx, sizes, batches, 50, 2)?;
-        Ok(l2o_bench::policy_bench::policy_markdown(
-            &rows,
-            &ctx.describe(),
-        ))
-    })
+/// `l2o bench --policy`: L-BFGS-π meta-gradients against the f64 CPU reference.
+fn policy_table(ctx: &Context, sizes: &[usize], batches: &[usize]) -> Result<String> {
+    let rows = l2o_bench::policy_bench::run_policy_bench(ctx, sizes, batches, 50, 2)?;
+    Ok(l2o_bench::policy_bench::policy_markdown(
+        &rows,
+        &ctx.describe(),
+    ))
 }
 
 fn meta_bench_cmd(
@@ -913,13 +895,13 @@ fn run_command(cli: &Cli) -> Result<()> {
             lbfgs,
         } => {
             if *lbfgs {
-                lbfgs_bench_cmd(dev, sizes, batches, markdown.as_ref())
+                grid_bench_cmd(dev, sizes, batches, markdown.as_ref(), lbfgs_table)
             } else if *host {
-                host_bench_cmd(dev, sizes, batches, markdown.as_ref())
+                grid_bench_cmd(dev, sizes, batches, markdown.as_ref(), host_table)
             } else if *hlstm {
                 hlstm_bench_cmd(dev, sizes, batches, markdown.as_ref())
             } else if *policy {
-                policy_bench_cmd(dev, sizes, batches, markdown.as_ref())
+                grid_bench_cmd(dev, sizes, batches, markdown.as_ref(), policy_table)
             } else if *mlp {
                 mlp_bench_cmd(dev, batches, data.as_deref(), markdown.as_ref())
             } else if *meta {
