@@ -90,6 +90,8 @@ fn direction_matches_the_classic_two_loop() {
                             offset: 0,
                             stride: k + 2,
                         },
+                        // gᵀd also into the spare column after it (as L-BFGS puts it into its GD column)
+                        Some(k + 1),
                         dbuf.view(n),
                     )
                     .unwrap();
@@ -118,6 +120,7 @@ fn direction_matches_the_classic_two_loop() {
                             "B = {b}, n = {n}, head {head}, count {count}, problem {p}: d off by {err:.2e}"
                         );
                         let gd_got = co[p * (k + 2) + k];
+                        assert_eq!(co[p * (k + 2) + k + 1], gd_got, "gᵀd at its extra column");
                         let gd_err = (gd_got - gd).abs()
                             / (oracle::dot(d, d).sqrt() * 10.0 * (n as f64).sqrt());
                         assert!(gd_err <= t, "gᵀd = {gd_got}, want {gd} ({gd_err:.2e})");

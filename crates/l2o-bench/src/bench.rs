@@ -404,6 +404,7 @@ impl KernelCase {
                     &eps,
                     &status,
                     coef.view(k + 1),
+                    None,
                     dd.view(n),
                 )?);
                 keep_ring = Some(ring);

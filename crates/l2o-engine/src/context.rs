@@ -86,16 +86,15 @@ pub struct Context {
     compile_stats: Mutex<CompileStats>,
     /// Compiled pipelines across processes, or why not (see [`crate::pipeline_cache`]).
     disk_cache: Result<crate::pipeline_cache::DiskCache, &'static str>,
-    /// Whether a pipeline was built since the cache was read (then it is written back on drop).
-    built_new: std::sync::atomic::AtomicBool,
     /// Kernel dispatches recorded so far ([`Context::dispatches`]).
     dispatched: AtomicU64,
 }
 
 impl Drop for Context {
     fn drop(&mut self) {
+        // written back when this context built a pipeline since it read the cache
         if let Ok(c) = &self.disk_cache
-            && self.built_new.load(Ordering::Relaxed)
+            && self.compile_stats().pipelines > 0
         {
             c.save();
         }
@@ -382,7 +381,6 @@ impl Context {
         let disk_cache = crate::pipeline_cache::open(&device, &info);
         Ok(Self {
             disk_cache,
-            built_new: std::sync::atomic::AtomicBool::new(false),
             dispatched: AtomicU64::new(0),
             variants: Mutex::new(variants),
             limits: device.limits(),
@@ -434,15 +432,7 @@ impl Context {
             let built = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
             entries
                 .iter()
-                .filter(|(entry, defines)| {
-                    !built.contains_key(&PipelineKey {
-                        body: family.body,
-                        layout: family.layout,
-                        entry,
-                        precision: self.precision,
-                        defines: defines.to_string(),
-                    })
-                })
+                .filter(|(entry, defines)| !built.contains_key(&self.key(family, entry, defines)))
                 .collect()
         };
         if missing.len() < 2 {
@@ -595,6 +585,17 @@ impl Context {
             .clone()
     }
 
+    /// What the pipeline of `entry` of `family` with `defines` is made of, in this context's precision.
+    fn key(&self, family: &ShaderFamily, entry: &'static str, defines: &str) -> PipelineKey {
+        PipelineKey {
+            body: family.body,
+            layout: family.layout,
+            entry,
+            precision: self.precision,
+            defines: defines.to_string(),
+        }
+    }
+
     /// The pipeline for `entry` of a kernel family, compiled once per precision (and per set of `defines`,
     /// WGSL constant declarations placed before the body, e.g. the hidden size) and cached.
     pub(crate) fn pipeline(
@@ -603,13 +604,7 @@ impl Context {
         entry: &'static str,
         defines: &str,
     ) -> Result<Arc<CachedPipeline>> {
-        let key = PipelineKey {
-            body: family.body,
-            layout: family.layout,
-            entry,
-            precision: self.precision,
-            defines: defines.to_string(),
-        };
+        let key = self.key(family, entry, defines);
         if let Some(p) = self
             .pipelines
             .lock()
@@ -655,7 +650,6 @@ impl Context {
             );
         }
         let t2 = std::time::Instant::now();
-        self.built_new.store(true, Ordering::Relaxed);
         {
             let mut st = self.compile_stats.lock().unwrap_or_else(|p| p.into_inner());
             st.pipelines += 1;

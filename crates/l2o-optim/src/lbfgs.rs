@@ -471,6 +471,18 @@ impl Optimizer for Lbfgs {
         round.extend(task.loss_and_grad(ctx, tv, gv, st.out(c::FT))?);
         round.extend(dot(ctx, n, bt, gv, dv, st.out(c::GDT), None)?);
         round.push(self.lbfgs_dispatch(ctx, st, "ls_update", 0)?);
+        // Direction::Gram: g (st.grad) copied into the basis ring's g slot
+        let g_into_ring = |ring: &l2o_engine::BasisRing| {
+            lincomb(
+                ctx,
+                n,
+                bt,
+                ring.slot(crate::vector_free::g_slot(m)),
+                None,
+                &[Term::new(st.grad.view(n), 1.0)],
+                sc,
+            )
+        };
         // Accept: s ← θ_t − θ, y ← g_t − g, θ ← θ_t, g ← g_t, the pair's inner products, ρ and γ.
         let mut finish = vec![];
         for slot in 0..m {
@@ -508,15 +520,7 @@ impl Optimizer for Lbfgs {
             if let Some((ring, eps1)) = &bf.ring {
                 // the new g into the basis, the Gram rows of s, y and g in one pass, sᵀy, yᵀy, sᵀs, ‖g‖² from G
                 use crate::vector_free as vf;
-                f.push(lincomb(
-                    ctx,
-                    n,
-                    bt,
-                    ring.slot(vf::g_slot(m)),
-                    None,
-                    &[Term::new(st.grad.view(n), 1.0)],
-                    sc,
-                )?);
+                f.push(g_into_ring(ring)?);
                 f.extend(ring.rows(
                     ctx,
                     &[vf::s_slot(slot), vf::y_slot(m, slot), vf::g_slot(m)],
@@ -585,17 +589,8 @@ impl Optimizer for Lbfgs {
         }
         self.gram_start = match &bf.ring {
             Some((ring, _)) => {
-                let gs = crate::vector_free::g_slot(m);
-                let mut v = vec![lincomb(
-                    ctx,
-                    n,
-                    bt,
-                    ring.slot(gs),
-                    None,
-                    &[Term::new(st.grad.view(n), 1.0)],
-                    sc,
-                )?];
-                v.extend(ring.rows(ctx, &[gs], Some(&st.status))?);
+                let mut v = vec![g_into_ring(ring)?];
+                v.extend(ring.rows(ctx, &[crate::vector_free::g_slot(m)], Some(&st.status))?);
                 v
             }
             None => vec![],
@@ -620,34 +615,23 @@ impl Optimizer for Lbfgs {
                 mask_col: None,
             };
             let d = match &bf.ring {
-                Some((ring, eps1)) => vec![
-                    crate::vector_free::coefficients(
-                        ctx,
-                        ring,
-                        m,
-                        head,
-                        count,
-                        eps1,
-                        &st.status,
-                        View {
-                            buf: &st.scal,
-                            offset: c::stride(m),
-                            stride: st.stride,
-                        },
-                        Some(c::GD),
-                    )?,
-                    ring.combine(
-                        ctx,
-                        l2o_engine::Coefs {
-                            buf: &st.scal,
-                            off: c::stride(m),
-                            stride: st.stride,
-                        },
-                        l2o_engine::kernels::basis::Target::Vector(bf.d.view(st.n)),
-                        false,
-                        Some(&st.status),
-                    )?,
-                ],
+                // δ in the scalar columns after the L-BFGS ones (scalar_columns), gᵀd straight into GD
+                Some((ring, eps1)) => crate::vector_free::direction(
+                    ctx,
+                    ring,
+                    m,
+                    head,
+                    count,
+                    eps1,
+                    &st.status,
+                    View {
+                        buf: &st.scal,
+                        offset: c::stride(m),
+                        stride: st.stride,
+                    },
+                    Some(c::GD),
+                    bf.d.view(st.n),
+                )?,
                 None => two_loop(
                     ctx,
                     st.n,
@@ -916,17 +900,17 @@ pub mod reference {
                 dotp(&y_hist[slot], &y_hist[slot]),
                 dotp(&s_hist[slot], &s_hist[slot]),
             );
+            let (r, gm) = (1.0 / sy, sy / yy);
             if sy.is_finite()
                 && yy.is_finite()
                 && ss.is_finite()
                 && sy > eps_c * (ss * yy).sqrt()
                 && yy > 0.0
-                && (1.0 / sy).is_finite()
-                && (sy / yy).is_finite()
-                && sy / yy > 0.0
+                && r.is_finite()
+                && gm.is_finite()
+                && gm > 0.0
             {
-                rho[slot] = 1.0 / sy;
-                gamma = sy / yy;
+                (rho[slot], gamma) = (r, gm);
                 hasp = true;
             } else {
                 rho[slot] = 0.0;

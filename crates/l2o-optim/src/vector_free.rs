@@ -107,7 +107,8 @@ pub fn coefficients(
 }
 
 /// Record d = −H·g for every problem: [`coefficients`] into `coef` (row b at `coef.offset + b·coef.stride`: δ
-/// then gᵀd), then one combination pass into `d`. Two dispatches.
+/// then gᵀd; gᵀd also at column `gd_col` of the row when given), then one combination pass into `d`. Two
+/// dispatches.
 #[allow(clippy::too_many_arguments)]
 pub fn direction(
     ctx: &Context,
@@ -118,10 +119,21 @@ pub fn direction(
     curvature_eps: &DBuf,
     status: &DBuf,
     coef: View,
+    gd_col: Option<usize>,
     d: View,
 ) -> Result<Vec<Dispatch>> {
     Ok(vec![
-        coefficients(ctx, ring, m, head, count, curvature_eps, status, coef, None)?,
+        coefficients(
+            ctx,
+            ring,
+            m,
+            head,
+            count,
+            curvature_eps,
+            status,
+            coef,
+            gd_col,
+        )?,
         ring.combine(
             ctx,
             Coefs {

@@ -35,6 +35,12 @@ const ACCUM: u32 = 1;
 const USE_STATUS: u32 = 2;
 const OUT_RING: u32 = 4;
 
+/// Partial sums per output of the Gram pass over n coordinates: 1 (n ≤ [`CH`]), else one per lane of
+/// `rows_lanes` (8 per segment of 8·[`SEG`] coordinates).
+fn chunks_for(n: usize) -> usize {
+    if n <= CH { 1 } else { 8 * n.div_ceil(8 * SEG) }
+}
+
 /// Where [`BasisRing::combine`] writes: a slot of the ring itself, or a batched vector elsewhere
 /// (`buf[off + b·stride + i]`).
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +73,7 @@ impl BasisRing {
         if batch > 65535 {
             bail!("basis ring: B = {batch} problems exceed one dispatch's 65535 workgroups");
         }
-        let chunks = if n <= CH { 1 } else { 8 * n.div_ceil(8 * SEG) };
+        let chunks = chunks_for(n);
         Ok(Self {
             n,
             batch,
@@ -91,13 +97,8 @@ impl BasisRing {
         self.vecs.slot(j, self.k, self.n)
     }
 
-    /// Partial sums per output: 1 (n ≤ [`CH`]), else one per lane of `rows_lanes`.
     fn chunks(&self) -> usize {
-        if self.n <= CH {
-            1
-        } else {
-            8 * self.n.div_ceil(8 * SEG)
-        }
+        chunks_for(self.n)
     }
 
     fn defines(&self, r: usize) -> String {

@@ -172,6 +172,11 @@ fn loop_plan(k: usize, time_chunk: usize) -> (usize, usize) {
     (total.div_ceil(chunk_len), chunk_len)
 }
 
+/// The compile-time constants of the loop-form kernels (`shaders/lstm.wgsl`) for hidden size h, input size d.
+fn loop_defines(h: usize, d: usize) -> String {
+    format!("const H: u32 = {h}u; const D: u32 = {d}u;")
+}
+
 impl LstmBuffers {
     /// Allocate for B problems × n coordinates and unrolls of `steps` (`steps` = 1 with `train` = false for
     /// inference: two state slots, no trajectory). `weights[t−1]` = w_t. The kernel set is
@@ -297,12 +302,8 @@ impl LstmBuffers {
         // build this optimizer's kernels now and together (Context::prepare), not one at a time at first use
         match &kernels {
             LstmKernels::Loop => {
-                let defines = format!("const H: u32 = {h}u; const D: u32 = {d}u;");
-                let used = if train {
-                    LSTM.entries
-                } else {
-                    &LSTM.entries[..1]
-                };
+                let defines = loop_defines(h, d);
+                let used: &[&'static str] = if train { LSTM.entries } else { &["forward"] };
                 let entries: Vec<(&'static str, &str)> =
                     used.iter().map(|&e| (e, defines.as_str())).collect();
                 ctx.prepare(&LSTM, &entries)?;
@@ -465,7 +466,7 @@ impl LstmBuffers {
         ];
         match &self.kernels {
             LstmKernels::Loop => {
-                let defines = format!("const H: u32 = {h}u; const D: u32 = {d}u;");
+                let defines = loop_defines(h, d);
                 ctx.dispatch_with(&LSTM, entry, &defines, &b, groups)
             }
             LstmKernels::Unrolled(_) => {
