@@ -4,11 +4,11 @@
 // Wang & Zhou 2014; the Hilbert LSTM): per step one pass computes the Gram rows of the R newest vectors, a scalar
 // program per problem runs on G, and one pass writes a combination Σ_j c_j v_j.
 //
-// rows_partial / rows_finish: the Gram rows of the R slots s_0 … s_{R−1} (p.slot0..3):
+// rows_small / rows_lanes + rows_finish: the Gram rows of the R slots s_0 … s_{R−1} (p.slot0..3):
 //     G[s_a][l] = ⟨v_{s_a}, v_l⟩ for every l < K, and the mirror G[l][s_a] where l is not itself a new slot
 //   (that row writes it), so each entry is written once. One pass over the vectors, each read once, R·K sums per
-//   thread: for n ≤ CH one thread per problem sums in coordinate order and writes G (rows_partial, one chunk);
-//   above, rows_lanes (below) writes one partial per lane, partial[(b·chunks + c)·R·K + q], and rows_finish adds
+//   thread: for small n one thread per problem sums in coordinate order and writes G (rows_small); above,
+//   rows_lanes (below) writes one partial per lane, partial[(b·chunks + c)·R·K + q], and rows_finish adds
 //   them in order. No barriers, no atomics: deterministic.
 // combine: out[out_off + b·out_stride + i] ← [out…] + Σ_j coef[coef_off + b·coef_stride + j] · v_j[i]
 //   (the sum over j in order; flag ACCUM keeps the current value). With flag OUT_RING the output is the ring's
@@ -16,7 +16,7 @@
 //   coordinate before writing it, so a combination may overwrite one of its inputs.
 // Every store binding is read_write so that one buffer may serve several roles (coefficients beside G, say).
 // With flag USE_STATUS, problems whose status is not 0 are left untouched by every entry point.
-// K (vectors), R (new rows, 1 … 4) and CH (coordinates per thread) are compile-time constants (defines).
+// K (vectors) and R (new rows, 1 … 4) are compile-time constants (defines).
 
 struct Params {
     n: u32, batch: u32, chunks: u32, flags: u32,
@@ -67,20 +67,20 @@ fn write_gram(b: u32, q: u32, v: Real) {
     if (!l_new) { gram[g + l * K + s] = v; }
 }
 
+// rows_small (n ≤ 256, the launcher's CH): one thread per problem keeps the R·K sums in coordinate
+// order and writes G.
 @compute @workgroup_size(64)
-fn rows_partial(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn rows_small(@builtin(global_invocation_id) gid: vec3<u32>) {
     p = pb;
-    let c = gid.x;
-    let b = gid.y;
-    if (c >= p.chunks || b >= p.batch || frozen(b)) { return; }
+    let b = gid.x;
+    if (b >= p.batch || frozen(b)) { return; }
     var sl: array<u32, R>;
     for (var a = 0u; a < R; a = a + 1u) { sl[a] = slot(a); }
     var acc: array<Real, RK>;
     for (var q = 0u; q < RK; q = q + 1u) { acc[q] = 0.0; }
     let v0 = b * p.v_stride;
     let n = p.n;
-    let i1 = min(n, (c + 1u) * CH);
-    for (var i = c * CH; i < i1; i = i + 1u) {
+    for (var i = 0u; i < n; i = i + 1u) {
         var nv: array<Real, R>;
         for (var a = 0u; a < R; a = a + 1u) { nv[a] = vecs[v0 + sl[a] * n + i]; }
         for (var l = 0u; l < K; l = l + 1u) {
@@ -88,15 +88,10 @@ fn rows_partial(@builtin(global_invocation_id) gid: vec3<u32>) {
             for (var a = 0u; a < R; a = a + 1u) { acc[a * K + l] = acc[a * K + l] + nv[a] * x; }
         }
     }
-    if (p.chunks == 1u) {
-        for (var q = 0u; q < RK; q = q + 1u) { write_gram(b, q, acc[q]); }
-    } else {
-        let o = (b * p.chunks + c) * RK;
-        for (var q = 0u; q < RK; q = q + 1u) { partial[o + q] = acc[q]; }
-    }
+    for (var q = 0u; q < RK; q = q + 1u) { write_gram(b, q, acc[q]); }
 }
 
-// rows_lanes (n > CH): the same sums, split the way the blocked Gram of reduce.wgsl splits its pairs: workgroups
+// rows_lanes (n > 256): the same sums, split the way the blocked Gram of reduce.wgsl splits its pairs: workgroups
 // of 8 threads, workgroup w covering coordinates [w·8·SEG, (w+1)·8·SEG), lane l taking the four coordinates
 // 4l … 4l + 3, then 4l + 32 …, so the 8 lanes of one load read 32 neighbouring coordinates of a vector; thread
 // c = w·8 + l keeps R·K sums of vec4 products and writes them as partial c; rows_finish adds the 8·⌈n / 8·SEG⌉

@@ -112,13 +112,13 @@ pub static REDUCE: ShaderFamily = ShaderFamily {
 };
 
 /// The basis ring (`shaders/basis.wgsl`, launchers in [`crate::kernels::basis`]): Gram rows of the newest
-/// vectors of a per-problem basis in one pass, and one combination of the basis. K, R and CH are per launch.
+/// vectors of a per-problem basis in one pass, and one combination of the basis. K and R are per launch.
 pub static BASIS: ShaderFamily = ShaderFamily {
     name: "basis",
     body: include_str!("../../../shaders/basis.wgsl"),
     layout: &[R, W, W, W, W, W, R],
-    entries: &["rows_partial", "rows_lanes", "rows_finish", "combine"],
-    default_defines: "const K: u32 = 11u; const R: u32 = 3u; const CH: u32 = 256u;",
+    entries: &["rows_small", "rows_lanes", "rows_finish", "combine"],
+    default_defines: "const K: u32 = 11u; const R: u32 = 3u;",
 };
 
 /// The L-BFGS two-loop recursion on the Gram entries of a [`BASIS`] ring (`shaders/lbfgs_gram.wgsl`; launcher

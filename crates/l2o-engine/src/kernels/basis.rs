@@ -10,8 +10,8 @@
 //!
 //! Layout per problem b: the K vectors at `vecs[b·K·n + j·n + i]`, G at `gram[b·K² + j·K + l]` (row-major,
 //! symmetric). Every entry is computed once from the stored vectors (no update formula accumulates error).
-//! Sums run in a fixed order (coordinates ascending within a chunk of [`CH`], chunks ascending): same inputs, same
-//! bits. The f64 references are [`reference`].
+//! Sums run in a fixed order (coordinates ascending for n ≤ [`CH`]; above, each lane's interleaved coordinates
+//! ascending, then the lanes in order): same inputs, same bits. The f64 references are [`reference`].
 
 use anyhow::{Result, bail};
 
@@ -102,10 +102,7 @@ impl BasisRing {
     }
 
     fn defines(&self, r: usize) -> String {
-        format!(
-            "const K: u32 = {}u; const R: u32 = {r}u; const CH: u32 = {CH}u;",
-            self.k
-        )
+        format!("const K: u32 = {}u; const R: u32 = {r}u;", self.k)
     }
 
     fn params(
@@ -182,10 +179,10 @@ impl BasisRing {
             if chunks == 1 {
                 d.push(ctx.dispatch_with(
                     &BASIS,
-                    "rows_partial",
+                    "rows_small",
                     &defines,
                     &binds,
-                    [1, self.batch as u32, 1],
+                    [self.batch.div_ceil(64) as u32, 1, 1],
                 )?);
             } else {
                 d.push(ctx.dispatch_with(
