@@ -489,8 +489,13 @@ impl Context {
                         enc.clear_buffer(&b.buf, 0, None);
                     }
                 }
-                self.encode_kernels(&mut enc, kernels);
-                self.queue.submit([enc.finish()]);
+                if self.profile.is_some() {
+                    self.queue.submit([enc.finish()]);
+                    self.profile_kernels(kernels)?;
+                } else {
+                    self.encode_kernels(&mut enc, kernels);
+                    self.queue.submit([enc.finish()]);
+                }
                 self.check()?;
             }
             first = false;
@@ -515,6 +520,28 @@ impl Context {
             );
         }
         self.encode_kernels(enc, dispatches);
+        Ok(())
+    }
+
+    /// `L2O_PROFILE`: each kernel in its own submit, waited for and timed ([`Context::profile_report`]).
+    fn profile_kernels(&self, kernels: &[Dispatch]) -> Result<()> {
+        self.wait()?;
+        for d in kernels {
+            if let Op::Kernel { pipeline, .. } = &d.op {
+                let t0 = std::time::Instant::now();
+                let mut enc = self.device.create_command_encoder(&Default::default());
+                self.encode_kernels(&mut enc, std::slice::from_ref(d));
+                self.queue.submit([enc.finish()]);
+                self.wait()?;
+                let dt = t0.elapsed().as_secs_f64();
+                if let Some(p) = &self.profile {
+                    let mut p = p.lock().unwrap_or_else(|p| p.into_inner());
+                    let e = p.entry(pipeline.name.clone()).or_default();
+                    e.0 += 1;
+                    e.1 += dt;
+                }
+            }
+        }
         Ok(())
     }
 

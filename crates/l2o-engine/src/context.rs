@@ -62,7 +62,12 @@ pub struct AdapterSummary {
 pub(crate) struct CachedPipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// `family::entry`, for [`Context::profile_report`].
+    pub name: String,
 }
+
+/// Per-kernel device time when `L2O_PROFILE` is set: by `family::entry`, (dispatches, seconds).
+pub(crate) type Profile = Mutex<HashMap<String, (u64, f64)>>;
 
 /// The engine's handle on a device. Cheap to share by reference; all kernels take `&Context`.
 pub struct Context {
@@ -88,10 +93,15 @@ pub struct Context {
     disk_cache: Result<crate::pipeline_cache::DiskCache, &'static str>,
     /// Kernel dispatches recorded so far ([`Context::dispatches`]).
     dispatched: AtomicU64,
+    /// `L2O_PROFILE` set: every kernel is submitted alone and waited for, its time summed here.
+    pub(crate) profile: Option<Profile>,
 }
 
 impl Drop for Context {
     fn drop(&mut self) {
+        if let Some(r) = self.profile_report() {
+            eprintln!("{r}");
+        }
         // written back when this context built a pipeline since it read the cache
         if let Ok(c) = &self.disk_cache
             && self.compile_stats().pipelines > 0
@@ -395,6 +405,9 @@ impl Context {
             error,
             next_id: AtomicU64::new(1),
             compile_stats: Mutex::new(CompileStats::default()),
+            profile: std::env::var_os("L2O_PROFILE")
+                .filter(|v| !v.is_empty() && v != "0")
+                .map(|_| Mutex::new(HashMap::new())),
         })
     }
 
@@ -408,6 +421,35 @@ impl Context {
     /// per optimizer step.
     pub fn dispatches(&self) -> u64 {
         self.dispatched.load(Ordering::Relaxed)
+    }
+
+    /// With `L2O_PROFILE=1` in the environment: device time per kernel (`family::entry`), largest first —
+    /// each kernel submitted alone and waited for, so the figures include one submit + wait each and the run is
+    /// slower than without (use it to find where the time goes, not for the totals). Printed to stderr when the
+    /// context is dropped. `None` when profiling is off.
+    pub fn profile_report(&self) -> Option<String> {
+        let p = self
+            .profile
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut rows: Vec<(&String, &(u64, f64))> = p.iter().collect();
+        rows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+        let total: f64 = rows.iter().map(|r| r.1.1).sum();
+        let mut s = format!(
+            "L2O_PROFILE: {:.3} s of kernels (each submitted alone and waited for)\n",
+            total
+        );
+        for (name, (count, secs)) in rows {
+            s += &format!(
+                "  {:>8.3} s {:>5.1} % {:>9} × {:>9.1} µs  {name}\n",
+                secs,
+                100.0 * secs / total.max(1e-300),
+                count,
+                1e6 * secs / *count as f64
+            );
+        }
+        Some(s)
     }
 
     pub(crate) fn count_dispatch(&self) {
@@ -664,7 +706,11 @@ impl Context {
             (t1 - t0).as_secs_f64() * 1e3,
             (t2 - t1).as_secs_f64() * 1e3
         );
-        let p = Arc::new(CachedPipeline { pipeline, layout });
+        let p = Arc::new(CachedPipeline {
+            pipeline,
+            layout,
+            name: format!("{}::{entry}", family.name),
+        });
         self.pipelines
             .lock()
             .unwrap_or_else(|p| p.into_inner())
