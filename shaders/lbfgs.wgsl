@@ -11,7 +11,8 @@ const F0: u32 = 17u;    const GD0: u32 = 18u;   const DA: u32 = 19u;    const DB
 const GAMMA: u32 = 21u; const HASP: u32 = 22u;  const SY: u32 = 23u;    const YY: u32 = 24u;  const SS: u32 = 25u;
 const RHO0: u32 = 26u;  // ρ_0..ρ_{m−1}, then α_0..α_{m−1}, then β_0..β_{m−1}, then the policy's Gram, p, τ
 
-struct Params { batch: u32, stride: u32, method: u32, max_ls: u32, slot: u32, m: u32, q0: u32, q1: u32 }
+// n: the coordinates per problem (read by the fused kernels of `lbfgs_fused.wgsl` only)
+struct Params { batch: u32, stride: u32, method: u32, max_ls: u32, slot: u32, m: u32, q0: u32, n: u32 }
 
 @group(0) @binding(0) var<storage, read> pb: Params;
 // A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
@@ -35,6 +36,11 @@ fn ls_begin(@builtin(global_invocation_id) gid: vec3<u32>) {
     p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
+    ls_begin_at(b);
+}
+
+// The line-search start of problem b (the body of `ls_begin`; the fused kernels call it too).
+fn ls_begin_at(b: u32) {
     let s = b * p.stride;
     if (status[b] != 0u) { scal[s + PENDING] = 0.0; return; }
     var gd = scal[s + GD];
@@ -107,6 +113,11 @@ fn ls_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
+    ls_update_at(b);
+}
+
+// One line-search round of problem b (the body of `ls_update`; the fused kernels call it too).
+fn ls_update_at(b: u32) {
     let s = b * p.stride;
     if (status[b] != 0u || scal[s + PENDING] == 0.0) { return; }
     let t = scal[s + T];
@@ -181,6 +192,12 @@ fn pair_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
+    pair_update_at(b, p.slot);
+}
+
+// The pair test of problem b for the pair in ring slot `slot` (the body of `pair_update`; the fused kernels call
+// it too).
+fn pair_update_at(b: u32, slot: u32) {
     let s = b * p.stride;
     if (status[b] != 0u) { return; }
     let sy = scal[s + SY];
@@ -192,11 +209,11 @@ fn pair_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     let gamma = sy / yy;
     if (l2o_is_finite(sy) && l2o_is_finite(yy) && l2o_is_finite(ss) && sy > cst[3] * sqrt(ss * yy) && yy > 0.0
         && l2o_is_finite(rho) && l2o_is_finite(gamma) && gamma > 0.0) {
-        scal[s + RHO0 + p.slot] = rho;
+        scal[s + RHO0 + slot] = rho;
         scal[s + GAMMA] = gamma;
         scal[s + HASP] = 1.0;
     } else {
-        scal[s + RHO0 + p.slot] = 0.0;
+        scal[s + RHO0 + slot] = 0.0;
     }
 }
 

@@ -142,7 +142,8 @@ fn direction_matches_the_classic_two_loop() {
     });
 }
 
-/// L-BFGS with the direction on Gram entries (`Direction::Gram`) follows the two-loop on vectors: the same
+/// L-BFGS with the direction on Gram entries (`Direction::Gram`, and the one-dispatch-per-round
+/// `Direction::Fused`) follows the two-loop on vectors: the same
 /// losses step by step (to rounding) and the same evaluation counts, for every line search, on a quadratic,
 /// Rosenbrock and logistic regression, in f32 and f64 (every adapter of each precision).
 #[test]
@@ -185,39 +186,49 @@ fn lbfgs_on_gram_entries_follows_the_two_loop() {
                     )
                     .unwrap()
                 };
-                let (a, g) = (go(Direction::TwoLoop), go(Direction::Gram));
-                let (mut worst, mut early): (f64, f64) = (0.0, 0.0);
-                for k in 0..=steps {
-                    for p in 0..a.batch {
-                        let (x, y) = (a.f[k][p], g.f[k][p]);
-                        assert!(y.is_finite(), "{name} {ls}: non-finite loss at step {k}");
-                        let d = (x - y).abs() / (1e-6 + x.abs().max(y.abs()));
-                        worst = worst.max(d);
-                        if k <= 5 {
-                            early = early.max(d);
+                let a = go(Direction::TwoLoop);
+                for direction in [Direction::Gram, Direction::Fused] {
+                    let g = go(direction);
+                    let dn = direction.name();
+                    let (mut worst, mut early): (f64, f64) = (0.0, 0.0);
+                    for k in 0..=steps {
+                        for p in 0..a.batch {
+                            let (x, y) = (a.f[k][p], g.f[k][p]);
+                            assert!(
+                                y.is_finite(),
+                                "{name} {ls} {dn}: non-finite loss at step {k}"
+                            );
+                            let d = (x - y).abs() / (1e-6 + x.abs().max(y.abs()));
+                            worst = worst.max(d);
+                            if k <= 5 {
+                                early = early.max(d);
+                            }
                         }
                     }
-                }
-                eprintln!(
-                    "{name} {ls} ({}): max relative loss difference {early:.2e} over 5 steps, {worst:.2e} over \
-                     {steps}; evaluations {:?} vs {:?}",
-                    c.precision(),
-                    a.final_evaluations,
-                    g.final_evaluations
-                );
-                match c.precision() {
-                    // f64: measured ≤ 1.7e-8 over 25 steps (Armijo on Rosenbrock; ≤ 2e-11 elsewhere) and the same
-                    // evaluation counts everywhere; 1e-6 leaves margin, a wrong direction gives O(1)
-                    l2o::engine::Precision::F64 => {
-                        assert!(worst <= 1e-6, "{name} {ls}: {worst:.2e}");
-                        assert_eq!(a.final_evaluations, g.final_evaluations, "{name} {ls}");
-                    }
-                    // f32: the two paths round differently (Gram entries vs inner products of updated vectors) and
-                    // the difference grows along the run, as between any two f32 orderings (Rosenbrock: 0.15 after
-                    // 25 steps; the f64 pair above shows the algorithms agree); the first 5 steps must agree to
-                    // rounding (measured ≤ 1.1e-6; 1e-4 leaves ~90× margin)
-                    l2o::engine::Precision::F32 => {
-                        assert!(early <= 1e-4, "{name} {ls}: {early:.2e} over 5 steps")
+                    eprintln!(
+                        "{name} {ls} {dn} ({}): max relative loss difference {early:.2e} over 5 steps, {worst:.2e} over \
+                         {steps}; evaluations {:?} vs {:?}",
+                        c.precision(),
+                        a.final_evaluations,
+                        g.final_evaluations
+                    );
+                    match c.precision() {
+                        // f64: measured ≤ 1.7e-8 over 25 steps (Armijo on Rosenbrock; ≤ 2e-11 elsewhere) and the same
+                        // evaluation counts everywhere; 1e-6 leaves margin, a wrong direction gives O(1)
+                        l2o::engine::Precision::F64 => {
+                            assert!(worst <= 1e-6, "{name} {ls} {dn}: {worst:.2e}");
+                            assert_eq!(
+                                a.final_evaluations, g.final_evaluations,
+                                "{name} {ls} {dn}"
+                            );
+                        }
+                        // f32: the two paths round differently (Gram entries vs inner products of updated vectors) and
+                        // the difference grows along the run, as between any two f32 orderings (Rosenbrock: 0.15 after
+                        // 25 steps; the f64 pair above shows the algorithms agree); the first 5 steps must agree to
+                        // rounding (measured ≤ 1.1e-6; 1e-4 leaves ~90× margin)
+                        l2o::engine::Precision::F32 => {
+                            assert!(early <= 1e-4, "{name} {ls} {dn}: {early:.2e} over 5 steps")
+                        }
                     }
                 }
             }

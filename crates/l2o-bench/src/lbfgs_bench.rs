@@ -42,7 +42,7 @@ pub fn run_lbfgs_bench(
         for &batch in batches {
             let task = make_task(ctx, task_name, n, batch, 1)?;
             let mut cpu_s = None;
-            for direction in [Direction::TwoLoop, Direction::Gram] {
+            for direction in [Direction::TwoLoop, Direction::Gram, Direction::Fused] {
                 let cfg = LbfgsConfig {
                     m: 5,
                     line_search: LineSearch::wolfe(),

@@ -183,12 +183,12 @@ enum Cmd {
     Bench {
         #[command(flatten)]
         dev: DeviceArgs,
-        /// Comma-separated n values
-        #[arg(long, default_value = "1000,100000,1000000")]
-        sizes: String,
-        /// Comma-separated batch sizes
-        #[arg(long, default_value = "1,16,256")]
-        batches: String,
+        /// Comma-separated n values [default: 1000,100000,1000000; with --lbfgs: 100,1000]
+        #[arg(long)]
+        sizes: Option<String>,
+        /// Comma-separated batch sizes [default: 1,16,256; with --lbfgs: 256]
+        #[arg(long)]
+        batches: Option<String>,
         /// Write the table as Markdown to this file too
         #[arg(long)]
         markdown: Option<PathBuf>,
@@ -894,6 +894,13 @@ fn run_command(cli: &Cli) -> Result<()> {
             host,
             lbfgs,
         } => {
+            let (default_sizes, default_batches) = if *lbfgs {
+                ("100,1000", "256")
+            } else {
+                ("1000,100000,1000000", "1,16,256")
+            };
+            let sizes = sizes.as_deref().unwrap_or(default_sizes);
+            let batches = batches.as_deref().unwrap_or(default_batches);
             if *lbfgs {
                 grid_bench_cmd(dev, sizes, batches, markdown.as_ref(), lbfgs_table)
             } else if *host {

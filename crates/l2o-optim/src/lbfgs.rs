@@ -85,11 +85,17 @@ impl LineSearch {
     }
 }
 
-/// How the direction d = −H·g is computed on the device.
+/// How the direction d = −H·g (and the rest of an iteration) is computed on the device. Every choice runs the same
+/// algorithm; they differ in dispatches and rounding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Direction {
-    /// The two-loop recursion on the vectors: 2 + 6·count dispatches of `reduce`/`lincomb` (module docs).
+    /// [`Direction::Fused`] for n ≤ [`crate::lbfgs_fused::MAX_N`], else [`Direction::TwoLoop`].
     #[default]
+    Auto,
+    /// The whole line-search round in one dispatch, one thread per problem, the direction from Gram entries
+    /// ([`crate::lbfgs_fused`]): an iteration is the task's evaluation plus one dispatch per round.
+    Fused,
+    /// The two-loop recursion on the vectors: 2 + 6·count dispatches of `reduce`/`lincomb` (module docs).
     TwoLoop,
     /// The same recursion on the Gram entries of the basis [s…, y…, g] kept in a
     /// [`BasisRing`](l2o_engine::BasisRing) ([`crate::vector_free`]): 2 dispatches for the direction, whatever
@@ -100,13 +106,17 @@ pub enum Direction {
 impl Direction {
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
+            "auto" => Direction::Auto,
+            "fused" => Direction::Fused,
             "two-loop" | "vectors" => Direction::TwoLoop,
             "gram" | "vector-free" => Direction::Gram,
-            _ => anyhow::bail!("unknown L-BFGS direction {s:?}: use two-loop or gram"),
+            _ => anyhow::bail!("unknown L-BFGS direction {s:?}: use auto, fused, two-loop or gram"),
         })
     }
     pub fn name(self) -> &'static str {
         match self {
+            Direction::Auto => "auto",
+            Direction::Fused => "fused",
             Direction::TwoLoop => "two-loop",
             Direction::Gram => "gram",
         }
@@ -119,7 +129,7 @@ pub struct LbfgsConfig {
     /// History length m (ring of the last m pairs), default 5.
     pub m: usize,
     pub line_search: LineSearch,
-    /// Two-loop recursion on the vectors (default) or on Gram entries ([`Direction`]).
+    /// How an iteration is scheduled on the device ([`Direction`]; default: chosen by n).
     pub direction: Direction,
     /// Trial evaluations per line search before it gives up (status 3: line search failed).
     pub max_ls: usize,
@@ -134,7 +144,7 @@ impl Default for LbfgsConfig {
         Self {
             m: 5,
             line_search: LineSearch::wolfe(),
-            direction: Direction::TwoLoop,
+            direction: Direction::Auto,
             max_ls: 25,
             t_max: 1e10,
             curvature_eps: None,
@@ -164,6 +174,9 @@ struct Bufs {
     /// [`Direction::Gram`]: the basis [s_0…s_{m−1}, y_0…y_{m−1}, g] and its Gram matrix (then `s` and `y` are
     /// unused), and ε_c alone in a buffer for its kernels.
     ring: Option<(l2o_engine::BasisRing, DBuf)>,
+    /// [`Direction::Fused`]: the basis ring [B][K][n], its Gram matrices [B][K][K] and the per-problem "accepted
+    /// in this iteration" flags.
+    fused: Option<(DBuf, DBuf, DBuf)>,
 }
 
 impl Bufs {
@@ -196,6 +209,13 @@ pub struct Lbfgs {
     policy_steps: Vec<Vec<Dispatch>>,
     /// [`Direction::Gram`], before the first step: g into the ring and its Gram row.
     gram_start: Vec<Dispatch>,
+    /// The schedule chosen at `init` (never [`Direction::Auto`]).
+    mode: Direction,
+    /// [`Direction::Fused`]: the task's evaluation at θ_t, the start kernel, and the round kernel per (slot of
+    /// the pair it inserts, pairs in use after it).
+    task_eval: Vec<Dispatch>,
+    fused_start: Vec<Dispatch>,
+    fused_rounds: HashMap<(usize, usize), Dispatch>,
 }
 
 impl Lbfgs {
@@ -211,6 +231,21 @@ impl Lbfgs {
             policy: None,
             policy_steps: vec![],
             gram_start: vec![],
+            mode: Direction::TwoLoop,
+            task_eval: vec![],
+            fused_start: vec![],
+            fused_rounds: HashMap::new(),
+        }
+    }
+
+    /// The schedule for n coordinates: L-BFGS-π keeps the two-loop on vectors; [`Direction::Auto`] is fused up
+    /// to [`crate::lbfgs_fused::MAX_N`].
+    pub fn schedule(&self, n: usize) -> Direction {
+        match (self.policy.is_some(), self.cfg.direction) {
+            (true, _) => Direction::TwoLoop,
+            (false, Direction::Auto) if n <= crate::lbfgs_fused::MAX_N => Direction::Fused,
+            (false, Direction::Auto) => Direction::TwoLoop,
+            (false, d) => d,
         }
     }
 
@@ -239,9 +274,54 @@ impl Lbfgs {
         Ok(l)
     }
 
-    /// Whether the direction runs on Gram entries (L-BFGS-π keeps the two-loop on vectors for now).
+    /// Whether the direction runs on Gram entries by separate dispatches (L-BFGS-π keeps the two-loop on vectors
+    /// for now).
     fn gram(&self) -> bool {
         self.cfg.direction == Direction::Gram && self.policy.is_none()
+    }
+
+    fn fused_dispatch(
+        &self,
+        ctx: &Context,
+        st: &State,
+        entry: &'static str,
+        slot: usize,
+        count: usize,
+    ) -> Result<Dispatch> {
+        let b = self.bufs.as_ref().expect("init");
+        let (vecs, gram, parked) = b.fused.as_ref().expect("fused");
+        let p = ctx.params(&[
+            st.batch as u32,
+            st.stride as u32,
+            self.cfg.line_search.method(),
+            self.cfg.max_ls as u32,
+            slot as u32,
+            self.cfg.m as u32,
+            count as u32,
+            st.n as u32,
+        ]);
+        let wg = if ctx.is_software() { 8 } else { 64 };
+        ctx.dispatch_with(
+            &crate::lbfgs_fused::LBFGS_FUSED,
+            entry,
+            &crate::lbfgs_fused::defines(self.cfg.m, wg),
+            &[
+                &p,
+                &b.cst.buf,
+                &st.scal.buf,
+                &st.status.buf,
+                &b.pending.buf,
+                &vecs.buf,
+                &gram.buf,
+                &st.theta.buf,
+                &st.grad.buf,
+                &b.theta_t.buf,
+                &b.grad_t.buf,
+                &b.d.buf,
+                &parked.buf,
+            ],
+            [st.batch.div_ceil(wg) as u32, 1, 1],
+        )
     }
 
     fn lbfgs_dispatch(
@@ -260,7 +340,7 @@ impl Lbfgs {
             slot as u32,
             self.cfg.m as u32,
             c::gram0(self.cfg.m) as u32,
-            0,
+            st.n as u32,
         ]);
         ctx.dispatch(
             &LBFGS,
@@ -402,6 +482,34 @@ impl Optimizer for Lbfgs {
             cst.extend([pc.tau_min, pc.tau_max, pc.eps, pc.nh as f64]);
             cst.extend(phi);
         }
+        self.mode = self.schedule(n);
+        self.inserted = 0;
+        self.direction.clear();
+        self.fused_rounds.clear();
+        if self.mode == Direction::Fused {
+            let k = 2 * m + 1;
+            self.bufs = Some(Bufs {
+                d: ctx.zeros("d", bt * n)?,
+                theta_t: ctx.zeros("theta_trial", bt * n)?,
+                grad_t: ctx.zeros("grad_trial", bt * n)?,
+                s: ctx.zeros("s history", 1)?,
+                y: ctx.zeros("y history", 1)?,
+                cst: ctx.upload("lbfgs consts", &cst)?,
+                pending: ctx.upload_u32("pending", &[0])?,
+                v4: None,
+                ring: None,
+                fused: Some((
+                    ctx.zeros("basis vectors", bt * k * n)?,
+                    ctx.zeros("basis Gram matrices", bt * k * k)?,
+                    ctx.upload_u32("accepted this iteration", &vec![0; bt])?,
+                )),
+            });
+            let bf = self.bufs.as_ref().expect("just set");
+            self.task_eval =
+                task.loss_and_grad(ctx, bf.theta_t.view(n), bf.grad_t.view(n), st.out(c::FT))?;
+            self.fused_start = vec![self.fused_dispatch(ctx, st, "fused_start", 0, 0)?];
+            return Ok(());
+        }
         self.bufs = Some(Bufs {
             d: ctx.zeros("d", bt * n)?,
             theta_t: ctx.zeros("theta_trial", bt * n)?,
@@ -423,9 +531,8 @@ impl Optimizer for Lbfgs {
             } else {
                 None
             },
+            fused: None,
         });
-        self.inserted = 0;
-        self.direction.clear();
         let bf = self.bufs.as_ref().expect("just set");
         let sc = Scalars {
             scal: &st.scal,
@@ -604,6 +711,35 @@ impl Optimizer for Lbfgs {
 
     fn step(&mut self, ctx: &Context, _task: &dyn Task, st: &State, _k: usize) -> Result<()> {
         let m = self.cfg.m;
+        if self.mode == Direction::Fused {
+            // the accepted pair goes to slot `inserted % m`; pairs in use after it: min(inserted + 1, m)
+            let key = (self.inserted % m, (self.inserted + 1).min(m));
+            if !self.fused_rounds.contains_key(&key) {
+                let d = self.fused_dispatch(ctx, st, "fused_round", key.0, key.1)?;
+                self.fused_rounds.insert(key, d);
+            }
+            let mut round = self.task_eval.clone();
+            round.push(self.fused_rounds[&key].clone());
+            let mut first = if self.inserted == 0 {
+                self.fused_start.clone()
+            } else {
+                vec![]
+            };
+            first.extend(round.iter().cloned());
+            let bf = self.bufs.as_ref().expect("init");
+            let parked = &bf.fused.as_ref().expect("fused").2;
+            ctx.submit_after_clear(&[&bf.pending, parked], &first)?;
+            if self.cfg.line_search != LineSearch::Constant {
+                for _ in 0..self.cfg.max_ls + 1 {
+                    if ctx.read_u32(&bf.pending)?[0] == 0 {
+                        break;
+                    }
+                    ctx.submit_after_clear(&[&bf.pending], &round)?;
+                }
+            }
+            self.inserted += 1;
+            return Ok(());
+        }
         let count = self.inserted.min(m);
         let head = (self.inserted + m - 1) % m;
         if !self.direction.contains_key(&(head, count)) {

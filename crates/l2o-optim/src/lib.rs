@@ -12,6 +12,7 @@ pub mod compare;
 pub mod driver;
 pub mod first_order;
 pub mod lbfgs;
+pub mod lbfgs_fused;
 pub mod step_policy;
 pub mod stepper;
 pub mod tune;

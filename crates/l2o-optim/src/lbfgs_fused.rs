@@ -1,0 +1,116 @@
+//! Fused L-BFGS for small n ([`crate::Direction::Fused`]): one thread per problem runs a whole line-search round
+//! in one dispatch (`shaders/lbfgs_fused.wgsl`) — g_tᵀd, the line-search state machine, and on acceptance the new
+//! pair (s, y), its Gram rows against the basis ring [s_0…s_{m−1}, y_0…y_{m−1}, g], the pair test, the two-loop
+//! recursion on the Gram entries (vector-free L-BFGS, Chen, Wang & Zhou 2014) and the next trial point. An
+//! iteration is then the task's evaluation plus one dispatch per line-search round, whatever m.
+//!
+//! The passes over the n coordinates of a problem are K-unrolled WGSL generated here ([`defines`]): each reads
+//! every basis vector once per coordinate with constant indices, so the K·3 sums stay in registers. The
+//! algorithm (pair test, γ, reset to −g, first step, line searches) is exactly [`crate::lbfgs`]'s; only the
+//! rounding differs from the two-loop on vectors (inner products of combinations instead of combinations of
+//! vectors), and [`crate::lbfgs::reference`] is its f64 oracle too.
+
+use std::fmt::Write as _;
+
+use l2o_engine::shaders::{Layout, ShaderFamily};
+
+/// Above this n the fused path is not chosen by [`crate::Direction::Auto`]: one thread per problem walks all n
+/// coordinates three times per accepted round, which a multi-dispatch pass spreads over many threads.
+pub const MAX_N: usize = 4096;
+
+const R: Layout = Layout::Read;
+const W: Layout = Layout::ReadWrite;
+
+/// `lbfgs.wgsl` (bindings 0–4 and the state machines) + `lbfgs_fused.wgsl`; M, K, FWG and the unrolled passes
+/// come in through [`defines`].
+pub static LBFGS_FUSED: ShaderFamily = ShaderFamily {
+    name: "lbfgs_fused",
+    body: concat!(
+        include_str!("../../../shaders/lbfgs.wgsl"),
+        include_str!("../../../shaders/policy_net.wgsl"),
+        include_str!("../../../shaders/lbfgs_fused.wgsl")
+    ),
+    layout: &[R, R, W, W, W, W, W, W, W, W, R, W, W],
+    entries: &["fused_start", "fused_round"],
+    default_defines: "",
+};
+
+/// The WGSL constants and K-unrolled passes for history m and workgroup size `wg`:
+/// The ring is laid out as the engine's basis ring, vecs\[(b·K + j)·n + i\], the Gram matrices gram\[b·K² + j·K + l\].
+/// - `accept_pass(b, slot)`: per coordinate s = θ_t − θ, y = g_t − g into ring slots `slot` and m + slot, g_t
+///   into slot 2m, θ ← θ_t, g ← g_t, then the products of s, y, g with all K basis vectors (read after the
+///   writes, so the new slots give the new values); blocked sums; rows and mirrors of G written.
+/// - `combine_pass(b, c, t)`: d = Σ_j c_j v_j (j ascending) and θ_t = θ + t·d.
+pub fn defines(m: usize, wg: usize) -> String {
+    let k = 2 * m + 1;
+    let mut s = format!(
+        "const M: u32 = {m}u;\nconst K: u32 = {k}u;\nconst FWG: u32 = {wg}u;\n\n\
+         fn accept_pass(b: u32, slot: u32) {{\n\
+         \x20   let n = p.n;\n    let o = b * n;\n    let v0 = b * K * n;\n\
+         \x20   let so = v0 + slot * n;\n    let yo = v0 + (M + slot) * n;\n    let go = v0 + 2u * M * n;\n\
+         "
+    );
+    let names = ["s", "y", "g"];
+    // the update, then one blocked pass per new row (K + 1 sums live at a time: few registers)
+    s += "    for (var i = 0u; i < n; i = i + 1u) {\n\
+           \x20       let th = theta_t[o + i];\n        let g1 = grad_t[o + i];\n\
+           \x20       vecs[so + i] = th - theta[o + i];\n        vecs[yo + i] = g1 - grad[o + i];\n\
+           \x20       vecs[go + i] = g1;\n        theta[o + i] = th;\n        grad[o + i] = g1;\n    }\n";
+    for (a, base) in names.iter().zip(["so", "yo", "go"]) {
+        for l in 0..k {
+            let _ = writeln!(s, "    var t{a}{l}: Real = 0.0;");
+        }
+        s += "    for (var i0 = 0u; i0 < n; i0 = i0 + BLK) {\n        let i1 = min(i0 + BLK, n);\n";
+        for l in 0..k {
+            let _ = writeln!(s, "        var a{l}: Real = 0.0;");
+        }
+        let _ = writeln!(
+            s,
+            "        for (var i = i0; i < i1; i = i + 1u) {{\n            let v = vecs[{base} + i];"
+        );
+        for l in 0..k {
+            let _ = writeln!(s, "            a{l} = a{l} + v * vecs[v0 + {l}u * n + i];");
+        }
+        s += "        }\n";
+        for l in 0..k {
+            let _ = writeln!(s, "        t{a}{l} = t{a}{l} + a{l};");
+        }
+        s += "    }\n";
+    }
+    s += "    let gb = b * KK;\n";
+    for (a, row) in names.iter().zip(["slot", "M + slot", "2u * M"]) {
+        for l in 0..k {
+            let _ = writeln!(
+                s,
+                "    gram[gb + ({row}) * K + {l}u] = t{a}{l};\n    gram[gb + {l}u * K + ({row})] = t{a}{l};"
+            );
+        }
+    }
+    s += "}\n\nfn combine_pass(b: u32, c: array<Real, K>, t: Real) {\n\
+          \x20   let n = p.n;\n    let o = b * n;\n    let v0 = b * K * n;\n";
+    for l in 0..k {
+        let _ = writeln!(s, "    let c{l} = c[{l}];");
+    }
+    s += "    for (var i = 0u; i < n; i = i + 1u) {\n        var d: Real = 0.0;\n";
+    for l in 0..k {
+        let _ = writeln!(s, "        d = d + c{l} * vecs[v0 + {l}u * n + i];");
+    }
+    s += "        dir[o + i] = d;\n        theta_t[o + i] = theta[o + i] + t * d;\n    }\n}\n";
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused family with the generated passes validates with naga for both precisions and every m.
+    #[test]
+    fn fused_kernels_validate_with_naga() {
+        for m in [1, 2, 5, 10] {
+            for wg in [8, 64] {
+                l2o_engine::shaders::validate_with(&LBFGS_FUSED, &defines(m, wg))
+                    .unwrap_or_else(|e| panic!("m = {m}, wg = {wg}: {e:#}"));
+            }
+        }
+    }
+}
