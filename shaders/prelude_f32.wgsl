@@ -1,6 +1,8 @@
 // Precision prelude (f32). Prepended to every kernel family by the engine; kernels are written once for `Real`.
 alias Real = f32;
 const L2O_REAL_MAX: Real = 3.4028234e38;
+// The machine epsilon 2⁻²³ (the spacing of Reals at 1).
+const L2O_EPS: Real = 1.1920929e-7;
 // NaN and ±Inf fail `abs(x) <= L2O_REAL_MAX` (WGSL has no isnan/isinf).
 fn l2o_is_finite(x: Real) -> bool { return abs(x) <= L2O_REAL_MAX; }
 fn l2o_exp(x: Real) -> Real { return exp(x); }

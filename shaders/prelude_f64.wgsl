@@ -3,6 +3,8 @@
 // transcendentals here use only + − × ÷, floor and f32 builtins; tested against Rust's f64 on the device.
 alias Real = f64;
 const L2O_REAL_MAX: Real = 1.7976931348623157e308;
+// The machine epsilon 2⁻⁵² (the spacing of Reals at 1).
+const L2O_EPS: Real = 2.220446049250313e-16;
 fn l2o_is_finite(x: Real) -> bool { return abs(x) <= L2O_REAL_MAX; }
 
 // 2^k for integer k in [-1100, 1100], by binary powering (exact).

@@ -542,12 +542,20 @@ fn status_codes_round_trip_and_print() {
             Status::LineSearchFailed,
             "line search failed",
         ),
+        (
+            status::AT_PRECISION,
+            Status::AtPrecision,
+            "converged at the working precision",
+        ),
     ] {
         assert_eq!(Status::from_code(code), Some(s));
         assert_eq!(s.code(), code);
         assert_eq!(s.to_string(), text);
         assert_eq!(status::name(code), text);
     }
+    assert_eq!(status::COUNT, 5, "every code has a row above");
+    assert!(Status::Converged.converged() && Status::AtPrecision.converged());
+    assert!(!Status::LineSearchFailed.converged() && !Status::Running.converged());
     assert_eq!(Status::from_code(7), None);
     assert_eq!(status::name(7), "unknown");
 }

@@ -537,3 +537,125 @@ fn lbfgs_on_the_sphere_converges_without_nan() {
         }
     });
 }
+
+/// L-BFGS that runs out of precision says so (#24 part 4): `l2o run --task quadratic --optimizer lbfgs --steps
+/// 300` used to end with every problem "line search failed" although each had reached ‖Wθ − y‖² ≈ 1e-12 (f32) —
+/// the line search could not resolve the decrease it predicted. Now, for every line search that can fail, in f32
+/// and f64, the problems end *converged at the working precision* (or still running at the floor) with a finite
+/// f far below f(θ₀), none "line search failed", and the f64 reference reaches the same verdict.
+#[test]
+fn lbfgs_past_the_precision_floor_reports_converged() {
+    use l2o::engine::status::Status;
+    if std::env::var("L2O_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        return;
+    }
+    each_precision(|c| {
+        let (n, b, steps) = (10, 16, 300);
+        let task = Quadratic::sample(c, n, b, 1).unwrap();
+        for ls in ["armijo", "wolfe"] {
+            let cfg = LbfgsConfig {
+                line_search: LineSearch::parse(ls).unwrap(),
+                ..Default::default()
+            };
+            let t = run(
+                c,
+                &task,
+                &mut Lbfgs::new(cfg),
+                &RunOptions::fixed(steps),
+                &mut |_| {},
+            )
+            .unwrap();
+            for p in 0..b {
+                let (f0, f) = (t.f[0][p], t.f[steps][p]);
+                // strong Wolfe may still be taking steps at the floor (its curvature test passes on rounding
+                // noise now and then: measured 1 of 16 problems in f64, at f = 2.6e-28): "running" is the truth
+                // for those
+                assert!(
+                    matches!(t.status_of(p), Status::AtPrecision | Status::Running),
+                    "{ls} ({}): problem {p} ends {} at f = {f:e} (f0 = {f0:e})",
+                    c.precision(),
+                    t.status_of(p)
+                );
+                // measured: f ≤ 5.7e-8 in f32 (f/f0 ≤ 1.3e-9), ≤ 6e-26 in f64
+                assert!(f.is_finite() && f < 1e-6 * f0, "{ls}: f = {f:e}");
+            }
+            let floor = t.status_counts()[status::AT_PRECISION as usize];
+            assert!(floor >= b * 3 / 4, "{ls}: {:?}", t.status_counts());
+            eprintln!(
+                "{ls} ({}): {:?} after {steps} steps, iterations {:?}",
+                c.precision(),
+                t.status_counts(),
+                t.iterations[steps]
+            );
+            if c.precision() == Precision::F64 {
+                let x0 = task.initial_point();
+                for p in 0..3 {
+                    let r = reference::run(&task, p, &x0[p * n..(p + 1) * n], &cfg, steps, 0.0);
+                    assert_eq!(
+                        r.status,
+                        status::AT_PRECISION,
+                        "{ls}: reference, problem {p}"
+                    );
+                }
+            }
+        }
+    });
+}
+
+/// …and a line search that fails far from that floor is still "line search failed": a gradient that disagrees
+/// with f (∇f reported as −2x for f = ‖x‖²) makes every trial step go uphill from the first iteration on, with a
+/// predicted decrease ~1e5 ε·f and more, in f32 and f64, for Armijo and strong Wolfe; the f64 reference agrees.
+#[test]
+fn lbfgs_with_a_wrong_gradient_reports_line_search_failed() {
+    use l2o::engine::status::Status;
+    use l2o::tasks::{HostFn, HostProblem};
+    use std::sync::Arc;
+    if std::env::var("L2O_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        return;
+    }
+    let (n, b) = (7, 3);
+    let lg = |x: &[f64]| -> (f64, Vec<f64>) {
+        (
+            x.iter().map(|v| v * v).sum(),
+            x.iter().map(|v| -2.0 * v).collect(),
+        )
+    };
+    let fun: HostFn = Arc::new(move |theta, f, g| {
+        for p in 0..b {
+            let (fp, gp) = lg(&theta[p * n..(p + 1) * n]);
+            f[p] = fp;
+            g[p * n..(p + 1) * n].copy_from_slice(&gp);
+        }
+        Ok(())
+    });
+    let x0: Vec<f64> = (0..n * b).map(|i| 1.0 + 0.1 * i as f64).collect();
+    each_precision(|c| {
+        for ls in ["armijo", "wolfe"] {
+            let problem = HostProblem::new("wrong gradient", n, b, fun.clone()).unwrap();
+            let task = problem.task_at(c, x0.clone()).unwrap();
+            let cfg = LbfgsConfig {
+                line_search: LineSearch::parse(ls).unwrap(),
+                ..Default::default()
+            };
+            let t = run(
+                c,
+                &task,
+                &mut Lbfgs::new(cfg),
+                &RunOptions::fixed(5),
+                &mut |_| {},
+            )
+            .unwrap();
+            for p in 0..b {
+                assert_eq!(
+                    t.status_of(p),
+                    Status::LineSearchFailed,
+                    "{ls} ({}): problem {p}",
+                    c.precision()
+                );
+                assert_eq!(t.iterations[5][p], 0, "{ls}: no step was accepted");
+            }
+            let r = reference::run_fn(&lg, &x0[..n], &cfg, 5, 0.0);
+            assert_eq!(r.status, status::LINE_SEARCH_FAILED, "{ls}: reference");
+        }
+    });
+}

@@ -26,7 +26,8 @@ pub fn slug(name: &str) -> String {
         .join("_")
 }
 
-/// step, loss (mean, median, q1, q3, min, max), ‖g‖ (mean, median, q1, q3), status counts.
+/// step, loss (mean, median, q1, q3, min, max), ‖g‖ (mean, median, q1, q3), status counts (by code: running,
+/// converged, diverged, line search failed, converged at the working precision).
 pub fn write_csv(t: &Trace, path: &Path) -> Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -46,14 +47,12 @@ pub fn write_csv(t: &Trace, path: &Path) -> Result<()> {
         "converged",
         "diverged",
         "ls_failed",
+        "converged_precision",
     ])?;
     for k in 0..=t.steps() {
         let l = summarize(&t.f[k]);
         let g = summarize(&t.gnorm[k]);
-        let mut c = [0usize; 4];
-        for &s in &t.status[k] {
-            c[(s as usize).min(3)] += 1;
-        }
+        let c = l2o_optim::status_counts(&t.status[k]);
         let mut rec = vec![k.to_string()];
         rec.extend(
             [
@@ -78,17 +77,10 @@ pub fn print_summary(t: &Trace, secs: f64, eps_g: f64) {
         "{}: after {last} steps ({secs:.2} s): loss mean {:.4e} median {:.4e} [q1 {:.3e}, q3 {:.3e}]; ‖g‖ median {:.3e} max {:.3e}",
         t.optimizer, l.mean, l.median, l.q1, l.q3, g.median, g.max
     );
-    println!(
-        "  status: {} {}, {} {}, {} {}, {} {}",
-        c[0],
-        status::name(0),
-        c[1],
-        status::name(1),
-        c[2],
-        status::name(2),
-        c[3],
-        status::name(3)
-    );
+    let parts: Vec<String> = (0..status::COUNT as u32)
+        .map(|code| format!("{} {}", c[code as usize], status::name(code)))
+        .collect();
+    println!("  status: {}", parts.join(", "));
     if eps_g > 0.0 {
         let its: Vec<f64> = t
             .iterations_to_converge()

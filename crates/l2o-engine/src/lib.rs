@@ -43,6 +43,9 @@ pub mod status {
     pub const CONVERGED: u32 = 1;
     pub const DIVERGED: u32 = 2;
     pub const LINE_SEARCH_FAILED: u32 = 3;
+    pub const AT_PRECISION: u32 = 4;
+    /// How many status codes there are (0 … COUNT − 1).
+    pub const COUNT: usize = 5;
     pub fn name(code: u32) -> &'static str {
         Status::from_code(code).map_or("unknown", Status::name)
     }
@@ -56,8 +59,13 @@ pub mod status {
         Converged,
         /// f or ‖∇f‖ became non-finite: frozen.
         Diverged,
-        /// No step satisfied the line search (often: converged as far as the precision allows): frozen.
+        /// No step satisfied the line search although f could resolve the decrease its first trial predicted
+        /// (f and ∇f disagree, or the function is pathological there): frozen.
         LineSearchFailed,
+        /// Converged at the working precision: the line search found no acceptable step and the decrease its
+        /// first trial predicted was below the rounding of f (a few hundred ε of the run's f scale), so no step
+        /// can make measurable progress: frozen. L-BFGS's usual end in f32 without an ε_g.
+        AtPrecision,
     }
 
     impl Status {
@@ -68,6 +76,7 @@ pub mod status {
                 CONVERGED => Status::Converged,
                 DIVERGED => Status::Diverged,
                 LINE_SEARCH_FAILED => Status::LineSearchFailed,
+                AT_PRECISION => Status::AtPrecision,
                 _ => return None,
             })
         }
@@ -78,6 +87,7 @@ pub mod status {
                 Status::Converged => CONVERGED,
                 Status::Diverged => DIVERGED,
                 Status::LineSearchFailed => LINE_SEARCH_FAILED,
+                Status::AtPrecision => AT_PRECISION,
             }
         }
         pub fn name(self) -> &'static str {
@@ -86,6 +96,24 @@ pub mod status {
                 Status::Converged => "converged",
                 Status::Diverged => "diverged",
                 Status::LineSearchFailed => "line search failed",
+                Status::AtPrecision => "converged at the working precision",
+            }
+        }
+        /// Converged: ‖∇f‖ < ε or ∇f = 0 ([`Status::Converged`]), or no progress possible at the working
+        /// precision ([`Status::AtPrecision`]).
+        pub fn converged(self) -> bool {
+            matches!(self, Status::Converged | Status::AtPrecision)
+        }
+        /// Why the problem stopped, in the style of scipy's L-BFGS-B messages.
+        pub fn message(self) -> &'static str {
+            match self {
+                Status::Running => "RUNNING: iteration limit reached",
+                Status::Converged => "CONVERGENCE: NORM OF GRADIENT <= GTOL (or exactly zero)",
+                Status::Diverged => "ABNORMAL: NON-FINITE F OR GRADIENT",
+                Status::LineSearchFailed => "ABNORMAL: LINE SEARCH FAILED",
+                Status::AtPrecision => {
+                    "CONVERGENCE: NO DECREASE RESOLVABLE AT THE WORKING PRECISION"
+                }
             }
         }
     }
@@ -130,7 +158,9 @@ pub mod lbfgs_cols {
     pub const SY: usize = 23;
     pub const YY: usize = 24;
     pub const SS: usize = 25;
-    pub const RHO0: usize = 26;
+    /// f(θ₀), the scale of the precision-floor test (`failed_status` in shaders/lbfgs.wgsl).
+    pub const FSTART: usize = 26;
+    pub const RHO0: usize = 27;
     pub fn rho(i: usize) -> usize {
         RHO0 + i
     }

@@ -12,7 +12,7 @@ pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 /// `Real` carry the `l2o_` / `L2O_` prefix, so a user's kernel may define any other name — `F`, `N`, `exp2` —
 /// without a clash:
 /// - `Real` — `f32` or `f64`, the context's precision;
-/// - `L2O_REAL_MAX` — the largest finite `Real`; `l2o_is_finite(x)`;
+/// - `L2O_REAL_MAX` — the largest finite `Real`; `L2O_EPS` — its machine epsilon; `l2o_is_finite(x)`;
 /// - `l2o_exp`, `l2o_log`, `l2o_tanh` — exp, log, tanh in `Real` (on f64 built from + − × ÷, because WGSL's
 ///   f64 transcendentals are wrong on Vulkan); `l2o_pow2i` (f64 only);
 /// - `L2O_PHI_VEC4` — vec4s of the L2L φ uniform;
@@ -21,6 +21,7 @@ pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 pub const PRELUDE_NAMES: &[&str] = &[
     "Real",
     "L2O_REAL_MAX",
+    "L2O_EPS",
     "l2o_is_finite",
     "l2o_exp",
     "l2o_log",

@@ -118,6 +118,15 @@ impl Trace {
     }
 }
 
+/// Count of problems per status code (index = code; a code no kernel writes is counted in the last slot).
+pub fn status_counts(codes: &[u32]) -> [usize; status::COUNT] {
+    let mut c = [0; status::COUNT];
+    for &s in codes {
+        c[(s as usize).min(status::COUNT - 1)] += 1;
+    }
+    c
+}
+
 /// Mean, median, first and third quartile of the finite values (and how many were not finite).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Summary {
@@ -175,12 +184,8 @@ impl Trace {
         &self.status[self.steps()]
     }
     /// Count of problems per status code at the end.
-    pub fn status_counts(&self) -> [usize; 4] {
-        let mut c = [0; 4];
-        for &s in self.final_status() {
-            c[(s as usize).min(3)] += 1;
-        }
-        c
+    pub fn status_counts(&self) -> [usize; status::COUNT] {
+        status_counts(self.final_status())
     }
     /// Iterations each problem took to converge (None if it did not).
     pub fn iterations_to_converge(&self) -> Vec<Option<u64>> {

@@ -825,7 +825,8 @@ pub mod reference {
         pub gnorm: Vec<f64>,
         pub theta: Vec<Vec<f64>>,
         pub evaluations: usize,
-        /// 0 running, 1 converged, 3 line search failed (as the device status codes).
+        /// 0 running, 1 converged, 3 line search failed, 4 converged at the working precision (as the device
+        /// status codes; the precision-floor test with f64's ε).
         pub status: u32,
     }
 
@@ -886,6 +887,20 @@ pub mod reference {
         d
     }
 
+    /// The status of a failed line search (`failed_status` in shaders/lbfgs.wgsl): converged at the working
+    /// precision (4) when the first trial's predicted decrease −t₀·φ'(0) is at most [`FLOOR_ULPS`] units of
+    /// `eps` at the scale max(|f(θ_k)|, |f(θ₀)|), else line search failed (3).
+    pub fn failed_status(t0: f64, gd0: f64, f0: f64, f_start: f64, eps: f64) -> u32 {
+        if -t0 * gd0 <= FLOOR_ULPS * eps * f0.abs().max(f_start.abs()) {
+            l2o_engine::status::AT_PRECISION
+        } else {
+            l2o_engine::status::LINE_SEARCH_FAILED
+        }
+    }
+
+    /// The precision-floor test's threshold in units of ε (`FLOOR_ULPS` in shaders/lbfgs.wgsl).
+    pub const FLOOR_ULPS: f64 = 100.0;
+
     /// Run `steps` iterations of problem `b` of `task` from `theta0`, stopping when ‖g‖ < eps_g.
     pub fn run(
         task: &dyn Task,
@@ -922,6 +937,7 @@ pub mod reference {
         let mut y_hist = vec![vec![0.0; n]; m];
         let mut rho = vec![0.0; m];
         let (mut gamma, mut hasp) = (1.0, false);
+        let f_start = f;
         let mut tr = RefTrace {
             f: vec![f],
             gnorm: vec![dotp(&g, &g).sqrt()],
@@ -944,11 +960,12 @@ pub mod reference {
             }
             // line search
             let (f0, gd0) = (f, gd);
-            let mut t = if hasp {
+            let t0 = if hasp {
                 1.0
             } else {
                 (1.0 / g2.sqrt()).min(1.0)
             };
+            let mut t = t0;
             let (mut phase, mut nls) = (0u32, 0usize);
             let (mut tlo, mut flo, mut glo) = (0.0, f0, gd0);
             let (mut thi, mut fhi, mut ghi) = (0.0, 0.0, 0.0);
@@ -960,7 +977,10 @@ pub mod reference {
                 nls += 1;
                 tr.evaluations += 1;
                 let finite = ft.is_finite() && gt.is_finite();
-                let armijo = finite && ft <= f0 + c1 * t * gd0;
+                // backtracking: only where f can resolve the decrease asked for (as shaders/lbfgs.wgsl)
+                let bound = f0 + c1 * t * gd0;
+                let backtracking = matches!(cfg.line_search, LineSearch::Armijo { .. });
+                let armijo = finite && ft <= bound && (bound < f0 || !backtracking);
                 if cfg.line_search == LineSearch::Constant || phase == 3 {
                     accepted = Some((xt, ft, gt_vec));
                     break;
@@ -1022,7 +1042,7 @@ pub mod reference {
                 }
             }
             let Some((xt, ft, gt_vec)) = accepted else {
-                tr.status = 3;
+                tr.status = failed_status(t0, gd0, f0, f_start, f64::EPSILON);
                 break;
             };
             let slot = k % m;

@@ -18,7 +18,7 @@ pub mod stepper;
 pub mod tune;
 pub mod vector_free;
 
-pub use driver::{Optimizer, RunOptions, State, Summary, Trace, run, summarize};
+pub use driver::{Optimizer, RunOptions, State, Summary, Trace, run, status_counts, summarize};
 pub use first_order::{FirstOrder, Hyper, Kind};
 pub use lbfgs::{Direction, Lbfgs, LbfgsConfig, LineSearch};
 pub use stepper::Stepper;

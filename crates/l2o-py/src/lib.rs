@@ -12,7 +12,7 @@ use l2o_meta::learned::{LearnedOptions, by_name, new_state};
 use l2o_meta::state::{TrainConfig, TrainState};
 use l2o_meta::train::{HostSource, train_on};
 use l2o_optim::stepper::Stepper;
-use l2o_optim::{LbfgsConfig, LineSearch, RunOptions, make_optimizer, run};
+use l2o_optim::{Direction, LbfgsConfig, LineSearch, RunOptions, make_optimizer, run};
 use l2o_tasks::{HostFn, HostProblem, NonFinite, Sampler, Task, TaskOptions, build_task};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -339,6 +339,7 @@ fn optimizer_for(
     lr: Option<f64>,
     line_search: &str,
     history: usize,
+    direction: &str,
 ) -> Result<Box<dyn l2o_optim::Optimizer>> {
     if method.ends_with(".l2o") || Path::new(method).is_file() {
         return l2o_meta::load_optimizer(Path::new(method));
@@ -350,6 +351,7 @@ fn optimizer_for(
         LbfgsConfig {
             m: history,
             line_search: ls,
+            direction: Direction::parse(direction)?,
             ..Default::default()
         },
     )
@@ -359,7 +361,7 @@ fn optimizer_for(
 /// `x0` (B × n, flat), or a built-in task. Returns the trace as a dict of flat arrays.
 #[pyfunction]
 #[pyo3(signature = (ctx, x0, n, batch, method, steps, evaluate=None, builtin=None, lr=None,
-    line_search="wolfe", history=5, gtol=0.0, on_nonfinite="raise", callback=None))]
+    line_search="wolfe", history=5, direction="auto", gtol=0.0, on_nonfinite="raise", callback=None))]
 #[allow(clippy::too_many_arguments)]
 fn minimize<'py>(
     py: Python<'py>,
@@ -374,6 +376,7 @@ fn minimize<'py>(
     lr: Option<f64>,
     line_search: &str,
     history: usize,
+    direction: &str,
     gtol: f64,
     on_nonfinite: &str,
     callback: Option<Py<PyAny>>,
@@ -385,7 +388,8 @@ fn minimize<'py>(
     let slot: ErrSlot = Arc::new(Mutex::new(None));
     let c = ctx.ctx.clone();
     let task = task_of(py, &c, x0, n, batch, evaluate, builtin, policy, &slot)?;
-    let mut opt = optimizer_for(&method, lr, line_search, history).map_err(|e| py_err(e, None))?;
+    let mut opt =
+        optimizer_for(&method, lr, line_search, history, direction).map_err(|e| py_err(e, None))?;
     let o = RunOptions {
         steps,
         eps_g: gtol,
@@ -413,20 +417,20 @@ fn minimize<'py>(
     let last = tr.steps();
     d.set_item("nit", tr.iterations[last].clone())?;
     d.set_item("nfev", tr.final_evaluations.clone())?;
-    // "running", "converged", "diverged", "line_search_failed"
-    let snake = |s: String| {
-        s.chars().enumerate().fold(String::new(), |mut o, (i, c)| {
-            if c.is_uppercase() && i > 0 {
-                o.push('_');
-            }
-            o.push(c.to_ascii_lowercase());
-            o
+    // "running", "converged" (‖g‖ < gtol, ∇f = 0, or no decrease resolvable at the working precision: the
+    // message tells which), "diverged", "line_search_failed"
+    use l2o_engine::status::Status;
+    let st: Vec<&str> = (0..tr.batch)
+        .map(|b| match tr.status_of(b) {
+            Status::Running => "running",
+            Status::Converged | Status::AtPrecision => "converged",
+            Status::Diverged => "diverged",
+            Status::LineSearchFailed => "line_search_failed",
         })
-    };
-    let st: Vec<String> = (0..tr.batch)
-        .map(|b| snake(format!("{:?}", tr.status_of(b))))
         .collect();
     d.set_item("status", st)?;
+    let msg: Vec<&str> = (0..tr.batch).map(|b| tr.status_of(b).message()).collect();
+    d.set_item("message", msg)?;
     Ok(d)
 }
 

@@ -102,7 +102,9 @@ def _evaluator(fun: Callable, batch: int, n: int, single: bool) -> Callable:
 class OptimizeResult:
     """What :func:`minimize` returns. Per problem: ``x`` (the final point, shaped like ``x0``), ``fun`` (final
     loss), ``nit`` (iterations), ``nfev`` (function evaluations after the one at x0), ``status`` ("running",
-    "converged", "diverged", "line_search_failed"). ``trace``: per-step statistics of the loss over the problems
+    "converged", "diverged", "line_search_failed") and ``message`` (why, as scipy words it: a converged problem
+    reached ‖∇f‖ < gtol or ∇f = 0, or "CONVERGENCE: NO DECREASE RESOLVABLE AT THE WORKING PRECISION" when the
+    line search could not resolve the decrease it predicted — L-BFGS's usual end in float32). ``trace``: per-step statistics of the loss over the problems
     (arrays of length steps + 1: ``mean``, ``median``, ``min``, ``max``, ``gnorm_mean``) and the full ``f`` and
     ``gnorm`` tables (steps + 1, B)."""
 
@@ -111,6 +113,7 @@ class OptimizeResult:
     nit: np.ndarray
     nfev: np.ndarray
     status: list
+    message: list
     trace: dict
     method: str
     success: bool = field(default=False)
@@ -147,6 +150,7 @@ def minimize(
     lr: Optional[float] = None,
     line_search: str = "wolfe",
     history: int = 5,
+    direction: str = "auto",
     gtol: float = 0.0,
     on_nonfinite: str = "raise",
     progress: bool = False,
@@ -156,7 +160,8 @@ def minimize(
 
     ``fun(X) -> (f, G)``: X of shape (B, n) (or (n,) when x0 is), f of B losses, G of shape X. ``method``: sgd,
     momentum, nesterov, rmsprop, adam, adagrad (``lr=`` sets the rate), lbfgs (``line_search`` "constant" |
-    "armijo" | "wolfe", ``history=m``), or the path of a trained checkpoint (``"run/checkpoint.l2o"``: L2L, the
+    "armijo" | "wolfe", ``history=m``, ``direction`` "auto" | "fused" | "two-loop" | "gram": how each iteration
+    is scheduled on the device, the same algorithm), or the path of a trained checkpoint (``"run/checkpoint.l2o"``: L2L, the
     Hilbert LSTM or an L-BFGS-π policy). ``steps`` iterations; a problem stops once ‖∇f‖ < ``gtol`` (0: never).
     A NaN/inf from fun raises :class:`NonFiniteError` (``on_nonfinite="raise"``) or marks that problem
     "diverged" and freezes it (``"diverge"``). ``fun`` may also be a built-in task (:func:`task`)."""
@@ -172,7 +177,8 @@ def minimize(
     bar = _Progress(int(steps), f"minimize {method}") if progress else None
     d = _l2o.minimize(
         c, X.reshape(-1), n, B, method, int(steps), evaluate=evaluate, builtin=builtin, lr=lr,
-        line_search=line_search, history=int(history), gtol=float(gtol), on_nonfinite=on_nonfinite,
+        line_search=line_search, history=int(history), direction=direction, gtol=float(gtol),
+        on_nonfinite=on_nonfinite,
         callback=(lambda k: bar.update(k)) if bar else None,
     )
     if bar:
@@ -197,6 +203,7 @@ def minimize(
         nit=np.asarray(d["nit"])[0] if single else np.asarray(d["nit"]),
         nfev=np.asarray(d["nfev"])[0] if single else np.asarray(d["nfev"]),
         status=d["status"],
+        message=d["message"],
         trace=trace,
         method=d["optimizer"],
         success=all(s != "diverged" and s != "line_search_failed" for s in d["status"]),
