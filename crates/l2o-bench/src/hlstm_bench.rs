@@ -24,6 +24,10 @@ pub struct HlstmBenchRow {
     pub train_cpu: f64,
     /// Inference, seconds per step (device driver run).
     pub step_gpu: f64,
+    /// Kernel dispatches per optimizee step, meta-training (forward + reverse, the task's included) and
+    /// inference (the task's and the driver's status kernels included).
+    pub train_dispatches: f64,
+    pub step_dispatches: f64,
 }
 
 /// Time `reps` unrolls of T = 10 (after a warm-up) and a 20-step inference run for every (n, B), both cells.
@@ -57,12 +61,14 @@ pub fn run_hlstm_bench(
                 };
                 tr.bind(ctx, task.as_ref())?;
                 tr.run(ctx, &phi)?;
+                let d0 = ctx.dispatches();
                 let t0 = Instant::now();
                 for _ in 0..reps {
                     tr.carry(ctx)?;
                     tr.run(ctx, &phi)?;
                 }
                 let train_gpu = t0.elapsed().as_secs_f64() / (reps * tt) as f64;
+                let train_dispatches = (ctx.dispatches() - d0) as f64 / (reps * tt) as f64;
                 let x0 = task.initial_point();
                 let lg = |b: usize, x: &[f64]| task.oracle_loss_grad(b, x);
                 let eps_c = cfg.eps_c(ctx.precision());
@@ -99,9 +105,11 @@ pub fn run_hlstm_bench(
                 let o = RunOptions::fixed(steps);
                 let mut opt = HlstmOptimizer::new(cfg, phi.clone())?;
                 run(ctx, task.as_ref(), &mut opt, &o, &mut |_| {})?;
+                let d2 = ctx.dispatches();
                 let t2 = Instant::now();
                 run(ctx, task.as_ref(), &mut opt, &o, &mut |_| {})?;
                 let step_gpu = t2.elapsed().as_secs_f64() / steps as f64;
+                let step_dispatches = (ctx.dispatches() - d2) as f64 / steps as f64;
                 rows.push(HlstmBenchRow {
                     n,
                     batch,
@@ -109,6 +117,8 @@ pub fn run_hlstm_bench(
                     train_gpu,
                     train_cpu,
                     step_gpu,
+                    train_dispatches,
+                    step_dispatches,
                 });
             }
         }
@@ -121,14 +131,15 @@ pub fn hlstm_markdown(rows: &[HlstmBenchRow], adapter: &str) -> String {
         "Adapter: `{adapter}`. Hilbert LSTM (m = 5, 32 hidden units) on B extended-Rosenbrock problems. Meta-training: \
          seconds per optimizee step of an unroll of T = 10 (Gram, cell, combinations, task, reverse sweep; one \
          readback per unroll), device vs the f64 CPU reference (unroll + adjoint, single thread). Inference: \
-         seconds per step of the driver optimizer (device; includes the task and the driver's status kernels).\n\n\
-         | n | B | cell | train: device s/step | train: CPU f64 s/step | device/CPU speed | inference: device s/step | device coordinate-steps/s (inference) |\n\
-         |--:|--:|--:|--:|--:|--:|--:|--:|\n"
+         seconds per step of the driver optimizer (device; includes the task and the driver's status kernels). \
+         Dispatches: kernel dispatches per optimizee step (all B problems, the task's included).\n\n\
+         | n | B | cell | train: device s/step | train: CPU f64 s/step | device/CPU speed | inference: device s/step | device coordinate-steps/s (inference) | dispatches/step: train | inference |\n\
+         |--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2e} | {:.2e} | {:.2} | {:.2e} | {:.2e} |",
+            "| {} | {} | {} | {:.2e} | {:.2e} | {:.2} | {:.2e} | {:.2e} | {:.1} | {:.1} |",
             r.n,
             r.batch,
             r.cell,
@@ -136,7 +147,9 @@ pub fn hlstm_markdown(rows: &[HlstmBenchRow], adapter: &str) -> String {
             r.train_cpu,
             r.train_cpu / r.train_gpu,
             r.step_gpu,
-            (r.n * r.batch) as f64 / r.step_gpu
+            (r.n * r.batch) as f64 / r.step_gpu,
+            r.train_dispatches,
+            r.step_dispatches
         );
     }
     s
