@@ -53,55 +53,19 @@ fn record_post(@builtin(global_invocation_id) gid: vec3<u32>) {
     scal[s + p.rb + R_GACC] = 0.0;
 }
 
-// Reverse of the policy at step k for λt = ⟨λS, d_k⟩ (column c0): λτ = t·λt, λp = λτ inside the clip (0 on an
-// active bound); with u0, u1, u2 recomputed by `policy_net`: λu1 = λp u2/‖u2‖², λu2 = λp (u1 − 2p u2)/‖u2‖²,
-// ∂φ += ..., λu0 = W1ᵀλu1 + W2ᵀλu2, λG_ij = σ_ij λu0_ij / X_ij (0 at the ε floor). Writes CD_j = λG_0j + λG_j0 at c1..c1+4 (the d row and column)
-// and CS_j = λG_2j + λG_j2 at c2..c2+4 (the s_{k−1} row and column).
+// Reverse of the policy at step k for λt = ⟨λS, d_k⟩ (column c0), `policy_adjoint` (shaders/policy_adjoint.wgsl):
+// writes CD_j = λG_0j + λG_j0 at c1..c1+4 (the d row and column) and CS_j = λG_2j + λG_j2 at c2..c2+4 (the s_{k−1}
+// row and column), ∂φ into this problem's row of dphi.
 @compute @workgroup_size(64)
 fn rev_policy(@builtin(global_invocation_id) gid: vec3<u32>) {
     p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
     let s = b * p.stride;
-    let rb = s + p.rb;
-    for (var j = 0u; j < 4u; j++) { scal[s + p.c1 + j] = 0.0; scal[s + p.c2 + j] = 0.0; }
-    let pp = scal[rb + R_P];
-    if (!(pp > cst[4] && pp < cst[5])) { return; }
-    let lp = scal[rb + R_T] * scal[s + p.c0];
-    var o = policy_net(rb);
-    let nh = u32(cst[7]);
-    let w1 = 8u;
-    let b1 = w1 + 16u * nh;
-    let w2 = b1 + nh;
-    let b2 = w2 + 16u * nh;
-    let len = 2u * (16u * nh + nh);
-    let q = o.q;
-    var lu0: array<Real, 16>;
-    for (var k = 0u; k < 16u; k++) { lu0[k] = 0.0; }
-    let ob = b * len;
-    for (var r = 0u; r < nh; r++) {
-        let l1 = lp * o.u2[r] / q;
-        let l2 = lp * (o.u1[r] - 2.0 * pp * o.u2[r]) / q;
-        dphi[ob + b1 - 8u + r] += l1;
-        dphi[ob + b2 - 8u + r] += l2;
-        for (var k = 0u; k < 16u; k++) {
-            dphi[ob + 16u * r + k] += l1 * o.u0[k];
-            dphi[ob + w2 - 8u + 16u * r + k] += l2 * o.u0[k];
-            lu0[k] += cst[w1 + 16u * r + k] * l1 + cst[w2 + 16u * r + k] * l2;
-        }
-    }
-    var lg: array<Real, 16>;
-    for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) {
-            let v = o.x[4u * i + j];
-            var l: Real = 0.0;
-            if (v > cst[6]) { l = lu0[4u * i + j] / v; if (i < j) { l = -l; } }
-            lg[4u * i + j] = l;
-        }
-    }
+    let a = policy_adjoint(s + p.rb, scal[s + p.c0], b);
     for (var j = 0u; j < 4u; j++) {
-        scal[s + p.c1 + j] = lg[j] + lg[4u * j];
-        scal[s + p.c2 + j] = lg[8u + j] + lg[4u * j + 2u];
+        scal[s + p.c1 + j] = a.cd[j];
+        scal[s + p.c2 + j] = a.cs[j];
     }
 }
 

@@ -231,60 +231,73 @@ fn device_lbfgs_policy_matches_cpu_reference() {
 fn device_policy_adjoint_matches_cpu_reference() {
     use l2o::engine::Precision;
     use l2o::meta::policy::device::PolicyTrainer;
+    use l2o::meta::policy::fused::Schedule;
     use l2o::tasks::{Quadratic, Task};
     use l2o::testing::{Tol, each_precision};
     each_precision(|c| {
-        let f64p = c.precision() == Precision::F64;
-        let cfg = PolicyConfig {
-            m: 3,
-            curvature_eps: Some(if f64p { 1e-10 } else { 1e-5 }),
-            ..PolicyConfig::default()
-        };
-        let steps = 12;
-        let weights: Vec<f64> = (0..steps).map(|k| 1.0 + 0.05 * k as f64).collect();
-        for (i, n) in [37usize, 300].into_iter().enumerate() {
-            let bt = 3;
-            let task = Quadratic::sample(c, n, bt, 40 + i as u64).unwrap();
-            let phi = random_phi(&cfg, 60 + i as u64, 0.06);
-            let mut tr = PolicyTrainer::new(c, &cfg, n, bt, &weights).unwrap();
-            tr.bind(c, &task).unwrap();
-            let res = tr.run(c, &phi).unwrap();
-            let x0 = task.initial_point();
-            let lg = |b: usize, x: &[f64]| task.oracle_loss_grad(b, x);
-            let mut grad = vec![0.0; phi.len()];
-            let mut loss = 0.0;
-            let mut clipped = 0;
-            for b in 0..bt {
-                let r = policy::unroll(&cfg, &phi, &lg, b, &x0[b * n..(b + 1) * n], &weights, None);
-                clipped += r.steps.iter().filter(|s| !s.pol.inside(&cfg)).count();
-                policy::adjoint(&cfg, &phi, &r, &weights, 1.0 / bt as f64, &mut grad);
-                loss += r.meta_loss / bt as f64;
+        for schedule in [Schedule::Fused, Schedule::Vectors] {
+            let f64p = c.precision() == Precision::F64;
+            let cfg = PolicyConfig {
+                m: 3,
+                curvature_eps: Some(if f64p { 1e-10 } else { 1e-5 }),
+                ..PolicyConfig::default()
+            };
+            let steps = 12;
+            let weights: Vec<f64> = (0..steps).map(|k| 1.0 + 0.05 * k as f64).collect();
+            for (i, n) in [37usize, 300].into_iter().enumerate() {
+                let bt = 3;
+                let task = Quadratic::sample(c, n, bt, 40 + i as u64).unwrap();
+                let phi = random_phi(&cfg, 60 + i as u64, 0.06);
+                let mut tr =
+                    PolicyTrainer::with_schedule(c, &cfg, n, bt, &weights, schedule).unwrap();
+                assert_eq!(tr.schedule(), schedule);
+                tr.bind(c, &task).unwrap();
+                let res = tr.run(c, &phi).unwrap();
+                let x0 = task.initial_point();
+                let lg = |b: usize, x: &[f64]| task.oracle_loss_grad(b, x);
+                let mut grad = vec![0.0; phi.len()];
+                let mut loss = 0.0;
+                let mut clipped = 0;
+                for b in 0..bt {
+                    let r =
+                        policy::unroll(&cfg, &phi, &lg, b, &x0[b * n..(b + 1) * n], &weights, None);
+                    clipped += r.steps.iter().filter(|s| !s.pol.inside(&cfg)).count();
+                    policy::adjoint(&cfg, &phi, &r, &weights, 1.0 / bt as f64, &mut grad);
+                    loss += r.meta_loss / bt as f64;
+                }
+                let gmax = grad.iter().fold(0f64, |a, v| a.max(v.abs()));
+                let err = grad
+                    .iter()
+                    .zip(&res.dphi)
+                    .fold(0f64, |a, (x, y)| a.max((x - y).abs()))
+                    / gmax;
+                let lerr = (loss - res.meta_loss).abs() / loss.abs();
+                eprintln!(
+                    "{} {schedule:?} n={n}: meta-loss rel err {lerr:.1e}, ∂φ err/‖∂φ‖∞ {err:.1e} (‖∂φ‖∞ {gmax:.3e}), \
+                 clipped steps {clipped}, {} dispatches per outer step",
+                    c.precision(),
+                    tr.dispatches_per_step()
+                );
+                let tol = Tol {
+                    f32: 2e-2,
+                    f64: 1e-8,
+                }
+                .of(c.precision());
+                assert!(
+                    gmax > 0.0 && clipped > 0,
+                    "the case must exercise both clip regimes"
+                );
+                assert!(
+                    lerr < tol && err < tol,
+                    "{} {schedule:?}: loss {lerr:e}, ∂φ {err:e}",
+                    c.precision()
+                );
+                if schedule == Schedule::Fused {
+                    // K + 1 task evaluations (≤ 4 dispatches each for the quadratic), K + 1 steps, K reverse
+                    // steps; the vector path records ~77 per inner step
+                    assert!(tr.dispatches_per_step() <= 6 * steps + 5);
+                }
             }
-            let gmax = grad.iter().fold(0f64, |a, v| a.max(v.abs()));
-            let err = grad
-                .iter()
-                .zip(&res.dphi)
-                .fold(0f64, |a, (x, y)| a.max((x - y).abs()))
-                / gmax;
-            let lerr = (loss - res.meta_loss).abs() / loss.abs();
-            eprintln!(
-                "{} n={n}: meta-loss rel err {lerr:.1e}, ∂φ err/‖∂φ‖∞ {err:.1e} (‖∂φ‖∞ {gmax:.3e}), clipped steps {clipped}",
-                c.precision()
-            );
-            let tol = Tol {
-                f32: 2e-2,
-                f64: 1e-8,
-            }
-            .of(c.precision());
-            assert!(
-                gmax > 0.0 && clipped > 0,
-                "the case must exercise both clip regimes"
-            );
-            assert!(
-                lerr < tol && err < tol,
-                "{}: loss {lerr:e}, ∂φ {err:e}",
-                c.precision()
-            );
         }
     });
 }

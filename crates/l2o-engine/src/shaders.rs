@@ -182,7 +182,8 @@ pub static POLICY: ShaderFamily = ShaderFamily {
     name: "policy",
     body: concat!(
         include_str!("../../../shaders/policy.wgsl"),
-        include_str!("../../../shaders/policy_net.wgsl")
+        include_str!("../../../shaders/policy_net.wgsl"),
+        include_str!("../../../shaders/policy_adjoint.wgsl")
     ),
     layout: &[R, R, W, W],
     entries: &[

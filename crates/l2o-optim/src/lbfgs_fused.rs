@@ -15,7 +15,10 @@ use std::fmt::Write as _;
 use l2o_engine::shaders::{Layout, ShaderFamily};
 
 /// Above this n the fused path is not chosen by [`crate::Direction::Auto`]: one thread per problem walks all n
-/// coordinates three times per accepted round, which a multi-dispatch pass spreads over many threads.
+/// coordinates three times per accepted round, which a multi-dispatch pass spreads over many threads. (An accepted
+/// round runs ≈ 6.2·n + 2·m·(2m + 1) loop iterations per thread: within the 65,535 that the software adapter's JIT
+/// allows one invocation in all its loops together — `l2o_meta::policy::fused::SOFTWARE_LOOP_BUDGET` — up to
+/// n ≈ 10,000.)
 pub const MAX_N: usize = 4096;
 
 const R: Layout = Layout::Read;

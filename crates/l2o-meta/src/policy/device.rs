@@ -17,6 +17,7 @@ use l2o_engine::{Context, DBuf, Dispatch, ScalarOut, Scalars, Term, dot, gram, l
 use l2o_tasks::Task;
 
 use crate::policy::PolicyConfig;
+use crate::policy::fused::{self, Schedule};
 
 /// Values recorded per step (the `R_*` fields of `shaders/policy.wgsl`).
 const REC: usize = 24;
@@ -111,6 +112,9 @@ pub struct PolicyTrainer {
     /// f_b(x_k), [B][K+1]
     losses: DBuf,
     unroll: Vec<Dispatch>,
+    /// [`Schedule::Fused`]: every vector of every problem ([`crate::policy::fused`]); then the buffers of the
+    /// vector path above are placeholders of one element.
+    vecs: Option<DBuf>,
 }
 
 /// What one outer step returns.
@@ -127,12 +131,25 @@ pub struct PolicyStepResult {
 }
 
 impl PolicyTrainer {
+    /// A trainer with the schedule chosen by n ([`Schedule::Auto`]).
     pub fn new(
         ctx: &Context,
         cfg: &PolicyConfig,
         n: usize,
         batch: usize,
         weights: &[f64],
+    ) -> Result<Self> {
+        Self::with_schedule(ctx, cfg, n, batch, weights, Schedule::Auto)
+    }
+
+    /// A trainer running its outer steps by `schedule` (both compute the same meta-gradient).
+    pub fn with_schedule(
+        ctx: &Context,
+        cfg: &PolicyConfig,
+        n: usize,
+        batch: usize,
+        weights: &[f64],
+        schedule: Schedule,
     ) -> Result<Self> {
         cfg.validate()?;
         let steps = weights.len();
@@ -148,7 +165,37 @@ impl PolicyTrainer {
         let mut cst = vec![0.0, 0.0, 1e10, eps_c, cfg.tau_min, cfg.tau_max, cfg.eps];
         cst.push(cfg.nh as f64);
         cst.extend(vec![0.0; len]);
-        let kn = batch * steps * n;
+        let vl = fused::VecLayout::new(steps, m);
+        let vec_bytes = (batch * vl.nv * n * ctx.precision().size()) as u64;
+        let fits = vec_bytes <= ctx.limits.max_storage_buffer_binding_size
+            && vec_bytes <= ctx.limits.max_buffer_size;
+        let budget = fused::fits_loop_budget(ctx, n, m);
+        let fused = match schedule {
+            Schedule::Auto => n <= fused::MAX_N && fits && budget,
+            Schedule::Fused if !budget => bail!(
+                "the fused L-BFGS-π schedule needs ~{} loop iterations per thread for n = {n}, m = {m}, more than \
+                 the software adapter's {} (its JIT stops every loop beyond that): use the vector schedule \
+                 (Schedule::Vectors or Schedule::Auto)",
+                fused::loop_iterations(n, m),
+                fused::SOFTWARE_LOOP_BUDGET
+            ),
+            Schedule::Fused => true,
+            Schedule::Vectors => false,
+        };
+        let vecs = if fused {
+            Some(ctx.zeros(
+                "L-BFGS-π vectors (g, d, s, y, λs per step; work)",
+                batch * vl.nv * n,
+            )?)
+        } else {
+            None
+        };
+        // the vector path's buffers, placeholders when fused
+        let (kn, bn) = if fused {
+            (1, 1)
+        } else {
+            (batch * steps * n, batch * n)
+        };
         Ok(Self {
             cfg: *cfg,
             n,
@@ -161,25 +208,35 @@ impl PolicyTrainer {
             status: ctx.upload_u32("status", &vec![0; batch])?,
             scal: ctx.zeros("policy scalars", batch * cols.stride)?,
             x: ctx.zeros("x", batch * n)?,
-            g: ctx.zeros("g history", batch * (steps + 1) * n)?,
+            g: ctx.zeros("g history", if fused { 1 } else { batch * (steps + 1) * n })?,
             d: ctx.zeros("d history", kn)?,
             s: ctx.zeros("s history", kn)?,
             y: ctx.zeros("y history", kn)?,
-            v4: ctx.zeros("[d, g, s, y]", batch * 4 * n)?,
+            v4: ctx.zeros("[d, g, s, y]", 4 * bn)?,
             qh: (0..=m)
-                .map(|_| ctx.zeros("two-loop q", batch * n))
+                .map(|_| ctx.zeros("two-loop q", bn))
                 .collect::<Result<_>>()?,
-            r: ctx.zeros("two-loop r", batch * n)?,
+            r: ctx.zeros("two-loop r", bn)?,
             gnew: ctx.zeros("new gradient", batch * n)?,
-            lx: ctx.zeros("λx", batch * n)?,
-            ls: ctx.zeros("λS", batch * n)?,
-            ld: ctx.zeros("λd", batch * n)?,
-            lq: ctx.zeros("λq", batch * n)?,
+            lx: ctx.zeros("λx", bn)?,
+            ls: ctx.zeros("λS", bn)?,
+            ld: ctx.zeros("λd", bn)?,
+            lq: ctx.zeros("λq", bn)?,
             lsb: ctx.zeros("λs history", kn)?,
             dphi: ctx.zeros("∂φ per problem", batch * len)?,
             losses: ctx.zeros("unroll losses", batch * (steps + 1))?,
             unroll: vec![],
+            vecs,
         })
+    }
+
+    /// The schedule this trainer runs (never [`Schedule::Auto`]).
+    pub fn schedule(&self) -> Schedule {
+        if self.vecs.is_some() {
+            Schedule::Fused
+        } else {
+            Schedule::Vectors
+        }
     }
 
     fn lb(&self, ctx: &Context, entry: &'static str, slot: usize) -> Result<Dispatch> {
@@ -253,9 +310,44 @@ impl PolicyTrainer {
                 self.batch
             );
         }
-        let mut d = self.forward(ctx, task)?;
-        d.extend(self.reverse(ctx)?);
-        self.unroll = d;
+        self.unroll = if let Some(vecs) = &self.vecs {
+            let wg = if ctx.is_software() { 8 } else { 64 };
+            let defs = fused::defines(
+                self.cfg.m,
+                &self.weights,
+                self.batch,
+                self.cols.gfrom,
+                self.cols.rec0,
+                REC,
+                wg,
+            );
+            let bind = fused::FusedBindings {
+                cst: &self.cst,
+                scal: &self.scal,
+                status: &self.status,
+                pending: &self.pending,
+                x: &self.x,
+                gnew: &self.gnew,
+                vecs,
+                dphi: &self.dphi,
+                losses: &self.losses,
+            };
+            fused::record(
+                ctx,
+                task,
+                &bind,
+                self.n,
+                self.batch,
+                self.cols.stride,
+                &defs,
+                wg,
+                self.steps,
+            )?
+        } else {
+            let mut d = self.forward(ctx, task)?;
+            d.extend(self.reverse(ctx)?);
+            d
+        };
         ctx.write(&self.x, 0, &task.initial_point())
     }
 

@@ -52,6 +52,7 @@
 //! sweep reuses the engine's `dot`/`lincomb` kernels.
 
 pub mod device;
+pub mod fused;
 pub mod train;
 
 pub use l2o_optim::step_policy::*;
