@@ -483,6 +483,14 @@ impl Optimizer for Lbfgs {
             cst.extend(phi);
         }
         self.mode = self.schedule(n);
+        // the fused kernels bind 13 storage buffers: Auto falls back where a device allows fewer
+        let bindings = crate::lbfgs_fused::LBFGS_FUSED.layout.len() as u32;
+        if self.mode == Direction::Fused
+            && self.cfg.direction == Direction::Auto
+            && ctx.limits.max_storage_buffers_per_shader_stage < bindings
+        {
+            self.mode = Direction::TwoLoop;
+        }
         self.inserted = 0;
         self.direction.clear();
         self.fused_rounds.clear();
