@@ -127,7 +127,7 @@ fn bad_inputs_print_one_clear_line_and_fail() {
         ),
         (
             vec!["run", "--direction", "sideways", "--out", d],
-            "use two-loop or gram",
+            "use auto, fused, two-loop or gram",
         ),
         (
             vec!["run", "--dim", "20000", "--batch", "128", "--out", d],
