@@ -538,6 +538,28 @@ fn lbfgs_on_the_sphere_converges_without_nan() {
     });
 }
 
+/// `steps` iterations of L-BFGS with line search `ls` (the other settings default) on `task`.
+fn lbfgs_fixed(
+    c: &l2o::engine::Context,
+    task: &dyn Task,
+    ls: &str,
+    steps: usize,
+) -> (LbfgsConfig, l2o::optim::Trace) {
+    let cfg = LbfgsConfig {
+        line_search: LineSearch::parse(ls).unwrap(),
+        ..Default::default()
+    };
+    let t = run(
+        c,
+        task,
+        &mut Lbfgs::new(cfg),
+        &RunOptions::fixed(steps),
+        &mut |_| {},
+    )
+    .unwrap();
+    (cfg, t)
+}
+
 /// L-BFGS that runs out of precision says so (#24 part 4): `l2o run --task quadratic --optimizer lbfgs --steps
 /// 300` used to end with every problem "line search failed" although each had reached ‖Wθ − y‖² ≈ 1e-12 (f32) —
 /// the line search could not resolve the decrease it predicted. Now, for every line search that can fail, in f32
@@ -553,18 +575,7 @@ fn lbfgs_past_the_precision_floor_reports_converged() {
         let (n, b, steps) = (10, 16, 300);
         let task = Quadratic::sample(c, n, b, 1).unwrap();
         for ls in ["armijo", "wolfe"] {
-            let cfg = LbfgsConfig {
-                line_search: LineSearch::parse(ls).unwrap(),
-                ..Default::default()
-            };
-            let t = run(
-                c,
-                &task,
-                &mut Lbfgs::new(cfg),
-                &RunOptions::fixed(steps),
-                &mut |_| {},
-            )
-            .unwrap();
+            let (cfg, t) = lbfgs_fixed(c, &task, ls, steps);
             for p in 0..b {
                 let (f0, f) = (t.f[0][p], t.f[steps][p]);
                 // strong Wolfe may still be taking steps at the floor (its curvature test passes on rounding
@@ -633,18 +644,7 @@ fn lbfgs_with_a_wrong_gradient_reports_line_search_failed() {
         for ls in ["armijo", "wolfe"] {
             let problem = HostProblem::new("wrong gradient", n, b, fun.clone()).unwrap();
             let task = problem.task_at(c, x0.clone()).unwrap();
-            let cfg = LbfgsConfig {
-                line_search: LineSearch::parse(ls).unwrap(),
-                ..Default::default()
-            };
-            let t = run(
-                c,
-                &task,
-                &mut Lbfgs::new(cfg),
-                &RunOptions::fixed(5),
-                &mut |_| {},
-            )
-            .unwrap();
+            let (cfg, t) = lbfgs_fixed(c, &task, ls, 5);
             for p in 0..b {
                 assert_eq!(
                     t.status_of(p),

@@ -280,6 +280,27 @@ impl Lbfgs {
         self.cfg.direction == Direction::Gram && self.policy.is_none()
     }
 
+    /// The `Params` of shaders/lbfgs.wgsl: batch, stride, line search, max_ls, the ring slot, m, q0 (the policy's
+    /// Gram column, or the fused round's pair count) and n.
+    fn params(
+        &self,
+        ctx: &Context,
+        st: &State,
+        slot: usize,
+        q0: usize,
+    ) -> l2o_engine::wgpu::Buffer {
+        ctx.params(&[
+            st.batch as u32,
+            st.stride as u32,
+            self.cfg.line_search.method(),
+            self.cfg.max_ls as u32,
+            slot as u32,
+            self.cfg.m as u32,
+            q0 as u32,
+            st.n as u32,
+        ])
+    }
+
     fn fused_dispatch(
         &self,
         ctx: &Context,
@@ -290,16 +311,7 @@ impl Lbfgs {
     ) -> Result<Dispatch> {
         let b = self.bufs.as_ref().expect("init");
         let (vecs, gram, parked) = b.fused.as_ref().expect("fused");
-        let p = ctx.params(&[
-            st.batch as u32,
-            st.stride as u32,
-            self.cfg.line_search.method(),
-            self.cfg.max_ls as u32,
-            slot as u32,
-            self.cfg.m as u32,
-            count as u32,
-            st.n as u32,
-        ]);
+        let p = self.params(ctx, st, slot, count);
         let wg = if ctx.is_software() { 8 } else { 64 };
         ctx.dispatch_with(
             &crate::lbfgs_fused::LBFGS_FUSED,
@@ -332,16 +344,7 @@ impl Lbfgs {
         slot: usize,
     ) -> Result<Dispatch> {
         let b = self.bufs.as_ref().expect("init");
-        let p = ctx.params(&[
-            st.batch as u32,
-            st.stride as u32,
-            self.cfg.line_search.method(),
-            self.cfg.max_ls as u32,
-            slot as u32,
-            self.cfg.m as u32,
-            c::gram0(self.cfg.m) as u32,
-            st.n as u32,
-        ]);
+        let p = self.params(ctx, st, slot, c::gram0(self.cfg.m));
         ctx.dispatch(
             &LBFGS,
             entry,

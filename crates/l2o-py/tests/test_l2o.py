@@ -284,3 +284,35 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(block.replace("epochs=60", "epochs=2"), "README.md", "exec"), {})
     assert (tmp_path / "out/py/checkpoint.l2o").is_file()
+
+
+def test_lbfgs_past_convergence_says_why_it_stopped():
+    """#24 part 4 from Python: L-BFGS on ‖x‖² run far past convergence ends converged, never NaN, with scipy-style
+    messages; a least-squares problem run to the float32 floor ends converged at the working precision (not
+    "line_search_failed"), in every direction schedule, with the same f64 results for fused and two-loop."""
+    rng = np.random.default_rng(3)
+    X0 = rng.standard_normal((8, 50))
+    sphere = lambda X: ((X * X).sum(axis=1), 2.0 * X)  # noqa: E731
+    for ls in ["constant", "armijo", "wolfe"]:
+        r = l2o.minimize(sphere, X0, method="lbfgs", line_search=ls, steps=30, precision="f64")
+        assert r.status == ["converged"] * 8 and r.success
+        assert all(m.startswith("CONVERGENCE") for m in r.message)
+        assert np.all(np.isfinite(r.trace["f"]))
+    W = rng.standard_normal((10, 10))
+    y = rng.standard_normal(10)
+
+    def lsq(X):
+        R = X @ W.T - y
+        return (R * R).sum(axis=1), 2.0 * R @ W
+
+    runs = {}
+    for d in ["auto", "fused", "two-loop", "gram"]:
+        r = l2o.minimize(lsq, np.zeros((4, 10)), method="lbfgs", steps=300, direction=d, precision="f32")
+        assert "line_search_failed" not in r.status, (d, r.message)
+        assert r.success and set(r.status) <= {"converged", "running"}
+        assert any("WORKING PRECISION" in m for m in r.message), (d, r.message)
+        runs[d] = l2o.minimize(lsq, np.zeros((4, 10)), method="lbfgs", steps=8, direction=d, precision="f64")
+    # the same algorithm, rounded differently (tests/vector_free.rs: <= 1e-6 relative over 25 steps)
+    np.testing.assert_allclose(runs["fused"].trace["f"], runs["two-loop"].trace["f"], rtol=1e-6, atol=1e-10)
+    with pytest.raises(ValueError, match="unknown L-BFGS direction"):
+        l2o.minimize(lsq, np.zeros((1, 10)), method="lbfgs", direction="sideways")
