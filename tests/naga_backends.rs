@@ -78,6 +78,30 @@ fn jobs() -> Vec<Job> {
         }
     }
 
+    // fused L-BFGS (one dispatch per line-search round) and fused L-BFGS-π meta-training, over their histories,
+    // workgroup sizes and step counts
+    for m in [1, 2, 5, 10] {
+        for wg in [8, 64] {
+            add(
+                &l2o::optim::lbfgs_fused::LBFGS_FUSED,
+                format!("m = {m}, wg = {wg}"),
+                l2o::optim::lbfgs_fused::defines(m, wg),
+                l2o::optim::lbfgs_fused::LBFGS_FUSED.entries,
+                BOTH,
+            );
+        }
+    }
+    for (m, k) in [(1, 1), (5, 50), (10, 8)] {
+        let stride = l2o::engine::lbfgs_cols::stride(k);
+        add(
+            &l2o::meta::policy::fused::POLICY_FUSED,
+            format!("m = {m}, K = {k}"),
+            l2o::meta::policy::fused::defines(m, &vec![1.0; k], 4, stride, stride + 1, 24, 8),
+            l2o::meta::policy::fused::POLICY_FUSED.entries,
+            BOTH,
+        );
+    }
+
     // the Hilbert LSTM for both cells, every memory and a range of widths
     for cell in [1, 2] {
         for m in 1..=12 {

@@ -235,3 +235,64 @@ fn lbfgs_on_gram_entries_follows_the_two_loop() {
         }
     });
 }
+
+/// #24's dispatch target: with a constant step an L-BFGS iteration is the task's evaluation plus at most 3
+/// dispatches (the fused round, the driver's status update and its trace record), whatever m — it was 2 + 6m
+/// for the direction alone on the two-loop path. Counted by the context over 10 extra iterations.
+#[test]
+fn a_constant_step_iteration_is_the_task_plus_three_dispatches() {
+    use l2o::engine::ScalarOut;
+    use l2o::optim::{Direction, Lbfgs, LbfgsConfig, LineSearch, RunOptions, run};
+    use l2o::tasks::{Rosenbrock, Task};
+    if std::env::var("L2O_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        return;
+    }
+    l2o::testing::each_precision(|c| {
+        let (n, b) = (20, 8);
+        let task = Rosenbrock::sample(c, n, b, 1).unwrap();
+        let theta = c.upload("theta", &task.initial_point()).unwrap();
+        let (g, f) = (c.zeros("g", n * b).unwrap(), c.zeros("f", b).unwrap());
+        let eval = task
+            .loss_and_grad(
+                c,
+                theta.view(n),
+                g.view(n),
+                ScalarOut {
+                    buf: &f,
+                    stride: 1,
+                    col: 0,
+                },
+            )
+            .unwrap();
+        let d0 = c.dispatches();
+        c.submit(&eval).unwrap();
+        let task_dispatches = c.dispatches() - d0;
+        for m in [1, 5, 10] {
+            let count = |steps| {
+                let cfg = LbfgsConfig {
+                    m,
+                    line_search: LineSearch::Constant,
+                    direction: Direction::Auto,
+                    ..LbfgsConfig::default()
+                };
+                let d0 = c.dispatches();
+                run(
+                    c,
+                    &task,
+                    &mut Lbfgs::new(cfg),
+                    &RunOptions::fixed(steps),
+                    &mut |_| {},
+                )
+                .unwrap();
+                c.dispatches() - d0
+            };
+            let per_iteration = (count(20) - count(10)) as f64 / 10.0;
+            let own = per_iteration - task_dispatches as f64;
+            eprintln!(
+                "{} m = {m}: {per_iteration} dispatches per iteration, {task_dispatches} of them the task's",
+                c.precision()
+            );
+            assert!(own <= 3.0, "m = {m}: {own} dispatches besides the task");
+        }
+    });
+}

@@ -118,7 +118,7 @@ impl VecLayout {
 
 /// The WGSL constants of one trainer: history m, K steps, the vector layout, the scalar columns (GRAM0, GFROM,
 /// REC0, REC), the weights w_k/B and the workgroup size.
-pub(crate) fn defines(
+pub fn defines(
     m: usize,
     weights: &[f64],
     batch: usize,
