@@ -8,7 +8,7 @@
 //     G[s_a][l] = ⟨v_{s_a}, v_l⟩ for every l < K, and the mirror G[l][s_a] where l is not itself a new slot
 //   (that row writes it), so each entry is written once. One pass over the vectors, each read once, R·K sums per
 //   thread: for small n one thread per problem sums in coordinate order and writes G (rows_small); above,
-//   rows_lanes (below) writes one partial per lane, partial[(b·chunks + c)·R·K + q], and rows_finish adds
+//   rows_lanes (shaders/basis_rows.wgsl) writes one partial per lane, partial[(b·chunks + c)·R·K + q], and rows_finish adds
 //   them in order. No barriers, no atomics: deterministic.
 // combine: out[out_off + b·out_stride + i] ← [out…] + Σ_j coef[coef_off + b·coef_stride + j] · v_j[i]
 //   (the sum over j in order; flag ACCUM keeps the current value). With flag OUT_RING the output is the ring's
@@ -91,49 +91,8 @@ fn rows_small(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var q = 0u; q < RK; q = q + 1u) { write_gram(b, q, acc[q]); }
 }
 
-// rows_lanes (n > 256): the same sums, split the way the blocked Gram of reduce.wgsl splits its pairs: workgroups
-// of 8 threads, workgroup w covering coordinates [w·8·SEG, (w+1)·8·SEG), lane l taking the four coordinates
-// 4l … 4l + 3, then 4l + 32 …, so the 8 lanes of one load read 32 neighbouring coordinates of a vector; thread
-// c = w·8 + l keeps R·K sums of vec4 products and writes them as partial c; rows_finish adds the 8·⌈n / 8·SEG⌉
-// partials in order.
-const SEG: u32 = 1024u;
-
-// Coordinates i … i + 3 of the vector at element offset o, zero past n.
-fn load4(o: u32, i: u32) -> vec4<Real> {
-    var r = vec4<Real>(0.0);
-    if (i < p.n) { r.x = vecs[o + i]; }
-    if (i + 1u < p.n) { r.y = vecs[o + i + 1u]; }
-    if (i + 2u < p.n) { r.z = vecs[o + i + 2u]; }
-    if (i + 3u < p.n) { r.w = vecs[o + i + 3u]; }
-    return r;
-}
-
-@compute @workgroup_size(8)
-fn rows_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
-              @builtin(workgroup_id) wid: vec3<u32>) {
-    p = pb;
-    let c = gid.x;
-    let b = gid.y;
-    if (c >= p.chunks || b >= p.batch || frozen(b)) { return; }
-    let n = p.n;
-    let v0 = b * p.v_stride;
-    var so: array<u32, R>;
-    for (var a = 0u; a < R; a = a + 1u) { so[a] = v0 + slot(a) * n; }
-    var acc: array<Real, RK>;
-    for (var q = 0u; q < RK; q = q + 1u) { acc[q] = 0.0; }
-    let w0 = wid.x * 8u * SEG;
-    let hi = min(w0 + 8u * SEG, n);
-    for (var i = w0 + 4u * lid3.x; i < hi; i = i + 32u) {
-        var nv: array<vec4<Real>, R>;
-        for (var a = 0u; a < R; a = a + 1u) { nv[a] = load4(so[a], i); }
-        for (var l = 0u; l < K; l = l + 1u) {
-            let x = load4(v0 + l * n, i);
-            for (var a = 0u; a < R; a = a + 1u) { acc[a * K + l] = acc[a * K + l] + dot(nv[a], x); }
-        }
-    }
-    let o = (b * p.chunks + c) * RK;
-    for (var q = 0u; q < RK; q = q + 1u) { partial[o + q] = acc[q]; }
-}
+// rows_lanes (n > 256) is family `basis_rows` (shaders/basis_rows.wgsl): the same sums per lane, written as
+// partials; rows_finish adds them in order.
 
 @compute @workgroup_size(64)
 fn rows_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -146,23 +105,29 @@ fn rows_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     write_gram(b, q, s);
 }
 
+// combine: thread t of problem b handles the coordinates t, t + T, t + 2T, … (T threads in all, so the lanes of
+// one load read neighbouring coordinates) through `comb(b, t, T)`, which the launcher generates per K with the K
+// coefficients read once per thread (the default defines hold a loop form with the same sums in the same order).
 @compute @workgroup_size(256)
-fn combine(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     p = pb;
-    let i = gid.x;
     let b = gid.y;
-    if (i >= p.n || b >= p.batch || frozen(b)) { return; }
-    let v0 = b * p.v_stride;
-    let c0 = p.coef_off + b * p.coef_stride;
-    var s: Real = 0.0;
-    for (var j = 0u; j < K; j = j + 1u) { s = s + coef[c0 + j] * vecs[v0 + j * p.n + i]; }
+    if (b >= p.batch || frozen(b)) { return; }
+    comb(b, gid.x, nwg.x * 256u);
+}
+
+// Write coordinate i of problem b's output: s, or the current value + s (ACCUM); into the ring's slot out_off
+// (OUT_RING) or the output buffer.
+fn put(b: u32, i: u32, s: Real) {
     if ((p.flags & OUT_RING) != 0u) {
-        let o = v0 + p.out_off * p.n + i;
-        if ((p.flags & ACCUM) != 0u) { s = vecs[o] + s; }
-        vecs[o] = s;
+        let o = b * p.v_stride + p.out_off * p.n + i;
+        var v = s;
+        if ((p.flags & ACCUM) != 0u) { v = vecs[o] + s; }
+        vecs[o] = v;
     } else {
         let o = p.out_off + b * p.out_stride + i;
-        if ((p.flags & ACCUM) != 0u) { s = out[o] + s; }
-        out[o] = s;
+        var v = s;
+        if ((p.flags & ACCUM) != 0u) { v = out[o] + s; }
+        out[o] = v;
     }
 }

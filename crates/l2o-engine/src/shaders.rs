@@ -118,8 +118,42 @@ pub static BASIS: ShaderFamily = ShaderFamily {
     name: "basis",
     body: include_str!("../../../shaders/basis.wgsl"),
     layout: &[R, W, W, W, W, W, R],
-    entries: &["rows_small", "rows_lanes", "rows_finish", "combine"],
-    default_defines: "const K: u32 = 11u; const R: u32 = 3u;",
+    entries: &["rows_small", "rows_finish", "combine"],
+    default_defines: "const K: u32 = 11u; const R: u32 = 3u;
+fn comb(b: u32, first: u32, step: u32) {
+    let v0 = b * p.v_stride;
+    let c0 = p.coef_off + b * p.coef_stride;
+    for (var i = first; i < p.n; i = i + step) {
+        var s: Real = 0.0;
+        for (var j = 0u; j < K; j = j + 1u) { s = s + coef[c0 + j] * vecs[v0 + j * p.n + i]; }
+        put(b, i, s);
+    }
+}",
+};
+
+/// The Gram rows of a [`BASIS`] ring for n > `kernels::basis::CH` (`shaders/basis_rows.wgsl`): vectors read-only
+/// (once as Real, once as vec4), the per-lane partials, the status. The launcher generates `lanes` per (K, R)
+/// (`kernels::basis::lanes_source`); the default defines are a loop form of the same sums.
+pub static BASIS_ROWS: ShaderFamily = ShaderFamily {
+    name: "basis_rows",
+    body: include_str!("../../../shaders/basis_rows.wgsl"),
+    layout: &[R, R, R, W, R],
+    entries: &["rows_lanes"],
+    default_defines: "const K: u32 = 11u; const R: u32 = 3u;
+fn lanes(b: u32, c: u32, lo: u32, hi: u32, mid: u32) {
+    let n = p.n;
+    let v0 = b * p.v_stride;
+    var acc: array<Real, RK>;
+    for (var i = lo; i < hi; i = i + 32u) {
+        for (var l = 0u; l < K; l = l + 1u) {
+            let x = load4(v0 + l * n, i);
+            for (var a = 0u; a < R; a = a + 1u) {
+                acc[a * K + l] = acc[a * K + l] + dot(load4(v0 + slot(a) * n, i), x);
+            }
+        }
+    }
+    for (var q = 0u; q < RK; q = q + 1u) { partial[(b * p.chunks + c) * RK + q] = acc[q]; }
+}",
 };
 
 /// The L-BFGS two-loop recursion on the Gram entries of a [`BASIS`] ring (`shaders/lbfgs_gram.wgsl`; launcher
@@ -237,6 +271,7 @@ pub fn engine_families() -> Vec<&'static ShaderFamily> {
         &LINCOMB,
         &HILBERT,
         &BASIS,
+        &BASIS_ROWS,
         &LBFGS_GRAM,
         &MAPS,
         &STATUS,

@@ -18,7 +18,7 @@ use anyhow::{Result, bail};
 use crate::buffer::{DBuf, Dispatch, View, grid_x};
 use crate::context::Context;
 use crate::kernels::hilbert::Coefs;
-use crate::shaders::BASIS;
+use crate::shaders::{BASIS, BASIS_ROWS};
 
 /// Up to this n the Gram pass is one thread per problem summing in coordinate order (one dispatch); above it
 /// workgroups of 8 lanes each sum interleaved coordinates over segments of 8·[`SEG`] (`rows_lanes`), and a
@@ -34,6 +34,75 @@ pub const MAX_R: usize = 4;
 const ACCUM: u32 = 1;
 const USE_STATUS: u32 = 2;
 const OUT_RING: u32 = 4;
+
+/// The constants of the `basis` family for K vectors and R new rows, and its generated `comb(b, first, step)`:
+/// Σ_j c_j v_j at coordinates first, first + step, … with the K coefficients read once (j ascending, as the
+/// loop form in the default defines).
+fn defines(k: usize, r: usize) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!(
+        "const K: u32 = {k}u; const R: u32 = {r}u;\nfn comb(b: u32, first: u32, step: u32) {{\n    let n = p.n;\n\
+         \x20   let v0 = b * p.v_stride;\n    let c0 = p.coef_off + b * p.coef_stride;\n"
+    );
+    for j in 0..k {
+        let _ = writeln!(s, "    let k{j} = coef[c0 + {j}u];\n    let o{j} = v0 + {j}u * n;");
+    }
+    s += "    for (var i = first; i < n; i = i + step) {\n        var s: Real = 0.0;\n";
+    for j in 0..k {
+        let _ = writeln!(s, "        s = s + k{j} * vecs[o{j} + i];");
+    }
+    s += "        put(b, i, s);\n    }\n}\n";
+    s
+}
+
+/// Coordinates per thread of `combine` (its grid: n / (256·COMBINE_PER_THREAD) workgroups per problem).
+const COMBINE_PER_THREAD: usize = 16;
+
+/// The `basis_rows` constants and its generated `lanes(b, c, lo, hi, mid)` for K vectors and R new rows: one
+/// named accumulator per output (so the software adapter keeps them in registers), the R new vectors and each
+/// basis vector loaded once per coordinate block — as vec4s on [lo, mid) (aligned), through `load4` on [mid, hi)
+/// — and the sums in the order of the loop form (coordinates ascending per lane).
+pub fn lanes_source(k: usize, r: usize) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!("const K: u32 = {k}u; const R: u32 = {r}u;");
+    s += "\nfn lanes(b: u32, c: u32, lo: u32, hi: u32, mid: u32) {\n    let n = p.n;\n    let v0 = b * p.v_stride;\n";
+    for a in 0..r {
+        let _ = writeln!(s, "    let s{a} = v0 + slot({a}u) * n;");
+    }
+    for l in 0..k {
+        let _ = writeln!(s, "    let o{l} = v0 + {l}u * n;");
+    }
+    for a in 0..r {
+        for l in 0..k {
+            let _ = writeln!(s, "    var a{a}_{l}: Real = 0.0;");
+        }
+    }
+    for (range, load) in [("lo; i < mid", "vec4"), ("mid; i < hi", "load4")] {
+        let _ = writeln!(s, "    for (var i = {range}; i = i + 32u) {{");
+        let ld = |o: &str| match load {
+            "vec4" => format!("vecs4[({o} + i) / 4u]"),
+            _ => format!("load4({o}, i)"),
+        };
+        for a in 0..r {
+            let _ = writeln!(s, "        let n{a} = {};", ld(&format!("s{a}")));
+        }
+        for l in 0..k {
+            let _ = writeln!(s, "        let x{l} = {};", ld(&format!("o{l}")));
+            for a in 0..r {
+                let _ = writeln!(s, "        a{a}_{l} = a{a}_{l} + dot(n{a}, x{l});");
+            }
+        }
+        s += "    }\n";
+    }
+    s += "    let o = (b * p.chunks + c) * RK;\n";
+    for a in 0..r {
+        for l in 0..k {
+            let _ = writeln!(s, "    partial[o + {}u] = a{a}_{l};", a * k + l);
+        }
+    }
+    s += "}\n";
+    s
+}
 
 /// Partial sums per output of the Gram pass over n coordinates: 1 (n ≤ [`CH`]), else one per lane of
 /// `rows_lanes` (8 per segment of 8·[`SEG`] coordinates).
@@ -102,7 +171,7 @@ impl BasisRing {
     }
 
     fn defines(&self, r: usize) -> String {
-        format!("const K: u32 = {}u; const R: u32 = {r}u;", self.k)
+        defines(self.k, r)
     }
 
     fn params(
@@ -132,7 +201,8 @@ impl BasisRing {
             u(coef_stride),
             u(out.0),
             u(out.1),
-            0,
+            // rows_lanes reads whole vec4s when every vector offset is a multiple of 4
+            u32::from(self.n % 4 == 0),
         ])
     }
 
@@ -186,10 +256,10 @@ impl BasisRing {
                 )?);
             } else {
                 d.push(ctx.dispatch_with(
-                    &BASIS,
+                    &BASIS_ROWS,
                     "rows_lanes",
-                    &defines,
-                    &binds,
+                    &lanes_source(self.k, r),
+                    &[&params, &self.vecs.buf, &self.vecs.buf, &self.partial.buf, &st.buf],
                     [grid_x(chunks / 8), self.batch as u32, 1],
                 )?);
                 d.push(ctx.dispatch_with(
@@ -270,7 +340,7 @@ impl BasisRing {
                 &out_buf.buf,
                 &st.buf,
             ],
-            [n.div_ceil(256) as u32, b as u32, 1],
+            [grid_x(n.div_ceil(256 * COMBINE_PER_THREAD)), b as u32, 1],
         )
     }
 }
