@@ -296,3 +296,54 @@ fn a_constant_step_iteration_is_the_task_plus_three_dispatches() {
         }
     });
 }
+
+/// `Direction::Auto` runs the fused kernels up to `lbfgs_fused::AUTO_MAX_N` and the Gram direction above (the
+/// measured crossover): at n = 5000 it follows the two-loop path — f64: the same losses to 1e-8 over 8 strong-Wolfe
+/// steps and the same evaluation counts; f32: the first 3 steps to 1e-4.
+#[test]
+fn auto_takes_the_gram_direction_above_the_fused_range() {
+    use l2o::optim::lbfgs_fused::AUTO_MAX_N;
+    use l2o::optim::{Direction, Lbfgs, LbfgsConfig, RunOptions, run};
+    use l2o::tasks::Rosenbrock;
+    if std::env::var("L2O_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        return;
+    }
+    let auto = Lbfgs::new(LbfgsConfig::default());
+    assert_eq!(auto.schedule(AUTO_MAX_N), Direction::Fused);
+    assert_eq!(auto.schedule(AUTO_MAX_N + 1), Direction::Gram);
+    l2o::testing::each_precision(|c| {
+        let (n, steps) = (5000, 8);
+        let task = Rosenbrock::sample(c, n, 2, 3).unwrap();
+        let go = |direction| {
+            let cfg = LbfgsConfig {
+                direction,
+                ..LbfgsConfig::default()
+            };
+            run(
+                c,
+                &task,
+                &mut Lbfgs::new(cfg),
+                &RunOptions::fixed(steps),
+                &mut |_| {},
+            )
+            .unwrap()
+        };
+        let (a, t) = (go(Direction::Auto), go(Direction::TwoLoop));
+        let f64p = c.precision() == l2o::engine::Precision::F64;
+        let upto = if f64p { steps } else { 3 };
+        for k in 0..=upto {
+            for p in 0..2 {
+                let (x, y) = (a.f[k][p], t.f[k][p]);
+                let d = (x - y).abs() / x.abs().max(y.abs()).max(1e-30);
+                assert!(
+                    d <= if f64p { 1e-8 } else { 1e-4 },
+                    "{}: step {k}, problem {p}: {x} vs {y}",
+                    c.precision()
+                );
+            }
+        }
+        if f64p {
+            assert_eq!(a.final_evaluations, t.final_evaluations);
+        }
+    });
+}

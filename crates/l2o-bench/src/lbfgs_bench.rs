@@ -42,7 +42,12 @@ pub fn run_lbfgs_bench(
         for &batch in batches {
             let task = make_task(ctx, task_name, n, batch, 1)?;
             let mut cpu_s = None;
-            for direction in [Direction::TwoLoop, Direction::Gram, Direction::Fused] {
+            let mut directions = vec![Direction::TwoLoop, Direction::Gram];
+            // the fused kernels walk n in one thread: not where the adapter's loop budget forbids it
+            if l2o_optim::lbfgs_fused::fits_loop_budget(ctx, n, 5) {
+                directions.push(Direction::Fused);
+            }
+            for direction in directions {
                 let cfg = LbfgsConfig {
                     m: 5,
                     line_search: LineSearch::wolfe(),

@@ -134,7 +134,7 @@ enum Cmd {
         /// L-BFGS history m
         #[arg(long, default_value_t = 5)]
         history: usize,
-        /// L-BFGS schedule: auto (fused for n ≤ 4096, else two-loop), fused (a whole line-search round in one
+        /// L-BFGS schedule: auto (fused for n ≤ 2048, else gram), fused (a whole line-search round in one
         /// dispatch, one thread per problem), two-loop (the recursion on the vectors) or gram (the same
         /// recursion on the Gram entries of [s, y, g]: 2 dispatches for the direction whatever m); all run the
         /// same algorithm

@@ -511,6 +511,14 @@ impl Context {
         is_software(&self.info)
     }
 
+    /// The most loop iterations one invocation may run, all its loops together, where the adapter has such a
+    /// limit: Mesa's software JIT (gallivm: llvmpipe, lavapipe) silently stops every loop of an invocation after
+    /// LP_MAX_TGSI_LOOP_ITERATIONS = 65,535 ("shared between every loop in a shader"). Kernels in which one
+    /// thread walks long loops (the fused L-BFGS and L-BFGS-π kernels) size themselves by it. `None`: no limit.
+    pub fn loop_budget(&self) -> Option<usize> {
+        self.is_software().then_some(65_535)
+    }
+
     /// A one-line description: "llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu]".
     pub fn describe(&self) -> String {
         format!(

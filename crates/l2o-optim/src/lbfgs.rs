@@ -89,7 +89,8 @@ impl LineSearch {
 /// algorithm; they differ in dispatches and rounding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Direction {
-    /// [`Direction::Fused`] for n ≤ [`crate::lbfgs_fused::MAX_N`], else [`Direction::TwoLoop`].
+    /// [`Direction::Fused`] for n ≤ [`crate::lbfgs_fused::AUTO_MAX_N`] (where the adapter can run it), else
+    /// [`Direction::Gram`].
     #[default]
     Auto,
     /// The whole line-search round in one dispatch, one thread per problem, the direction from Gram entries
@@ -239,12 +240,12 @@ impl Lbfgs {
     }
 
     /// The schedule for n coordinates: L-BFGS-π keeps the two-loop on vectors; [`Direction::Auto`] is fused up
-    /// to [`crate::lbfgs_fused::MAX_N`].
+    /// to [`crate::lbfgs_fused::AUTO_MAX_N`], the Gram direction above.
     pub fn schedule(&self, n: usize) -> Direction {
         match (self.policy.is_some(), self.cfg.direction) {
             (true, _) => Direction::TwoLoop,
-            (false, Direction::Auto) if n <= crate::lbfgs_fused::MAX_N => Direction::Fused,
-            (false, Direction::Auto) => Direction::TwoLoop,
+            (false, Direction::Auto) if n <= crate::lbfgs_fused::AUTO_MAX_N => Direction::Fused,
+            (false, Direction::Auto) => Direction::Gram,
             (false, d) => d,
         }
     }
@@ -277,7 +278,7 @@ impl Lbfgs {
     /// Whether the direction runs on Gram entries by separate dispatches (L-BFGS-π keeps the two-loop on vectors
     /// for now).
     fn gram(&self) -> bool {
-        self.cfg.direction == Direction::Gram && self.policy.is_none()
+        self.mode == Direction::Gram
     }
 
     /// The `Params` of shaders/lbfgs.wgsl: batch, stride, line search, max_ls, the ring slot, m, q0 (the policy's
@@ -449,7 +450,7 @@ impl Optimizer for Lbfgs {
     fn name(&self) -> String {
         match self.policy {
             Some(_) => format!("lbfgs-π(m={})", self.cfg.m),
-            None if self.gram() => format!(
+            None if self.cfg.direction == Direction::Gram => format!(
                 "lbfgs(m={},{},gram)",
                 self.cfg.m,
                 self.cfg.line_search.name()
@@ -458,8 +459,11 @@ impl Optimizer for Lbfgs {
         }
     }
     fn scalar_columns(&self) -> usize {
-        // Direction::Gram: the K = 2m + 1 coefficients of d and gᵀd after the L-BFGS columns
-        c::stride(self.cfg.m) + if self.gram() { 2 * self.cfg.m + 2 } else { 0 }
+        // Direction::Gram (chosen or, for Auto, possibly chosen at init by n): the K = 2m + 1 coefficients of d
+        // and gᵀd after the L-BFGS columns
+        let gram = self.policy.is_none()
+            && matches!(self.cfg.direction, Direction::Gram | Direction::Auto);
+        c::stride(self.cfg.m) + if gram { 2 * self.cfg.m + 2 } else { 0 }
     }
     fn initial_scalars(&self) -> Vec<(usize, f64)> {
         vec![(c::GAMMA, 1.0)]
@@ -486,13 +490,24 @@ impl Optimizer for Lbfgs {
             cst.extend(phi);
         }
         self.mode = self.schedule(n);
-        // the fused kernels bind 13 storage buffers: Auto falls back where a device allows fewer
+        // the fused kernels bind 13 storage buffers and walk n in one thread: Auto falls back where a device
+        // allows fewer bindings or shorter loops; an explicit Fused there is an error
         let bindings = crate::lbfgs_fused::LBFGS_FUSED.layout.len() as u32;
-        if self.mode == Direction::Fused
-            && self.cfg.direction == Direction::Auto
-            && ctx.limits.max_storage_buffers_per_shader_stage < bindings
-        {
-            self.mode = Direction::TwoLoop;
+        let fits = ctx.limits.max_storage_buffers_per_shader_stage >= bindings
+            && crate::lbfgs_fused::fits_loop_budget(ctx, n, m);
+        if self.mode == Direction::Fused && !fits {
+            if self.cfg.direction == Direction::Auto {
+                self.mode = Direction::Gram;
+            } else {
+                anyhow::bail!(
+                    "the fused L-BFGS kernels cannot run n = {n}, m = {m} on this adapter (one thread walks ~{} \
+                     loop iterations per round, the software adapter stops at {}; or it allows fewer than {bindings} \
+                     storage buffers): use --direction auto, two-loop or gram",
+                    crate::lbfgs_fused::loop_iterations(n, m),
+                    ctx.loop_budget()
+                        .map_or("no limit".to_string(), |b| b.to_string())
+                );
+            }
         }
         self.inserted = 0;
         self.direction.clear();

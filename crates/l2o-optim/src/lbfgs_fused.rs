@@ -14,12 +14,26 @@ use std::fmt::Write as _;
 
 use l2o_engine::shaders::{Layout, ShaderFamily};
 
-/// Above this n the fused path is not chosen by [`crate::Direction::Auto`]: one thread per problem walks all n
-/// coordinates three times per accepted round, which a multi-dispatch pass spreads over many threads. (An accepted
-/// round runs ≈ 6.2·n + 2·m·(2m + 1) loop iterations per thread: within the 65,535 that the software adapter's JIT
-/// allows one invocation in all its loops together — `l2o_meta::policy::fused::SOFTWARE_LOOP_BUDGET` — up to
-/// n ≈ 10,000.)
-pub const MAX_N: usize = 4096;
+/// Above this n [`crate::Direction::Auto`] takes the Gram direction instead: one thread per problem walks all n
+/// coordinates ~6 times per accepted round, which the Gram pass and the combination spread over many threads.
+/// Measured (`l2o bench --lbfgs`, strong Wolfe, 200 iterations, software adapter): fused/Gram time 0.42 at
+/// n = 100 and 0.79 at n = 1000 (B = 16, f64), 1.01 at n = 1000 (B = 256, f64), 1.53 at n = 4096 (B = 16, f32).
+pub const AUTO_MAX_N: usize = 2048;
+
+/// Loop iterations one thread runs in an accepted round (the costliest): g_tᵀd, the update and the three blocked
+/// Gram rows, the combination (≈ 6.2·n), the two-loop on G (≈ 2·m·K) and a margin.
+pub fn loop_iterations(n: usize, m: usize) -> usize {
+    let k = 2 * m + 1;
+    (6.2 * n as f64).ceil() as usize + 2 * m * k + 2 * k + 1_000
+}
+
+/// Whether the fused kernels can run n coordinates with history m on this context: within
+/// [`Context::loop_budget`] (the software adapter stops every loop of an invocation beyond it, silently): up to
+/// n ≈ 10,000 there.
+pub fn fits_loop_budget(ctx: &l2o_engine::Context, n: usize, m: usize) -> bool {
+    ctx.loop_budget()
+        .is_none_or(|budget| loop_iterations(n, m) <= budget)
+}
 
 const R: Layout = Layout::Read;
 const W: Layout = Layout::ReadWrite;

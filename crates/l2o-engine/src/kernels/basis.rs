@@ -45,7 +45,10 @@ fn defines(k: usize, r: usize) -> String {
          \x20   let v0 = b * p.v_stride;\n    let c0 = p.coef_off + b * p.coef_stride;\n"
     );
     for j in 0..k {
-        let _ = writeln!(s, "    let k{j} = coef[c0 + {j}u];\n    let o{j} = v0 + {j}u * n;");
+        let _ = writeln!(
+            s,
+            "    let k{j} = coef[c0 + {j}u];\n    let o{j} = v0 + {j}u * n;"
+        );
     }
     s += "    for (var i = first; i < n; i = i + step) {\n        var s: Real = 0.0;\n";
     for j in 0..k {
@@ -259,7 +262,13 @@ impl BasisRing {
                     &BASIS_ROWS,
                     "rows_lanes",
                     &lanes_source(self.k, r),
-                    &[&params, &self.vecs.buf, &self.vecs.buf, &self.partial.buf, &st.buf],
+                    &[
+                        &params,
+                        &self.vecs.buf,
+                        &self.vecs.buf,
+                        &self.partial.buf,
+                        &st.buf,
+                    ],
                     [grid_x(chunks / 8), self.batch as u32, 1],
                 )?);
                 d.push(ctx.dispatch_with(

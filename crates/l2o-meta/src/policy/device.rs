@@ -177,7 +177,7 @@ impl PolicyTrainer {
                  the software adapter's {} (its JIT stops every loop beyond that): use the vector schedule \
                  (Schedule::Vectors or Schedule::Auto)",
                 fused::loop_iterations(n, m),
-                fused::SOFTWARE_LOOP_BUDGET
+                ctx.loop_budget().unwrap_or(usize::MAX)
             ),
             Schedule::Fused => true,
             Schedule::Vectors => false,

@@ -35,12 +35,6 @@ pub enum Schedule {
 /// per inner step.
 pub const MAX_N: usize = 4096;
 
-/// The most loop iterations one invocation may run on the software adapter: its JIT (gallivm, Mesa's llvmpipe
-/// and lavapipe) stops *every* loop of an invocation once all of them together have run
-/// LP_MAX_TGSI_LOOP_ITERATIONS = 65,535 iterations, silently (the results are simply wrong). Measured here: a
-/// reverse sweep as one loop over k went wrong from K·n ≈ 3,000 on (K = 12, n = 256).
-pub const SOFTWARE_LOOP_BUDGET: usize = 65_535;
-
 /// Loop iterations of the costlier of `pf_step` and `pf_reverse` for one problem (every pass over n counted, the
 /// blocked sums at n·(1 + 1/32)), with a margin for the scalar loops (policy network and its adjoint).
 pub fn loop_iterations(n: usize, m: usize) -> usize {
@@ -49,10 +43,12 @@ pub fn loop_iterations(n: usize, m: usize) -> usize {
     forward.max(reverse).ceil() as usize + 2_000
 }
 
-/// Whether the fused schedule can run n coordinates with history m on this context: always on a GPU, within
-/// [`SOFTWARE_LOOP_BUDGET`] on the software adapter.
+/// Whether the fused schedule can run n coordinates with history m on this context: within
+/// [`Context::loop_budget`] (the software adapter's 65,535 loop iterations per invocation; a reverse sweep
+/// written as one loop over k went silently wrong from K·n ≈ 3,000 on), always where there is none.
 pub fn fits_loop_budget(ctx: &Context, n: usize, m: usize) -> bool {
-    !ctx.is_software() || loop_iterations(n, m) <= SOFTWARE_LOOP_BUDGET
+    ctx.loop_budget()
+        .is_none_or(|budget| loop_iterations(n, m) <= budget)
 }
 
 const R: Layout = Layout::Read;
