@@ -18,16 +18,7 @@
 // With flag USE_STATUS, problems whose status is not 0 are left untouched by every entry point.
 // K (vectors) and R (new rows, 1 … 4) are compile-time constants (defines).
 
-struct Params {
-    n: u32, batch: u32, chunks: u32, flags: u32,
-    slot0: u32, slot1: u32, slot2: u32, slot3: u32,
-    v_stride: u32, g_off: u32, g_stride: u32, coef_off: u32,
-    coef_stride: u32, out_off: u32, out_stride: u32, pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> pb: Params;
-// private copy, as in every family (storage reads in loops are gathers on the software adapter)
-var<private> p: Params;
+// (Params, pb, p, slot, frozen: shaders/basis_common.wgsl, prepended.)
 @group(0) @binding(1) var<storage, read_write> vecs: array<Real>;
 @group(0) @binding(2) var<storage, read_write> gram: array<Real>;
 @group(0) @binding(3) var<storage, read_write> partial: array<Real>;
@@ -35,23 +26,8 @@ var<private> p: Params;
 @group(0) @binding(5) var<storage, read_write> out: array<Real>;
 @group(0) @binding(6) var<storage, read> status: array<u32>;
 
-const RK: u32 = R * K;
 const ACCUM: u32 = 1u;
-const USE_STATUS: u32 = 2u;
 const OUT_RING: u32 = 4u;
-
-fn slot(a: u32) -> u32 {
-    switch a {
-        case 0u: { return p.slot0; }
-        case 1u: { return p.slot1; }
-        case 2u: { return p.slot2; }
-        default: { return p.slot3; }
-    }
-}
-
-fn frozen(b: u32) -> bool {
-    return (p.flags & USE_STATUS) != 0u && status[b] != 0u;
-}
 
 // Write output q = a·K + l of problem b: the row entry, and its mirror unless l is a new slot.
 fn write_gram(b: u32, q: u32, v: Real) {

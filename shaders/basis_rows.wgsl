@@ -8,32 +8,13 @@
 // (K, R) (constant indices keep the R·K sums in registers on the software adapter); the default defines hold a
 // loop form for validation.
 
-struct Params {
-    n: u32, batch: u32, chunks: u32, flags: u32,
-    slot0: u32, slot1: u32, slot2: u32, slot3: u32,
-    v_stride: u32, g_off: u32, g_stride: u32, coef_off: u32,
-    coef_stride: u32, out_off: u32, out_stride: u32, pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> pb: Params;
-var<private> p: Params;
+// (Params, pb, p, slot, frozen: shaders/basis_common.wgsl, prepended.)
 @group(0) @binding(1) var<storage, read> vecs: array<Real>;
 @group(0) @binding(2) var<storage, read> vecs4: array<vec4<Real>>;
 @group(0) @binding(3) var<storage, read_write> partial: array<Real>;
 @group(0) @binding(4) var<storage, read> status: array<u32>;
 
-const RK: u32 = R * K;
-const USE_STATUS: u32 = 2u;
 const SEG: u32 = 1024u;
-
-fn slot(a: u32) -> u32 {
-    switch a {
-        case 0u: { return p.slot0; }
-        case 1u: { return p.slot1; }
-        case 2u: { return p.slot2; }
-        default: { return p.slot3; }
-    }
-}
 
 // Coordinates i … i + 3 of the vector at element offset o, zero past n.
 fn load4(o: u32, i: u32) -> vec4<Real> {
@@ -51,7 +32,7 @@ fn rows_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invo
     p = pb;
     let c = gid.x;
     let b = gid.y;
-    if (c >= p.chunks || b >= p.batch || ((p.flags & USE_STATUS) != 0u && status[b] != 0u)) { return; }
+    if (c >= p.chunks || b >= p.batch || frozen(b)) { return; }
     let w0 = wid.x * 8u * SEG;
     let lo = w0 + 4u * lid3.x;
     let hi = min(w0 + 8u * SEG, p.n);

@@ -116,7 +116,10 @@ pub static REDUCE: ShaderFamily = ShaderFamily {
 /// vectors of a per-problem basis in one pass, and one combination of the basis. K and R are per launch.
 pub static BASIS: ShaderFamily = ShaderFamily {
     name: "basis",
-    body: include_str!("../../../shaders/basis.wgsl"),
+    body: concat!(
+        include_str!("../../../shaders/basis_common.wgsl"),
+        include_str!("../../../shaders/basis.wgsl")
+    ),
     layout: &[R, W, W, W, W, W, R],
     entries: &["rows_small", "rows_finish", "combine"],
     default_defines: "const K: u32 = 11u; const R: u32 = 3u;
@@ -136,7 +139,10 @@ fn comb(b: u32, first: u32, step: u32) {
 /// (`kernels::basis::lanes_source`); the default defines are a loop form of the same sums.
 pub static BASIS_ROWS: ShaderFamily = ShaderFamily {
     name: "basis_rows",
-    body: include_str!("../../../shaders/basis_rows.wgsl"),
+    body: concat!(
+        include_str!("../../../shaders/basis_common.wgsl"),
+        include_str!("../../../shaders/basis_rows.wgsl")
+    ),
     layout: &[R, R, R, W, R],
     entries: &["rows_lanes"],
     default_defines: "const K: u32 = 11u; const R: u32 = 3u;
