@@ -109,8 +109,12 @@ pub fn lanes_source(k: usize, r: usize) -> String {
 
 /// Partial sums per output of the Gram pass over n coordinates: 1 (n ≤ [`CH`]), else one per lane of
 /// `rows_lanes` (8 per segment of 8·[`SEG`] coordinates).
-fn chunks_for(n: usize) -> usize {
-    if n <= CH { 1 } else { 8 * n.div_ceil(8 * SEG) }
+/// (rows_small also only while its one thread per problem stays well inside the software adapter's 65,535 loop
+/// iterations per invocation, [`Context::loop_budget`]: ≈ n·(R + K·(R + 1)) there, so not for n near 256 with K
+/// above ~45.)
+fn chunks_for(n: usize, k: usize) -> usize {
+    let small = n <= CH && n * (MAX_R + k * (MAX_R + 1)) <= 60_000;
+    if small { 1 } else { 8 * n.div_ceil(8 * SEG) }
 }
 
 /// Where [`BasisRing::combine`] writes: a slot of the ring itself, or a batched vector elsewhere
@@ -145,7 +149,7 @@ impl BasisRing {
         if batch > 65535 {
             bail!("basis ring: B = {batch} problems exceed one dispatch's 65535 workgroups");
         }
-        let chunks = chunks_for(n);
+        let chunks = chunks_for(n, k);
         Ok(Self {
             n,
             batch,
@@ -170,7 +174,7 @@ impl BasisRing {
     }
 
     fn chunks(&self) -> usize {
-        chunks_for(self.n)
+        chunks_for(self.n, self.k)
     }
 
     fn defines(&self, r: usize) -> String {
