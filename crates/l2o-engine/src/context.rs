@@ -519,6 +519,11 @@ impl Context {
         self.is_software().then_some(65_535)
     }
 
+    /// Whether an invocation running `iterations` loop iterations stays within [`Context::loop_budget`].
+    pub fn within_loop_budget(&self, iterations: usize) -> bool {
+        self.loop_budget().is_none_or(|budget| iterations <= budget)
+    }
+
     /// A one-line description: "llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu]".
     pub fn describe(&self) -> String {
         format!(

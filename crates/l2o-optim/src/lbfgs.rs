@@ -212,11 +212,11 @@ pub struct Lbfgs {
     gram_start: Vec<Dispatch>,
     /// The schedule chosen at `init` (never [`Direction::Auto`]).
     mode: Direction,
-    /// [`Direction::Fused`]: the task's evaluation at θ_t, the start kernel, and the round kernel per (slot of
-    /// the pair it inserts, pairs in use after it).
+    /// [`Direction::Fused`]: the task's evaluation at θ_t, the start kernel, and a round (that evaluation and
+    /// the round kernel) per (slot of the pair it inserts, pairs in use after it).
     task_eval: Vec<Dispatch>,
     fused_start: Vec<Dispatch>,
-    fused_rounds: HashMap<(usize, usize), Dispatch>,
+    fused_rounds: HashMap<(usize, usize), Vec<Dispatch>>,
 }
 
 impl Lbfgs {
@@ -275,8 +275,7 @@ impl Lbfgs {
         Ok(l)
     }
 
-    /// Whether the direction runs on Gram entries by separate dispatches (L-BFGS-π keeps the two-loop on vectors
-    /// for now).
+    /// Whether the direction runs on Gram entries by separate dispatches (the schedule `init` chose).
     fn gram(&self) -> bool {
         self.mode == Direction::Gram
     }
@@ -512,37 +511,19 @@ impl Optimizer for Lbfgs {
         self.inserted = 0;
         self.direction.clear();
         self.fused_rounds.clear();
-        if self.mode == Direction::Fused {
-            let k = 2 * m + 1;
-            self.bufs = Some(Bufs {
-                d: ctx.zeros("d", bt * n)?,
-                theta_t: ctx.zeros("theta_trial", bt * n)?,
-                grad_t: ctx.zeros("grad_trial", bt * n)?,
-                s: ctx.zeros("s history", 1)?,
-                y: ctx.zeros("y history", 1)?,
-                cst: ctx.upload("lbfgs consts", &cst)?,
-                pending: ctx.upload_u32("pending", &[0])?,
-                v4: None,
-                ring: None,
-                fused: Some((
-                    ctx.zeros("basis vectors", bt * k * n)?,
-                    ctx.zeros("basis Gram matrices", bt * k * k)?,
-                    ctx.upload_u32("accepted this iteration", &vec![0; bt])?,
-                )),
-            });
-            let bf = self.bufs.as_ref().expect("just set");
-            self.task_eval =
-                task.loss_and_grad(ctx, bf.theta_t.view(n), bf.grad_t.view(n), st.out(c::FT))?;
-            self.fused_start = vec![self.fused_dispatch(ctx, st, "fused_start", 0, 0)?];
-            return Ok(());
-        }
+        let k = 2 * m + 1;
+        // Direction::Gram and Direction::Fused keep s and y in a basis ring instead
+        let hist = if self.mode == Direction::TwoLoop {
+            bt * m * n
+        } else {
+            1
+        };
         self.bufs = Some(Bufs {
             d: ctx.zeros("d", bt * n)?,
             theta_t: ctx.zeros("theta_trial", bt * n)?,
             grad_t: ctx.zeros("grad_trial", bt * n)?,
-            // Direction::Gram keeps s and y in the basis ring instead
-            s: ctx.zeros("s history", if self.gram() { 1 } else { bt * m * n })?,
-            y: ctx.zeros("y history", if self.gram() { 1 } else { bt * m * n })?,
+            s: ctx.zeros("s history", hist)?,
+            y: ctx.zeros("y history", hist)?,
             cst: ctx.upload("lbfgs consts", &cst)?,
             pending: ctx.upload_u32("pending", &[0])?,
             v4: match self.policy {
@@ -551,15 +532,29 @@ impl Optimizer for Lbfgs {
             },
             ring: if self.gram() {
                 Some((
-                    l2o_engine::BasisRing::new(ctx, n, bt, 2 * m + 1)?,
+                    l2o_engine::BasisRing::new(ctx, n, bt, k)?,
                     ctx.upload("curvature eps", &[self.cfg.curvature_eps(ctx.precision())])?,
                 ))
             } else {
                 None
             },
-            fused: None,
+            fused: if self.mode == Direction::Fused {
+                Some((
+                    ctx.zeros("basis vectors", bt * k * n)?,
+                    ctx.zeros("basis Gram matrices", bt * k * k)?,
+                    ctx.upload_u32("accepted this iteration", &vec![0; bt])?,
+                ))
+            } else {
+                None
+            },
         });
         let bf = self.bufs.as_ref().expect("just set");
+        if self.mode == Direction::Fused {
+            self.task_eval =
+                task.loss_and_grad(ctx, bf.theta_t.view(n), bf.grad_t.view(n), st.out(c::FT))?;
+            self.fused_start = vec![self.fused_dispatch(ctx, st, "fused_start", 0, 0)?];
+            return Ok(());
+        }
         let sc = Scalars {
             scal: &st.scal,
             stride: st.stride,
@@ -741,26 +736,25 @@ impl Optimizer for Lbfgs {
             // the accepted pair goes to slot `inserted % m`; pairs in use after it: min(inserted + 1, m)
             let key = (self.inserted % m, (self.inserted + 1).min(m));
             if !self.fused_rounds.contains_key(&key) {
-                let d = self.fused_dispatch(ctx, st, "fused_round", key.0, key.1)?;
-                self.fused_rounds.insert(key, d);
+                let mut round = self.task_eval.clone();
+                round.push(self.fused_dispatch(ctx, st, "fused_round", key.0, key.1)?);
+                self.fused_rounds.insert(key, round);
             }
-            let mut round = self.task_eval.clone();
-            round.push(self.fused_rounds[&key].clone());
-            let mut first = if self.inserted == 0 {
-                self.fused_start.clone()
-            } else {
-                vec![]
-            };
-            first.extend(round.iter().cloned());
+            let round = &self.fused_rounds[&key];
             let bf = self.bufs.as_ref().expect("init");
             let parked = &bf.fused.as_ref().expect("fused").2;
-            ctx.submit_after_clear(&[&bf.pending, parked], &first)?;
+            if self.inserted == 0 {
+                let first: Vec<Dispatch> = self.fused_start.iter().chain(round).cloned().collect();
+                ctx.submit_after_clear(&[&bf.pending, parked], &first)?;
+            } else {
+                ctx.submit_after_clear(&[&bf.pending, parked], round)?;
+            }
             if self.cfg.line_search != LineSearch::Constant {
                 for _ in 0..self.cfg.max_ls + 1 {
                     if ctx.read_u32(&bf.pending)?[0] == 0 {
                         break;
                     }
-                    ctx.submit_after_clear(&[&bf.pending], &round)?;
+                    ctx.submit_after_clear(&[&bf.pending], round)?;
                 }
             }
             self.inserted += 1;

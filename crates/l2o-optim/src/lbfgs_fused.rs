@@ -31,8 +31,7 @@ pub fn loop_iterations(n: usize, m: usize) -> usize {
 /// [`Context::loop_budget`] (the software adapter stops every loop of an invocation beyond it, silently): up to
 /// n ≈ 10,000 there.
 pub fn fits_loop_budget(ctx: &l2o_engine::Context, n: usize, m: usize) -> bool {
-    ctx.loop_budget()
-        .is_none_or(|budget| loop_iterations(n, m) <= budget)
+    ctx.within_loop_budget(loop_iterations(n, m))
 }
 
 const R: Layout = Layout::Read;

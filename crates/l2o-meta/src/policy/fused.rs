@@ -47,8 +47,7 @@ pub fn loop_iterations(n: usize, m: usize) -> usize {
 /// [`Context::loop_budget`] (the software adapter's 65,535 loop iterations per invocation; a reverse sweep
 /// written as one loop over k went silently wrong from K·n ≈ 3,000 on), always where there is none.
 pub fn fits_loop_budget(ctx: &Context, n: usize, m: usize) -> bool {
-    ctx.loop_budget()
-        .is_none_or(|budget| loop_iterations(n, m) <= budget)
+    ctx.within_loop_budget(loop_iterations(n, m))
 }
 
 const R: Layout = Layout::Read;
