@@ -211,6 +211,53 @@ fn logistic_matches_oracle() {
     );
 }
 
+/// A mixture of families on the device against its oracle (its blocks write their own rows of the shared θ,
+/// ∇f and scalar views: the view arithmetic of `device_errors`), same tolerance as each family alone.
+#[test]
+fn mixture_matches_oracle() {
+    check_cases(
+        "mixture",
+        &[2, 10, 256],
+        |_, b| b < 3,
+        |ctx, n, b| {
+            let task = make_task(ctx, "quadratic-cond-rotated+rosenbrock+logistic", n, b, 9).unwrap();
+            let theta = randn(
+                &mut StdRng::seed_from_u64(n as u64 * 100 + b as u64),
+                n * b,
+                1.0 / (n as f64).sqrt(),
+            );
+            (task, theta)
+        },
+    );
+}
+
+/// Block i of a mixture is family i's own task with the block's size and `family_seed`: the same θ_0 and the
+/// same oracle, problem by problem; the batch splits as evenly as it can (7 = 3 + 2 + 2).
+#[test]
+fn mixture_blocks_are_their_families() {
+    use l2o::tasks::mixture::{block_sizes, family_seed};
+    let Some(ctx) = ctx(Precision::F32) else {
+        return;
+    };
+    let names = ["quadratic", "rosenbrock", "logistic"];
+    let mix = make_task(&ctx, &names.join("+"), 6, 7, 4).unwrap();
+    assert_eq!((mix.dim(), mix.batch()), (6, 7));
+    assert_eq!(mix.name(), names.join("+"));
+    assert_eq!(block_sizes(7, 3), vec![3, 2, 2]);
+    let x0 = mix.initial_point();
+    let mut b = 0;
+    for (i, (name, size)) in names.iter().zip(block_sizes(7, 3)).enumerate() {
+        let fam = make_task(&ctx, name, 6, size, family_seed(4, i)).unwrap();
+        assert_eq!(&x0[b * 6..(b + size) * 6], fam.initial_point().as_slice(), "{name}");
+        for j in 0..size {
+            assert_eq!(mix.initial_point_of(b + j), fam.initial_point_of(j));
+            let th: Vec<f64> = (0..6).map(|c| 0.3 * c as f64 - 0.5).collect();
+            assert_eq!(mix.oracle_loss_grad(b + j, &th), fam.oracle_loss_grad(j, &th), "{name} {j}");
+        }
+        b += size;
+    }
+}
+
 /// The recorded dispatches are replayable: write a new θ into the same buffer, submit the same dispatches
 /// again, and get the new loss and gradient.
 #[test]
@@ -393,6 +440,15 @@ fn bad_inputs_are_errors() {
         let e = err_text(make_task(&ctx, name, 4, 0, 0));
         assert!(e.contains(name) && e.contains("batch"), "{e}");
     }
+    // Mixtures: an empty family, fewer problems than families, families of different dimensions.
+    let e = err_text(make_task(&ctx, "quadratic+", 4, 2, 0));
+    assert!(e.contains("joined by '+'"), "{e}");
+    let e = err_text(make_task(&ctx, "quadratic+rosenbrock+logistic", 4, 2, 0));
+    assert!(e.contains("batch 2 < 3 families"), "{e}");
+    let e = err_text(make_task(&ctx, "quadratic+rosenbrock", 5, 2, 0));
+    assert!(e.contains("rosenbrock") && e.contains("even"), "{e}");
+    let e = err_text(make_task(&ctx, "quadratic+nonsense", 4, 2, 0));
+    assert!(e.contains("unknown task \"nonsense\""), "{e}");
     // 20000² × 128 × 4 B = 204.8 GB: refused before anything is allocated, naming the task and shape.
     let e = err_text(Quadratic::sample(&ctx, 20000, 128, 0));
     assert!(

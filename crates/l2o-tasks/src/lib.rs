@@ -11,6 +11,8 @@
 //!   prescribed condition number, axis-aligned or rotated ([`Quadratic::conditioned`]);
 //! - [`Rosenbrock`]: the extended Rosenbrock function, n even;
 //! - [`Logistic`]: ℓ2-regularised binary logistic regression on a synthetic data set per problem;
+//! - [`Mixture`]: families joined by `+` (`quadratic-cond-rotated+rosenbrock+logistic`), the batch split into
+//!   one block per family;
 //! - [`HostTask`]: any function the host computes (a closure over B × n arrays — a Python function, say), one
 //!   upload of f and ∇f per evaluation ([`host`]).
 //!
@@ -27,6 +29,7 @@ pub mod host;
 pub mod idx;
 pub mod kit;
 mod logistic;
+pub mod mixture;
 pub mod mlp;
 pub mod mlp_gemm;
 mod quadratic;
@@ -37,6 +40,7 @@ pub use kit::{
     CheckOptions, TaskCheck, TaskParams, check_dims, check_fits, check_task, check_views, grid,
 };
 pub use logistic::Logistic;
+pub use mixture::Mixture;
 pub use mlp::{Activation, Mlp, MlpConfig};
 pub use quadratic::{Quadratic, random_orthogonal};
 pub use rosenbrock::Rosenbrock;
@@ -242,6 +246,26 @@ pub fn build_task(
     seed: u64,
     test_split: bool,
 ) -> Result<Box<dyn Task>> {
+    if name.contains(mixture::SEPARATOR) {
+        let names: Vec<&str> = name.split(mixture::SEPARATOR).map(str::trim).collect();
+        if names.iter().any(|s| s.is_empty()) || batch < names.len() {
+            bail!(
+                "task {name:?}: a mixture is families joined by '+' (e.g. quadratic-cond-rotated+rosenbrock) with \
+                 at least one problem per family (batch {batch} < {} families)",
+                names.len()
+            );
+        }
+        let sizes = mixture::block_sizes(batch, names.len());
+        let parts = names
+            .iter()
+            .zip(sizes)
+            .enumerate()
+            .map(|(i, (f, b))| {
+                build_task(ctx, f, n, opts, b, mixture::family_seed(seed, i), test_split)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(Box::new(Mixture::new(parts)?));
+    }
     Ok(match name.to_ascii_lowercase().as_str() {
         "quadratic" => Box::new(Quadratic::sample(ctx, n, batch, seed)?),
         "quadratic-cond" => Box::new(Quadratic::conditioned(
@@ -269,7 +293,7 @@ pub fn build_task(
             )?)
         }
         _ => bail!(
-            "unknown task {name:?}; valid tasks: {}",
+            "unknown task {name:?}; valid tasks: {}, or several joined by '+' (a mixture)",
             TASK_NAMES.join(", ")
         ),
     })

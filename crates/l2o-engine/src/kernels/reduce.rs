@@ -83,9 +83,11 @@ pub struct ScalarOut<'a> {
 }
 
 impl ScalarOut<'_> {
-    /// Fails unless `width` values per problem at `col` fit the buffer for `batch` problems.
+    /// Fails unless `width` values per problem at `col` fit the buffer for `batch` problems. A column past the
+    /// stride (see [`Self::from_row`]) addresses rows `col / stride` onwards.
     pub fn check(&self, batch: usize, width: usize) -> Result<()> {
-        if self.col + width > self.stride || batch * self.stride > self.buf.len {
+        let (row0, col) = (self.col / self.stride.max(1), self.col % self.stride.max(1));
+        if col + width > self.stride || (row0 + batch) * self.stride > self.buf.len {
             bail!(
                 "scalar output: {batch} problems × stride {} with {width} values at column {} do not fit a buffer of {}",
                 self.stride,
@@ -94,6 +96,17 @@ impl ScalarOut<'_> {
             );
         }
         Ok(())
+    }
+
+    /// The same column of the rows from `row` on: problem b writes where problem `row + b` of `self` would
+    /// (element (row + b)·stride + col): a block of a batch handed to a task of its own (a mixture of task
+    /// families).
+    pub fn from_row(&self, row: usize) -> Self {
+        Self {
+            buf: self.buf,
+            stride: self.stride,
+            col: self.col + row * self.stride,
+        }
     }
 }
 
