@@ -41,6 +41,16 @@ pub fn xy_plot(
     path: &Path,
 ) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("plotting {}: {e}", path.display());
+    // A log axis shows positive finite values only: a diverged run's +∞ (or a NaN) would make the axis range
+    // infinite (and plotters' key points loop allocating), so such points are left out of the plot.
+    let shown = |p: &&(f64, f64, f64, f64)| {
+        [p.0, p.1, p.2, p.3].iter().all(|v| v.is_finite()) && p.1 > 0.0 && p.2 > 0.0 && p.3 > 0.0
+    };
+    let curves: Vec<(String, Vec<(f64, f64, f64, f64)>)> = curves
+        .iter()
+        .map(|(l, c)| (l.clone(), c.iter().filter(shown).copied().collect()))
+        .collect();
+    let curves = curves.as_slice();
     let xmax = curves
         .iter()
         .flat_map(|c| c.1.iter().map(|p| p.0))
@@ -216,4 +226,27 @@ pub fn box_plot(
     }
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A diverged run's +∞, a NaN and non-positive values are left out of a log plot (an infinite axis range
+    /// made plotters allocate without end); the finite points are still drawn.
+    #[test]
+    fn xy_plot_leaves_out_what_a_log_axis_cannot_show() {
+        let dir = std::env::temp_dir().join(format!("l2o-plot-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.svg");
+        let pts = vec![
+            (0.0, 1.0, 1.0, 1.0),
+            (1.0, f64::INFINITY, f64::INFINITY, f64::INFINITY),
+            (2.0, f64::NAN, 0.5, 0.5),
+            (3.0, 0.0, 0.0, 0.0),
+            (4.0, 0.25, 0.2, 0.3),
+        ];
+        super::xy_plot(&[("c".into(), pts)], "t", "x", "y", &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.contains("<svg") && svg.len() < 200_000, "{} bytes", svg.len());
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -550,6 +550,9 @@ pub struct HlstmUnrollResult {
     pub dphi: Vec<f64>,
     /// f_b(θ_t), \[B\]\[T+1\].
     pub losses: Vec<f64>,
+    /// Problems left out of `meta_loss` and `dphi` because their loss or contribution was not finite (an
+    /// iterate that diverged); `meta_loss` is NaN only when every problem diverged.
+    pub diverged: usize,
 }
 
 /// Meta-training on the device: one unroll of T steps per call to [`HlstmTrainer::run`], carrying θ, the memory
@@ -566,6 +569,9 @@ pub struct HlstmTrainer {
     f_now: Vec<f64>,
     unroll: Vec<Dispatch>,
     carry_d: Option<Dispatch>,
+    /// Most problems of this run seen diverged in one unroll (warned about when it grows).
+    diverged_seen: usize,
+    warned_divergence: bool,
 }
 
 impl HlstmTrainer {
@@ -598,6 +604,8 @@ impl HlstmTrainer {
             f_now: vec![0.0; batch],
             unroll: vec![],
             carry_d: None,
+            diverged_seen: 0,
+            warned_divergence: false,
         })
     }
 
@@ -645,6 +653,7 @@ impl HlstmTrainer {
         let l = ctx.read(&d.lrec)?;
         self.f_start = (0..d.batch).map(|b| l[b * 2 * (d.tsteps + 1)]).collect();
         self.f_now = self.f_start.clone();
+        self.diverged_seen = 0;
         d.reset_state(ctx, &self.f_start)
     }
 
@@ -669,8 +678,11 @@ impl HlstmTrainer {
         let (tt, bt, pl) = (d.tsteps, d.batch, d.lay.len);
         let mut losses = vec![0.0; bt * (tt + 1)];
         let mut meta = 0.0;
+        let mut dphi = vec![0.0; pl];
+        let mut diverged = 0;
         let f_now = &mut self.f_now;
         for b in 0..bt {
+            let mut lb = 0.0;
             for t in 0..=tt {
                 let f = if t == 0 {
                     f_now[b]
@@ -679,21 +691,43 @@ impl HlstmTrainer {
                 };
                 losses[b * (tt + 1) + t] = f;
                 if t > 0 {
-                    meta += self.weights[t - 1] * self.loss.eval(f, self.f_start[b]).0 / bt as f64;
+                    lb += self.weights[t - 1] * self.loss.eval(f, self.f_start[b]).0 / bt as f64;
                 }
             }
             f_now[b] = losses[b * (tt + 1) + tt];
-        }
-        let mut dphi = vec![0.0; pl];
-        for b in 0..bt {
-            for (g, v) in dphi.iter_mut().zip(&r[1][b * pl..(b + 1) * pl]) {
+            let db = &r[1][b * pl..(b + 1) * pl];
+            // A problem whose iterate diverged (a non-finite loss or contribution) is left out of the
+            // meta-loss and ∂φ of this unroll, so the other problems still train φ; it is counted.
+            if !(lb.is_finite() && db.iter().all(|v| v.is_finite())) {
+                diverged += 1;
+                continue;
+            }
+            meta += lb;
+            for (g, v) in dphi.iter_mut().zip(db) {
                 *g += v;
+            }
+        }
+        if diverged == bt {
+            meta = f64::NAN;
+        }
+        if diverged > self.diverged_seen {
+            let first = !self.warned_divergence;
+            self.diverged_seen = diverged;
+            self.warned_divergence = true;
+            let msg = format!(
+                "{diverged} of {bt} problems of this run diverged (non-finite loss): left out of the meta-gradient"
+            );
+            if first {
+                log::warn!("{msg} (later runs' counts at RUST_LOG=debug)");
+            } else {
+                log::debug!("{msg}");
             }
         }
         Ok(HlstmUnrollResult {
             meta_loss: meta,
             dphi,
             losses,
+            diverged,
         })
     }
 
