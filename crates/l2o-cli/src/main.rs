@@ -185,10 +185,11 @@ enum Cmd {
     Bench {
         #[command(flatten)]
         dev: DeviceArgs,
-        /// Comma-separated n values [default: 1000,100000,1000000; with --lbfgs: 100,1000]
+        /// Comma-separated n values [default: 1000,100000,1000000; with --lbfgs and --policy: 100,1000; with --hlstm:
+        /// 50,1000]
         #[arg(long)]
         sizes: Option<String>,
-        /// Comma-separated batch sizes [default: 1,16,256; with --lbfgs: 256]
+        /// Comma-separated batch sizes [default: 1,16,256; with --lbfgs: 256; with --hlstm: 32; with --policy: 1,16]
         #[arg(long)]
         batches: Option<String>,
         /// Write the table as Markdown to this file too
@@ -896,8 +897,14 @@ fn run_command(cli: &Cli) -> Result<()> {
             host,
             lbfgs,
         } => {
+            // Each benchmark's own shapes (those of BENCHMARKS.md): the kernel grid's n = 10⁶ × B = 256 does not
+            // fit the software adapter's 128 MiB bindings for the learned optimizers' trajectory stores.
             let (default_sizes, default_batches) = if *lbfgs {
                 ("100,1000", "256")
+            } else if *hlstm {
+                ("50,1000", "32")
+            } else if *policy {
+                ("100,1000", "1,16")
             } else {
                 ("1000,100000,1000000", "1,16,256")
             };
