@@ -117,7 +117,19 @@ pub fn defines(m: usize, wg: usize) -> String {
     for l in 0..k {
         let _ = writeln!(s, "    let c{l} = c[{l}];");
     }
-    s += "    for (var i = 0u; i < n; i = i + 1u) {\n        var d: Real = 0.0;\n";
+    // Four coordinates at a time (each coordinate's sum in the same order as one at a time), then the rest.
+    s += "    let n4 = n - n % 4u;\n    for (var i = 0u; i < n4; i = i + 4u) {\n        var d = vec4<Real>(0.0);\n";
+    for l in 0..k {
+        let _ = writeln!(
+            s,
+            "        let o{l} = v0 + {l}u * n + i;\n        \
+             d = d + c{l} * vec4<Real>(vecs[o{l}], vecs[o{l} + 1u], vecs[o{l} + 2u], vecs[o{l} + 3u]);"
+        );
+    }
+    s += "        dir[o + i] = d.x;\n        dir[o + i + 1u] = d.y;\n        dir[o + i + 2u] = d.z;\n        dir[o + i + 3u] = d.w;\n\
+          \x20       theta_t[o + i] = theta[o + i] + t * d.x;\n        theta_t[o + i + 1u] = theta[o + i + 1u] + t * d.y;\n\
+          \x20       theta_t[o + i + 2u] = theta[o + i + 2u] + t * d.z;\n        theta_t[o + i + 3u] = theta[o + i + 3u] + t * d.w;\n    }\n";
+    s += "    for (var i = n4; i < n; i = i + 1u) {\n        var d: Real = 0.0;\n";
     for l in 0..k {
         let _ = writeln!(s, "        d = d + c{l} * vecs[v0 + {l}u * n + i];");
     }
