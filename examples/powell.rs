@@ -206,6 +206,7 @@ pub fn run_guide() -> Result<Report> {
         steps: 300,
         eps_g,
         check_every: 10,
+        lockstep: false,
     };
     let t = run(&ctx, &task, &mut lbfgs, &opts, &mut |_| {})?;
     let lb = last(&t, 0);

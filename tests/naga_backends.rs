@@ -82,13 +82,18 @@ fn jobs() -> Vec<Job> {
     // workgroup sizes and step counts
     for m in [1, 2, 5, 10] {
         for wg in [8, 64] {
-            add(
+            for f in [
                 &l2o::optim::lbfgs_fused::LBFGS_FUSED,
-                format!("m = {m}, wg = {wg}"),
-                l2o::optim::lbfgs_fused::defines(m, wg),
-                l2o::optim::lbfgs_fused::LBFGS_FUSED.entries,
-                BOTH,
-            );
+                &l2o::optim::lbfgs_fused::LBFGS_FUSED_FREE,
+            ] {
+                add(
+                    f,
+                    format!("m = {m}, wg = {wg}"),
+                    l2o::optim::lbfgs_fused::defines(m, wg),
+                    f.entries,
+                    BOTH,
+                );
+            }
         }
     }
     for (m, k) in [(1, 1), (5, 50), (10, 8)] {

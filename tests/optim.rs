@@ -12,6 +12,7 @@ fn opts(steps: usize, eps_g: f64) -> RunOptions {
         steps,
         eps_g,
         check_every: 0,
+        lockstep: false,
     }
 }
 
@@ -185,6 +186,7 @@ fn lbfgs_m10_solves_all_quadratics_in_f64() {
             steps: 100,
             eps_g: 1e-5,
             check_every: 10,
+            lockstep: false,
         },
         &mut |_| {},
     )

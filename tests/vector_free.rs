@@ -236,9 +236,79 @@ fn lbfgs_on_gram_entries_follows_the_two_loop() {
     });
 }
 
+/// f(x) = ‖x‖² (W = I, y = 0) from standard-normal starts.
+fn sphere(c: &l2o::engine::Context, n: usize, b: usize) -> l2o::tasks::Quadratic {
+    let mut w = vec![0.0; b * n * n];
+    for p in 0..b {
+        for i in 0..n {
+            w[(p * n + i) * n + i] = 1.0;
+        }
+    }
+    let x0 = randn(&mut StdRng::seed_from_u64(4), b * n);
+    l2o::tasks::Quadratic::from_parts(c, n, b, w, vec![0.0; b * n], x0).unwrap()
+}
+
+/// Free-running fused rounds (every problem at its own pace: `RunOptions::lockstep = false`) give every problem
+/// the trajectory of the lockstep rounds bit for bit — the trace (losses, gradient norms, statuses, iteration and
+/// evaluation counts, rows after a stop included), the final θ and the evaluation counts — for every line search,
+/// with problems converging early (ε_g), a history shorter and longer than the run, and a budget the problems
+/// reach at different rounds.
+#[test]
+fn free_running_rounds_keep_every_trajectory() {
+    use l2o::optim::{Direction, Lbfgs, LbfgsConfig, LineSearch, RunOptions, run};
+    use l2o::tasks::{Logistic, Quadratic, Rosenbrock, Task};
+    if std::env::var("L2O_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        return;
+    }
+    l2o::testing::each_precision(|c| {
+        let tasks: Vec<(&str, Box<dyn Task>, f64)> = vec![
+            ("quadratic", Box::new(Quadratic::sample(c, 7, 5, 3).unwrap()), 1e-3),
+            // f = ‖x‖² run past convergence (ε_g = 0): problems stop at the working precision or on ∇f = 0
+            ("sphere", Box::new(sphere(c, 6, 4)), 0.0),
+            ("rosenbrock", Box::new(Rosenbrock::sample(c, 10, 9, 5).unwrap()), 0.0),
+            ("logistic", Box::new(Logistic::sample(c, 30, 4, 9).unwrap()), 1e-4),
+        ];
+        for (name, task, eps_g) in &tasks {
+            for ls in ["constant", "armijo", "wolfe"] {
+                for (m, steps) in [(5, 30), (2, 7)] {
+                    let go = |lockstep| {
+                        let cfg = LbfgsConfig {
+                            m,
+                            line_search: LineSearch::parse(ls).unwrap(),
+                            direction: Direction::Fused,
+                            ..LbfgsConfig::default()
+                        };
+                        let o = RunOptions {
+                            steps,
+                            eps_g: *eps_g,
+                            check_every: 0,
+                            lockstep,
+                        };
+                        run(c, task.as_ref(), &mut Lbfgs::new(cfg), &o, &mut |_| {}).unwrap()
+                    };
+                    let (a, f) = (go(true), go(false));
+                    let what = format!("{name} {ls} m = {m} ({})", c.precision());
+                    assert_eq!(a.f, f.f, "{what}: losses");
+                    assert_eq!(a.gnorm, f.gnorm, "{what}: gradient norms");
+                    assert_eq!(a.status, f.status, "{what}: statuses");
+                    assert_eq!(a.iterations, f.iterations, "{what}: iterations");
+                    assert_eq!(a.evaluations, f.evaluations, "{what}: evaluations");
+                    assert_eq!(a.final_evaluations, f.final_evaluations, "{what}");
+                    assert_eq!(a.final_theta, f.final_theta, "{what}: final θ");
+                    eprintln!(
+                        "{what}: identical; final statuses {:?}; evaluations {:?}",
+                        a.status[steps], a.final_evaluations
+                    );
+                }
+            }
+        }
+    });
+}
+
 /// #24's dispatch target: with a constant step an L-BFGS iteration is the task's evaluation plus at most 3
 /// dispatches (the fused round, the driver's status update and its trace record), whatever m — it was 2 + 6m
-/// for the direction alone on the two-loop path. Counted by the context over 10 extra iterations.
+/// for the direction alone on the two-loop path — and free-running, the task plus one. Counted by the context
+/// over 12 extra iterations.
 #[test]
 fn a_constant_step_iteration_is_the_task_plus_three_dispatches() {
     use l2o::engine::ScalarOut;
@@ -268,31 +338,33 @@ fn a_constant_step_iteration_is_the_task_plus_three_dispatches() {
         c.submit(&eval).unwrap();
         let task_dispatches = c.dispatches() - d0;
         for m in [1, 5, 10] {
-            let count = |steps| {
-                let cfg = LbfgsConfig {
-                    m,
-                    line_search: LineSearch::Constant,
-                    direction: Direction::Auto,
-                    ..LbfgsConfig::default()
+            // lockstep: at most 3 besides the task; free-running (no status or record dispatches): 1. Budgets
+            // of whole checks (12, 24) so that no idle round follows the last iteration.
+            for (lockstep, bound) in [(true, 3.0), (false, 1.0)] {
+                let count = |steps| {
+                    let cfg = LbfgsConfig {
+                        m,
+                        line_search: LineSearch::Constant,
+                        direction: Direction::Auto,
+                        ..LbfgsConfig::default()
+                    };
+                    let d0 = c.dispatches();
+                    let o = RunOptions {
+                        lockstep,
+                        ..RunOptions::fixed(steps)
+                    };
+                    run(c, &task, &mut Lbfgs::new(cfg), &o, &mut |_| {}).unwrap();
+                    c.dispatches() - d0
                 };
-                let d0 = c.dispatches();
-                run(
-                    c,
-                    &task,
-                    &mut Lbfgs::new(cfg),
-                    &RunOptions::fixed(steps),
-                    &mut |_| {},
-                )
-                .unwrap();
-                c.dispatches() - d0
-            };
-            let per_iteration = (count(20) - count(10)) as f64 / 10.0;
-            let own = per_iteration - task_dispatches as f64;
-            eprintln!(
-                "{} m = {m}: {per_iteration} dispatches per iteration, {task_dispatches} of them the task's",
-                c.precision()
-            );
-            assert!(own <= 3.0, "m = {m}: {own} dispatches besides the task");
+                let per_iteration = (count(24) - count(12)) as f64 / 12.0;
+                let own = per_iteration - task_dispatches as f64;
+                eprintln!(
+                    "{} m = {m}, lockstep {lockstep}: {per_iteration} dispatches per iteration, {task_dispatches} of \
+                     them the task's",
+                    c.precision()
+                );
+                assert!(own <= bound, "m = {m}: {own} dispatches besides the task");
+            }
         }
     });
 }

@@ -468,6 +468,7 @@ fn run_cmd(
             steps,
             eps_g,
             check_every: 10,
+            lockstep: false,
         };
         let tr = run(&ctx, task.as_ref(), opt.as_mut(), &o, &mut |k| {
             pb.set_position(k as u64)

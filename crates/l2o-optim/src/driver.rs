@@ -16,6 +16,10 @@ pub struct RunOptions {
     pub eps_g: f64,
     /// Read the status vector every this many steps and stop once every problem is frozen (0: never).
     pub check_every: usize,
+    /// Every problem takes its step k in the same step of the run, and `progress(k)` is called after each.
+    /// Without it an optimizer that can ([`Optimizer::run_free`]: the fused L-BFGS) lets every problem run at
+    /// its own pace, its trajectory unchanged bit for bit, and reports progress less often.
+    pub lockstep: bool,
 }
 
 impl RunOptions {
@@ -25,6 +29,7 @@ impl RunOptions {
             steps,
             eps_g: 0.0,
             check_every: 0,
+            lockstep: false,
         }
     }
 }
@@ -35,6 +40,7 @@ impl Default for RunOptions {
             steps: 100,
             eps_g: 0.0,
             check_every: 10,
+            lockstep: false,
         }
     }
 }
@@ -80,6 +86,25 @@ pub trait Optimizer: Send {
     }
     fn init(&mut self, ctx: &Context, task: &dyn Task, st: &State) -> Result<()>;
     fn step(&mut self, ctx: &Context, task: &dyn Task, st: &State, k: usize) -> Result<()>;
+    /// Run all `steps` iterations with every problem at its own pace (right after `init`), doing per problem
+    /// what the lockstep loop's `step` + `update_status` + `record` do: count its iterations, freeze it on
+    /// ‖∇f‖ < ε_g (`eps`, one value) or a non-finite f, and write its trace row k (`trace`, [rows][B][5], as
+    /// `status.wgsl`) when it finishes iteration k, or when it stops during it. Rows after a problem stops are
+    /// left unwritten (evaluations column 0); [`run`] fills them. Returns false, having done nothing, where the
+    /// optimizer cannot (the default): [`run`] then steps in lockstep.
+    #[allow(clippy::too_many_arguments)]
+    fn run_free(
+        &mut self,
+        _ctx: &Context,
+        _task: &dyn Task,
+        _st: &State,
+        _steps: usize,
+        _eps: &DBuf,
+        _trace: &DBuf,
+        _progress: &mut dyn FnMut(usize),
+    ) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Per-step record of a run, B values per row: row 0 is the starting point, row k after k steps.
@@ -290,7 +315,8 @@ pub fn run(
     // count: bit 0 iterations, bit 1 evaluations (unless the optimizer counts its own).
     let count = if opt.counts_evaluations() { 1 } else { 3 };
     let mut done = o.steps;
-    for k in 1..=o.steps {
+    let free = !o.lockstep && opt.run_free(ctx, task, &st, o.steps, &eps, &trace, progress)?;
+    for k in (1..=o.steps).filter(|_| !free) {
         opt.step(ctx, task, &st, k)?;
         let upd = status_dispatch(ctx, &st, &eps, &trace, "update_status", count, k)?;
         let rec = status_dispatch(ctx, &st, &eps, &trace, "record", 0, k)?;
@@ -304,7 +330,19 @@ pub fn run(
             }
         }
     }
-    let raw = ctx.read(&trace)?;
+    let mut raw = ctx.read(&trace)?;
+    if free {
+        // a row a problem did not write (it had stopped: evaluations 0, as every written row k ≥ 1 counts at
+        // least k) repeats its previous row, as the lockstep loop's `record` would have
+        for k in 1..=o.steps {
+            for b in 0..batch {
+                let (at, prev) = ((k * batch + b) * 5, ((k - 1) * batch + b) * 5);
+                if raw[at + 4] == 0.0 {
+                    raw.copy_within(prev..prev + 5, at);
+                }
+            }
+        }
+    }
     let mut t = Trace::empty(opt.name(), batch);
     t.final_theta = ctx.read(&st.theta)?;
     for k in 0..=o.steps {

@@ -301,6 +301,7 @@ impl Lbfgs {
         ])
     }
 
+    /// A dispatch of the fused family; with `free` = (ε_g, trace), `fused_free` of the free-running family.
     fn fused_dispatch(
         &self,
         ctx: &Context,
@@ -308,30 +309,39 @@ impl Lbfgs {
         entry: &'static str,
         slot: usize,
         count: usize,
+        free: Option<(&DBuf, &DBuf)>,
     ) -> Result<Dispatch> {
         let b = self.bufs.as_ref().expect("init");
         let (vecs, gram, parked) = b.fused.as_ref().expect("fused");
         let p = self.params(ctx, st, slot, count);
         let wg = if ctx.is_software() { 8 } else { 64 };
+        let mut binds = vec![
+            &p,
+            &b.cst.buf,
+            &st.scal.buf,
+            &st.status.buf,
+            &b.pending.buf,
+            &vecs.buf,
+            &gram.buf,
+            &st.theta.buf,
+            &st.grad.buf,
+            &b.theta_t.buf,
+            &b.grad_t.buf,
+            &b.d.buf,
+            &parked.buf,
+        ];
+        let family = match free {
+            Some((eps, trace)) => {
+                binds.extend([&eps.buf, &trace.buf]);
+                &crate::lbfgs_fused::LBFGS_FUSED_FREE
+            }
+            None => &crate::lbfgs_fused::LBFGS_FUSED,
+        };
         ctx.dispatch_with(
-            &crate::lbfgs_fused::LBFGS_FUSED,
+            family,
             entry,
             &crate::lbfgs_fused::defines(self.cfg.m, wg),
-            &[
-                &p,
-                &b.cst.buf,
-                &st.scal.buf,
-                &st.status.buf,
-                &b.pending.buf,
-                &vecs.buf,
-                &gram.buf,
-                &st.theta.buf,
-                &st.grad.buf,
-                &b.theta_t.buf,
-                &b.grad_t.buf,
-                &b.d.buf,
-                &parked.buf,
-            ],
+            &binds,
             [st.batch.div_ceil(wg) as u32, 1, 1],
         )
     }
@@ -445,6 +455,9 @@ pub fn two_loop(
     Ok(ds)
 }
 
+/// Free-running fused rounds submitted between two reads of the running count ([`Optimizer::run_free`]).
+pub const FREE_ROUNDS_PER_CHECK: usize = 4;
+
 impl Optimizer for Lbfgs {
     fn name(&self) -> String {
         match self.policy {
@@ -552,7 +565,7 @@ impl Optimizer for Lbfgs {
         if self.mode == Direction::Fused {
             self.task_eval =
                 task.loss_and_grad(ctx, bf.theta_t.view(n), bf.grad_t.view(n), st.out(c::FT))?;
-            self.fused_start = vec![self.fused_dispatch(ctx, st, "fused_start", 0, 0)?];
+            self.fused_start = vec![self.fused_dispatch(ctx, st, "fused_start", 0, 0, None)?];
             return Ok(());
         }
         let sc = Scalars {
@@ -730,6 +743,55 @@ impl Optimizer for Lbfgs {
         Ok(())
     }
 
+    /// The fused schedule only, where the adapter allows the free-running family's 15 storage bindings:
+    /// rounds of the task's evaluation and `fused_free` until every problem has stopped or done `steps`
+    /// iterations (at most `steps · (max_ls + 1)` rounds; `pending` read every [`FREE_ROUNDS_PER_CHECK`]
+    /// rounds, so up to that many − 1 idle rounds at the end).
+    fn run_free(
+        &mut self,
+        ctx: &Context,
+        _task: &dyn Task,
+        st: &State,
+        steps: usize,
+        eps: &DBuf,
+        trace: &DBuf,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<bool> {
+        let bindings = crate::lbfgs_fused::LBFGS_FUSED_FREE.layout.len() as u32;
+        if self.mode != Direction::Fused
+            || ctx.limits.max_storage_buffers_per_shader_stage < bindings
+            || steps == 0
+        {
+            return Ok(false);
+        }
+        let mut round = self.task_eval.clone();
+        round.push(self.fused_dispatch(ctx, st, "fused_free", steps, 0, Some((eps, trace)))?);
+        let bf = self.bufs.as_ref().expect("init");
+        let parked = &bf.fused.as_ref().expect("fused").2;
+        let first: Vec<Dispatch> = self.fused_start.iter().chain(&round).cloned().collect();
+        ctx.submit_after_clear(&[&bf.pending, parked], &first)?;
+        let max_rounds = steps * (self.cfg.max_ls + 1);
+        let mut rounds = 1;
+        while rounds < max_rounds {
+            if rounds % FREE_ROUNDS_PER_CHECK == 0 {
+                if ctx.read_u32(&bf.pending)?[0] == 0 {
+                    break;
+                }
+                progress(rounds.min(steps - 1));
+            }
+            // pending counts the problems still running after the last round before each check
+            if (rounds + 1) % FREE_ROUNDS_PER_CHECK == 0 {
+                ctx.submit_after_clear(&[&bf.pending], &round)?;
+            } else {
+                ctx.submit(&round)?;
+            }
+            rounds += 1;
+        }
+        self.inserted = steps;
+        progress(steps);
+        Ok(true)
+    }
+
     fn step(&mut self, ctx: &Context, _task: &dyn Task, st: &State, _k: usize) -> Result<()> {
         let m = self.cfg.m;
         if self.mode == Direction::Fused {
@@ -737,7 +799,7 @@ impl Optimizer for Lbfgs {
             let key = (self.inserted % m, (self.inserted + 1).min(m));
             if !self.fused_rounds.contains_key(&key) {
                 let mut round = self.task_eval.clone();
-                round.push(self.fused_dispatch(ctx, st, "fused_round", key.0, key.1)?);
+                round.push(self.fused_dispatch(ctx, st, "fused_round", key.0, key.1, None)?);
                 self.fused_rounds.insert(key, round);
             }
             let round = &self.fused_rounds[&key];

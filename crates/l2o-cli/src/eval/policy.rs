@@ -45,6 +45,7 @@ pub fn policy_eval(
         steps,
         eps_g: a.eps_g,
         check_every: 10,
+        lockstep: false,
     };
     let mut runs: Vec<(Trace, f64)> = vec![];
     let mut go = |opt: &mut dyn Optimizer| -> Result<()> {
