@@ -42,19 +42,23 @@ pub fn run_lbfgs_bench(
         for &batch in batches {
             let task = make_task(ctx, task_name, n, batch, 1)?;
             let mut cpu_s = None;
-            let mut directions = vec![Direction::TwoLoop, Direction::Gram];
+            // (direction, lockstep): the fused rounds in lockstep and free-running (each problem at its own pace)
+            let mut directions = vec![(Direction::TwoLoop, false), (Direction::Gram, false)];
             // the fused kernels walk n in one thread: not where the adapter's loop budget forbids it
             if l2o_optim::lbfgs_fused::fits_loop_budget(ctx, n, 5) {
-                directions.push(Direction::Fused);
+                directions.extend([(Direction::Fused, true), (Direction::Fused, false)]);
             }
-            for direction in directions {
+            for (direction, lockstep) in directions {
                 let cfg = LbfgsConfig {
                     m: 5,
                     line_search: LineSearch::wolfe(),
                     direction,
                     ..LbfgsConfig::default()
                 };
-                let o = RunOptions::fixed(steps);
+                let o = RunOptions {
+                    lockstep,
+                    ..RunOptions::fixed(steps)
+                };
                 run(
                     ctx,
                     task.as_ref(),
@@ -91,7 +95,11 @@ pub fn run_lbfgs_bench(
                     n,
                     batch,
                     steps,
-                    direction: direction.name(),
+                    direction: match (direction, lockstep) {
+                        (Direction::Fused, true) => "fused, lockstep",
+                        (Direction::Fused, false) => "fused, free-running",
+                        _ => direction.name(),
+                    },
                     gpu_s,
                     cpu_s: cpu,
                     dispatches,

@@ -15,10 +15,11 @@ use std::fmt::Write as _;
 use l2o_engine::shaders::{Layout, ShaderFamily};
 
 /// Above this n [`crate::Direction::Auto`] takes the Gram direction instead: one thread per problem walks all n
-/// coordinates ~6 times per accepted round, which the Gram pass and the combination spread over many threads.
-/// Measured (`l2o bench --lbfgs`, strong Wolfe, 200 iterations, software adapter): fused/Gram time 0.42 at
-/// n = 100 and 0.79 at n = 1000 (B = 16, f64), 1.01 at n = 1000 (B = 256, f64), 1.53 at n = 4096 (B = 16, f32).
-pub const AUTO_MAX_N: usize = 2048;
+/// coordinates ~4 times per accepted round, which the Gram pass and the combination spread over many threads.
+/// Measured (`l2o bench --lbfgs`, strong Wolfe, 200 iterations, software adapter, 2026-12-06, free-running
+/// rounds): fused/Gram time 0.44 at n = 1000 (B = 16, f32), 0.49 at n = 1000 (B = 256, f64), 1.02 at n = 4096 and
+/// 1.08 at n = 8192 (B = 16, f32).
+pub const AUTO_MAX_N: usize = 4096;
 
 /// Loop iterations one thread runs in an accepted round (the costliest): g_tᵀd, the update and the three blocked
 /// Gram rows, the combination (≈ 6.2·n), the two-loop on G (≈ 2·m·K) and a margin.
