@@ -394,8 +394,8 @@ fn minimize<'py>(
         steps,
         eps_g: gtol,
         check_every: if gtol > 0.0 { 10 } else { 0 },
-        // a callback sees every problem at iteration k; without one the fused L-BFGS runs free
-        lockstep: callback.is_some(),
+        // the callback is the progress bar: free-running rounds report coarser (round-based) progress
+        lockstep: false,
     };
     let cb_slot = slot.clone();
     let tr = py
