@@ -12,24 +12,8 @@ set -euo pipefail
 out=${1:?usage: scripts/hlstm-mixture-study.sh OUT_DIR}
 l2o=${L2O:-./target/release/l2o}
 mkdir -p "$out"
-train() { # name, args...
-  local name=$1
-  shift
-  if [ -f "$out/$name/checkpoint.l2o" ]; then
-    echo "$out/$name exists: reusing it" >&2
-  else
-    "$l2o" train "$@" --out "$out/$name" | tee "$out/$name.txt"
-  fi
-}
-evaluate() { # name, args...
-  local name=$1
-  shift
-  if [ -f "$out/$name/summary.md" ]; then
-    echo "$out/$name exists: reusing it" >&2
-  else
-    "$l2o" eval "$@" --out "$out/$name"
-  fi
-}
+# shellcheck source=scripts/study-steps.sh
+. "$(dirname "$0")/study-steps.sh"
 mix=quadratic-cond-rotated+rosenbrock+logistic
 train mix-cell2 --optimizer hlstm --cell 2 --task $mix --dim 50 --batch 96 --horizon 50 --val-batch 96 \
   --validate-every 20 --seed 1 --unroll 5 --no-memory-grad --epochs 1400

@@ -12,24 +12,8 @@ set -euo pipefail
 out=${1:?usage: scripts/hlstm-study.sh OUT_DIR}
 l2o=${L2O:-./target/release/l2o}
 mkdir -p "$out"
-train() { # name, args...
-  local name=$1
-  shift
-  if [ -f "$out/$name/checkpoint.l2o" ]; then
-    echo "$out/$name exists: reusing it" >&2
-  else
-    "$l2o" train "$@" --out "$out/$name" | tee "$out/$name.txt"
-  fi
-}
-evaluate() { # name, args...
-  local name=$1
-  shift
-  if [ -f "$out/$name/summary.md" ]; then
-    echo "$out/$name exists: reusing it" >&2
-  else
-    "$l2o" eval "$@" --out "$out/$name"
-  fi
-}
+# shellcheck source=scripts/study-steps.sh
+. "$(dirname "$0")/study-steps.sh"
 fam=(--task quadratic-cond-rotated --dim 50 --batch 32 --horizon 50 --val-batch 64 --validate-every 10 --seed 1)
 train cell2 --optimizer hlstm --cell 2 "${fam[@]}" --unroll 1 --no-memory-grad --epochs 400
 train cell1 --optimizer hlstm --cell 1 "${fam[@]}" --unroll 1 --no-memory-grad --epochs 400

@@ -138,80 +138,20 @@ fn fused_round(@builtin(global_invocation_id) gid: vec3<u32>) {
         trial_pass(b, scal[s + T]);
         return;
     }
-    // accepted: s, y, g into the ring, θ ← θ_t, g ← g_t, the three Gram rows, the pair test, the next direction
     parked[b] = 1u;
-    let slot = p.slot;
+    accept_at(b, p.slot, p.q0);
+}
+
+// An accepted step: s, y, g into the ring (the pair into `slot`), θ ← θ_t, g ← g_t, the three Gram rows, the
+// pair test, the next direction with `count` pairs and its trial point.
+fn accept_at(b: u32, slot: u32, count: u32) {
+    let s = b * p.stride;
     accept_pass(b, slot);
     scal[s + SY] = g_at(b, slot, M + slot);
     scal[s + YY] = g_at(b, M + slot, M + slot);
     scal[s + SS] = g_at(b, slot, slot);
     scal[s + L2O_G2] = g_at(b, 2u * M, 2u * M);
     pair_update_at(b, slot);
-    direction_at(b, slot, p.q0);
+    direction_at(b, slot, count);
 }
 
-// Free-running rounds (`fused_free`, family `lbfgs_fused_free`: the same bindings plus ε_g and the run's trace):
-// no problem waits for the others. Every round each running problem takes one line-search step, and one that
-// accepts goes straight on to its next iteration (its own ring slot: iterations done mod M), counts it, tests
-// convergence as `status.wgsl::update_status` does, and writes its trace row (as `status.wgsl::record`); rows
-// after a problem stops are filled on the host. A problem's arithmetic is exactly that of the lockstep rounds
-// (`fused_round` + `update_status` + `record`), so its trajectory is the same bit for bit; a run takes about as
-// many rounds as its slowest problem's evaluations instead of Σ over iterations of the slowest line search.
-// p.slot: the iteration budget (a problem that reaches it is parked for good). Problems still running after
-// the round are counted in pending[0].
-@group(0) @binding(13) var<storage, read> epsg: array<Real>;
-@group(0) @binding(14) var<storage, read_write> trace: array<Real>; // [rows][B][5], as status.wgsl
-
-fn write_row(b: u32, row: u32) {
-    let s = b * p.stride;
-    let o = (row * p.batch + b) * 5u;
-    trace[o] = scal[s + L2O_F];
-    trace[o + 1u] = scal[s + L2O_G2];
-    trace[o + 2u] = Real(status[b]);
-    trace[o + 3u] = scal[s + L2O_ITER];
-    trace[o + 4u] = scal[s + L2O_NFEV];
-}
-
-@compute @workgroup_size(FWG)
-fn fused_free(@builtin(global_invocation_id) gid: vec3<u32>) {
-    p = pb;
-    let b = gid.x;
-    if (b >= p.batch || status[b] != 0u || parked[b] != 0u) { return; }
-    let s = b * p.stride;
-    if (scal[s + PENDING] == 0.0) { return; }
-    let it = scal[s + L2O_ITER];
-    let k = u32(it);
-    scal[s + GDT] = gt_dot_d(b);
-    ls_update_at(b);
-    if (status[b] != 0u) {
-        write_row(b, k + 1u);
-        return;
-    }
-    if (scal[s + PENDING] != 0.0) {
-        trial_pass(b, scal[s + T]);
-        return;
-    }
-    // accepted: as fused_round with this problem's own slot and pair count, then its update_status and record
-    let slot = k % M;
-    accept_pass(b, slot);
-    scal[s + SY] = g_at(b, slot, M + slot);
-    scal[s + YY] = g_at(b, M + slot, M + slot);
-    scal[s + SS] = g_at(b, slot, slot);
-    scal[s + L2O_G2] = g_at(b, 2u * M, 2u * M);
-    pair_update_at(b, slot);
-    direction_at(b, slot, min(k + 1u, M));
-    scal[s + L2O_ITER] = it + 1.0;
-    let f = scal[s + L2O_F];
-    let g2 = scal[s + L2O_G2];
-    if (!l2o_is_finite(f) || !l2o_is_finite(g2)) {
-        status[b] = 2u;
-    } else if (sqrt(g2) < epsg[0] || g2 == 0.0) {
-        status[b] = 1u;
-    }
-    write_row(b, k + 1u);
-    if (k + 1u >= p.slot) {
-        parked[b] = 1u;
-    } else if (status[b] == 0u) {
-        atomicAdd(&pending[0], 1u);
-    }
-}

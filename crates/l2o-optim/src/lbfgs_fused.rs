@@ -52,13 +52,18 @@ pub static LBFGS_FUSED: ShaderFamily = ShaderFamily {
     default_defines: "",
 };
 
-/// The free-running rounds (`fused_free`): [`LBFGS_FUSED`]'s body and bindings plus ε_g (13) and the run's
-/// trace (14). A problem that accepts its step goes straight on to its next iteration, so a run takes about as
+/// The free-running rounds (`fused_free`, `shaders/lbfgs_fused_free.wgsl`): [`LBFGS_FUSED`]'s body and
+/// bindings plus ε_g (13) and the run's trace (14). A problem that accepts its step goes straight on to its next iteration, so a run takes about as
 /// many rounds as its slowest problem's evaluations, not Σ over iterations of the slowest line search (lockstep:
 /// 3.7 rounds per iteration for 1.15 evaluations on the extended Rosenbrock benchmark).
 pub static LBFGS_FUSED_FREE: ShaderFamily = ShaderFamily {
     name: "lbfgs_fused_free",
-    body: LBFGS_FUSED.body,
+    body: concat!(
+        include_str!("../../../shaders/lbfgs.wgsl"),
+        include_str!("../../../shaders/policy_net.wgsl"),
+        include_str!("../../../shaders/lbfgs_fused.wgsl"),
+        include_str!("../../../shaders/lbfgs_fused_free.wgsl")
+    ),
     layout: &[R, R, W, W, W, W, W, W, W, W, R, W, W, R, W],
     entries: &["fused_free"],
     default_defines: "",
