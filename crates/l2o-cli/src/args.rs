@@ -58,6 +58,8 @@ pub struct TrainArgs {
     /// L-BFGS-π step-size policy, seed 003) or hlstm (the Hilbert LSTM, seed 000; docs/hlstm.md)
     #[arg(long, default_value = "lstm")]
     pub(crate) optimizer: String,
+    /// Training problems: a task (quadratic, quadratic-cond, quadratic-cond-rotated, rosenbrock, logistic, mnist)
+    /// or several joined by '+' (a mixture: each batch split into one block per family)
     #[arg(long, default_value = "quadratic")]
     pub(crate) task: String,
     #[arg(long, default_value_t = 10)]

@@ -87,7 +87,8 @@ impl DeviceArgs {
 
 #[derive(Args, Clone)]
 struct TaskArgs {
-    /// Optimizee: quadratic, rosenbrock, logistic
+    /// Optimizee: quadratic, quadratic-cond, quadratic-cond-rotated, rosenbrock, logistic, mnist, or several
+    /// joined by '+' (a mixture: the batch split into one block per family)
     #[arg(long, default_value = "quadratic")]
     task: String,
     /// Dimension n of each problem
