@@ -275,7 +275,7 @@ fn load_state(b: u32) {
 
 // Forward step t: record the entering state beside G (written there by the Gram dispatch), evaluate the cell,
 // write κ_u, κ_c', κ_h' for the forward `combine` and advance the state.
-@compute @workgroup_size(64)
+@compute @workgroup_size(HWG)
 fn cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
     p = pb;
     let b = gid.x;
@@ -316,7 +316,7 @@ fn addg(i: u32, j: u32, v: Real) { lg[i * K + j] = lg[i * K + j] + v; }
 // Reverse of step t (hlstm.rs `cell_adjoint`): recompute the cell from the record, take λκ from pk, add ∂φ into
 // dphi[b] and write the reverse `combine` coefficients: output i ∈ [s_1..s_M, c, h] (basis index s(i), IC, IH)
 // from inputs [λu, λc', λh', V_0..V_{K−1}]: (κ_u[i], κ_c[i], κ_h[i], λG_ij + λG_ji).
-@compute @workgroup_size(64)
+@compute @workgroup_size(HWG)
 fn cell_rev(@builtin(global_invocation_id) gid: vec3<u32>) {
     p = pb;
     let b = gid.x;
@@ -560,7 +560,7 @@ fn cell_rev(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // Loss weights of the unroll: lrec[b][1][t] = (w_t/B)·ℓ'(f_t) for t = 1..T, with ℓ'(f) = 1 (sum) or 1/f above the
 // floor·f_start and 0 below it (log).
-@compute @workgroup_size(64)
+@compute @workgroup_size(HWG)
 fn loss_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     p = pb;
     let b = gid.x;

@@ -267,7 +267,7 @@ pub static HLSTM: ShaderFamily = ShaderFamily {
     entries: &["cell_fwd", "cell_rev", "loss_weights"],
     default_defines: "const M: u32 = 5u; const K: u32 = 13u; const KK: u32 = 169u; const QH: u32 = 65u; \
         const NF: u32 = 112u; const NH: u32 = 32u; const KC: u32 = 14u; const NO: u32 = 30u; const CELL: u32 = 2u; \
-        const PL: u32 = 4606u; const RW: u32 = 173u; const NR: u32 = 112u;",
+        const PL: u32 = 4606u; const RW: u32 = 173u; const NR: u32 = 112u; const HWG: u32 = 64u;",
 };
 
 /// Every family the engine ships (tasks register theirs in `l2o-tasks`).

@@ -27,13 +27,26 @@ use l2o_tasks::Task;
 
 use crate::hlstm::{HlstmConfig, HlstmTraining, Layout, MetaLoss};
 
-/// WGSL constants of a configuration (the `hlstm` family is specialised per architecture).
+/// WGSL constants of a configuration (the `hlstm` family is specialised per architecture), with 64 problems per
+/// workgroup of the per-problem kernels.
 pub fn defines(cfg: &HlstmConfig) -> String {
+    defines_for(cfg, 64)
+}
+
+/// Problems per workgroup of the per-problem kernels on `ctx`: 8 on the software adapter, where one workgroup
+/// runs on one core (B = 32 in workgroups of 64 left the second core idle: the cell kernels of `l2o bench
+/// --hlstm` took 1.2–1.5× longer), 64 elsewhere.
+pub fn problems_per_workgroup(ctx: &Context) -> usize {
+    if ctx.is_software() { 8 } else { 64 }
+}
+
+/// [`defines`] with `wg` problems per workgroup (`HWG`).
+pub fn defines_for(cfg: &HlstmConfig, wg: usize) -> String {
     let l = cfg.layout();
     format!(
         "const M: u32 = {}u; const K: u32 = {}u; const KK: u32 = {}u; const QH: u32 = {}u; const NF: u32 = {}u; \
          const NH: u32 = {}u; const KC: u32 = {}u; const NO: u32 = {}u; const CELL: u32 = {}u; const PL: u32 = {}u; \
-         const RW: u32 = {}u; const NR: u32 = {}u;",
+         const RW: u32 = {}u; const NR: u32 = {}u; const HWG: u32 = {wg}u;",
         l.m,
         l.k,
         l.k * l.k,
@@ -139,7 +152,7 @@ impl HlstmDevice {
             n,
             batch,
             tsteps,
-            defines: defines(cfg),
+            defines: defines_for(cfg, problems_per_workgroup(ctx)),
             tr,
             slots,
             ad,
@@ -252,7 +265,7 @@ impl HlstmDevice {
                 &self.dphi.buf,
                 &self.lrec.buf,
             ],
-            [u(self.batch.div_ceil(64)), 1, 1],
+            [u(self.batch.div_ceil(problems_per_workgroup(ctx))), 1, 1],
         )
     }
 
