@@ -1,5 +1,5 @@
-// Free-running fused L-BFGS (kernel family `lbfgs_fused_free`: `lbfgs.wgsl`, `policy_net.wgsl` and
-// `lbfgs_fused.wgsl`, then this file).
+// Free-running fused L-BFGS (kernel family `lbfgs_fused_free`: `lbfgs.wgsl`, `policy_net.wgsl`,
+// `lbfgs_fused.wgsl` and `status_rules.wgsl`, then this file).
 //
 // Free-running rounds (`fused_free`, family `lbfgs_fused_free`: the same bindings plus ε_g and the run's trace):
 // no problem waits for the others. Every round each running problem takes one line-search step, and one that
@@ -13,14 +13,9 @@
 @group(0) @binding(13) var<storage, read> epsg: array<Real>;
 @group(0) @binding(14) var<storage, read_write> trace: array<Real>; // [rows][B][5], as status.wgsl
 
+// Problem b's trace row `row` (status_rules.wgsl).
 fn write_row(b: u32, row: u32) {
-    let s = b * p.stride;
-    let o = (row * p.batch + b) * 5u;
-    trace[o] = scal[s + L2O_F];
-    trace[o + 1u] = scal[s + L2O_G2];
-    trace[o + 2u] = Real(status[b]);
-    trace[o + 3u] = scal[s + L2O_ITER];
-    trace[o + 4u] = scal[s + L2O_NFEV];
+    record_row(b, b * p.stride, (row * p.batch + b) * 5u);
 }
 
 @compute @workgroup_size(FWG)
@@ -45,13 +40,7 @@ fn fused_free(@builtin(global_invocation_id) gid: vec3<u32>) {
     // accepted: as fused_round with this problem's own slot and pair count, then its update_status and record
     accept_at(b, k % M, min(k + 1u, M));
     scal[s + L2O_ITER] = it + 1.0;
-    let f = scal[s + L2O_F];
-    let g2 = scal[s + L2O_G2];
-    if (!l2o_is_finite(f) || !l2o_is_finite(g2)) {
-        status[b] = 2u;
-    } else if (sqrt(g2) < epsg[0] || g2 == 0.0) {
-        status[b] = 1u;
-    }
+    status[b] = status_after(scal[s + L2O_F], scal[s + L2O_G2], epsg[0]);
     write_row(b, k + 1u);
     if (k + 1u >= p.slot) {
         parked[b] = 1u;

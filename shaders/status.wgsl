@@ -23,15 +23,8 @@ fn update_status(@builtin(global_invocation_id) gid: vec3<u32>) {
     // count_step: bit 0 counts an iteration, bit 1 a function evaluation.
     if ((p.count_step & 1u) != 0u) { scal[s + L2O_ITER] = scal[s + L2O_ITER] + 1.0; }
     if ((p.count_step & 2u) != 0u) { scal[s + L2O_NFEV] = scal[s + L2O_NFEV] + 1.0; }
-    let f = scal[s + L2O_F];
-    let g2 = scal[s + L2O_G2];
-    if (!l2o_is_finite(f) || !l2o_is_finite(g2)) {
-        status[b] = 2u;
-    } else if (sqrt(g2) < cst[0] || g2 == 0.0) {
-        // ‖g‖ below ε_g, or exactly zero (a stationary point: nothing more to do, whatever ε_g — with ε_g = 0
-        // a zero gradient would otherwise go on into the line search, whose steps divide by gᵀd = 0)
-        status[b] = 1u;
-    }
+    // diverged, converged or still running (status_rules.wgsl)
+    status[b] = status_after(scal[s + L2O_F], scal[s + L2O_G2], cst[0]);
 }
 
 @compute @workgroup_size(64)
@@ -39,11 +32,5 @@ fn record(@builtin(global_invocation_id) gid: vec3<u32>) {
     p = pb;
     let b = gid.x;
     if (b >= p.batch) { return; }
-    let s = b * p.scal_stride;
-    let o = (p.trace_row * p.batch + b) * 5u;
-    trace[o] = scal[s + L2O_F];
-    trace[o + 1u] = scal[s + L2O_G2];
-    trace[o + 2u] = Real(status[b]);
-    trace[o + 3u] = scal[s + L2O_ITER];
-    trace[o + 4u] = scal[s + L2O_NFEV];
+    record_row(b, b * p.scal_stride, (p.trace_row * p.batch + b) * 5u);
 }

@@ -190,7 +190,10 @@ pub static MAPS: ShaderFamily = ShaderFamily {
 
 pub static STATUS: ShaderFamily = ShaderFamily {
     name: "status",
-    body: include_str!("../../../shaders/status.wgsl"),
+    body: concat!(
+        include_str!("../../../shaders/status.wgsl"),
+        include_str!("../../../shaders/status_rules.wgsl")
+    ),
     layout: &[R, R, W, W, W],
     entries: &["update_status", "record"],
     default_defines: "",

@@ -787,7 +787,6 @@ impl Optimizer for Lbfgs {
             }
             rounds += 1;
         }
-        self.inserted = steps;
         progress(steps);
         Ok(true)
     }

@@ -62,6 +62,7 @@ pub static LBFGS_FUSED_FREE: ShaderFamily = ShaderFamily {
         include_str!("../../../shaders/lbfgs.wgsl"),
         include_str!("../../../shaders/policy_net.wgsl"),
         include_str!("../../../shaders/lbfgs_fused.wgsl"),
+        include_str!("../../../shaders/status_rules.wgsl"),
         include_str!("../../../shaders/lbfgs_fused_free.wgsl")
     ),
     layout: &[R, R, W, W, W, W, W, W, W, W, R, W, W, R, W],
