@@ -15,12 +15,8 @@
 //   `dots_partial` + `dots_finish`: workgroup (chunk, pair, problem) reduces CHUNK = 4096 coordinates (tree.wgsl:
 //   the adapter's variant of the workgroup reduction); with one chunk it writes the result, otherwise partials
 //   that `dots_finish` reduces in a fixed order. Deterministic (no atomics) in every mode.
-// combine: output o of this dispatch (`count` outputs, operand codes at tab[tab0 + nin + o]) from the inputs
-//     j < nin (operand codes at tab[tab0 + j]):
-//     out_o[i] ← [out_o[i]] + Σ_j coef[coef_off + b·coef_stride + o·nin + j] · in_j[i]
-//   (coef_stride = 0: one coefficient table shared by all problems). Each thread reads every input at its
-//   coordinate before writing any output, so an output may overwrite (or accumulate into) one of the inputs.
-//   With use_status = 1 problems whose status is not 0 are left untouched.
+// combine (the same bindings and operand codes) is generated per number of inputs and outputs, straight-line:
+//   `l2o_engine::kernels::hilbert::combine_source`.
 
 struct Params {
     n: u32, batch: u32, x_stride: u32, y_stride: u32,
@@ -41,7 +37,6 @@ var<private> p: Params;
 @group(0) @binding(5) var<storage, read_write> scal: array<Real>;
 @group(0) @binding(6) var<storage, read> status: array<u32>;
 
-const MAX_IN: u32 = 32u;
 const STORE_Y: u32 = 0x80000000u;
 const ACCUM: u32 = 0x40000000u;
 const OFFSET_MASK: u32 = 0x3fffffffu;
@@ -156,33 +151,4 @@ fn dots_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     sh[lid] = acc;
     tree(lid);
     if (lid == 0u) { write_dot(q, b, sh[0]); }
-}
-
-// Threads per workgroup of `combine`.
-const CWG: u32 = 256u;
-
-@compute @workgroup_size(CWG)
-fn combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    p = pb;
-    let b = gid.y;
-    if (b >= p.batch) { return; }
-    if (p.use_status == 1u && status[b] != 0u) { return; }
-    let cb = p.coef_off + b * p.coef_stride;
-    let step = nwg.x * CWG;
-    var inp: array<Real, MAX_IN>;
-    for (var i = gid.x; i < p.n; i = i + step) {
-        for (var j = 0u; j < p.nin; j++) {
-            let c = tab[p.tab0 + j];
-            inp[j] = load(c, base(c, b) + i);
-        }
-        for (var o = 0u; o < p.count; o++) {
-            let c = tab[p.tab0 + p.nin + o];
-            let at = base(c, b) + i;
-            var v: Real = 0.0;
-            if ((c & ACCUM) != 0u) { v = load(c, at); }
-            let row = cb + o * p.nin;
-            for (var j = 0u; j < p.nin; j++) { v = v + scal[row + j] * inp[j]; }
-            if ((c & STORE_Y) != 0u) { ys[at] = v; } else { xs[at] = v; }
-        }
-    }
 }

@@ -9,7 +9,7 @@
 struct Params {
     n: u32, batch: u32, out_off: u32, out_stride: u32,
     nterms: u32, accumulate: u32, scal_stride: u32, mask_col: u32,
-    out_col: u32, use_status: u32, aligned: u32, q1: u32,
+    out_col: u32, use_status: u32, aligned: u32, per: u32,
     in_off: vec4<u32>,
     in_stride: vec4<u32>,
     col: vec4<u32>,
@@ -46,7 +46,11 @@ fn sigma(b: u32, col: u32) -> Real {
 @compute @workgroup_size(LWG)
 fn lincomb_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     p = pb;
-    let b = gid.y;
+    // thread (b, r) of p.per threads per problem (problems packed into workgroups: at small n a workgroup per
+    // problem would leave most of its threads idle)
+    let lin = gid.x + gid.y * nwg.x * LWG;
+    let b = lin / p.per;
+    let r0 = lin % p.per;
     if (b >= p.batch) { return; }
     if (p.use_status == 1u && status[b] != 0u) { return; }
     if (p.mask_col != L2O_NONE && scal[b * p.scal_stride + p.mask_col] == 0.0) { return; }
@@ -64,7 +68,7 @@ fn lincomb_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let i2b = p.in_off.z + b * p.in_stride.z;
     let i3b = p.in_off.w + b * p.in_stride.w;
     if (LSEG) {
-        for (var r = gid.x; r * LITEMS < n; r = r + nwg.x * LWG) {
+        for (var r = r0; r * LITEMS < n; r = r + p.per) {
             let e0 = r * LITEMS;
             let e1 = min(e0 + LITEMS, n);
             var e = e0;
@@ -87,7 +91,7 @@ fn lincomb_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
             }
         }
     } else {
-        for (var i = gid.x; i < n; i = i + nwg.x * LWG) {
+        for (var i = r0; i < n; i = i + p.per) {
             out[ob + i] = element(i, ob, i0b, i1b, i2b, i3b, co, c0, c1, c2, c3, acc, nt);
         }
     }

@@ -247,8 +247,28 @@ pub static HILBERT: ShaderFamily = ShaderFamily {
         include_str!("../../../shaders/hilbert.wgsl")
     ),
     layout: &[R, R, W, W, W, W, R],
-    entries: &["dots_small", "dots_partial", "dots_finish", "combine"],
+    entries: &["dots_small", "dots_partial", "dots_finish"],
     default_defines: TREE_DEFINES,
+};
+
+/// The Hilbert-space combination, generated per (inputs, outputs) by `kernels::hilbert::combine_source`
+/// (straight-line: coefficients and inputs in named registers; the whole source comes in as the `defines`).
+pub static HILBERT_COMBINE: ShaderFamily = ShaderFamily {
+    name: "hilbert",
+    body: "",
+    layout: &[R, R, W, W, W, W, R],
+    entries: &["combine"],
+    default_defines: "",
+};
+
+/// The Hilbert-space inner products on the software adapter, one thread per problem, generated per pair
+/// structure by `kernels::hilbert::dots_source` (the whole source comes in as the `defines`).
+pub static HILBERT_DOTS: ShaderFamily = ShaderFamily {
+    name: "hilbert",
+    body: "",
+    layout: &[R, R, W, W, W, W, R],
+    entries: &["dots"],
+    default_defines: "",
 };
 
 /// The L2L kernels generated per architecture, variant and entry point by `l2o_meta::l2l::kernels` (straight-line,

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use crate::buffer::{DBuf, Dispatch, grid_x};
 use crate::context::Context;
 use crate::kernels::reduce::{Reduction, ScalarOut};
-use crate::shaders::HILBERT;
+use crate::shaders::{HILBERT, HILBERT_COMBINE, HILBERT_DOTS};
 
 /// Largest n for which [`dots`] uses one thread per (pair, problem) with a sequential sum, on GPUs (`tree`
 /// reductions); see [`Reduction::small_n`] for the software adapter.
@@ -195,6 +195,9 @@ pub fn dots(
         &status.buf,
     ];
     let defines = variant.defines();
+    if small && variant == Reduction::Seq {
+        return Ok(vec![dots_per_problem(ctx, n, batch, st, pairs, &binds)?]);
+    }
     if small {
         return Ok(vec![ctx.dispatch_with(
             &HILBERT,
@@ -221,6 +224,117 @@ pub fn dots(
         )?);
     }
     Ok(d)
+}
+
+/// Problems per workgroup of the generated per-problem inner products (8: a workgroup runs on one core of the
+/// software adapter, 8 lanes wide).
+const DOTS_WG: usize = 8;
+
+/// [`dots`] on the software adapter for n ≤ [`Reduction::small_n`]: one thread per problem computes every pair,
+/// reading each distinct vector once per coordinate (a Gram matrix of k vectors reads k vectors, not k(k+1)),
+/// generated per pair structure by [`dots_source`]; the same sums as `dots_small` (four interleaved partial
+/// sums, (s0 + s1) + (s2 + s3)), so the same bits.
+fn dots_per_problem(
+    ctx: &Context,
+    n: usize,
+    batch: usize,
+    st: &Stores,
+    pairs: &[Pair],
+    binds: &[&wgpu::Buffer; 7],
+) -> Result<Dispatch> {
+    let mut ops: Vec<Operand> = vec![];
+    let mut idx = |o: Operand| match ops.iter().position(|&p| p == o) {
+        Some(i) => i,
+        None => {
+            ops.push(o);
+            ops.len() - 1
+        }
+    };
+    let shape: Vec<(usize, usize)> = pairs.iter().map(|p| (idx(p.a), idx(p.b))).collect();
+    let mut tab = vec![];
+    for (j, &o) in ops.iter().enumerate() {
+        tab.push(st.code(&format!("dots: operand {j}"), o, n, batch)?);
+    }
+    for pr in pairs {
+        tab.push(pr.col as u32);
+        tab.push(pr.mirror.map_or(u32::MAX, |m| m as u32));
+    }
+    let tabuf = ctx.upload_u32("dots table", &tab)?;
+    let stores: Vec<Store> = ops.iter().map(|o| o.store).collect();
+    let mut b = *binds;
+    b[1] = &tabuf.buf;
+    ctx.dispatch_with(
+        &HILBERT_DOTS,
+        "dots",
+        &dots_source(&stores, &shape),
+        &b,
+        [grid_x(batch.div_ceil(DOTS_WG)), 1, 1],
+    )
+}
+
+/// The WGSL of the per-problem inner products for operands in `stores` (operand j's code at tab[j]) and pairs
+/// (a, b) of operand indices (pair q's column and mirror at tab[nops + 2q ..]): straight-line, one vec4
+/// accumulator per pair over the coordinates ≡ 0, 1, 2, 3 (mod 4), as `dots_small` sums them.
+pub fn dots_source(stores: &[Store], pairs: &[(usize, usize)]) -> String {
+    use std::fmt::Write as _;
+    let nops = stores.len();
+    let st = |j: usize| if stores[j] == Store::Y { "ys" } else { "xs" };
+    let mut s = String::from(HILBERT_HEAD);
+    let _ = writeln!(
+        s,
+        "@compute @workgroup_size({DOTS_WG})\n\
+         fn dots(@builtin(global_invocation_id) gid: vec3<u32>) {{\n\
+         \x20   p = pb;\n\
+         \x20   let b = gid.x;\n\
+         \x20   if (b >= p.batch) {{ return; }}\n\
+         \x20   let n = p.n;\n\
+         \x20   let n4 = n - n % 4u;"
+    );
+    for j in 0..nops {
+        let _ = writeln!(s, "    let i{j} = base(tab[{j}u], b);");
+    }
+    for q in 0..pairs.len() {
+        let _ = writeln!(s, "    var s{q} = vec4<Real>(0.0);");
+    }
+    s.push_str("    for (var i = 0u; i < n4; i = i + 4u) {\n");
+    for j in 0..nops {
+        let a = st(j);
+        let _ = writeln!(
+            s,
+            "        let a{j} = vec4<Real>({a}[i{j} + i], {a}[i{j} + i + 1u], {a}[i{j} + i + 2u], {a}[i{j} + i + 3u]);"
+        );
+    }
+    for (q, &(x, y)) in pairs.iter().enumerate() {
+        let _ = writeln!(s, "        s{q} = s{q} + a{x} * a{y};");
+    }
+    s.push_str("    }\n");
+    for (lane, c) in ["x", "y", "z"].iter().enumerate() {
+        let _ = writeln!(s, "    if (n4 + {lane}u < n) {{");
+        for j in 0..nops {
+            let _ = writeln!(s, "        let t{j} = {}[i{j} + n4 + {lane}u];", st(j));
+        }
+        for (q, &(x, y)) in pairs.iter().enumerate() {
+            let _ = writeln!(s, "        s{q}.{c} = s{q}.{c} + t{x} * t{y};");
+        }
+        s.push_str("    }\n");
+    }
+    s.push_str("    let o = p.out_off + b * p.out_stride;\n");
+    for q in 0..pairs.len() {
+        let _ = writeln!(
+            s,
+            "    put(o, {}u, (s{q}.x + s{q}.y) + (s{q}.z + s{q}.w));",
+            nops + 2 * q
+        );
+    }
+    s.push_str("}\n");
+    s.push_str(
+        "fn put(o: u32, t: u32, v: Real) {\n\
+         \x20   scal[o + tab[t]] = v;\n\
+         \x20   let m = tab[t + 1u];\n\
+         \x20   if (m != L2O_NONE) { scal[o + m] = v; }\n\
+         }\n",
+    );
+    s
 }
 
 /// An output of [`combine`]: overwritten, or accumulated into.
@@ -296,6 +410,7 @@ pub fn combine(
         }
     };
     let u = |x: usize| x as u32;
+    let per = combine_threads_per_problem(ctx, n, batch);
     let params = ctx.params(&[
         u(n),
         u(batch),
@@ -310,14 +425,16 @@ pub fn combine(
         u(coef.off),
         u(coef.stride),
         status.is_some() as u32,
-        0,
+        u(per),
         0,
         0,
     ]);
+    let groups = (batch * per).div_ceil(COMBINE_WG);
+    let gx = grid_x(groups);
     ctx.dispatch_with(
-        &HILBERT,
+        &HILBERT_COMBINE,
         "combine",
-        Reduction::of(ctx)?.defines(),
+        &combine_source(inputs.len(), outputs.len()),
         &[
             &params,
             &tabuf.buf,
@@ -327,6 +444,149 @@ pub fn combine(
             &coef.buf.buf,
             &status_buf.buf,
         ],
-        [grid_x(n.div_ceil(256)), u(batch), 1],
+        [gx, u(groups.div_ceil(gx as usize)), 1],
     )
+}
+
+/// Threads per workgroup of [`combine`].
+const COMBINE_WG: usize = 64;
+
+/// Threads per problem of [`combine`]: each thread loads its problem's coefficients once and walks the coordinates
+/// r, r + R, r + 2R, … So that the coefficients are not re-read per coordinate the batch is spread over about as
+/// many threads as the adapter runs at once: 256 on the software adapter (2 cores × 8 lanes, a few deep), 16,384
+/// elsewhere; never more threads per problem than coordinates.
+fn combine_threads_per_problem(ctx: &Context, n: usize, batch: usize) -> usize {
+    let target: usize = if ctx.is_software() { 256 } else { 16_384 };
+    target.div_ceil(batch).clamp(1, n)
+}
+
+/// The WGSL of [`combine`] for `nin` inputs and `nout` outputs (the whole shader; pipelines are cached per shape):
+/// straight-line code with every coefficient and input in a named register — a loop over a private array with a
+/// run-time index is 5–20× slower on the software adapter (docs/design.md, "kernels on lavapipe"). Thread (b, r)
+/// of R = `q0` threads per problem loads the nout·nin coefficients of problem b, then for each of its
+/// coordinates i ≡ r (mod R) reads every input before writing any output:
+///     out_o[i] ← [out_o[i]] + Σ_j coef[coef_off + b·coef_stride + o·nin + j] · in_j[i]   (j in order).
+pub fn combine_source(nin: usize, nout: usize) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from(HILBERT_HEAD);
+    let _ = writeln!(
+        s,
+        "@compute @workgroup_size({COMBINE_WG})\n\
+         fn combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{\n\
+         \x20   p = pb;\n\
+         \x20   let lin = gid.x + gid.y * nwg.x * {COMBINE_WG}u;\n\
+         \x20   let b = lin / p.q0;\n\
+         \x20   let r = lin % p.q0;\n\
+         \x20   if (b >= p.batch) {{ return; }}\n\
+         \x20   if (p.use_status == 1u && status[b] != 0u) {{ return; }}\n\
+         \x20   let cb = p.coef_off + b * p.coef_stride;"
+    );
+    for j in 0..nin {
+        let _ = writeln!(
+            s,
+            "    let ci{j} = tab[p.tab0 + {j}u];\n    let bi{j} = base(ci{j}, b);"
+        );
+    }
+    for o in 0..nout {
+        let _ = writeln!(
+            s,
+            "    let co{o} = tab[p.tab0 + {}u];\n    let bo{o} = base(co{o}, b);\n    let ac{o} = (co{o} & ACCUM) != 0u;",
+            nin + o
+        );
+        for j in 0..nin {
+            let _ = writeln!(s, "    let k{o}_{j} = scal[cb + {}u];", o * nin + j);
+        }
+    }
+    s.push_str("    for (var i = r; i < p.n; i = i + p.q0) {\n");
+    for j in 0..nin {
+        let _ = writeln!(s, "        let x{j} = load(ci{j}, bi{j} + i);");
+    }
+    for o in 0..nout {
+        let _ = writeln!(
+            s,
+            "        var v{o}: Real = 0.0;\n        if (ac{o}) {{ v{o} = load(co{o}, bo{o} + i); }}"
+        );
+        for j in 0..nin {
+            let _ = writeln!(s, "        v{o} = v{o} + k{o}_{j} * x{j};");
+        }
+        let _ = writeln!(s, "        store(co{o}, bo{o} + i, v{o});");
+    }
+    s.push_str("    }\n}\n");
+    s
+}
+
+/// Bindings, parameters and addressing of the generated [`combine`] and per-problem [`dots`] (the operand codes
+/// of `shaders/hilbert.wgsl`).
+const HILBERT_HEAD: &str = "
+struct Params {
+    n: u32, batch: u32, x_stride: u32, y_stride: u32,
+    count: u32, nin: u32, tab0: u32, chunks: u32,
+    out_off: u32, out_stride: u32, coef_off: u32, coef_stride: u32,
+    use_status: u32, q0: u32, q1: u32, q2: u32,
+}
+@group(0) @binding(0) var<storage, read> pb: Params;
+var<private> p: Params;
+@group(0) @binding(1) var<storage, read> tab: array<u32>;
+@group(0) @binding(2) var<storage, read_write> xs: array<Real>;
+@group(0) @binding(3) var<storage, read_write> ys: array<Real>;
+@group(0) @binding(4) var<storage, read_write> partial: array<Real>;
+@group(0) @binding(5) var<storage, read_write> scal: array<Real>;
+@group(0) @binding(6) var<storage, read> status: array<u32>;
+const STORE_Y: u32 = 0x80000000u;
+const ACCUM: u32 = 0x40000000u;
+const OFFSET_MASK: u32 = 0x3fffffffu;
+fn base(code: u32, b: u32) -> u32 {
+    let off = code & OFFSET_MASK;
+    if ((code & STORE_Y) != 0u) { return off + b * p.y_stride; }
+    return off + b * p.x_stride;
+}
+fn load(code: u32, idx: u32) -> Real {
+    if ((code & STORE_Y) != 0u) { return ys[idx]; }
+    return xs[idx];
+}
+fn store(code: u32, idx: u32, v: Real) {
+    if ((code & STORE_Y) != 0u) { ys[idx] = v; } else { xs[idx] = v; }
+}
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::precision::Precision;
+    use crate::shaders::validate_precision;
+
+    /// The generated combination validates with naga in both precisions for every shape the Hilbert LSTM and the
+    /// tests launch (1 × 1 up to the limit), no device needed; and it is straight-line: no run-time indexed
+    /// private array, one coefficient register per (output, input).
+    #[test]
+    fn generated_combine_validates_for_every_shape() {
+        for (nin, nout) in [(1, 1), (2, 2), (4, 3), (13, 3), (16, 7), (13, 13), (MAX_INPUTS, 1)] {
+            let src = combine_source(nin, nout);
+            for p in [Precision::F32, Precision::F64] {
+                validate_precision(&HILBERT_COMBINE, p, &src, &["combine"])
+                    .unwrap_or_else(|e| panic!("{nin} × {nout}: {e}"));
+            }
+            assert!(!src.contains("array<Real,"), "{nin} × {nout}: private array");
+            assert_eq!(src.matches("scal[cb + ").count(), nin * nout);
+        }
+    }
+
+    /// The generated per-problem inner products validate in both precisions for a Gram matrix (X and Y
+    /// operands) and a cross-product table, and read each operand once per coordinate.
+    #[test]
+    fn generated_dots_validate() {
+        let gram: Vec<(usize, usize)> = (0..5).flat_map(|i| (i..5).map(move |j| (i, j))).collect();
+        let cross: Vec<(usize, usize)> = (0..3).flat_map(|i| (3..7).map(move |j| (i, j))).collect();
+        for (stores, pairs) in [
+            (vec![Store::X, Store::Y, Store::X, Store::X, Store::Y], gram),
+            (vec![Store::Y; 7], cross),
+            (vec![Store::X], vec![(0, 0)]),
+        ] {
+            let src = dots_source(&stores, &pairs);
+            for p in [Precision::F32, Precision::F64] {
+                validate_precision(&HILBERT_DOTS, p, &src, &["dots"]).unwrap_or_else(|e| panic!("{e}"));
+            }
+            assert_eq!(src.matches("        let a").count(), stores.len());
+        }
+    }
 }

@@ -78,11 +78,11 @@ impl Layout {
         }
     }
 
-    /// Elements per workgroup.
-    fn span(self) -> usize {
+    /// Threads per workgroup and elements per thread.
+    fn shape(self) -> (usize, usize) {
         match self {
-            Layout::Grid => 256,
-            Layout::Seg => 64 * 256,
+            Layout::Grid => (256, 1),
+            Layout::Seg => (64, 256),
         }
     }
 }
@@ -137,6 +137,11 @@ pub fn lincomb(
     let none = u32::MAX;
     let col = |c: Option<usize>| c.map_or(none, |c| c as u32);
     let t = |j: usize| terms.get(j);
+    // threads per problem (one element or run each), problems packed into workgroups one after another
+    let (wg, items) = layout.shape();
+    let per = n.div_ceil(items);
+    let groups = (batch * per).div_ceil(wg);
+    let gx = grid_x(groups);
     let mut words = vec![
         n as u32,
         batch as u32,
@@ -149,7 +154,7 @@ pub fn lincomb(
         col(keep.and_then(|k| k.1)),
         sc.status.is_some() as u32,
         aligned as u32,
-        0,
+        per as u32,
     ];
     words.extend((0..4).map(|j| t(j).map_or(0, |t| t.v.offset as u32)));
     words.extend((0..4).map(|j| t(j).map_or(0, |t| t.v.stride as u32)));
@@ -190,6 +195,6 @@ pub fn lincomb(
             input4(2),
             input4(3),
         ],
-        [grid_x(n.div_ceil(layout.span())), batch as u32, 1],
+        [gx, groups.div_ceil(gx as usize) as u32, 1],
     )
 }
