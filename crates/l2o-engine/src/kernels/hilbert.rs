@@ -462,7 +462,7 @@ fn combine_threads_per_problem(ctx: &Context, n: usize, batch: usize) -> usize {
 
 /// The WGSL of [`combine`] for `nin` inputs and `nout` outputs (the whole shader; pipelines are cached per shape):
 /// straight-line code with every coefficient and input in a named register — a loop over a private array with a
-/// run-time index is 5–20× slower on the software adapter (docs/design.md, "kernels on lavapipe"). Thread (b, r)
+/// run-time index is 5–20× slower on the software adapter (docs/design.md, "What the software adapter rewards"). Thread (b, r)
 /// of R = `q0` threads per problem loads the nout·nin coefficients of problem b, then for each of its
 /// coordinates i ≡ r (mod R) reads every input before writing any output:
 ///     out_o[i] ← [out_o[i]] + Σ_j coef[coef_off + b·coef_stride + o·nin + j] · in_j[i]   (j in order).
