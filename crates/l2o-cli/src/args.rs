@@ -155,9 +155,14 @@ pub struct EvalArgs {
     pub(crate) task: Option<String>,
     #[arg(long)]
     pub(crate) dim: Option<usize>,
-    /// Number of held-out test problems
-    #[arg(long, default_value_t = 128)]
-    pub(crate) batch: usize,
+    /// Number of held-out test problems [default: 128; with --protocol paper: 1000]
+    #[arg(long)]
+    pub(crate) batch: Option<usize>,
+    /// L-BFGS-π on MNIST: the test protocol of Egidio et al. 2021 §6 (Table 1): 1,000 test networks (the
+    /// 10,000 test images in 10 groups of 1,000, 100 starting points x0 per group), up to K = 800 iterations
+    /// or ‖∇f‖ < 1e-8, ε = 1e-3, 1e-4, 1e-5 — each unless given (e.g. `--batch 100` for a tenth of it)
+    #[arg(long, value_enum)]
+    pub(crate) protocol: Option<Protocol>,
     /// Draw the held-out problems in this many shards (each from its own seed; shard 0 of 1 is the
     /// single-process set); the ranks of a distributed run own whole shards, and the table depends on the
     /// shards, never on the ranks [default: 1, under mpirun the number of ranks]
@@ -198,7 +203,28 @@ pub struct EvalArgs {
     pub(crate) out: PathBuf,
 }
 
+/// A published evaluation protocol (`l2o eval --protocol`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Egidio et al. 2021 §6, Table 1: L-BFGS-π on the MNIST 1×20 MLP.
+    Paper,
+}
+
+/// The paper protocol's numbers (Egidio et al. 2021 §6): test networks (10 groups × 100 x0), iterations K,
+/// images per network (full batch).
+pub const PAPER_TEST_NETWORKS: usize = 1000;
+pub const PAPER_TEST_STEPS: usize = 800;
+pub const PAPER_IMAGES: usize = 1000;
+
 impl EvalArgs {
+    /// Held-out problems: `--batch`, else 1,000 under `--protocol paper`, else 128.
+    pub(crate) fn batch(&self) -> usize {
+        self.batch.unwrap_or(match self.protocol {
+            Some(Protocol::Paper) => PAPER_TEST_NETWORKS,
+            None => 128,
+        })
+    }
+
     /// The training problems the baselines are tuned on: the distribution the learned optimizer was trained on
     /// (first epoch's seed, MNIST's training images), `--tune-batch` of them at dimension `dim` — never the
     /// test problems.
@@ -210,7 +236,7 @@ impl EvalArgs {
         dim: usize,
         opts: &TaskOptions,
     ) -> Result<Box<dyn l2o_tasks::Task>> {
-        let batch = self.tune_batch.unwrap_or(self.batch);
+        let batch = self.tune_batch.unwrap_or(self.batch());
         let seed = l2o_meta::state::epoch_seed(st.train.seed, 0);
         l2o_tasks::build_task(ctx, task, dim, opts, batch, seed, false)
     }
@@ -226,7 +252,7 @@ impl EvalArgs {
         opts: &TaskOptions,
     ) -> Result<crate::held_out::HeldOut<'c>> {
         let shards = self.shards.unwrap_or(crate::cluster::group().size());
-        crate::held_out::HeldOut::new(ctx, shards, self.batch, |s, b| {
+        crate::held_out::HeldOut::new(ctx, shards, self.batch(), |s, b| {
             let seed = l2o_meta::state::test_shard_seed(st.train.seed, s);
             l2o_tasks::build_task(ctx, task, dim, opts, b, seed, true)
         })

@@ -111,7 +111,16 @@ fn bad_inputs_print_one_clear_line_and_fail() {
     }
     let dir = std::env::temp_dir().join("l2o-cli-bad");
     let d = dir.to_str().unwrap();
+    let hlstm_ck = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/results/hlstm/hlstm-cell2.l2o");
     for (args, needle) in [
+        (
+            vec!["eval", "--checkpoint", hlstm_ck, "--protocol", "paper", "--out", d],
+            "--protocol paper is the L-BFGS-π test protocol",
+        ),
+        (
+            vec!["eval", "--checkpoint", hlstm_ck, "--protocol", "icml", "--out", d],
+            "invalid value 'icml'",
+        ),
         (
             vec!["run", "--optimizer", "adamw", "--out", d],
             "unknown optimizer",

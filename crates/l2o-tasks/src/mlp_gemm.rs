@@ -35,7 +35,7 @@ pub fn col_tile(cols: usize) -> usize {
 }
 
 /// Terms of k per chunk.
-pub const KC: usize = 64;
+pub const KC: usize = 128;
 
 macro_rules! w {
     ($s:expr, $($arg:tt)*) => { { let _ = writeln!($s, $($arg)*); } };

@@ -226,7 +226,7 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
             super::checkpoint_label(&a.checkpoint, st),
             st.best_epoch,
             grid,
-            a.tune_batch.unwrap_or(a.batch),
+            a.tune_batch.unwrap_or(a.batch()),
             ctx.precision()
         );
         let verdict = format!(

@@ -108,7 +108,7 @@ pub fn l2l_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState) -> Result<()> {
         &format!(
             "{task_name} n={}: LSTM vs tuned baselines ({} problems)",
             test.dim(),
-            a.batch
+            a.batch()
         ),
         &a.out.join("loss.svg"),
     )?;

@@ -23,6 +23,17 @@ pub fn eval_cmd(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     {
         eprintln!("warning: {}: {w}", a.checkpoint.display());
     }
+    if a.protocol.is_some() && st.policy.is_none() {
+        anyhow::bail!(
+            "--protocol paper is the L-BFGS-π test protocol of Egidio et al. 2021 (Table 1); {} holds {}",
+            a.checkpoint.display(),
+            if st.hlstm.is_some() {
+                "a Hilbert LSTM"
+            } else {
+                "an L2L LSTM"
+            }
+        );
+    }
     match (st.policy, st.hlstm) {
         (Some(pc), _) => policy::policy_eval(dev, a, &st, pc),
         (None, Some(hc)) => hlstm::hlstm_eval(dev, a, &st, hc),

@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use l2o_meta::state::TrainState;
-use l2o_optim::compare::{log_ratio_index, win_tie};
+use l2o_optim::compare::{WinTie, log_ratio_index, races, win_tie_interval};
 use l2o_optim::step_policy::PolicyConfig;
 use l2o_optim::{Lbfgs, Optimizer, RunOptions, Trace, summarize};
 
-use crate::args::EvalArgs;
+use crate::args::{EvalArgs, PAPER_IMAGES, PAPER_TEST_STEPS, Protocol};
 use crate::baselines::{Competitors, fixed_rates};
 use crate::{DeviceArgs, bar, cluster, list, parse_grid, plot, report};
 
@@ -24,7 +24,10 @@ pub fn policy_eval(
 ) -> Result<()> {
     let task_name = a.task.clone().unwrap_or_else(|| st.train.task.clone());
     let dim = a.dim.unwrap_or(st.train.dim);
-    let steps = a.steps.unwrap_or(st.train.horizon);
+    let paper = a.protocol == Some(Protocol::Paper);
+    let steps = a
+        .steps
+        .unwrap_or(if paper { PAPER_TEST_STEPS } else { st.train.horizon });
     let grid = parse_grid(a.grid.as_deref().unwrap_or("-3..-1"))?;
     let lrs = fixed_rates(a.lr.as_deref())?;
     let eps: Vec<f64> = list(&a.eps, "tolerance ε")?;
@@ -40,6 +43,21 @@ pub fn policy_eval(
             .with_context(|| format!("cannot create {}", a.out.display()))?;
     }
     let opts = a.mlp.options(&st.train.task_options)?;
+    if paper
+        && !(task_name == "mnist"
+            && opts.full_batch
+            && opts.minibatch == PAPER_IMAGES
+            && opts.mlp_hidden == [20])
+    {
+        bail!(
+            "--protocol paper evaluates the 1×20 MNIST MLP on full batches of {PAPER_IMAGES} test images (Egidio et \
+             al. 2021 §6); this evaluation is {task_name} with hidden {:?}, {} images{}: train on that protocol \
+             (scripts/lbfgs-pi-study.sh) or drop --protocol",
+            opts.mlp_hidden,
+            opts.minibatch,
+            if opts.full_batch { ", full batch" } else { ", fresh minibatches" }
+        );
+    }
     let test = a.test_task(&ctx, st, &task_name, dim, &opts)?;
     let o = RunOptions {
         steps,
@@ -115,7 +133,7 @@ pub fn policy_eval(
         &format!(
             "I_a = ln(f̂[a] / f̂[L-BFGS-π]), {task_name} n={} ({} problems)",
             test.dim(),
-            a.batch
+            a.batch()
         ),
         "I_a  (> 0: L-BFGS-π reached a lower loss)",
         &a.out.join("index.svg"),
@@ -124,7 +142,7 @@ pub fn policy_eval(
     let title = format!(
         "{task_name} n={}: L-BFGS-π vs competitors ({} problems)",
         test.dim(),
-        a.batch
+        a.batch()
     );
     plot::loss_plot(&traces, &title, &a.out.join("loss.svg"))?;
     plot::gnorm_plot(&traces, &title, &a.out.join("gnorm.svg"))?;
@@ -135,21 +153,36 @@ pub fn policy_eval(
     Ok(())
 }
 
+/// Bootstrap replicates of the win/tie intervals (fixed seed: the same runs give the same table).
+const BOOTSTRAP_REPS: usize = 2000;
+
 /// The Table 1 analogue: per competitor and ε, L-BFGS-π's win and tie percentages counted in iterations and in
-/// function evaluations; then per optimizer the best value f̂, the evaluations and the wall-clock time, and the
-/// I_a summary.
+/// function evaluations, each with its 95 % percentile-bootstrap interval over the test problems
+/// ([`win_tie_interval`]: resampling the networks); then per optimizer the best value f̂, the evaluations and
+/// the wall-clock time, and the I_a summary.
 fn table(runs: &[(Trace, f64)], eps: &[f64]) -> String {
     let ours = &runs[0].0;
     let mut s = String::from(
-        "| competitor | ε | iterations: W (%) | T (%) | evaluations: W (%) | T (%) |\n|---|---|---|---|---|---|\n",
+        "Wins (W) and ties (T) of L-BFGS-π in % of the test problems, with 95 % bootstrap intervals over the \
+         problems.\n\n\
+         | competitor | ε | iterations: W (%) | T (%) | evaluations: W (%) | T (%) |\n|---|---|---|---|---|---|\n",
     );
+    let cell = |r: &[l2o_optim::compare::Race]| -> (String, String) {
+        let w = WinTie::of(r);
+        let (lo, hi) = win_tie_interval(r, 0.95, BOOTSTRAP_REPS, 1);
+        (
+            format!("{:.1} [{:.1}, {:.1}]", w.win, lo.win, hi.win),
+            format!("{:.1} [{:.1}, {:.1}]", w.tie, lo.tie, hi.tie),
+        )
+    };
     for (t, _) in &runs[1..] {
         for &e in eps {
-            let (wi, we) = (win_tie(ours, t, e, false), win_tie(ours, t, e, true));
+            let (wi, ti) = cell(&races(ours, t, e, false));
+            let (we, te) = cell(&races(ours, t, e, true));
             let _ = writeln!(
                 s,
-                "| {} | {e:.0e} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                t.optimizer, wi.win, wi.tie, we.win, we.tie
+                "| {} | {e:.0e} | {wi} | {ti} | {we} | {te} |",
+                t.optimizer
             );
         }
     }
