@@ -18,40 +18,7 @@
 // combine (the same bindings and operand codes) is generated per number of inputs and outputs, straight-line:
 //   `l2o_engine::kernels::hilbert::combine_source`.
 
-struct Params {
-    n: u32, batch: u32, x_stride: u32, y_stride: u32,
-    count: u32, nin: u32, tab0: u32, chunks: u32,
-    out_off: u32, out_stride: u32, coef_off: u32, coef_stride: u32,
-    use_status: u32, q0: u32, q1: u32, q2: u32,
-}
-
-@group(0) @binding(0) var<storage, read> pb: Params;
-// A private copy of the parameters, made at the top of every entry point: reads of a storage buffer inside
-// loops are gathers on the software adapter (and a uniform buffer would be recompiled per bind group there).
-var<private> p: Params;
-@group(0) @binding(1) var<storage, read> tab: array<u32>;
-@group(0) @binding(2) var<storage, read_write> xs: array<Real>;
-@group(0) @binding(3) var<storage, read_write> ys: array<Real>;
-@group(0) @binding(4) var<storage, read_write> partial: array<Real>;
-// dots: results; combine: coefficients
-@group(0) @binding(5) var<storage, read_write> scal: array<Real>;
-@group(0) @binding(6) var<storage, read> status: array<u32>;
-
-const STORE_Y: u32 = 0x80000000u;
-const ACCUM: u32 = 0x40000000u;
-const OFFSET_MASK: u32 = 0x3fffffffu;
-
-// Element index of coordinate 0 of problem b's vector for an operand code.
-fn base(code: u32, b: u32) -> u32 {
-    let off = code & OFFSET_MASK;
-    if ((code & STORE_Y) != 0u) { return off + b * p.y_stride; }
-    return off + b * p.x_stride;
-}
-
-fn load(code: u32, idx: u32) -> Real {
-    if ((code & STORE_Y) != 0u) { return ys[idx]; }
-    return xs[idx];
-}
+// (bindings, parameters, base, load, store: hilbert_common.wgsl)
 
 fn write_dot(q: u32, b: u32, v: Real) {
     let o = p.out_off + b * p.out_stride;

@@ -244,6 +244,7 @@ pub static HILBERT: ShaderFamily = ShaderFamily {
     name: "hilbert",
     body: concat!(
         include_str!("../../../shaders/tree.wgsl"),
+        include_str!("../../../shaders/hilbert_common.wgsl"),
         include_str!("../../../shaders/hilbert.wgsl")
     ),
     layout: &[R, R, W, W, W, W, R],

@@ -515,39 +515,9 @@ pub fn combine_source(nin: usize, nout: usize) -> String {
     s
 }
 
-/// Bindings, parameters and addressing of the generated [`combine`] and per-problem [`dots`] (the operand codes
-/// of `shaders/hilbert.wgsl`).
-const HILBERT_HEAD: &str = "
-struct Params {
-    n: u32, batch: u32, x_stride: u32, y_stride: u32,
-    count: u32, nin: u32, tab0: u32, chunks: u32,
-    out_off: u32, out_stride: u32, coef_off: u32, coef_stride: u32,
-    use_status: u32, q0: u32, q1: u32, q2: u32,
-}
-@group(0) @binding(0) var<storage, read> pb: Params;
-var<private> p: Params;
-@group(0) @binding(1) var<storage, read> tab: array<u32>;
-@group(0) @binding(2) var<storage, read_write> xs: array<Real>;
-@group(0) @binding(3) var<storage, read_write> ys: array<Real>;
-@group(0) @binding(4) var<storage, read_write> partial: array<Real>;
-@group(0) @binding(5) var<storage, read_write> scal: array<Real>;
-@group(0) @binding(6) var<storage, read> status: array<u32>;
-const STORE_Y: u32 = 0x80000000u;
-const ACCUM: u32 = 0x40000000u;
-const OFFSET_MASK: u32 = 0x3fffffffu;
-fn base(code: u32, b: u32) -> u32 {
-    let off = code & OFFSET_MASK;
-    if ((code & STORE_Y) != 0u) { return off + b * p.y_stride; }
-    return off + b * p.x_stride;
-}
-fn load(code: u32, idx: u32) -> Real {
-    if ((code & STORE_Y) != 0u) { return ys[idx]; }
-    return xs[idx];
-}
-fn store(code: u32, idx: u32, v: Real) {
-    if ((code & STORE_Y) != 0u) { ys[idx] = v; } else { xs[idx] = v; }
-}
-";
+/// Bindings, parameters and addressing of the generated [`combine`] and per-problem [`dots`] (shared with
+/// `shaders/hilbert.wgsl`).
+const HILBERT_HEAD: &str = include_str!("../../../../shaders/hilbert_common.wgsl");
 
 #[cfg(test)]
 mod tests {
