@@ -9,16 +9,24 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// 300 training and 50 test images of 7×7 random pixels with random labels.
 fn synthetic() -> MnistData {
+    synthetic_of(7, 7)
+}
+
+/// Random images of rows × cols pixels: 7 × 7 rows start mid-word (the kernels read pixel by pixel); 12 × 12
+/// rows start on a 4-byte word, as MNIST's 28 × 28 do (the first layer's forward reads four pixels at a time),
+/// and span three chunks of the software adapter's products, the last one partial.
+fn synthetic_of(rows: usize, cols: usize) -> MnistData {
     let mut r = StdRng::seed_from_u64(17);
+    let px = rows * cols;
     let mut bytes =
         |len: usize, max: u8| -> Vec<u8> { (0..len).map(|_| r.random_range(0..max)).collect() };
     MnistData {
-        train_images: bytes(300 * 49, 255),
+        train_images: bytes(300 * px, 255),
         train_labels: bytes(300, 10),
-        test_images: bytes(50 * 49, 255),
+        test_images: bytes(50 * px, 255),
         test_labels: bytes(50, 10),
-        rows: 7,
-        cols: 7,
+        rows,
+        cols,
     }
 }
 
@@ -48,12 +56,17 @@ fn configs() -> Vec<MlpConfig> {
     ]
 }
 
-/// Device loss and gradient = f64 oracle on the same minibatch, for two successive draws, B ∈ {1, 3}.
-/// Tolerance relative to the largest gradient entry: f32 1e-5 (sums of ≤ 49·40 products through at most three
-/// layers), f64 1e-12.
+/// Device loss and gradient = f64 oracle on the same minibatch, for two successive draws, B ∈ {1, 3}, on 7 × 7
+/// and 12 × 12 images. Tolerance relative to the largest gradient entry: f32 1e-5 (sums of ≤ 144·40 products
+/// through at most three layers), f64 1e-12.
 #[test]
 fn mlp_loss_and_gradient_match_oracle() {
-    let data = std::sync::Arc::new(synthetic());
+    for (rows, cols) in [(7, 7), (12, 12)] {
+        oracle_case(std::sync::Arc::new(synthetic_of(rows, cols)));
+    }
+}
+
+fn oracle_case(data: std::sync::Arc<MnistData>) {
     each_device(|c| {
         for cfg in configs() {
             for bt in [1usize, 3] {
