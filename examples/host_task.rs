@@ -75,6 +75,7 @@ pub fn meta_train_and_compare(ctx: &Context, epochs: usize) -> Result<(f64, f64)
         epochs,
         meta_optimizer: "adam".into(),
         meta_lr: 0.01,
+        meta_lr_final: None,
         seed: 1,
         val_batch: batch,
         validate_every: 5,

@@ -75,6 +75,7 @@ fn main() -> Result<()> {
                 epochs: 8,
                 meta_optimizer: "adam".into(),
                 meta_lr: 0.003,
+                meta_lr_final: None,
                 seed: 1,
                 val_batch: 32,
                 validate_every: 4,

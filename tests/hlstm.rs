@@ -756,6 +756,7 @@ fn one_checkpoint_runs_at_every_dimension() {
         epochs: 1,
         meta_optimizer: "adam".into(),
         meta_lr: 1e-3,
+        meta_lr_final: None,
         seed: 1,
         val_batch: 1,
         validate_every: 1,

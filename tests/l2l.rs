@@ -266,6 +266,7 @@ fn small_run(epochs: usize, seed: u64) -> (LstmConfig, l2o::meta::state::TrainCo
         epochs,
         meta_optimizer: "adam".into(),
         meta_lr: 0.01,
+        meta_lr_final: None,
         seed,
         val_batch: 16,
         validate_every: 2,

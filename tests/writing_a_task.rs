@@ -65,6 +65,7 @@ fn a_user_task_meta_trains_through_the_shared_loop() {
         epochs: 2,
         meta_optimizer: "adam".into(),
         meta_lr: 1e-3,
+        meta_lr_final: None,
         seed: 3,
         val_batch: 2,
         validate_every: 1,

@@ -62,6 +62,7 @@ pub fn run_dist_bench(
             epochs,
             meta_optimizer: d.meta_optimizer.into(),
             meta_lr: d.meta_lr,
+            meta_lr_final: None,
             seed: 1,
             val_batch: g.size(),
             validate_every: epochs,

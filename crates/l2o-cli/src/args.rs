@@ -83,6 +83,10 @@ pub struct TrainArgs {
     /// Meta learning rate [lstm: 0.01; lbfgs-policy: 1; hlstm: 0.001]
     #[arg(long)]
     pub(crate) meta_lr: Option<f64>,
+    /// Decay the meta learning rate along a half cosine from --meta-lr (first epoch) to this value (last
+    /// epoch); without it the rate is constant
+    #[arg(long)]
+    pub(crate) meta_lr_final: Option<f64>,
     /// lbfgs-policy, hlstm: memory m (pairs (s, y))
     #[arg(long, default_value_t = 5)]
     pub(crate) memory: usize,

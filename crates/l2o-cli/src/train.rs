@@ -72,6 +72,7 @@ fn train_config(a: &TrainArgs, lo: &dyn LearnedOptimizer) -> Result<TrainConfig>
             .clone()
             .unwrap_or_else(|| d.meta_optimizer.into()),
         meta_lr: a.meta_lr.unwrap_or(d.meta_lr),
+        meta_lr_final: a.meta_lr_final,
         seed: a.seed,
         val_batch: a.val_batch,
         validate_every: a.validate_every,

@@ -122,6 +122,10 @@ fn bad_inputs_print_one_clear_line_and_fail() {
             "invalid value 'icml'",
         ),
         (
+            vec!["train", "--epochs", "1", "--meta-lr-final", "0", "--out", d],
+            "final meta learning rate 0 must be a positive finite number",
+        ),
+        (
             vec!["run", "--optimizer", "adamw", "--out", d],
             "unknown optimizer",
         ),

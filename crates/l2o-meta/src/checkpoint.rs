@@ -68,7 +68,7 @@ struct Header {
 
 /// Every f64 scalar of the state, in the fixed order of the `scalars` array:
 /// lstm.scale, lstm.preprocess, the policy's tau_min, tau_max, eps, curvature_eps (when present), the HLSTM's
-/// curvature_eps, the log meta-loss floor and the meta-gradient clip, train.meta_lr, best_val, the meta-optimizer's hyperparameters
+/// curvature_eps, the log meta-loss floor and the meta-gradient clip, train.meta_lr, train.meta_lr_final, best_val, the meta-optimizer's hyperparameters
 /// (Adam: lr, beta1, beta2, eps; ADADELTA: lr, rho, eps), then meta_loss, val_loss of each history record.
 /// Optional fields contribute a slot only when they are Some (whether they are is recorded by the JSON).
 ///
@@ -105,6 +105,7 @@ fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
         epochs: _,
         meta_optimizer: _,
         meta_lr,
+        meta_lr_final,
         seed: _,
         val_batch: _,
         validate_every: _,
@@ -149,6 +150,7 @@ fn scalar_slots(s: &mut TrainState) -> Vec<&mut f64> {
         out.extend(clip.as_mut());
     }
     out.push(meta_lr);
+    out.extend(meta_lr_final.as_mut());
     out.extend(best_val.as_mut());
     match metaopt {
         MetaOptState::Adam {
@@ -476,13 +478,15 @@ pub fn inspect(path: &Path) -> Result<Vec<(&'static str, String)>> {
         (
             "training",
             format!(
-                "horizon {}, unrolls of {}, {} epochs configured, meta-optimizer {} (lr {}), seed {}, \
+                "horizon {}, unrolls of {}, {} epochs configured, meta-optimizer {} (lr {}{}), seed {}, \
                  validation on {} problems every {} epochs, {} shard(s)",
                 t.horizon,
                 t.unroll,
                 t.epochs,
                 t.meta_optimizer,
                 t.meta_lr,
+                t.meta_lr_final
+                    .map_or(String::new(), |f| format!(", cosine decay to {f}")),
                 t.seed,
                 t.val_batch,
                 t.validate_every,

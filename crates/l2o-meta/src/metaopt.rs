@@ -111,6 +111,13 @@ impl MetaOptState {
     }
 
     /// The learning rate.
+    /// Set the learning rate (a schedule's value for the coming updates; the accumulated moments are kept).
+    pub fn set_lr(&mut self, new: f64) {
+        match self {
+            Self::Adam { lr, .. } | Self::Adadelta { lr, .. } => *lr = new,
+        }
+    }
+
     pub fn lr(&self) -> f64 {
         match self {
             Self::Adam { lr, .. } | Self::Adadelta { lr, .. } => *lr,

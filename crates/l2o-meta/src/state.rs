@@ -21,6 +21,11 @@ pub struct TrainConfig {
     /// Meta-optimizer: "adam" or "adadelta", with its learning rate.
     pub meta_optimizer: String,
     pub meta_lr: f64,
+    /// Meta learning-rate schedule: None keeps `meta_lr` throughout; Some(final) decays it along a half cosine,
+    /// epoch e of E using final + (meta_lr − final)·(1 + cos(π·e/(E − 1)))/2 (`meta_lr` in the first epoch,
+    /// `final` in the last; [`TrainConfig::meta_lr_at`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_lr_final: Option<f64>,
     /// Base seed: epoch e trains on problems drawn with `epoch_seed(seed, e)`; validation uses its own seeds.
     pub seed: u64,
     /// Validation: this many problems (seed `validation_seed(seed)`), every `validate_every` epochs.
@@ -46,6 +51,21 @@ fn one() -> usize {
 }
 
 impl TrainConfig {
+    /// The meta learning rate of epoch `epoch` (0-based) under the schedule (see `meta_lr_final`).
+    pub fn meta_lr_at(&self, epoch: usize) -> f64 {
+        match self.meta_lr_final {
+            None => self.meta_lr,
+            Some(f) => {
+                let x = if self.epochs > 1 {
+                    epoch.min(self.epochs - 1) as f64 / (self.epochs - 1) as f64
+                } else {
+                    0.0
+                };
+                f + (self.meta_lr - f) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos())
+            }
+        }
+    }
+
     /// The checks every learned optimizer's training shares: the horizon is a positive multiple of the unroll
     /// (`unroll_name`: what one meta-update spans), and the dimension and batches are positive.
     pub fn validate(&self, unroll_name: &str) -> anyhow::Result<()> {
@@ -58,6 +78,11 @@ impl TrainConfig {
         }
         if self.dim == 0 || self.batch == 0 || self.val_batch == 0 || self.shards == 0 {
             anyhow::bail!("dimension, batch, shards and validation batch must be positive");
+        }
+        if let Some(f) = self.meta_lr_final
+            && !(f > 0.0 && f.is_finite())
+        {
+            anyhow::bail!("the final meta learning rate {f} must be a positive finite number");
         }
         if self.val_batch < self.shards {
             anyhow::bail!(

@@ -34,6 +34,8 @@ pub fn apply_update(
     unroll: usize,
 ) -> Result<bool> {
     if meta_loss.is_finite() && dphi.iter().all(|g| g.is_finite()) {
+        let lr = state.train.meta_lr_at(epoch);
+        state.metaopt.set_lr(lr);
         state.metaopt.step(&mut state.phi, dphi)?;
         state.updates += 1;
         state.skipped_in_row = 0;

@@ -28,6 +28,7 @@ fn train_config(meta_optimizer: &str) -> TrainConfig {
         epochs: 50,
         meta_optimizer: meta_optimizer.into(),
         meta_lr: 0.1,
+        meta_lr_final: None,
         seed: 42,
         val_batch: 64,
         validate_every: 5,
@@ -176,6 +177,37 @@ fn round_trip_is_bit_exact() {
         );
         assert!(back.history[0].val_loss.unwrap().is_nan() && back.best_val.is_none());
         assert_eq!(back.history[1].meta_loss, Some(f64::INFINITY));
+
+        // A meta learning-rate schedule (an optional scalar slot) round-trips bit for bit.
+        let mut s = state(opt);
+        s.train.meta_lr_final = Some(0.1 / 3.0);
+        checkpoint::save(&p, &s).unwrap();
+        let back = checkpoint::load(&p).unwrap();
+        assert_eq!(back, s, "{opt} with a schedule");
+        assert_eq!(
+            back.train.meta_lr_final.map(f64::to_bits),
+            Some((0.1f64 / 3.0).to_bits())
+        );
+    }
+}
+
+/// The cosine schedule: meta_lr in the first epoch, the final rate in the last, the midpoint halfway, monotone;
+/// constant without a final rate; a final rate that is not positive and finite is refused.
+#[test]
+fn meta_lr_schedule_is_a_half_cosine() {
+    let mut tc = train_config("adam");
+    assert!((0..60).all(|e| tc.meta_lr_at(e) == 0.1));
+    tc.meta_lr_final = Some(0.001);
+    tc.epochs = 11;
+    assert_eq!(tc.meta_lr_at(0), 0.1);
+    assert!((tc.meta_lr_at(10) - 0.001).abs() < 1e-15);
+    assert!((tc.meta_lr_at(5) - 0.0505).abs() < 1e-12);
+    assert!((1..11).all(|e| tc.meta_lr_at(e) < tc.meta_lr_at(e - 1)));
+    assert!((tc.meta_lr_at(40) - 0.001).abs() < 1e-15, "past the configured epochs: the final rate");
+    tc.validate("unroll").unwrap();
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        tc.meta_lr_final = Some(bad);
+        assert!(tc.validate("unroll").is_err(), "{bad}");
     }
 }
 

@@ -21,6 +21,7 @@ fn config(unroll: usize) -> TrainConfig {
         epochs: 3,
         meta_optimizer: "adam".into(),
         meta_lr: 0.01,
+        meta_lr_final: None,
         seed: 7,
         val_batch: 4,
         validate_every: 1,

@@ -640,6 +640,7 @@ fn train(
         meta_optimizer: opt_get(options, "meta_optimizer", &mut used)?
             .unwrap_or_else(|| def.meta_optimizer.to_string()),
         meta_lr: opt_get(options, "meta_lr", &mut used)?.unwrap_or(def.meta_lr),
+        meta_lr_final: opt_get(options, "meta_lr_final", &mut used)?,
         seed: opt_get(options, "seed", &mut used)?.unwrap_or(1),
         // a task of your own: one sample(seed) per validation shard
         val_batch: tb

@@ -362,7 +362,8 @@ def train(
     """Meta-train a learned optimizer — ``"lstm"`` (L2L), ``"hlstm"`` (the Hilbert LSTM) or ``"lbfgs-policy"``
     (L-BFGS-π) — on a built-in task (by name, with ``dim`` and ``batch``) or on an :class:`l2o.Task` of your own,
     for ``epochs`` meta-iterations (each on a fresh batch), writing ``out/checkpoint.l2o`` (the CLI's format)
-    after every epoch. ``options``: ``horizon``, ``unroll``, ``meta_lr``, ``meta_optimizer``, ``seed``,
+    after every epoch. ``options``: ``horizon``, ``unroll``, ``meta_lr``, ``meta_lr_final`` (a half-cosine decay of the meta
+    learning rate to this value over the epochs), ``meta_optimizer``, ``seed``,
     ``validate_every``, ``val_batch`` (built-in tasks), ``shards``, and the architecture (``lstm_hidden``,
     ``preprocess``, ``scale``, ``memory``, ``cell``, ``hlstm_hidden``, ``meta_loss``, ``loss_floor``, ``clip``,
     ``memory_grad``, ``policy_width``) — the flags of ``l2o train``. ``callback(record)`` gets a dict after every
