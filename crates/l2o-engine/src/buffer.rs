@@ -136,6 +136,13 @@ pub fn grid_x(units: usize) -> u32 {
     units.clamp(1, 65535) as u32
 }
 
+/// Grid for `groups` workgroups numbered one after another, folded into x × y so that neither axis exceeds the
+/// 65535 limit; the kernel's linear thread index is gid.x + gid.y·nwg.x·WG (WG threads per workgroup).
+pub fn grid_flat(groups: usize) -> [u32; 3] {
+    let x = grid_x(groups);
+    [x, groups.div_ceil(x as usize) as u32, 1]
+}
+
 impl Context {
     fn check_size(&self, bytes: u64, what: &str) -> Result<()> {
         let lim = self.limits.max_storage_buffer_binding_size;

@@ -110,7 +110,6 @@ impl MetaOptState {
         self.len() == 0
     }
 
-    /// The learning rate.
     /// Set the learning rate (a schedule's value for the coming updates; the accumulated moments are kept).
     pub fn set_lr(&mut self, new: f64) {
         match self {
@@ -118,6 +117,7 @@ impl MetaOptState {
         }
     }
 
+    /// The learning rate.
     pub fn lr(&self) -> f64 {
         match self {
             Self::Adam { lr, .. } | Self::Adadelta { lr, .. } => *lr,

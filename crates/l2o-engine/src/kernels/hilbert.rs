@@ -5,10 +5,10 @@
 
 use anyhow::{Result, bail};
 
-use crate::buffer::{DBuf, Dispatch, grid_x};
+use crate::buffer::{DBuf, Dispatch, grid_flat, grid_x};
 use crate::context::Context;
 use crate::kernels::reduce::{Reduction, ScalarOut};
-use crate::shaders::{HILBERT, HILBERT_COMBINE, HILBERT_DOTS};
+use crate::shaders::{HILBERT, HILBERT_GEN};
 
 /// Largest n for which [`dots`] uses one thread per (pair, problem) with a sequential sum, on GPUs (`tree`
 /// reductions); see [`Reduction::small_n`] for the software adapter.
@@ -130,7 +130,6 @@ pub fn dots(
             pairs.len()
         );
     }
-    let mut tab = Vec::with_capacity(4 * pairs.len());
     for (q, pr) in pairs.iter().enumerate() {
         // columns are relative to out.col; every row b writes out.col + b·stride + column
         let cols = out.col + pr.col.max(pr.mirror.unwrap_or(0));
@@ -142,10 +141,6 @@ pub fn dots(
                 out.buf.len
             );
         }
-        tab.push(st.code(&format!("dots: pair {q} a"), pr.a, n, batch)?);
-        tab.push(st.code(&format!("dots: pair {q} b"), pr.b, n, batch)?);
-        tab.push(pr.col as u32);
-        tab.push(pr.mirror.map_or(u32::MAX, |m| m as u32));
     }
     let variant = Reduction::of(ctx)?;
     let small = n <= variant.small_n().max(SMALL_N);
@@ -153,6 +148,20 @@ pub fn dots(
         1
     } else {
         n.div_ceil(variant.chunk())
+    };
+    // the software adapter at small n: one thread per problem, generated per pair structure
+    let (tab, generated) = if small && variant == Reduction::Seq {
+        let (tab, src) = per_problem_table(st, n, batch, pairs)?;
+        (tab, Some(src))
+    } else {
+        let mut tab = Vec::with_capacity(4 * pairs.len());
+        for (q, pr) in pairs.iter().enumerate() {
+            tab.push(st.code(&format!("dots: pair {q} a"), pr.a, n, batch)?);
+            tab.push(st.code(&format!("dots: pair {q} b"), pr.b, n, batch)?);
+            tab.push(pr.col as u32);
+            tab.push(pr.mirror.map_or(u32::MAX, |m| m as u32));
+        }
+        (tab, None)
     };
     let partial = ctx.zeros(
         "dots partials",
@@ -194,10 +203,16 @@ pub fn dots(
         &out.buf.buf,
         &status.buf,
     ];
-    let defines = variant.defines();
-    if small && variant == Reduction::Seq {
-        return Ok(vec![dots_per_problem(ctx, n, batch, st, pairs, &binds)?]);
+    if let Some(src) = generated {
+        return Ok(vec![ctx.dispatch_with(
+            &HILBERT_GEN,
+            "dots",
+            &src,
+            &binds,
+            [grid_x(batch.div_ceil(DOTS_WG)), 1, 1],
+        )?]);
     }
+    let defines = variant.defines();
     if small {
         return Ok(vec![ctx.dispatch_with(
             &HILBERT,
@@ -230,18 +245,17 @@ pub fn dots(
 /// software adapter, 8 lanes wide).
 const DOTS_WG: usize = 8;
 
-/// [`dots`] on the software adapter for n ≤ [`Reduction::small_n`]: one thread per problem computes every pair,
-/// reading each distinct vector once per coordinate (a Gram matrix of k vectors reads k vectors, not k(k+1)),
-/// generated per pair structure by [`dots_source`]; the same sums as `dots_small` (four interleaved partial
-/// sums, (s0 + s1) + (s2 + s3)), so the same bits.
-fn dots_per_problem(
-    ctx: &Context,
+/// The table and source of [`dots`] on the software adapter for n ≤ [`Reduction::small_n`]: one thread per
+/// problem computes every pair, reading each distinct vector once per coordinate (a Gram matrix of k vectors reads
+/// k vectors, not k(k+1)), generated per pair structure by [`dots_source`]; the same sums as `dots_small` (four
+/// interleaved partial sums, (s0 + s1) + (s2 + s3)), so the same bits. Table: the distinct operands' codes, then
+/// each pair's (column, mirror).
+fn per_problem_table(
+    st: &Stores,
     n: usize,
     batch: usize,
-    st: &Stores,
     pairs: &[Pair],
-    binds: &[&wgpu::Buffer; 7],
-) -> Result<Dispatch> {
+) -> Result<(Vec<u32>, String)> {
     let mut ops: Vec<Operand> = vec![];
     let mut idx = |o: Operand| match ops.iter().position(|&p| p == o) {
         Some(i) => i,
@@ -259,17 +273,8 @@ fn dots_per_problem(
         tab.push(pr.col as u32);
         tab.push(pr.mirror.map_or(u32::MAX, |m| m as u32));
     }
-    let tabuf = ctx.upload_u32("dots table", &tab)?;
     let stores: Vec<Store> = ops.iter().map(|o| o.store).collect();
-    let mut b = *binds;
-    b[1] = &tabuf.buf;
-    ctx.dispatch_with(
-        &HILBERT_DOTS,
-        "dots",
-        &dots_source(&stores, &shape),
-        &b,
-        [grid_x(batch.div_ceil(DOTS_WG)), 1, 1],
-    )
+    Ok((tab, dots_source(&stores, &shape)))
 }
 
 /// The WGSL of the per-problem inner products for operands in `stores` (operand j's code at tab[j]) and pairs
@@ -429,10 +434,9 @@ pub fn combine(
         0,
         0,
     ]);
-    let groups = (batch * per).div_ceil(COMBINE_WG);
-    let gx = grid_x(groups);
+    let groups = grid_flat((batch * per).div_ceil(COMBINE_WG));
     ctx.dispatch_with(
-        &HILBERT_COMBINE,
+        &HILBERT_GEN,
         "combine",
         &combine_source(inputs.len(), outputs.len()),
         &[
@@ -444,7 +448,7 @@ pub fn combine(
             &coef.buf.buf,
             &status_buf.buf,
         ],
-        [gx, u(groups.div_ceil(gx as usize)), 1],
+        groups,
     )
 }
 
@@ -533,7 +537,7 @@ mod tests {
         for (nin, nout) in [(1, 1), (2, 2), (4, 3), (13, 3), (16, 7), (13, 13), (MAX_INPUTS, 1)] {
             let src = combine_source(nin, nout);
             for p in [Precision::F32, Precision::F64] {
-                validate_precision(&HILBERT_COMBINE, p, &src, &["combine"])
+                validate_precision(&HILBERT_GEN, p, &src, &["combine"])
                     .unwrap_or_else(|e| panic!("{nin} × {nout}: {e}"));
             }
             assert!(!src.contains("array<Real,"), "{nin} × {nout}: private array");
@@ -554,7 +558,7 @@ mod tests {
         ] {
             let src = dots_source(&stores, &pairs);
             for p in [Precision::F32, Precision::F64] {
-                validate_precision(&HILBERT_DOTS, p, &src, &["dots"]).unwrap_or_else(|e| panic!("{e}"));
+                validate_precision(&HILBERT_GEN, p, &src, &["dots"]).unwrap_or_else(|e| panic!("{e}"));
             }
             assert_eq!(src.matches("        let a").count(), stores.len());
         }

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::buffer::{DBuf, Dispatch, View, grid_x};
+use crate::buffer::{DBuf, Dispatch, View, grid_flat};
 use crate::context::Context;
 use crate::shaders::LINCOMB;
 
@@ -140,8 +140,7 @@ pub fn lincomb(
     // threads per problem (one element or run each), problems packed into workgroups one after another
     let (wg, items) = layout.shape();
     let per = n.div_ceil(items);
-    let groups = (batch * per).div_ceil(wg);
-    let gx = grid_x(groups);
+    let groups = grid_flat((batch * per).div_ceil(wg));
     let mut words = vec![
         n as u32,
         batch as u32,
@@ -195,6 +194,6 @@ pub fn lincomb(
             input4(2),
             input4(3),
         ],
-        [gx, groups.div_ceil(gx as usize) as u32, 1],
+        groups,
     )
 }

@@ -438,11 +438,7 @@ impl LstmBuffers {
             accumulate,
             u(tc),
         ]);
-        let per_coordinate = |threads: usize| {
-            let wg = k.div_ceil(threads);
-            let x = wg.min(65535);
-            [u(x), u(wg.div_ceil(x)), 1]
-        };
+        let per_coordinate = |threads: usize| l2o_engine::buffer::grid_flat(k.div_ceil(threads));
         let groups = match (entry, &self.kernels) {
             ("outer_partial", _) => [u(2 * (4 * h).div_ceil(OUTER_ROWS) + 1), u(self.chunks), 1],
             ("dphi_step", _) => [3, u(self.chunks), 1],
