@@ -17,9 +17,9 @@ paper=$([ "${PROTOCOL:-}" = paper ] && echo 1 || echo 0)
 if [ "$paper" = 1 ]; then
   # 60 tasks as 4 shards × 15 networks: the L-BFGS history of 60 networks in one trainer (186 MiB in f32) is
   # over lavapipe's 128 MiB storage binding; the 15 networks of a shard use disjoint groups of images
-  epochs=${2:-10}; tasks=(--batch 15 --shards 4); n1=${N_TEST_1X20:-100}; steps1=(--protocol paper)
+  epochs=${2:-10}; tasks=(--batch 15 --shards 4 --val-batch 4); n1=${N_TEST_1X20:-100}; steps1=(--protocol paper)
 else
-  epochs=${2:-12}; tasks=(--batch 1); n1=${N_TEST_1X20:-10}; steps1=(--steps 200)
+  epochs=${2:-12}; tasks=(--batch 1 --val-batch 2); n1=${N_TEST_1X20:-10}; steps1=(--steps 200)
 fi
 n2=${N_TEST_2X400:-2}   # held-out networks of each evaluation (seed: 1,000)
 n3=${N_TEST_4X800:-1}
@@ -28,7 +28,7 @@ l2o=${L2O:-./target/release/l2o}
 mnist=(--task mnist --activation sigmoid --full-batch)
 if [ ! -f "$out/train/checkpoint.l2o" ]; then
   "$l2o" train --precision "$prec" --optimizer lbfgs-policy "${mnist[@]}" --hidden 20 --minibatch 1000 \
-    "${tasks[@]}" --epochs "$epochs" --horizon 400 --unroll 50 --val-batch 2 --validate-every 3 --seed 1 \
+    "${tasks[@]}" --epochs "$epochs" --horizon 400 --unroll 50 --validate-every 3 --seed 1 \
     --out "$out/train"
 fi
 # Adam and RMSprop rates: tuned on the seed's grid {1,3}×10^{−3..−1} on a training network by the same command

@@ -20,7 +20,7 @@ struct Params {
 var<private> p: Params;
 @group(0) @binding(1) var<storage, read> theta: array<Real>;
 @group(0) @binding(2) var<storage, read_write> grad: array<Real>;
-@group(0) @binding(3) var<storage, read> imgs: array<u32>;   // 4 pixels per word, little-endian
+@group(0) @binding(3) var<storage, read> imgs: array<vec4<u32>>;   // 16 pixels per vec4, 4 per word, little-endian
 @group(0) @binding(4) var<storage, read> labels: array<u32>;
 @group(0) @binding(5) var<storage, read_write> idx: array<u32>; // [B][M]
 @group(0) @binding(6) var<storage, read_write> acts: array<Real>;
@@ -47,7 +47,7 @@ fn draw(seed: u32, b: u32, s: u32, i: u32) -> u32 {
 
 fn pixel(img: u32, k: u32) -> Real {
     let e = img * p.pixels + k;
-    let w = imgs[e / 4u];
+    let w = imgs[e / 16u][(e / 4u) % 4u];
     return Real((w >> (8u * (e % 4u))) & 0xffu) / 255.0;
 }
 

@@ -32,55 +32,57 @@ pub fn run_mlp_bench(
     data: Arc<MnistData>,
     archs: &[Vec<usize>],
     batches: &[usize],
-    minibatch: usize,
+    minibatches: &[usize],
 ) -> Result<Vec<MlpBenchRow>> {
     let mut rows = vec![];
-    for hidden in archs {
-        for &batch in batches {
-            let cfg = MlpConfig {
-                hidden: hidden.clone(),
-                minibatch,
-                ..Default::default()
-            };
-            let task = Mlp::new(ctx, data.clone(), cfg, batch, 1)?;
-            let n = task.dim();
-            let theta = ctx.upload("theta", &task.initial_point())?;
-            let grad = ctx.zeros("grad", batch * n)?;
-            let f = ctx.zeros("f", batch)?;
-            let d = task.loss_and_grad(
-                ctx,
-                theta.view(n),
-                grad.view(n),
-                ScalarOut {
-                    buf: &f,
-                    stride: 1,
-                    col: 0,
-                },
-            )?;
-            ctx.submit(&d)?;
-            ctx.wait()?;
-            let reps = 10;
-            let t0 = Instant::now();
-            for _ in 0..reps {
+    for &minibatch in minibatches {
+        for hidden in archs {
+            for &batch in batches {
+                let cfg = MlpConfig {
+                    hidden: hidden.clone(),
+                    minibatch,
+                    ..Default::default()
+                };
+                let task = Mlp::new(ctx, data.clone(), cfg, batch, 1)?;
+                let n = task.dim();
+                let theta = ctx.upload("theta", &task.initial_point())?;
+                let grad = ctx.zeros("grad", batch * n)?;
+                let f = ctx.zeros("f", batch)?;
+                let d = task.loss_and_grad(
+                    ctx,
+                    theta.view(n),
+                    grad.view(n),
+                    ScalarOut {
+                        buf: &f,
+                        stride: 1,
+                        col: 0,
+                    },
+                )?;
                 ctx.submit(&d)?;
+                ctx.wait()?;
+                let reps = 10;
+                let t0 = Instant::now();
+                for _ in 0..reps {
+                    ctx.submit(&d)?;
+                }
+                ctx.wait()?;
+                let gpu_ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
+                let th = task.initial_point();
+                let t1 = Instant::now();
+                let cpu_nets = batch.min(2);
+                for b in 0..cpu_nets {
+                    let _ = task.oracle_at(b, &th[b * n..(b + 1) * n], 0);
+                }
+                let cpu_ms = t1.elapsed().as_secs_f64() * 1e3 * batch as f64 / cpu_nets as f64;
+                rows.push(MlpBenchRow {
+                    hidden: hidden.clone(),
+                    batch,
+                    minibatch,
+                    gpu_ms,
+                    cpu_ms,
+                    gflop: flops(task.widths(), minibatch, batch) / 1e9,
+                });
             }
-            ctx.wait()?;
-            let gpu_ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
-            let th = task.initial_point();
-            let t1 = Instant::now();
-            let cpu_nets = batch.min(2);
-            for b in 0..cpu_nets {
-                let _ = task.oracle_at(b, &th[b * n..(b + 1) * n], 0);
-            }
-            let cpu_ms = t1.elapsed().as_secs_f64() * 1e3 * batch as f64 / cpu_nets as f64;
-            rows.push(MlpBenchRow {
-                hidden: hidden.clone(),
-                batch,
-                minibatch,
-                gpu_ms,
-                cpu_ms,
-                gflop: flops(task.widths(), minibatch, batch) / 1e9,
-            });
         }
     }
     Ok(rows)

@@ -187,7 +187,7 @@ enum Cmd {
         #[command(flatten)]
         dev: DeviceArgs,
         /// Comma-separated n values [default: 1000,100000,1000000; with --lbfgs and --policy: 100,1000; with --hlstm:
-        /// 50,1000]
+        /// 50,1000]; with --mlp: images per network M [default: 128]
         #[arg(long)]
         sizes: Option<String>,
         /// Comma-separated batch sizes [default: 1,16,256; with --lbfgs: 256; with --hlstm: 32; with --policy: 1,16]
@@ -577,6 +577,7 @@ fn bench_cmd(
 
 fn mlp_bench_cmd(
     dev: &DeviceArgs,
+    sizes: &str,
     batches: &str,
     data: Option<&std::path::Path>,
     markdown: Option<&PathBuf>,
@@ -591,7 +592,7 @@ fn mlp_bench_cmd(
         data,
         &archs,
         &list::<usize>(batches, "batch")?,
-        128,
+        &list::<usize>(sizes, "images per network")?,
     )?;
     let md = markdown.map(|p| {
         let table = l2o_bench::mlp_bench::format_mlp_table(&rows, true);
@@ -907,6 +908,8 @@ fn run_command(cli: &Cli) -> Result<()> {
                 ("50,1000", "32")
             } else if *policy {
                 ("100,1000", "1,16")
+            } else if *mlp {
+                ("128", "1,16")
             } else {
                 ("1000,100000,1000000", "1,16,256")
             };
@@ -921,7 +924,13 @@ fn run_command(cli: &Cli) -> Result<()> {
             } else if *policy {
                 grid_bench_cmd(dev, sizes, batches, markdown.as_ref(), policy_table)
             } else if *mlp {
-                mlp_bench_cmd(dev, batches, data.as_deref(), markdown.as_ref())
+                mlp_bench_cmd(
+                    dev,
+                    sizes,
+                    batches,
+                    data.as_deref(),
+                    markdown.as_ref(),
+                )
             } else if *meta {
                 meta_bench_cmd(dev, sizes, batches, markdown.as_ref())
             } else {

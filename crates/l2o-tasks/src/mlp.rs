@@ -239,7 +239,7 @@ impl Mlp {
                 .map(|b| perm[(b % groups) * m..(b % groups + 1) * m].to_vec())
                 .collect::<Vec<_>>()
         });
-        let words: Vec<u32> = images
+        let mut words: Vec<u32> = images
             .chunks(4)
             .map(|c| {
                 c.iter()
@@ -248,6 +248,8 @@ impl Mlp {
                     .sum()
             })
             .collect();
+        // the kernels read the images as vec4<u32> (16 pixels)
+        words.resize(words.len().next_multiple_of(4), 0);
         let idx0: Vec<u32> = match &fixed {
             Some(f) => f.iter().flat_map(|g| g.iter().copied()).collect(),
             None => vec![0; batch * m],
@@ -535,11 +537,20 @@ impl Task for Mlp {
                 (rows, cols)
             };
             let words = base(mode, act, li, rows, cols, inner);
-            let ct = crate::mlp_gemm::col_tile(cols);
-            let src = crate::mlp_gemm::source(kind, ct, li == 0);
+            // ∂W₁ on images of whole 32-bit words: one thread per word of pixels
+            let by_word = kind == GemmKind::WeightGrad
+                && li == 0
+                && self.pixels % 4 == 0;
+            let (ct, src, threads) = if by_word {
+                let ct = crate::mlp_gemm::PIXEL_CT;
+                (ct, crate::mlp_gemm::weight_grad_pixels_source(), rows / 4)
+            } else {
+                let ct = crate::mlp_gemm::col_tile(cols);
+                (ct, crate::mlp_gemm::source(kind, ct, li == 0), rows)
+            };
             let nk = inner.div_ceil(crate::mlp_gemm::KC);
             let groups = [
-                u(rows.div_ceil(crate::mlp_gemm::ROWS)),
+                u(threads.div_ceil(crate::mlp_gemm::ROWS)),
                 u(cols.div_ceil(ct) * nk),
                 u(bt),
             ];

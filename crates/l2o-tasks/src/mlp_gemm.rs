@@ -9,6 +9,14 @@
 //! | weight grad | input j | unit o | image i | a_{l−1}\[i\]\[j\] | δ_l\[i\]\[o\] | ∂W\[o\]\[j\] = C |
 //! | input grad | image i | input j | unit o | δ_l\[i\]\[o\] | W\[o\]\[j\] | δ_{l−1} = C ⊙ σ'(a_{l−1}) |
 //!
+//! The first layer's weight grad on images of whole 32-bit words (MNIST's 784 pixels) takes one thread per word
+//! of four pixels instead ([`weight_grad_pixels_source`]).
+//!
+//! On the software adapter every read whose address differs between invocations is a loop over the SIMD lanes
+//! (one scalar load each), while a read at a constant address is one load and a broadcast; so what these
+//! kernels count is multiply-adds per lane-varying read. The images are bound as `vec4<u32>` (16 pixels per
+//! element), which made the first layer's forward 1.5× faster than reading them as `u32` (BENCHMARKS.md).
+//!
 //! Workgroup (block of 64 r, tile of CT columns, chunk of KC terms of k, network): the chunk of B is staged in
 //! workgroup memory (one barrier, at the top), then each thread reads its own A(r, k) and accumulates CT
 //! registers from the staged values at constant indices — the pattern that runs near the software adapter's
@@ -66,7 +74,7 @@ pub fn source(kind: GemmKind, ct: usize, first: bool) -> String {
     };
     w!(
         s,
-        "fn pix(e: u32) -> Real {{ return Real((imgs[e / 4u] >> (8u * (e % 4u))) & 0xffu) / 255.0; }}"
+        "fn pix(e: u32) -> Real {{ return Real((imgs[e / 16u][(e / 4u) % 4u] >> (8u * (e % 4u))) & 0xffu) / 255.0; }}"
     );
     w!(s, "@compute @workgroup_size({ROWS})");
     w!(
@@ -175,6 +183,85 @@ pub fn source(kind: GemmKind, ct: usize, first: bool) -> String {
     s
 }
 
+/// Columns per tile of [`weight_grad_pixels_source`]: 4 pixels × 5 units = 20 accumulators per thread.
+pub const PIXEL_CT: usize = 5;
+
+/// ∂W of the first layer with one thread per 32-bit word of pixels (4 inputs j), for images whose size is a
+/// multiple of 4: ∂W\[o\]\[j\] = Σ_i δ₁\[i\]\[o\]·x_i\[j\], i over the chunk's KC images. The chunk's δ₁ columns
+/// and image indices are staged in workgroup memory (read at constant indices, so broadcast), and each image
+/// costs a thread one load of a word that feeds 4 × [`PIXEL_CT`] multiply-adds (the one-pixel-per-thread
+/// kernel of [`source`] pays a load of the index and one of the pixel per [`col_tile`] multiply-adds). Same
+/// partial-sum layout and `gemm_finish` as [`source`] (rows = inputs, cols = units), so the sums are the same
+/// terms in the same order per chunk.
+pub fn weight_grad_pixels_source() -> String {
+    let ct = PIXEL_CT;
+    let mut s = source(GemmKind::WeightGrad, ct, true);
+    // replace the tile entry point of the generic kernel by the word-per-thread one (same name, same finish)
+    let start = s.find("@compute @workgroup_size").expect("tile entry");
+    let fin = s.find("@compute @workgroup_size(64)\nfn gemm_finish").expect("finish entry");
+    let mut t = String::new();
+    w!(t, "var<workgroup> sidx: array<u32, {KC}>;");
+    w!(t, "@compute @workgroup_size({ROWS})");
+    w!(
+        t,
+        "fn gemm_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{"
+    );
+    w!(t, "  p = pb;");
+    w!(t, "  let b = wid.z;");
+    w!(t, "  let ctiles = (p.cols + {}u) / {ct}u;", ct - 1);
+    w!(t, "  let c0 = (wid.y % ctiles) * {ct}u;");
+    w!(t, "  let kc = wid.y / ctiles;");
+    w!(t, "  let k0 = kc * {KC}u;");
+    w!(t, "  for (var q = lid; q < {}u; q = q + {ROWS}u) {{", KC * ct);
+    w!(t, "    let kk = q / {ct}u;");
+    w!(t, "    let cc = q - kk * {ct}u;");
+    w!(t, "    let k = min(k0 + kk, p.inner - 1u);");
+    w!(t, "    var v: Real = 0.0;");
+    w!(
+        t,
+        "    if (k0 + kk < p.inner && c0 + cc < p.cols) {{ v = deltas[p.out_off + (b * p.m + k) * p.out_w + c0 + cc]; }}"
+    );
+    w!(t, "    sbk[q] = v;");
+    w!(t, "  }}");
+    w!(t, "  for (var q = lid; q < {KC}u; q = q + {ROWS}u) {{");
+    w!(t, "    sidx[q] = idx[b * p.m + min(k0 + q, p.inner - 1u)] * (p.pixels / 4u);");
+    w!(t, "  }}");
+    w!(t, "  workgroupBarrier();");
+    w!(t, "  let words = p.rows / 4u;");
+    w!(t, "  let r = wid.x * {ROWS}u + lid;");
+    w!(t, "  let rw = min(r, words - 1u);");
+    for q in 0..4 {
+        for c in 0..ct {
+            w!(t, "  var a{q}_{c}: Real = 0.0;");
+        }
+    }
+    w!(t, "  let kn = p.inner - min(k0, p.inner);");
+    for kk in 0..KC {
+        w!(t, "  let e{kk} = sidx[{kk}u] + rw;");
+        w!(t, "  let w{kk} = select(0u, imgs[e{kk} / 4u][e{kk} % 4u], {kk}u < kn);");
+        for q in 0..4 {
+            w!(t, "  let x{kk}_{q} = Real((w{kk} >> {}u) & 0xffu) / 255.0;", 8 * q);
+            for c in 0..ct {
+                w!(t, "  a{q}_{c} = fma(x{kk}_{q}, sbk[{}u], a{q}_{c});", kk * ct + c);
+            }
+        }
+    }
+    w!(t, "  if (r < words) {{");
+    for q in 0..4 {
+        w!(
+            t,
+            "    let pb{q} = ((kc * p.batch + b) * p.rows + r * 4u + {q}u) * p.cols + c0;"
+        );
+        for c in 0..ct {
+            w!(t, "    if (c0 + {c}u < p.cols) {{ part[pb{q} + {c}u] = a{q}_{c}; }}");
+        }
+    }
+    w!(t, "  }}");
+    w!(t, "}}");
+    s.replace_range(start..fin, &t);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,7 +269,7 @@ mod tests {
     use l2o_engine::shaders::validate_precision;
 
     /// The generated products validate with naga (f32, f64) for each kind, first-layer flag and a narrow and
-    /// a full column tile, without a device.
+    /// a full column tile, and the first layer's ∂W by word, without a device.
     #[test]
     fn generated_gemm_kernels_validate_with_naga() {
         for kind in [GemmKind::Forward, GemmKind::WeightGrad, GemmKind::InputGrad] {
@@ -200,6 +287,13 @@ mod tests {
                     }
                 }
             }
+        }
+        let src = weight_grad_pixels_source();
+        assert_eq!(src.matches("fn gemm_tile").count(), 1);
+        assert_eq!(src.matches("fma(").count(), KC * 4 * PIXEL_CT);
+        for p in [Precision::F32, Precision::F64] {
+            validate_precision(&crate::mlp::MLP_GEMM, p, &src, &["gemm_tile", "gemm_finish"])
+                .unwrap_or_else(|e| panic!("∂W₁ by word: {e}"));
         }
     }
 }
