@@ -49,6 +49,19 @@ macro_rules! w {
     ($s:expr, $($arg:tt)*) => { { let _ = writeln!($s, $($arg)*); } };
 }
 
+/// The staging loop of a tile: B\[k0 + kk\]\[c0 + cc\] (`b_expr`, in terms of k and cc) into `sbk`, zero beyond
+/// the inner or column range.
+fn stage_chunk(s: &mut String, ct: usize, b_expr: &str) {
+    w!(s, "  for (var q = lid; q < {}u; q = q + {ROWS}u) {{", KC * ct);
+    w!(s, "    let kk = q / {ct}u;");
+    w!(s, "    let cc = q - kk * {ct}u;");
+    w!(s, "    let k = min(k0 + kk, p.inner - 1u);");
+    w!(s, "    var v: Real = 0.0;");
+    w!(s, "    if (k0 + kk < p.inner && c0 + cc < p.cols) {{ v = {b_expr}; }}");
+    w!(s, "    sbk[q] = v;");
+    w!(s, "  }}");
+}
+
 /// WGSL of `gemm_tile` and `gemm_finish` for one kind, column tile `ct` and first-layer flag (pixels as
 /// input), placed before the body of `shaders/mlp.wgsl` (whose bindings, parameters and helpers it uses).
 /// Parameters: rows, cols, inner, w_off, b_off, in_off, out_off, in_w, out_w as for the tiled kernel; the
@@ -93,21 +106,7 @@ pub fn source(kind: GemmKind, ct: usize, first: bool) -> String {
         GemmKind::WeightGrad => "deltas[p.out_off + (b * p.m + k) * p.out_w + c0 + cc]",
         GemmKind::InputGrad => "theta[b * p.n + p.w_off + k * p.in_w + c0 + cc]",
     };
-    w!(
-        s,
-        "  for (var q = lid; q < {}u; q = q + {ROWS}u) {{",
-        KC * ct
-    );
-    w!(s, "    let kk = q / {ct}u;");
-    w!(s, "    let cc = q - kk * {ct}u;");
-    w!(s, "    let k = min(k0 + kk, p.inner - 1u);");
-    w!(s, "    var v: Real = 0.0;");
-    w!(
-        s,
-        "    if (k0 + kk < p.inner && c0 + cc < p.cols) {{ v = {b_expr}; }}"
-    );
-    w!(s, "    sbk[q] = v;");
-    w!(s, "  }}");
+    stage_chunk(&mut s, ct, b_expr);
     w!(s, "  workgroupBarrier();");
     w!(s, "  let r = wid.x * {ROWS}u + lid;");
     w!(s, "  let rr = min(r, p.rows - 1u);");
@@ -212,17 +211,11 @@ pub fn weight_grad_pixels_source() -> String {
     w!(t, "  let c0 = (wid.y % ctiles) * {ct}u;");
     w!(t, "  let kc = wid.y / ctiles;");
     w!(t, "  let k0 = kc * {KC}u;");
-    w!(t, "  for (var q = lid; q < {}u; q = q + {ROWS}u) {{", KC * ct);
-    w!(t, "    let kk = q / {ct}u;");
-    w!(t, "    let cc = q - kk * {ct}u;");
-    w!(t, "    let k = min(k0 + kk, p.inner - 1u);");
-    w!(t, "    var v: Real = 0.0;");
-    w!(
-        t,
-        "    if (k0 + kk < p.inner && c0 + cc < p.cols) {{ v = deltas[p.out_off + (b * p.m + k) * p.out_w + c0 + cc]; }}"
+    stage_chunk(
+        &mut t,
+        ct,
+        "deltas[p.out_off + (b * p.m + k) * p.out_w + c0 + cc]",
     );
-    w!(t, "    sbk[q] = v;");
-    w!(t, "  }}");
     w!(t, "  for (var q = lid; q < {KC}u; q = q + {ROWS}u) {{");
     w!(t, "    sidx[q] = idx[b * p.m + min(k0 + q, p.inner - 1u)] * (p.pixels / 4u);");
     w!(t, "  }}");
