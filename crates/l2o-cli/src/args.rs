@@ -164,12 +164,15 @@ pub struct EvalArgs {
     pub(crate) batch: Option<usize>,
     /// L-BFGS-π on MNIST: the test protocol of Egidio et al. 2021 §6 (Table 1): 1,000 test networks (the
     /// 10,000 test images in 10 groups of 1,000, 100 starting points x0 per group), up to K = 800 iterations
-    /// or ‖∇f‖ < 1e-8, ε = 1e-3, 1e-4, 1e-5 — each unless given (e.g. `--batch 100` for a tenth of it)
+    /// or ‖∇f‖ < 1e-8, ε = 1e-3, 1e-4, 1e-5 — each unless given (e.g. `--batch 100` for a tenth of it); the
+    /// networks run in shards of 10, each shard a fresh split of the test images into the 10 groups
     #[arg(long, value_enum)]
     pub(crate) protocol: Option<Protocol>,
     /// Draw the held-out problems in this many shards (each from its own seed; shard 0 of 1 is the
     /// single-process set); the ranks of a distributed run own whole shards, and the table depends on the
-    /// shards, never on the ranks [default: 1, under mpirun the number of ranks]
+    /// shards, never on the ranks. Shards run one at a time, so more shards also fit a large test set into
+    /// the device's buffer limits [default: 1, under mpirun the number of ranks; with --protocol paper one
+    /// shard per 10 networks, at least the number of ranks]
     #[arg(long)]
     pub(crate) shards: Option<usize>,
     /// Steps (default: the training horizon)
@@ -219,6 +222,10 @@ pub enum Protocol {
 pub const PAPER_TEST_NETWORKS: usize = 1000;
 pub const PAPER_TEST_STEPS: usize = 800;
 pub const PAPER_IMAGES: usize = 1000;
+/// Test networks per shard under `--protocol paper`: one x0 on each of the 10 groups of 1,000 test images
+/// (network b of a shard on group b; each shard draws its own split). 100 networks in one shard are over
+/// lavapipe's 128 MiB binding (the first layer's partial sums: 598 MiB in f64); 10 fit every adapter.
+pub const PAPER_SHARD_NETWORKS: usize = 10;
 
 impl EvalArgs {
     /// Held-out problems: `--batch`, else 1,000 under `--protocol paper`, else 128.
@@ -255,10 +262,15 @@ impl EvalArgs {
         dim: usize,
         opts: &TaskOptions,
     ) -> Result<crate::held_out::HeldOut<'c>> {
-        let shards = self.shards.unwrap_or(crate::cluster::group().size());
-        crate::held_out::HeldOut::new(ctx, shards, self.batch(), |s, b| {
-            let seed = l2o_meta::state::test_shard_seed(st.train.seed, s);
-            l2o_tasks::build_task(ctx, task, dim, opts, b, seed, true)
+        let ranks = crate::cluster::group().size();
+        let shards = self.shards.unwrap_or(match self.protocol {
+            Some(Protocol::Paper) => self.batch().div_ceil(PAPER_SHARD_NETWORKS).max(ranks),
+            None => ranks,
+        });
+        let (train_seed, task, opts) = (st.train.seed, task.to_string(), opts.clone());
+        crate::held_out::HeldOut::new(ctx, shards, self.batch(), move |s, b| {
+            let seed = l2o_meta::state::test_shard_seed(train_seed, s);
+            l2o_tasks::build_task(ctx, &task, dim, &opts, b, seed, true)
         })
     }
 }

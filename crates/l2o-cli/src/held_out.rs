@@ -3,7 +3,7 @@
 //! trace of all the problems — so the table, CSVs and plots equal those of one process with the same shards.
 //! The baselines' tuning runs are spread too ([`tune_spread`]): rank r runs every P-th rate of the grid.
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
 use l2o_engine::Context;
 use l2o_meta::group;
 use l2o_optim::tune::TuneResult;
@@ -12,22 +12,27 @@ use l2o_tasks::Task;
 
 use crate::cluster;
 
-/// This rank's shards of the held-out problems.
+/// This rank's shards of the held-out problems. A shard is built when it runs and dropped after, so only
+/// one shard's buffers are on the device at a time: `--shards` is also how a large test set (the paper's
+/// 1,000 MNIST networks) is run in pieces that fit the device's buffer limits.
 pub struct HeldOut<'c> {
     ctx: &'c Context,
     shards: usize,
     total: usize,
-    mine: Vec<Box<dyn Task>>,
+    sizes: Vec<usize>,
+    mine: std::ops::Range<usize>,
+    dim: usize,
+    build: Box<dyn Fn(usize, usize) -> Result<Box<dyn Task>> + 'c>,
 }
 
 impl<'c> HeldOut<'c> {
     /// `total` problems in `shards` shards of [`l2o_meta::state::split`] sizes; `build(s, b)` draws shard s of
-    /// b problems (called for this rank's shards only).
+    /// b problems (called for this rank's shards only, once per shard and run: it must be deterministic).
     pub fn new(
         ctx: &'c Context,
         shards: usize,
         total: usize,
-        build: impl Fn(usize, usize) -> Result<Box<dyn Task>>,
+        build: impl Fn(usize, usize) -> Result<Box<dyn Task>> + 'c,
     ) -> Result<Self> {
         let g = cluster::group();
         ensure!(shards > 0, "--shards must be positive");
@@ -38,14 +43,29 @@ impl<'c> HeldOut<'c> {
         }
         group::check_shards(g.as_ref(), shards, "held-out problems")?;
         let sizes = l2o_meta::state::split(total, shards);
-        let mine = group::owned(shards, g.rank(), g.size())
-            .map(|s| build(s, sizes[s]))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
+        let mine = group::owned(shards, g.rank(), g.size());
+        let mut h = Self {
             ctx,
             shards,
             total,
+            sizes,
             mine,
+            dim: 0,
+            build: Box::new(build),
+        };
+        // the first shard is built up front: its dimension, and a shard too large for the device fails here
+        h.dim = h.shard(h.mine.start)?.dim();
+        Ok(h)
+    }
+
+    fn shard(&self, s: usize) -> Result<Box<dyn Task>> {
+        let b = self.sizes[s];
+        (self.build)(s, b).with_context(|| {
+            format!(
+                "building held-out shard {s} of {} ({b} problems): if a device limit is exceeded, give more \
+                 --shards so that each holds fewer problems (shards run one at a time)",
+                self.shards
+            )
         })
     }
 
@@ -60,11 +80,17 @@ impl<'c> HeldOut<'c> {
 
     /// The problems' dimension.
     pub fn dim(&self) -> usize {
-        self.mine[0].dim()
+        self.dim
     }
 
-    /// [`run`] `opt` on every shard of this rank, then gather every shard's trace: the trace of all the
-    /// problems, in shard order, on every rank. `progress` follows this rank's first shard.
+    /// The length of a progress bar over [`HeldOut::run`] of `steps` steps: steps × this rank's shards.
+    pub fn progress_len(&self, steps: usize) -> u64 {
+        (steps * self.mine.len()) as u64
+    }
+
+    /// [`run`] `opt` on every shard of this rank, one after the other, then gather every shard's trace: the
+    /// trace of all the problems, in shard order, on every rank. `progress(k)` counts steps over this rank's
+    /// shards (up to [`HeldOut::progress_len`]).
     pub fn run(
         &self,
         opt: &mut dyn Optimizer,
@@ -72,13 +98,12 @@ impl<'c> HeldOut<'c> {
         progress: &mut dyn FnMut(usize),
     ) -> Result<Trace> {
         let mut local = vec![];
-        for (i, t) in self.mine.iter().enumerate() {
-            let tr = if i == 0 {
-                run(self.ctx, t.as_ref(), opt, o, progress)?
-            } else {
-                run(self.ctx, t.as_ref(), opt, o, &mut |_| {})?
-            };
-            local.push(tr);
+        for (i, s) in self.mine.clone().enumerate() {
+            let task = self.shard(s)?;
+            let base = i * o.steps;
+            local.push(run(self.ctx, task.as_ref(), opt, o, &mut |k| {
+                progress(base + k)
+            })?);
         }
         let name = local[0].optimizer.clone();
         let packed: Vec<Vec<f64>> = local.iter().map(pack).collect();

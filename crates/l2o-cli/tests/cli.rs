@@ -475,3 +475,51 @@ fn a_build_without_mpi_refuses_to_run_as_one_of_several_ranks() {
         );
     }
 }
+
+/// `l2o eval --protocol paper` runs its test networks in shards of 10 (one x0 on each of the 10 groups of
+/// 1,000 test images), built and run one at a time so the paper's 1,000 networks fit the device; a shard too
+/// large for the device (40 networks in f64: 160 MB of first-layer partial sums on lavapipe's 128 MiB binding)
+/// stops with an error naming `--shards`. Needs MNIST (skipped with a message otherwise).
+#[test]
+fn paper_protocol_eval_runs_in_shards_and_an_oversized_shard_names_the_fix() {
+    if skip() {
+        return;
+    }
+    let Some(data) = l2o_tasks::idx::test_data_dir() else {
+        eprintln!("SKIPPED: MNIST data not found (set L2O_DATA)");
+        return;
+    };
+    let ck = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/results/lbfgs-pi-mnist/paper-protocol/lbfgs-pi-paper.l2o"
+    );
+    let dir = std::env::temp_dir().join(format!("l2o-cli-paper-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let eval = |extra: &[&str]| {
+        let mut a = vec![
+            "eval", "--precision", "f64", "--checkpoint", ck, "--data", data.to_str().unwrap(),
+            "--task", "mnist", "--activation", "sigmoid", "--full-batch", "--hidden", "20",
+            "--minibatch", "1000", "--protocol", "paper", "--steps", "2", "--vs", "adam",
+            "--lr", "adam=0.1", "--out", d,
+        ];
+        a.extend_from_slice(extra);
+        l2o(&a)
+    };
+    let (ok, out, err) = eval(&["--batch", "20"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("20 (in 2 shards) held-out problems"), "{out}");
+    let md = std::fs::read_to_string(dir.join("eval.md")).unwrap();
+    assert!(md.contains("| adam(lr=0.1) | 1e-4 |"), "{md}");
+    let (ok, out, err) = eval(&["--batch", "40", "--shards", "1"]);
+    let (_, info, _) = l2o(&["info", "--precision", "f64"]);
+    if info.contains("llvmpipe") {
+        assert!(!ok, "40 networks in one f64 shard fit llvmpipe's binding?\n{out}\n{err}");
+        assert!(
+            err.contains("give more --shards") && err.contains("max_storage_buffer_binding_size"),
+            "{err}"
+        );
+    } else {
+        assert!(ok || err.contains("give more --shards"), "{out}\n{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -122,7 +122,7 @@ pub fn hlstm_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState, cfg: HlstmCon
         }
         let mut runs: Vec<(String, Trace)> = vec![];
         let mut go = |label: String, opt: &mut dyn Optimizer| -> Result<()> {
-            let pb = bar(steps as u64, format!("n={dim} {label}"));
+            let pb = bar(test.progress_len(steps), format!("n={dim} {label}"));
             let t = test.run(opt, &o, &mut |k| pb.set_position(k as u64))?;
             pb.finish_and_clear();
             runs.push((label, t));

@@ -57,7 +57,7 @@ pub fn l2l_eval(dev: &DeviceArgs, a: &EvalArgs, st: &TrainState) -> Result<()> {
     let test = a.test_task(&ctx, st, &task_name, dim, &opts)?;
     let o = RunOptions::fixed(steps);
     let mut traces = vec![];
-    let pb = bar(steps as u64, "lstm".into());
+    let pb = bar(test.progress_len(steps), "lstm".into());
     let mut lstm = LstmOptimizer::new(st.lstm, st.best_phi.clone())?;
     traces.push(test.run(&mut lstm, &o, &mut |k| pb.set_position(k as u64))?);
     pb.finish_and_clear();

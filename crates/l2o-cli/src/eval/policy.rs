@@ -67,7 +67,7 @@ pub fn policy_eval(
     };
     let mut runs: Vec<(Trace, f64)> = vec![];
     let mut go = |opt: &mut dyn Optimizer| -> Result<()> {
-        let pb = bar(steps as u64, opt.name());
+        let pb = bar(test.progress_len(steps), opt.name());
         let t0 = Instant::now();
         let t = test.run(opt, &o, &mut |k| pb.set_position(k as u64))?;
         pb.finish_and_clear();
