@@ -1,0 +1,193 @@
+"""PyTorch front end: an ``torch.optim.Optimizer`` that steps a model's parameters with l2o.
+
+Five lines, with a checkpoint written by ``l2o train`` (L2L or the Hilbert LSTM)::
+
+    import l2o.torch
+    opt = l2o.torch.Optimizer(model.parameters(), "run/checkpoint.l2o")
+    for x, y in data:
+        opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
+
+or L-BFGS, driven through a closure exactly like ``torch.optim.LBFGS``::
+
+    opt = l2o.torch.Optimizer(model.parameters(), method="lbfgs", max_iter=100)
+    def closure():
+        opt.zero_grad(); loss = loss_fn(model(x), y); loss.backward(); return loss
+    opt.step(closure)
+
+Each parameter group is stepped as one vector (its parameters flattened in order) by its own learned optimizer,
+whose state (LSTM cells, memory of pairs) lives on l2o's device; l2o runs on its own adapter through wgpu, so the
+parameters must be CPU tensors (float32 or float64). ``method="lbfgs"`` or an L-BFGS-π checkpoint runs
+``max_iter`` iterations per ``step(closure)`` with l2o's line search (``line_search="wolfe"`` by default, the
+strong Wolfe conditions as ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``), calling the closure once per
+function evaluation; the L-BFGS memory starts empty at each ``step``.
+
+Not yet here (issue 26, in progress): ``state_dict()`` holds torch's bookkeeping but not the device state of a
+learned optimizer (``load_state_dict`` restarts it), and models as meta-training tasks (``l2o.torch.task``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from . import LearnedOptimizer, _context, minimize
+
+__all__ = ["Optimizer"]
+
+
+def _check(p: torch.Tensor, g: int, i: int) -> None:
+    if p.device.type != "cpu":
+        raise ValueError(
+            f"parameter {i} of group {g} is on {p.device}: l2o steps CPU tensors (it runs on its own adapter "
+            "through wgpu); move the model to the CPU, e.g. model.cpu()"
+        )
+    if p.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"parameter {i} of group {g} is {p.dtype}: l2o steps float32 or float64 parameters")
+    if p.grad is not None and p.grad.is_sparse:
+        raise ValueError(
+            f"parameter {i} of group {g} has a sparse gradient: l2o steps dense gradients (use a dense "
+            "embedding, or torch.optim.SparseAdam for that parameter)"
+        )
+
+
+def _scalar(loss) -> float:
+    """The closure's loss as a float (a 0-d tensor, detached, or a number)."""
+    if isinstance(loss, torch.Tensor):
+        if loss.numel() != 1:
+            raise ValueError(f"the closure returned a loss of shape {tuple(loss.shape)}: return a scalar")
+        return float(loss.detach())
+    return float(loss)
+
+
+def _flat(ts) -> np.ndarray:
+    """The tensors as one float64 vector (n,) (detached; one copy)."""
+    return torch.cat([t.detach().reshape(-1).to(torch.float64) for t in ts]).numpy()
+
+
+def _unflat(params, v: np.ndarray) -> None:
+    """Write the vector back into the parameters, in order."""
+    at = 0
+    with torch.no_grad():
+        for p in params:
+            k = p.numel()
+            p.copy_(torch.from_numpy(v[at : at + k]).view_as(p))
+            at += k
+
+
+class Optimizer(torch.optim.Optimizer):
+    """A learned optimizer (``checkpoint``: L2L, Hilbert LSTM or L-BFGS-π, from ``l2o train``) or ``method=
+    "lbfgs"`` as a ``torch.optim.Optimizer``.
+
+    ``precision``: "f32" or "f64" arithmetic on the device (default: f64 when every parameter is float64, else
+    f32). L-BFGS options (``method="lbfgs"`` or an L-BFGS-π checkpoint): ``max_iter`` iterations per
+    ``step(closure)``, ``history_size`` (m), ``line_search`` ("wolfe", "armijo" or "constant"),
+    ``tolerance_grad`` (a group stops once ‖∇f‖ < it)."""
+
+    def __init__(
+        self,
+        params,
+        checkpoint=None,
+        *,
+        method: Optional[str] = None,
+        max_iter: int = 20,
+        history_size: int = 5,
+        line_search: str = "wolfe",
+        tolerance_grad: float = 1e-7,
+        precision: Optional[str] = None,
+        ctx=None,
+    ):
+        if (checkpoint is None) == (method is None):
+            raise ValueError('give a checkpoint (a path written by l2o train) or method="lbfgs", not both')
+        if method is not None and method != "lbfgs":
+            raise ValueError(f'method {method!r}: l2o.torch.Optimizer takes method="lbfgs" (or a checkpoint)')
+        if int(max_iter) < 1:
+            raise ValueError(f"max_iter must be at least 1, got {max_iter}")
+        super().__init__(params, {})
+        for g, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                _check(p, g, i)
+        if precision is None:
+            all64 = all(p.dtype == torch.float64 for grp in self.param_groups for p in grp["params"])
+            precision = "f64" if all64 else "f32"
+        self._ctx = _context(ctx, precision)
+        self._checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+        self._kind = "lbfgs"
+        if self._checkpoint is not None:
+            # one learned optimizer per group: its state belongs to that group's flat vector
+            self._learned = [LearnedOptimizer(self._checkpoint, ctx=self._ctx) for _ in self.param_groups]
+            self._kind = self._learned[0].kind
+        self._lbfgs = dict(
+            steps=int(max_iter), history=int(history_size), line_search=line_search, gtol=float(tolerance_grad)
+        )
+
+    @property
+    def kind(self) -> str:
+        """"lstm" (L2L), "hlstm" (the Hilbert LSTM), "lbfgs-policy" (L-BFGS-π) or "lbfgs"."""
+        return self._kind
+
+    def step(self, closure: Optional[Callable] = None):
+        """One step of every group. L2L: after ``backward()``; the Hilbert LSTM reads the loss, so give
+        ``closure`` (it is called once, as torch's optimizers do); L-BFGS and L-BFGS-π need ``closure`` (called
+        once per function evaluation). Returns the closure's loss (the first evaluation's, for L-BFGS), or None."""
+        if self._kind in ("lbfgs", "lbfgs-policy"):
+            if closure is None:
+                raise ValueError(f"{self._kind} evaluates the loss itself: call step(closure), as torch.optim.LBFGS")
+            return self._line_search_step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        elif self._kind == "hlstm":
+            raise ValueError("the Hilbert LSTM reads the loss: call step(closure), the closure returning the loss")
+        for g, (group, opt) in enumerate(zip(self.param_groups, self._learned)):
+            params = group["params"]
+            for i, p in enumerate(params):
+                _check(p, g, i)
+            missing = [i for i, p in enumerate(params) if p.grad is None]
+            if len(missing) == len(params):
+                continue  # nothing of this group took part in the loss
+            if missing:
+                raise ValueError(
+                    f"parameters {missing} of group {g} have no gradient while others do: l2o steps a group as "
+                    "one vector, so every parameter of it needs .grad (freeze unused ones with "
+                    "requires_grad_(False) and leave them out of the optimizer)"
+                )
+            f = None if loss is None else np.array([_scalar(loss)])
+            new = opt.step(_flat(params)[None, :], _flat(p.grad for p in params)[None, :], f)
+            _unflat(params, new[0])
+            self.state[params[0]]["step"] = opt.steps
+        return loss
+
+    def _line_search_step(self, closure: Callable):
+        first = []
+        for g, group in enumerate(self.param_groups):
+            params = group["params"]
+            for i, p in enumerate(params):
+                _check(p, g, i)
+
+            def fun(x: np.ndarray):
+                _unflat(params, x)
+                for p in params:
+                    p.grad = None
+                with torch.enable_grad():
+                    loss = closure()
+                if not first:
+                    first.append(loss)
+                grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+                return np.array([_scalar(loss)]), _flat(grads)
+
+            method = self._checkpoint if self._kind == "lbfgs-policy" else "lbfgs"
+            opts = dict(self._lbfgs)
+            if self._kind == "lbfgs-policy":
+                opts.pop("line_search")
+                opts.pop("history")
+            r = minimize(fun, _flat(params), method=method, ctx=self._ctx, **opts)
+            _unflat(params, r.x)
+            st = self.state[params[0]]
+            st["n_iter"] = st.get("n_iter", 0) + int(r.nit)
+            st["func_evals"] = st.get("func_evals", 0) + int(r.nfev) + 1
+            st["status"] = r.status[0]
+        return first[0] if first else None
