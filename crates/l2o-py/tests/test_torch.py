@@ -110,3 +110,26 @@ def test_bad_inputs_are_clear_errors():
     e(torch.tensor([1, 2])).sum().backward()
     with pytest.raises(ValueError, match="sparse"):
         opt.step()
+
+
+def test_the_hilbert_lstm_steps_through_a_closure():
+    X, y = data()
+    lossf = torch.nn.BCEWithLogitsLoss()
+    m = model()
+    opt = l2o.torch.Optimizer(m.parameters(), ROOT / "docs/results/hlstm/hlstm-cell2.l2o")
+    assert opt.kind == "hlstm"
+    with pytest.raises(ValueError, match="reads the loss"):
+        opt.step()
+
+    def closure():
+        opt.zero_grad()
+        loss = lossf(m(X), y)
+        loss.backward()
+        return loss
+
+    first = float(opt.step(closure).detach())
+    for _ in range(9):
+        opt.step(closure)
+    with torch.no_grad():
+        last = float(lossf(m(X), y))
+    assert np.isfinite(last) and last < first, (first, last)
