@@ -133,3 +133,46 @@ def test_the_hilbert_lstm_steps_through_a_closure():
     with torch.no_grad():
         last = float(lossf(m(X), y))
     assert np.isfinite(last) and last < first, (first, last)
+
+
+def linreg_sample(B):
+    def sample(seed):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(B, 32, 4, generator=g, dtype=torch.float64)
+        w = torch.randn(B, 4, 1, generator=g, dtype=torch.float64)
+        init = {"weight": torch.zeros(B, 1, 4, dtype=torch.float64), "bias": torch.zeros(B, 1, dtype=torch.float64)}
+        return init, x, x @ w
+    return sample
+
+
+def test_a_torch_model_is_a_task_whose_gradients_are_torchs_own():
+    B = 3
+    m = torch.nn.Linear(4, 1).double()
+    lossf = torch.nn.functional.mse_loss
+    t = l2o.torch.task(m, lossf, linreg_sample(B), batch=B)
+    assert (t.dim, t.batch) == (5, B)
+    X = t.sample(5) + np.random.default_rng(0).standard_normal((B, 5))
+    f, G = t.fun(X)
+    _, x, y = linreg_sample(B)(5)
+    for b in range(B):
+        with torch.no_grad():
+            m.weight.copy_(torch.from_numpy(X[b, :4]).view(1, 4))
+            m.bias.copy_(torch.from_numpy(X[b, 4:]))
+        m.zero_grad()
+        loss = lossf(m(x[b]), y[b])
+        loss.backward()
+        assert f[b] == pytest.approx(float(loss.detach()), rel=1e-12)
+        np.testing.assert_allclose(G[b], np.r_[m.weight.grad.reshape(-1).numpy(), m.bias.grad.numpy()], rtol=1e-12)
+    with pytest.raises(ValueError, match="init\\['weight'\\]"):
+        l2o.torch.task(m, lossf, lambda s: ({"weight": torch.zeros(2, 4), "bias": torch.zeros(B, 1)}, None, None),
+                       batch=B).sample(0)
+
+
+def test_meta_training_on_a_torch_model_then_stepping_it(tmp_path):
+    B = 8
+    m = torch.nn.Linear(4, 1).double()
+    t = l2o.torch.task(m, torch.nn.functional.mse_loss, linreg_sample(B), batch=B)
+    opt = l2o.train("lstm", t, epochs=3, out=str(tmp_path / "run"), horizon=20, unroll=10, progress=False)
+    assert (tmp_path / "run/checkpoint.l2o").is_file()
+    r = l2o.minimize(t.fun, t.sample(1001), method=opt.path, steps=20)
+    assert np.all(np.isfinite(r.fun))

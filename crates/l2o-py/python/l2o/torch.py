@@ -21,8 +21,12 @@ parameters must be CPU tensors (float32 or float64). ``method="lbfgs"`` or an L-
 strong Wolfe conditions as ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``), calling the closure once per
 function evaluation; the L-BFGS memory starts empty at each ``step``.
 
+:func:`task` makes a model a meta-training task: B copies of its parameters, evaluated together with
+``torch.func.functional_call`` and ``vmap``, so ``l2o.train("lstm", l2o.torch.task(...), epochs=...)`` meta-trains
+a learned optimizer on your own model.
+
 Not yet here (issue 26, in progress): ``state_dict()`` holds torch's bookkeeping but not the device state of a
-learned optimizer (``load_state_dict`` restarts it), and models as meta-training tasks (``l2o.torch.task``).
+learned optimizer (``load_state_dict`` restarts it).
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from . import LearnedOptimizer, _context, minimize
+from . import LearnedOptimizer, Task, _context, minimize
 
-__all__ = ["Optimizer"]
+__all__ = ["Optimizer", "task"]
 
 
 def _check(p: torch.Tensor, g: int, i: int) -> None:
@@ -191,3 +195,61 @@ class Optimizer(torch.optim.Optimizer):
             st["func_evals"] = st.get("func_evals", 0) + int(r.nfev) + 1
             st["status"] = r.status[0]
         return first[0] if first else None
+
+
+def task(model: torch.nn.Module, loss_fn: Callable, sample: Callable, *, batch: int, name: str = "torch") -> Task:
+    """An :class:`l2o.Task` whose ``batch`` problems are copies of ``model``'s parameters.
+
+    ``sample(seed) -> (init, inputs, targets)`` draws the copies: ``init`` maps each parameter name of
+    ``model.named_parameters()`` to a tensor of shape (batch, *parameter shape) (each copy's starting point), and
+    ``inputs`` / ``targets`` hold each copy's data with a leading dimension of batch. Problem b's loss is
+    ``loss_fn(model(inputs[b]) with parameters init[b], targets[b])``; all B losses and gradients come from one
+    ``torch.func.vmap`` of ``torch.func.grad_and_value`` over the copies, per evaluation. ``sample`` must be a
+    pure function of ``seed`` (use ``torch.Generator().manual_seed(seed)``)."""
+    from torch.func import functional_call, grad_and_value, vmap
+
+    names = [k for k, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    sizes = [p.numel() for _, p in model.named_parameters()]
+    dtype = next(model.parameters()).dtype
+    dim = sum(sizes)
+    B = int(batch)
+    data: dict = {}
+
+    def loss_one(params, x, y):
+        return loss_fn(functional_call(model, params, (x,)), y)
+
+    both = vmap(grad_and_value(loss_one))
+
+    def unflat(X: np.ndarray) -> dict:
+        T = torch.from_numpy(np.ascontiguousarray(X)).to(dtype)
+        out, at = {}, 0
+        for k, shp, n in zip(names, shapes, sizes):
+            out[k] = T[:, at : at + n].reshape(B, *shp)
+            at += n
+        return out
+
+    def fun(X: np.ndarray):
+        if "inputs" not in data:
+            raise ValueError("l2o.torch.task: fun called before sample(seed) drew the data")
+        grads, loss = both(unflat(X), data["inputs"], data["targets"])
+        G = torch.cat([grads[k].reshape(B, -1) for k in names], dim=1)
+        return loss.detach().to(torch.float64).numpy(), G.detach().to(torch.float64).numpy()
+
+    def draw(seed: int) -> np.ndarray:
+        init, inputs, targets = sample(int(seed))
+        missing = [k for k in names if k not in init]
+        if missing:
+            raise ValueError(f"sample({seed}) gave no initialization for parameters {missing}")
+        for k, shp in zip(names, shapes):
+            if tuple(init[k].shape) != (B, *shp):
+                raise ValueError(
+                    f"sample({seed}): init[{k!r}] has shape {tuple(init[k].shape)}, expected {(B, *shp)}"
+                )
+        for what, t in (("inputs", inputs), ("targets", targets)):
+            if t.shape[0] != B:
+                raise ValueError(f"sample({seed}): {what} has leading dimension {t.shape[0]}, expected {B}")
+        data["inputs"], data["targets"] = inputs, targets
+        return torch.cat([init[k].detach().reshape(B, -1) for k in names], dim=1).to(torch.float64).numpy()
+
+    return Task(fun, draw, dim=dim, batch=B, name=name)
