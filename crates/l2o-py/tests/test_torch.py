@@ -176,3 +176,36 @@ def test_meta_training_on_a_torch_model_then_stepping_it(tmp_path):
     assert (tmp_path / "run/checkpoint.l2o").is_file()
     r = l2o.minimize(t.fun, t.sample(1001), method=opt.path, steps=20)
     assert np.all(np.isfinite(r.fun))
+
+
+def test_torch_can_load_triton_after_l2o_opened_its_adapter():
+    """Triton imported after lavapipe's LLVM crashed the process (segfault); `import l2o` now loads it first."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("this torch has no Triton")
+    code = (
+        "import l2o; c = l2o.Context(precision='f32'); import triton.runtime.autotuner, torch; "
+        "m = torch.nn.Linear(4, 4); o = torch.optim.Adam(m.parameters()); m(torch.ones(2, 4)).sum().backward(); "
+        "o.step(); print(l2o.minimize(lambda X: ((X * X).sum(1), 2 * X), [[1.0, 2.0]], method='adam', lr=0.1, "
+        "steps=3, ctx=c).fun)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+
+
+def test_l2l_in_chunks_gives_the_numbers_of_one_piece():
+    X, y = data()
+    lossf = torch.nn.BCEWithLogitsLoss()
+    got = []
+    for chunk in (100_000, 50):
+        m = model()
+        opt = l2o.torch.Optimizer(m.parameters(), L2L, chunk=chunk)
+        for _ in range(3):
+            opt.zero_grad()
+            lossf(m(X), y).backward()
+            opt.step()
+        got.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy())
+    np.testing.assert_array_equal(got[0], got[1])

@@ -24,8 +24,26 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import _l2o
-from ._l2o import BuiltinTask, Context, NonFiniteError, adapters
+
+
+def _load_triton_first() -> None:
+    """PyTorch's Triton (imported lazily by torch.compile and by torch.optim's fused paths) carries its own LLVM;
+    imported after Mesa's software adapter has loaded its LLVM into the process, Triton's import crashes
+    (segfault, measured with torch 2.15 / triton 3.9 and Mesa 22.3). Imported first, both work. So when Triton is
+    installed, its native library is loaded before l2o can open an adapter (0.5 s, once)."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("triton") is not None:
+            import triton._C.libtriton  # noqa: F401
+    except Exception:  # a broken Triton install is torch's problem, not a reason to fail importing l2o
+        pass
+
+
+_load_triton_first()
+
+from . import _l2o  # noqa: E402
+from ._l2o import BuiltinTask, Context, NonFiniteError, adapters  # noqa: E402
 
 __all__ = [
     "Context",

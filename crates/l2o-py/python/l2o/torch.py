@@ -88,7 +88,8 @@ class Optimizer(torch.optim.Optimizer):
     ``precision``: "f32" or "f64" arithmetic on the device (default: f64 when every parameter is float64, else
     f32). L-BFGS options (``method="lbfgs"`` or an L-BFGS-π checkpoint): ``max_iter`` iterations per
     ``step(closure)``, ``history_size`` (m), ``line_search`` ("wolfe", "armijo" or "constant"),
-    ``tolerance_grad`` (a group stops once ‖∇f‖ < it)."""
+    ``tolerance_grad`` (a group stops once ‖∇f‖ < it). ``chunk``: L2L steps a group in pieces of this many
+    coordinates (the same numbers; each piece's state must fit one device buffer)."""
 
     def __init__(
         self,
@@ -100,6 +101,7 @@ class Optimizer(torch.optim.Optimizer):
         history_size: int = 5,
         line_search: str = "wolfe",
         tolerance_grad: float = 1e-7,
+        chunk: int = 100_000,
         precision: Optional[str] = None,
         ctx=None,
     ):
@@ -120,9 +122,15 @@ class Optimizer(torch.optim.Optimizer):
         self._checkpoint = None if checkpoint is None else os.fspath(checkpoint)
         self._kind = "lbfgs"
         if self._checkpoint is not None:
-            # one learned optimizer per group: its state belongs to that group's flat vector
-            self._learned = [LearnedOptimizer(self._checkpoint, ctx=self._ctx) for _ in self.param_groups]
-            self._kind = self._learned[0].kind
+            # one learned optimizer per group (its state belongs to that group's flat vector); L2L is
+            # coordinatewise, so a long group is stepped in chunks of `chunk` coordinates, each with its own
+            # state — the same numbers as one piece, and each chunk's LSTM state fits the device's buffer
+            # limit (lavapipe: 128 MiB, i.e. 2×10⁵ coordinates of a 2-layer H = 20 LSTM in f32)
+            self._learned = [[LearnedOptimizer(self._checkpoint, ctx=self._ctx)] for _ in self.param_groups]
+            self._kind = self._learned[0][0].kind
+            self._chunk = int(chunk) if self._kind == "lstm" else None
+            if self._chunk is not None and self._chunk < 1:
+                raise ValueError(f"chunk must be positive, got {chunk}")
         self._lbfgs = dict(
             steps=int(max_iter), history=int(history_size), line_search=line_search, gtol=float(tolerance_grad)
         )
@@ -160,9 +168,16 @@ class Optimizer(torch.optim.Optimizer):
                     "requires_grad_(False) and leave them out of the optimizer)"
                 )
             f = None if loss is None else np.array([_scalar(loss)])
-            new = opt.step(_flat(params)[None, :], _flat(p.grad for p in params)[None, :], f)
-            _unflat(params, new[0])
-            self.state[params[0]]["step"] = opt.steps
+            theta, grad = _flat(params), _flat(p.grad for p in params)
+            size = self._chunk or theta.size
+            pieces = range(0, theta.size, size)
+            while len(opt) < len(pieces):
+                opt.append(LearnedOptimizer(self._checkpoint, ctx=self._ctx))
+            new = np.empty_like(theta)
+            for o, a in zip(opt, pieces):
+                new[a : a + size] = o.step(theta[None, a : a + size], grad[None, a : a + size], f)[0]
+            _unflat(params, new)
+            self.state[params[0]]["step"] = opt[0].steps
         return loss
 
     def _line_search_step(self, closure: Callable):
