@@ -12,10 +12,10 @@ VENV=target/py-venv
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check numpy pytest
-# L2O_PY_TORCH=1: also PyTorch (PyPI's wheel with its CUDA libraries, ~6 GB with jax; 1.5 min on the development
-# machine), so that tests/test_torch.py runs instead of skipping
+# L2O_PY_TORCH=1: also PyTorch and JAX (PyPI's torch wheel with its CUDA libraries: ~6 GB with jax, 1.5 min on
+# the development machine), so that tests/test_torch.py and tests/test_jax.py run instead of skipping
 if [ "${L2O_PY_TORCH:-0}" = 1 ]; then
-  "$VENV/bin/pip" install -q --disable-pip-version-check torch
+  "$VENV/bin/pip" install -q --disable-pip-version-check torch jax
 fi
 if [ "${L2O_PY_PIP:-0}" = 1 ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check ./crates/l2o-py
