@@ -209,3 +209,21 @@ def test_l2l_in_chunks_gives_the_numbers_of_one_piece():
             opt.step()
         got.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy())
     np.testing.assert_array_equal(got[0], got[1])
+
+
+def test_a_compiled_model_trains_with_the_optimizer_outside_the_graph():
+    """torch.compile'd model (the "eager" backend: no C++ toolchain needed), optimizer step outside the graph:
+    the same numbers as the plain model."""
+    X, y = data()
+    lossf = torch.nn.BCEWithLogitsLoss()
+    got = []
+    for compiled in (False, True):
+        m = model()
+        fwd = torch.compile(m, backend="eager") if compiled else m
+        opt = l2o.torch.Optimizer(m.parameters(), L2L)
+        for _ in range(3):
+            opt.zero_grad()
+            lossf(fwd(X), y).backward()
+            opt.step()
+        got.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy())
+    np.testing.assert_array_equal(got[0], got[1])
