@@ -37,9 +37,9 @@ loss_fn = torch.nn.functional.cross_entropy
 
 def init_copies(g, n):
     """n initializations in PyTorch's default (uniform ±1/√fan_in) scheme, one per copy."""
-    out = {}
-    for name, p in model.named_parameters():
-        fan_in = p.shape[1] if p.ndim == 2 else (64 if name.startswith("0.") else 32)
+    out, params = {}, dict(model.named_parameters())
+    for name, p in params.items():
+        fan_in = params[name.replace("bias", "weight")].shape[1]  # a bias uses its layer's weight's fan-in
         a = 1.0 / fan_in**0.5
         out[name] = (torch.rand((n, *p.shape), generator=g) * 2 - 1) * a
     return out

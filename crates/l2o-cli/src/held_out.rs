@@ -12,8 +12,8 @@ use l2o_tasks::Task;
 
 use crate::cluster;
 
-/// This rank's shards of the held-out problems. A shard is built when it runs and dropped after, so only
-/// one shard's buffers are on the device at a time: `--shards` is also how a large test set (the paper's
+/// This rank's shards of the held-out problems. A rank owning several shards builds each when it runs and
+/// drops it after, so only one shard's buffers are on the device at a time: `--shards` is also how a large test set (the paper's
 /// 1,000 MNIST networks) is run in pieces that fit the device's buffer limits.
 pub struct HeldOut<'c> {
     ctx: &'c Context,
@@ -23,6 +23,8 @@ pub struct HeldOut<'c> {
     mine: std::ops::Range<usize>,
     dim: usize,
     build: Box<dyn Fn(usize, usize) -> Result<Box<dyn Task>> + 'c>,
+    /// The built shard, kept when this rank owns just one (built once, not per run).
+    kept: Option<Box<dyn Task>>,
 }
 
 impl<'c> HeldOut<'c> {
@@ -52,9 +54,14 @@ impl<'c> HeldOut<'c> {
             mine,
             dim: 0,
             build: Box::new(build),
+            kept: None,
         };
         // the first shard is built up front: its dimension, and a shard too large for the device fails here
-        h.dim = h.shard(h.mine.start)?.dim();
+        let first = h.shard(h.mine.start)?;
+        h.dim = first.dim();
+        if h.mine.len() == 1 {
+            h.kept = Some(first);
+        }
         Ok(h)
     }
 
@@ -99,11 +106,16 @@ impl<'c> HeldOut<'c> {
     ) -> Result<Trace> {
         let mut local = vec![];
         for (i, s) in self.mine.clone().enumerate() {
-            let task = self.shard(s)?;
+            let built;
+            let task: &dyn Task = match &self.kept {
+                Some(t) => t.as_ref(),
+                None => {
+                    built = self.shard(s)?;
+                    built.as_ref()
+                }
+            };
             let base = i * o.steps;
-            local.push(run(self.ctx, task.as_ref(), opt, o, &mut |k| {
-                progress(base + k)
-            })?);
+            local.push(run(self.ctx, task, opt, o, &mut |k| progress(base + k))?);
         }
         let name = local[0].optimizer.clone();
         let packed: Vec<Vec<f64>> = local.iter().map(pack).collect();

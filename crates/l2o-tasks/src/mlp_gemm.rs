@@ -62,6 +62,15 @@ fn stage_chunk(s: &mut String, ct: usize, b_expr: &str) {
     w!(s, "  }}");
 }
 
+/// B(k, c) of a product at k, c = c0 + cc (the table above), as WGSL.
+fn b_operand(kind: GemmKind) -> &'static str {
+    match kind {
+        GemmKind::Forward => "theta[b * p.n + p.w_off + (c0 + cc) * p.in_w + k]",
+        GemmKind::WeightGrad => "deltas[p.out_off + (b * p.m + k) * p.out_w + c0 + cc]",
+        GemmKind::InputGrad => "theta[b * p.n + p.w_off + k * p.in_w + c0 + cc]",
+    }
+}
+
 /// WGSL of `gemm_tile` and `gemm_finish` for one kind, column tile `ct` and first-layer flag (pixels as
 /// input), placed before the body of `shaders/mlp.wgsl` (whose bindings, parameters and helpers it uses).
 /// Parameters: rows, cols, inner, w_off, b_off, in_off, out_off, in_w, out_w as for the tiled kernel; the
@@ -100,13 +109,7 @@ pub fn source(kind: GemmKind, ct: usize, first: bool) -> String {
     w!(s, "  let c0 = (wid.y % ctiles) * {ct}u;");
     w!(s, "  let kc = wid.y / ctiles;");
     w!(s, "  let k0 = kc * {KC}u;");
-    // stage B[k0 + kk][c0 + cc]
-    let b_expr = match kind {
-        GemmKind::Forward => "theta[b * p.n + p.w_off + (c0 + cc) * p.in_w + k]",
-        GemmKind::WeightGrad => "deltas[p.out_off + (b * p.m + k) * p.out_w + c0 + cc]",
-        GemmKind::InputGrad => "theta[b * p.n + p.w_off + k * p.in_w + c0 + cc]",
-    };
-    stage_chunk(&mut s, ct, b_expr);
+    stage_chunk(&mut s, ct, b_operand(kind));
     w!(s, "  workgroupBarrier();");
     w!(s, "  let r = wid.x * {ROWS}u + lid;");
     w!(s, "  let rr = min(r, p.rows - 1u);");
@@ -211,11 +214,7 @@ pub fn weight_grad_pixels_source() -> String {
     w!(t, "  let c0 = (wid.y % ctiles) * {ct}u;");
     w!(t, "  let kc = wid.y / ctiles;");
     w!(t, "  let k0 = kc * {KC}u;");
-    stage_chunk(
-        &mut t,
-        ct,
-        "deltas[p.out_off + (b * p.m + k) * p.out_w + c0 + cc]",
-    );
+    stage_chunk(&mut t, ct, b_operand(GemmKind::WeightGrad));
     w!(t, "  for (var q = lid; q < {KC}u; q = q + {ROWS}u) {{");
     w!(t, "    sidx[q] = idx[b * p.m + min(k0 + q, p.inner - 1u)] * (p.pixels / 4u);");
     w!(t, "  }}");

@@ -25,7 +25,6 @@ from typing import Callable, Optional
 import numpy as np
 
 
-
 def _load_triton_first() -> None:
     """PyTorch's Triton (imported lazily by torch.compile and by torch.optim's fused paths) carries its own LLVM;
     imported after Mesa's software adapter has loaded its LLVM into the process, Triton's import crashes

@@ -42,6 +42,11 @@ from . import LearnedOptimizer, Task, _context, minimize
 __all__ = ["Optimizer", "task"]
 
 
+def _check_group(params, g: int) -> None:
+    for i, p in enumerate(params):
+        _check(p, g, i)
+
+
 def _check(p: torch.Tensor, g: int, i: int) -> None:
     if p.device.type != "cpu":
         raise ValueError(
@@ -113,8 +118,7 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"max_iter must be at least 1, got {max_iter}")
         super().__init__(params, {})
         for g, group in enumerate(self.param_groups):
-            for i, p in enumerate(group["params"]):
-                _check(p, g, i)
+            _check_group(group["params"], g)
         if precision is None:
             all64 = all(p.dtype == torch.float64 for grp in self.param_groups for p in grp["params"])
             precision = "f64" if all64 else "f32"
@@ -156,8 +160,7 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError("the Hilbert LSTM reads the loss: call step(closure), the closure returning the loss")
         for g, (group, opt) in enumerate(zip(self.param_groups, self._learned)):
             params = group["params"]
-            for i, p in enumerate(params):
-                _check(p, g, i)
+            _check_group(params, g)
             missing = [i for i, p in enumerate(params) if p.grad is None]
             if len(missing) == len(params):
                 continue  # nothing of this group took part in the loss
@@ -184,8 +187,7 @@ class Optimizer(torch.optim.Optimizer):
         first = []
         for g, group in enumerate(self.param_groups):
             params = group["params"]
-            for i, p in enumerate(params):
-                _check(p, g, i)
+            _check_group(params, g)
 
             def fun(x: np.ndarray):
                 _unflat(params, x)
