@@ -251,6 +251,94 @@ fn the_stepper_reproduces_the_driver() {
     }
 }
 
+/// A paused run resumes bit for bit: L2L (period 2) and the Hilbert LSTM (its window of 8 steps), paused at a
+/// step that is not the first of its period and resumed by a new stepper, take the same steps as the run that
+/// went on; a snapshot of an optimizer that cannot be paused, of another optimizer or precision, is refused.
+#[test]
+fn a_paused_stepper_resumes_bit_for_bit() {
+    if skip() {
+        return;
+    }
+    let Some(ctx) = l2o::testing::ctx(Precision::F32) else {
+        return;
+    };
+    let ctx = Arc::new(ctx);
+    let (n, b) = (10, 3);
+    let quad = Arc::new(l2o::tasks::Quadratic::sample(&ctx, n, b, 5).unwrap());
+    let q = quad.clone();
+    let fun = move |theta: &[f64], f: &mut [f64], g: &mut [f64]| {
+        for p in 0..b {
+            let (fp, gp) = q.oracle_loss_grad(p, &theta[p * n..(p + 1) * n]);
+            f[p] = fp;
+            g[p * n..(p + 1) * n].copy_from_slice(&gp);
+        }
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ckpts = [
+        ("lstm", "docs/results/l2l-quadratic/l2l-quadratic.l2o", 5),
+        ("hlstm", "docs/results/hlstm/hlstm-cell1.l2o", 11),
+    ];
+    let maker = |path: std::path::PathBuf| -> MakeOptimizer {
+        Box::new(move || l2o::meta::load_optimizer(&path))
+    };
+    let p = ctx.precision();
+    let x0 = p.decode(&p.encode(&quad.initial_point()));
+    let (mut f, mut g) = (vec![0.0; b], vec![0.0; b * n]);
+    let mut snaps = vec![];
+    for (name, rel, pause) in ckpts {
+        let path = root.join(rel);
+        let mut s = Stepper::new(ctx.clone(), maker(path.clone()), n, b).unwrap();
+        assert!(s.snapshot().unwrap().is_none(), "{name}: nothing to save before the first step");
+        let mut theta = x0.clone();
+        for _ in 0..pause {
+            fun(&theta, &mut f, &mut g);
+            theta = s.step(&theta, &g, Some(&f)).unwrap();
+        }
+        let snap = s.snapshot().unwrap().expect("running");
+        assert_eq!((snap.steps, snap.pending.clone()), (pause, theta.clone()));
+        let go_on = |s: &mut Stepper, mut theta: Vec<f64>| {
+            let (mut f, mut g) = (vec![0.0; b], vec![0.0; b * n]);
+            for _ in 0..13 {
+                fun(&theta, &mut f, &mut g);
+                theta = s.step(&theta, &g, Some(&f)).unwrap();
+            }
+            theta
+        };
+        let want = go_on(&mut s, theta.clone());
+        let mut r = Stepper::resume(ctx.clone(), maker(path.clone()), snap.clone()).unwrap();
+        assert_eq!(r.steps(), pause);
+        // a snapshot of the resumed run, before it steps, is the snapshot it came from
+        assert_eq!(r.snapshot().unwrap().as_ref(), Some(&snap), "{name}");
+        let got = go_on(&mut r, theta.clone());
+        assert_eq!(got, want, "{name}: the resumed run left the original's trajectory");
+        assert_ne!(want, theta, "{name}: the run moved");
+        eprintln!("{name}: paused at step {pause}, 13 more steps match bit for bit");
+        snaps.push((name, path, snap));
+    }
+    // refused: another optimizer's snapshot, a snapshot of another precision, an optimizer that cannot pause
+    let (_, lstm_path, _) = &snaps[0];
+    let (_, _, hlstm_snap) = &snaps[1];
+    let e = Stepper::resume(ctx.clone(), maker(lstm_path.clone()), hlstm_snap.clone())
+        .err()
+        .unwrap();
+    assert!(format!("{e}").contains("taken from hlstm"), "{e}");
+    let mut other = snaps[0].2.clone();
+    other.precision = "f64".into();
+    let e = Stepper::resume(ctx.clone(), maker(lstm_path.clone()), other).err().unwrap();
+    assert!(format!("{e}").contains("precision f64"), "{e}");
+    let mut sgd = Stepper::new(
+        ctx.clone(),
+        Box::new(|| Ok(Box::new(FirstOrder::new(Kind::Sgd, 0.01)) as _)),
+        n,
+        b,
+    )
+    .unwrap();
+    fun(&x0, &mut f, &mut g);
+    sgd.step(&x0, &g, None).unwrap();
+    let e = sgd.snapshot().err().unwrap();
+    assert!(format!("{e}").contains("cannot be paused"), "{e}");
+}
+
 /// Meta-training L2L on the host least-squares task (examples/host_task.rs) is reproducible and learns: two
 /// runs give the same φ, and the LSTM's held-out loss is finite and below θ₀'s.
 #[test]

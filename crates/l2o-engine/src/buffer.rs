@@ -313,6 +313,38 @@ impl Context {
             .collect())
     }
 
+    /// The bytes of several buffers (Real or u32, in the device's encoding) in one round trip: for saving a
+    /// device state exactly ([`Context::write_bytes`] puts them back).
+    pub fn read_bytes(&self, srcs: &[&DBuf]) -> Result<Vec<Vec<u8>>> {
+        let req: Vec<(&DBuf, u64)> = srcs.iter().map(|b| (*b, self.byte_len(b))).collect();
+        self.read_raw(&req)
+    }
+
+    /// Overwrite a whole buffer with bytes [`Context::read_bytes`] returned (queued; takes effect before the
+    /// next submit).
+    pub fn write_bytes(&self, dst: &DBuf, bytes: &[u8]) -> Result<()> {
+        let want = self.byte_len(dst);
+        if bytes.len() as u64 != want {
+            bail!(
+                "write_bytes: {} bytes for a buffer of {want} ({} elements)",
+                bytes.len(),
+                dst.len
+            );
+        }
+        if !bytes.is_empty() {
+            self.queue.write_buffer(&dst.buf, 0, bytes);
+        }
+        Ok(())
+    }
+
+    fn byte_len(&self, b: &DBuf) -> u64 {
+        (b.len
+            * match b.elem {
+                Elem::Real => self.precision().size(),
+                Elem::U32 => 4,
+            }) as u64
+    }
+
     /// Wrap a buffer the host program owns (usage must include STORAGE; COPY_SRC/COPY_DST for reads/writes)
     /// holding `len` elements of `elem`, so l2o kernels can bind it directly.
     pub fn wrap(&self, buf: wgpu::Buffer, len: usize, elem: Elem) -> Result<DBuf> {

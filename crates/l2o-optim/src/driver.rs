@@ -105,6 +105,16 @@ pub trait Optimizer: Send {
     ) -> Result<bool> {
         Ok(false)
     }
+    /// Whether a run a caller drives ([`crate::stepper::Stepper`]) can be paused and resumed, and how: the
+    /// period P of the recorded steps (step k submits the same dispatches as step k − P, and a step's dispatch
+    /// list never depends on values read back from the device) and every buffer of the optimizer whose content
+    /// at a function evaluation is read after it (its state carried between steps, and what a step writes
+    /// before its evaluation and reads after). A fresh optimizer brought to the same evaluation of step
+    /// ((k − 1) mod P) + 1, its buffers (and the driver's [`State`]) overwritten with the saved contents, then
+    /// continues bit for bit as the original. Called after `init`. None (the default): it cannot be paused.
+    fn resumable(&self) -> Option<(usize, Vec<DBuf>)> {
+        None
+    }
 }
 
 /// Per-step record of a run, B values per row: row 0 is the starting point, row k after k steps.

@@ -8,12 +8,12 @@
 //! and one readback of θ. The optimizer's state (an LSTM's cells, a memory of pairs) stays on the device
 //! between calls.
 
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{Result, anyhow, bail};
-use l2o_engine::Context;
+use l2o_engine::{Context, DBuf, Precision};
 use l2o_tasks::{HostProblem, NonFinite, Task};
 
 use crate::driver::{Optimizer, start};
@@ -21,15 +21,65 @@ use crate::driver::{Optimizer, start};
 /// Makes a fresh optimizer (the stepper builds one per run: at the first step and after [`Stepper::reset`]).
 pub type MakeOptimizer = Box<dyn Fn() -> Result<Box<dyn Optimizer>> + Send + Sync>;
 
-/// What the caller sends back for the point the worker asked about: ∇f (B × n) and f (B).
-type Reply = (Vec<f64>, Vec<f64>);
+/// What the caller sends the worker, which waits inside a function evaluation.
+enum ToWorker {
+    /// ∇f (B × n) and f (B) at the point the worker asked about.
+    Reply(Vec<f64>, Vec<f64>),
+    /// Read the optimizer's state (the evaluation goes on waiting).
+    Snapshot,
+}
+
+/// What the worker sends the caller.
+enum ToCaller {
+    /// The next point whose gradient it needs.
+    Point(Vec<f64>),
+    /// The bytes of its state buffers (see [`Optimizer::resumable`]).
+    State(Vec<Vec<u8>>),
+}
+
+/// A paused run of a [`Stepper`]: where the optimizer stood (step and evaluation), the point it waits at, and
+/// its state buffers' bytes in the device's encoding. [`Stepper::resume`] continues it bit for bit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// The optimizer's name ([`Optimizer::name`]); resuming under another optimizer is refused.
+    pub optimizer: String,
+    /// "f32" or "f64": the buffers' encoding.
+    pub precision: String,
+    pub n: usize,
+    pub batch: usize,
+    /// Calls of [`Stepper::step`] so far.
+    pub steps: u64,
+    /// The optimizer's step (k ≥ 1) and the evaluation within it (0-based) the run waits at.
+    pub step: u64,
+    pub evaluation: u64,
+    /// The point the next [`Stepper::step`] brings the gradient of (B × n).
+    pub pending: Vec<f64>,
+    /// The driver's state (θ, ∇f, scalars, status), then the optimizer's buffers, as bytes.
+    pub buffers: Vec<Vec<u8>>,
+}
+
+/// Where the worker stands: its step k (0 while starting) and the evaluations begun in that step.
+#[derive(Default)]
+struct Position {
+    step: u64,
+    evaluation: u64,
+}
+
+/// How a resumed worker reaches the snapshot's evaluation: the step (mod the period) and evaluation to stop
+/// at, answering the evaluations before it itself, and the snapshot to write there.
+struct Replay {
+    step: u64,
+    evaluation: u64,
+    snapshot: Snapshot,
+}
 
 struct Worker {
-    reply: SyncSender<Reply>,
-    request: Receiver<Result<Vec<f64>>>,
+    reply: SyncSender<ToWorker>,
+    request: Receiver<Result<ToCaller>>,
     handle: Option<JoinHandle<()>>,
     /// The point whose gradient the next `step` must bring.
     pending: Vec<f64>,
+    position: Arc<Mutex<Position>>,
 }
 
 impl Drop for Worker {
@@ -52,6 +102,13 @@ pub struct Stepper {
     name: String,
     worker: Option<Worker>,
     steps: u64,
+}
+
+fn precision_name(ctx: &Context) -> &'static str {
+    match ctx.precision() {
+        Precision::F32 => "f32",
+        Precision::F64 => "f64",
+    }
 }
 
 impl Stepper {
@@ -90,29 +147,168 @@ impl Stepper {
         self.steps = 0;
     }
 
-    fn spawn(&self, theta0: &[f64]) -> Result<Worker> {
+    /// The paused run: None before the first step (a fresh run). Fails for an optimizer that cannot be paused
+    /// ([`Optimizer::resumable`]).
+    pub fn snapshot(&mut self) -> Result<Option<Snapshot>> {
+        let Some(w) = self.worker.as_mut() else {
+            return Ok(None);
+        };
+        if w.reply.send(ToWorker::Snapshot).is_err() {
+            let e = Self::next(w).err();
+            self.worker = None;
+            return Err(e.unwrap_or_else(|| anyhow!("the stepper's optimizer stopped")));
+        }
+        let buffers = match w.request.recv() {
+            Ok(Ok(ToCaller::State(b))) => b,
+            Ok(Ok(ToCaller::Point(_))) => bail!("snapshot: the stepper's worker answered out of turn"),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => bail!("the stepper's optimizer stopped without saying why"),
+        };
+        let pos = w.position.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(Some(Snapshot {
+            optimizer: self.name.clone(),
+            precision: precision_name(&self.ctx).into(),
+            n: self.n,
+            batch: self.batch,
+            steps: self.steps,
+            step: pos.step,
+            // the evaluation it waits in (the counter counts it already)
+            evaluation: pos.evaluation.saturating_sub(1),
+            pending: w.pending.clone(),
+            buffers,
+        }))
+    }
+
+    /// A stepper that goes on from `snap` (taken by [`Stepper::snapshot`] from a stepper of the same optimizer,
+    /// on an adapter of the same precision) exactly as the original would have: its next `step` takes the
+    /// gradient at `snap.pending`. The new optimizer is brought to the same evaluation of a step congruent to
+    /// the saved one (at most its period of steps, the evaluations answered with zeros), then given the saved
+    /// buffers.
+    pub fn resume(ctx: Arc<Context>, make: MakeOptimizer, snap: Snapshot) -> Result<Self> {
+        let mut s = Self::new(ctx, make, snap.n, snap.batch)?;
+        if snap.optimizer != s.name {
+            bail!(
+                "resume: the snapshot was taken from {}, this stepper runs {}",
+                snap.optimizer,
+                s.name
+            );
+        }
+        let here = precision_name(&s.ctx);
+        if snap.precision != here {
+            bail!(
+                "resume: the snapshot holds {} buffers, this adapter computes in {here}; resume it with precision \
+                 {}",
+                snap.precision,
+                snap.precision
+            );
+        }
+        if snap.pending.len() != snap.n * snap.batch || snap.step == 0 {
+            bail!("resume: the snapshot is inconsistent (its point or its step), it cannot be resumed");
+        }
+        let theta0 = snap.pending.clone();
+        s.steps = snap.steps;
+        s.worker = Some(s.spawn(&theta0, Some(snap))?);
+        Ok(s)
+    }
+
+    fn spawn(&self, theta0: &[f64], resume: Option<Snapshot>) -> Result<Worker> {
         let (n, b) = (self.n, self.batch);
-        let (req_tx, req_rx) = sync_channel::<Result<Vec<f64>>>(1);
-        let (rep_tx, rep_rx) = sync_channel::<Reply>(1);
-        let to_caller = req_tx.clone();
-        let rep_rx = std::sync::Mutex::new(rep_rx);
+        let (req_tx, req_rx) = sync_channel::<Result<ToCaller>>(1);
+        let (rep_tx, rep_rx) = sync_channel::<ToWorker>(1);
+        let position = Arc::new(Mutex::new(Position::default()));
+        // the driver's state and the optimizer's buffers (set once the optimizer is initialised; None: it cannot
+        // be paused) and, when resuming, the period
+        let saved: Arc<Mutex<Option<Result<Vec<DBuf>, String>>>> = Arc::new(Mutex::new(None));
+        let replay = Arc::new(Mutex::new(None::<Replay>));
+        let (to_caller, pos, bufs, rp) = (req_tx.clone(), position.clone(), saved.clone(), replay.clone());
+        let ctx_f = self.ctx.clone();
+        let rep_rx = Mutex::new(rep_rx);
         let fun: l2o_tasks::HostFn =
             Arc::new(move |theta: &[f64], f: &mut [f64], g: &mut [f64]| {
+                let at = {
+                    let mut p = pos.lock().unwrap_or_else(|p| p.into_inner());
+                    p.evaluation += 1;
+                    (p.step, p.evaluation - 1)
+                };
+                let mut point = theta.to_vec();
+                {
+                    let mut r = rp.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(rr) = r.as_ref() {
+                        if at.0 > rr.step {
+                            bail!(
+                                "resume: the optimizer passed step {} without reaching the snapshot's evaluation {}",
+                                rr.step,
+                                rr.evaluation
+                            );
+                        }
+                        if (rr.step, rr.evaluation) != at {
+                            // on the way to the snapshot's evaluation: any finite answer will be overwritten
+                            f.fill(0.0);
+                            g.fill(0.0);
+                            return Ok(());
+                        }
+                        let rr = r.take().expect("checked");
+                        let guard = bufs.lock().unwrap_or_else(|p| p.into_inner());
+                        let Some(Ok(list)) = guard.as_ref() else {
+                            bail!("resume: the optimizer cannot be paused");
+                        };
+                        if list.len() != rr.snapshot.buffers.len() {
+                            bail!(
+                                "resume: the snapshot has {} buffers, the optimizer {}",
+                                rr.snapshot.buffers.len(),
+                                list.len()
+                            );
+                        }
+                        for (d, bytes) in list.iter().zip(&rr.snapshot.buffers) {
+                            ctx_f.write_bytes(d, bytes)?;
+                        }
+                        point = rr.snapshot.pending;
+                        pos.lock().unwrap_or_else(|p| p.into_inner()).step = rr.snapshot.step;
+                    }
+                }
                 to_caller
-                    .send(Ok(theta.to_vec()))
+                    .send(Ok(ToCaller::Point(point)))
                     .map_err(|_| anyhow!("the stepper was closed"))?;
-                let (grad, loss) = rep_rx
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .recv()
-                    .map_err(|_| anyhow!("the stepper was closed"))?;
-                g.copy_from_slice(&grad);
-                f.copy_from_slice(&loss);
-                Ok(())
+                loop {
+                    let msg = rep_rx
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .recv()
+                        .map_err(|_| anyhow!("the stepper was closed"))?;
+                    match msg {
+                        ToWorker::Reply(grad, loss) => {
+                            g.copy_from_slice(&grad);
+                            f.copy_from_slice(&loss);
+                            return Ok(());
+                        }
+                        ToWorker::Snapshot => {
+                            let state = match bufs.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                                Some(Ok(list)) => ctx_f.read_bytes(&list.iter().collect::<Vec<_>>()),
+                                Some(Err(name)) => Err(anyhow!(
+                                    "{name} cannot be paused: its state cannot be saved (only optimizers whose \
+                                     steps are fixed dispatch lists can; start it again from the parameters)"
+                                )),
+                                None => Err(anyhow!("snapshot: the optimizer is not initialised yet")),
+                            };
+                            to_caller
+                                .send(state.map(ToCaller::State))
+                                .map_err(|_| anyhow!("the stepper was closed"))?;
+                        }
+                    }
+                }
             });
         let problem = HostProblem::new("stepper", n, b, fun)?.on_non_finite(NonFinite::Diverge);
         let task = problem.task_at(&self.ctx, theta0.to_vec())?;
         let (ctx, make) = (self.ctx.clone(), self.make.clone());
+        let pos = position.clone();
+        if let Some(snap) = resume {
+            // the start's evaluation is answered by the worker; the target step is set once the period is known
+            *replay.lock().unwrap_or_else(|p| p.into_inner()) = Some(Replay {
+                step: 0,
+                evaluation: u64::MAX,
+                snapshot: snap,
+            });
+        }
         let handle = std::thread::Builder::new()
             .name("l2o-stepper".into())
             .spawn(move || {
@@ -121,10 +317,37 @@ impl Stepper {
                     let eps = ctx.upload("eps_g", &[0.0])?;
                     let trace = ctx.zeros("trace", b * 5)?;
                     let st = start(&ctx, &task, opt.as_mut(), &eps, &trace)?;
-                    for k in 1.. {
-                        opt.step(&ctx, &task as &dyn Task, &st, k)?;
+                    let period = opt.resumable().map(|(p, v)| {
+                        let mut all = vec![st.theta.clone(), st.grad.clone(), st.scal.clone(), st.status.clone()];
+                        all.extend(v);
+                        (p.max(1) as u64, all)
+                    });
+                    {
+                        let mut r = replay.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(rr) = r.as_mut() {
+                            let Some((p, _)) = &period else {
+                                bail!("resume: {} cannot be paused", opt.name());
+                            };
+                            // the same evaluation of a step congruent to the saved one, at most a period in
+                            rr.step = (rr.snapshot.step - 1) % p + 1;
+                            rr.evaluation = rr.snapshot.evaluation;
+                        }
                     }
-                    Ok(())
+                    *saved.lock().unwrap_or_else(|p| p.into_inner()) = Some(match period {
+                        Some((_, all)) => Ok(all),
+                        None => Err(opt.name()),
+                    });
+                    loop {
+                        // the step after the last (a resumed run's replayed step takes the saved step's number
+                        // when it reaches the saved evaluation)
+                        let k = {
+                            let mut p = pos.lock().unwrap_or_else(|p| p.into_inner());
+                            p.step += 1;
+                            p.evaluation = 0;
+                            p.step
+                        };
+                        opt.step(&ctx, &task as &dyn Task, &st, k as usize)?;
+                    }
                 })();
                 if let Err(e) = r {
                     // the caller is gone (closed) or must hear why the run stopped
@@ -136,6 +359,7 @@ impl Stepper {
             request: req_rx,
             handle: Some(handle),
             pending: vec![],
+            position,
         };
         w.pending = Self::next(&mut w)?;
         Ok(w)
@@ -143,7 +367,9 @@ impl Stepper {
 
     fn next(w: &mut Worker) -> Result<Vec<f64>> {
         match w.request.recv() {
-            Ok(r) => r,
+            Ok(Ok(ToCaller::Point(x))) => Ok(x),
+            Ok(Ok(ToCaller::State(_))) => bail!("the stepper's worker answered out of turn"),
+            Ok(Err(e)) => Err(e),
             Err(_) => bail!("the stepper's optimizer stopped without saying why"),
         }
     }
@@ -171,7 +397,7 @@ impl Stepper {
             );
         }
         if self.worker.is_none() {
-            self.worker = Some(self.spawn(theta)?);
+            self.worker = Some(self.spawn(theta, None)?);
         }
         let p = self.ctx.precision();
         let w = self.worker.as_mut().expect("spawned");
@@ -186,7 +412,7 @@ impl Stepper {
                  trajectory — pass back what step returned, or call reset() to start again from a new θ"
             );
         }
-        let reply = (grad.to_vec(), loss.map_or(vec![0.0; b], |l| l.to_vec()));
+        let reply = ToWorker::Reply(grad.to_vec(), loss.map_or(vec![0.0; b], |l| l.to_vec()));
         if w.reply.send(reply).is_err() {
             let e = Self::next(w).err();
             self.worker = None;

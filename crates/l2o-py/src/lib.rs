@@ -11,13 +11,13 @@ use l2o_engine::{Context, ContextOptions, Precision, ScalarOut};
 use l2o_meta::learned::{LearnedOptions, by_name, new_state};
 use l2o_meta::state::{TrainConfig, TrainState};
 use l2o_meta::train::{HostSource, train_on};
-use l2o_optim::stepper::Stepper;
+use l2o_optim::stepper::{Snapshot, Stepper};
 use l2o_optim::{Direction, LbfgsConfig, LineSearch, RunOptions, make_optimizer, run};
 use l2o_tasks::{HostFn, HostProblem, NonFinite, Sampler, Task, TaskOptions, build_task};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 pyo3::create_exception!(
     _l2o,
@@ -446,6 +446,14 @@ struct Learned {
     stepper: Mutex<Option<Stepper>>,
 }
 
+impl Learned {
+    /// Makes this checkpoint's optimizer (its best φ), for a stepper.
+    fn maker(&self) -> l2o_optim::stepper::MakeOptimizer {
+        let st = self.state.clone();
+        Box::new(move || l2o_meta::kinds::of_state(&st).optimizer(st.best_phi.clone()))
+    }
+}
+
 #[pymethods]
 impl Learned {
     #[new]
@@ -524,10 +532,8 @@ impl Learned {
             )));
         }
         if guard.is_none() {
-            let st = self.state.clone();
-            let make: l2o_optim::stepper::MakeOptimizer =
-                Box::new(move || l2o_meta::kinds::of_state(&st).optimizer(st.best_phi.clone()));
-            let s = Stepper::new(self.ctx.clone(), make, n, batch).map_err(|e| py_err(e, None))?;
+            let s = Stepper::new(self.ctx.clone(), self.maker(), n, batch)
+                .map_err(|e| py_err(e, None))?;
             *guard = Some(s);
         }
         let (th, g) = (theta.as_slice()?.to_vec(), grad.as_slice()?.to_vec());
@@ -537,6 +543,67 @@ impl Learned {
             .detach(|| s.step(&th, &g, l.as_deref()))
             .map_err(|e| py_err(e, None))?;
         Ok(PyArray1::from_vec(py, out))
+    }
+
+    /// The optimizer's device state as a dict of plain values (bytes, a float64 array, numbers, strings): None
+    /// before the first step. `resume` continues from it, in this process or another, bit for bit.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let mut guard = self.stepper.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = guard.as_mut() else {
+            return Ok(None);
+        };
+        let Some(snap) = py.detach(|| s.snapshot()).map_err(|e| py_err(e, None))? else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("format", 1)?;
+        d.set_item("optimizer", &snap.optimizer)?;
+        d.set_item("precision", &snap.precision)?;
+        d.set_item("n", snap.n)?;
+        d.set_item("batch", snap.batch)?;
+        d.set_item("steps", snap.steps)?;
+        d.set_item("step", snap.step)?;
+        d.set_item("evaluation", snap.evaluation)?;
+        d.set_item("pending", PyArray1::from_vec(py, snap.pending))?;
+        let bufs: Vec<Bound<'py, PyBytes>> = snap.buffers.iter().map(|b| PyBytes::new(py, b)).collect();
+        d.set_item("buffers", bufs)?;
+        Ok(Some(d))
+    }
+
+    /// Continue from a `snapshot` (of a LearnedOptimizer of the same checkpoint and precision): the next step
+    /// takes the gradient at the snapshot's point.
+    fn resume(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
+        let bad = |what: &str| value_err(format!("resume: the state has no valid {what:?}: pass what snapshot() returned"));
+        let get = |k: &str| state.get_item(k).ok().flatten().ok_or_else(|| bad(k));
+        let format: u64 = get("format")?.extract().map_err(|_| bad("format"))?;
+        if format != 1 {
+            return Err(value_err(format!(
+                "resume: state format {format}; this l2o reads format 1 (saved by another version?)"
+            )));
+        }
+        let pending: Vec<f64> = get("pending")?
+            .extract::<PyReadonlyArray1<'_, f64>>()
+            .map_err(|_| bad("pending"))?
+            .as_slice()?
+            .to_vec();
+        let buffers: Vec<Vec<u8>> = get("buffers")?.extract().map_err(|_| bad("buffers"))?;
+        let snap = Snapshot {
+            optimizer: get("optimizer")?.extract().map_err(|_| bad("optimizer"))?,
+            precision: get("precision")?.extract().map_err(|_| bad("precision"))?,
+            n: get("n")?.extract().map_err(|_| bad("n"))?,
+            batch: get("batch")?.extract().map_err(|_| bad("batch"))?,
+            steps: get("steps")?.extract().map_err(|_| bad("steps"))?,
+            step: get("step")?.extract().map_err(|_| bad("step"))?,
+            evaluation: get("evaluation")?.extract().map_err(|_| bad("evaluation"))?,
+            pending,
+            buffers,
+        };
+        let (ctx, make) = (self.ctx.clone(), self.maker());
+        let s = py
+            .detach(|| Stepper::resume(ctx, make, snap))
+            .map_err(|e| py_err(e, None))?;
+        *self.stepper.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+        Ok(())
     }
 
     /// Forget the optimizer's state (and the parameter shape): the next step starts a new run.

@@ -849,6 +849,13 @@ impl Optimizer for HlstmOptimizer {
         }
         ctx.submit(&self.steps[t])
     }
+    /// Steps repeat with the window (the carry's effect is in the trajectory store); the trajectory store, the
+    /// cell state and the forward's work buffers.
+    fn resumable(&self) -> Option<(usize, Vec<DBuf>)> {
+        let d = self.dev.as_ref()?;
+        let bufs = [&d.tr, &d.rec, &d.coef, &d.state, &d.pk, &d.rcoef, &d.lrec, &d.dphi];
+        Some((self.window, bufs.into_iter().cloned().collect()))
+    }
 }
 
 #[cfg(test)]

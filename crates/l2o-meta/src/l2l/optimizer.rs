@@ -97,6 +97,12 @@ impl Optimizer for LstmOptimizer {
     fn step(&mut self, ctx: &Context, _task: &dyn Task, _st: &State, k: usize) -> Result<()> {
         ctx.submit(&self.steps[(k - 1) % 2])
     }
+    /// Steps alternate the two state slots (period 2); the cells of both and the forward's work buffers.
+    fn resumable(&self) -> Option<(usize, Vec<DBuf>)> {
+        let b = self.bufs.as_ref()?;
+        let bufs = [&b.states, &b.cst, &b.xs, &b.gs, &b.dz, &b.partial, &b.dphi, &b.carry];
+        Some((2, bufs.into_iter().cloned().collect()))
+    }
 }
 
 /// Steps a user's own parameters with a trained LSTM optimizer: θ ← θ + s·LSTM(∇f(θ)), keeping the per-coordinate
