@@ -57,6 +57,7 @@ fn py_err(e: anyhow::Error, slot: Option<&ErrSlot>) -> PyErr {
         "at least",
         "positive",
         "l2o.minimize",
+        "resume: ",
     ];
     if ARGUMENT.iter().any(|k| m.contains(&k.to_lowercase())) {
         PyValueError::new_err(msg)

@@ -132,6 +132,42 @@ def test_hilbert_lstm_steps_like_minimize():
     np.testing.assert_array_equal(theta, r.x)
 
 
+def test_a_saved_state_continues_bit_for_bit_in_a_new_optimizer():
+    """state() after 10 steps, pickled; a new LearnedOptimizer given it with load_state takes the next 9 steps
+    exactly as the original (L2L and the Hilbert LSTM, whose window of 8 steps the pause falls inside); a state
+    of another checkpoint, or not a state, is refused."""
+    import pickle
+
+    B, n = 3, 12
+    t = l2o.task("quadratic", dim=n, batch=B, seed=4)
+    states = {}
+    for rel in ("docs/results/l2l-quadratic/l2l-quadratic.l2o", "docs/results/hlstm/hlstm-cell2.l2o"):
+        opt = l2o.load(ROOT / rel)
+        assert opt.state() is None
+        theta = t.x0().reshape(B, n)
+
+        def go(o, theta, k):
+            for _ in range(k):
+                f, g = t.evaluate(theta.reshape(-1))
+                theta = o.step(theta, g.reshape(B, n), loss=f)
+            return theta
+
+        theta = go(opt, theta, 10)
+        saved = pickle.dumps(opt.state())
+        want = go(opt, theta, 9)
+        again = l2o.load(ROOT / rel)
+        again.load_state(pickle.loads(saved))
+        assert again.steps == 10
+        np.testing.assert_array_equal(go(again, theta, 9), want)
+        states[opt.kind] = pickle.loads(saved)
+    with pytest.raises(ValueError, match="taken from hlstm"):
+        l2o.load(ROOT / "docs/results/l2l-quadratic/l2l-quadratic.l2o").load_state(states["hlstm"])
+    with pytest.raises(ValueError, match="the dict state"):
+        l2o.load(ROOT / "docs/results/l2l-quadratic/l2l-quadratic.l2o").load_state([1, 2])
+    with pytest.raises(ValueError, match="no valid"):
+        l2o.load(ROOT / "docs/results/l2l-quadratic/l2l-quadratic.l2o").load_state({"format": 1})
+
+
 # --- meta-training on a task of the user's own -------------------------------------------------------------
 
 N, M, BATCH = 10, 20, 16

@@ -279,6 +279,23 @@ class LearnedOptimizer:
     def reset(self) -> None:
         self._native.reset()
 
+    def state(self) -> Optional[dict]:
+        """The device state of the run being stepped (the LSTM cells, the Hilbert LSTM's memory, where it stands
+        and the point whose gradient the next step takes), as a picklable dict of bytes, a float64 array, numbers
+        and strings; None before the first step. :meth:`load_state` continues from it bit for bit, in this or
+        another process, with the same checkpoint and precision."""
+        return self._native.snapshot()
+
+    def load_state(self, state: Optional[dict]) -> None:
+        """Continue the run saved by :meth:`state` (None: start afresh, as :meth:`reset`). The next ``step`` must
+        be given the point the saved run was at (``state["pending"]``, the θ its last step returned)."""
+        if state is None:
+            self._native.reset()
+            return
+        if not isinstance(state, dict):
+            raise ValueError(f"load_state takes the dict state() returned, not {type(state).__name__}")
+        self._native.resume(state)
+
     @property
     def steps(self) -> int:
         return self._native.steps

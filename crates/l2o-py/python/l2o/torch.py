@@ -25,8 +25,8 @@ function evaluation; the L-BFGS memory starts empty at each ``step``.
 ``torch.func.functional_call`` and ``vmap``, so ``l2o.train("lstm", l2o.torch.task(...), epochs=...)`` meta-trains
 a learned optimizer on your own model.
 
-Not yet here (issue 26, in progress): ``state_dict()`` holds torch's bookkeeping but not the device state of a
-learned optimizer (``load_state_dict`` restarts it).
+``state_dict()`` carries each group's device state (the LSTM cells, the Hilbert LSTM's memory) next to torch's
+bookkeeping; ``load_state_dict`` continues bit for bit once the model holds the parameters of the same moment.
 """
 
 from __future__ import annotations
@@ -144,6 +144,54 @@ class Optimizer(torch.optim.Optimizer):
         """"lstm" (L2L), "hlstm" (the Hilbert LSTM), "lbfgs-policy" (L-BFGS-π) or "lbfgs"."""
         return self._kind
 
+    def state_dict(self) -> dict:
+        """torch's optimizer state (per-parameter counters, the groups' options) plus, under ``"l2o"``, the device
+        state of each group's learned optimizer (its LSTM cells or Hilbert LSTM memory, as uint8 and float64
+        tensors: ``torch.save`` / ``torch.load`` keep it, ``weights_only`` loading included). Save it with the
+        model's ``state_dict`` of the same moment: the saved state belongs to the parameters the last ``step``
+        left. L-BFGS keeps no state between ``step`` calls (its memory starts empty at each), so it has none."""
+        sd = super().state_dict()
+        if self._checkpoint is not None:
+            sd["l2o"] = {
+                "kind": self._kind,
+                "chunk": self._chunk,
+                "groups": [[_state_to_torch(o.state()) for o in opts] for opts in self._learned],
+            }
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore a :meth:`state_dict` (an optimizer of the same checkpoint, parameter groups and precision): the
+        next ``step`` continues each group's learned optimizer bit for bit, once the model holds the parameters of
+        the same moment."""
+        sd = dict(state_dict)
+        dev = sd.pop("l2o", None)
+        if dev is not None:
+            if self._checkpoint is None:
+                raise ValueError("load_state_dict: this state holds a learned optimizer's device state; this "
+                                 "optimizer runs L-BFGS")
+            if dev.get("kind") != self._kind or dev.get("chunk") != self._chunk:
+                raise ValueError(
+                    f"load_state_dict: the state is of a {dev.get('kind')} optimizer stepping chunks of "
+                    f"{dev.get('chunk')}; this one is {self._kind} with chunks of {self._chunk}"
+                )
+            if len(dev["groups"]) != len(self.param_groups):
+                raise ValueError(
+                    f"load_state_dict: the state has {len(dev['groups'])} parameter groups, this optimizer "
+                    f"{len(self.param_groups)}"
+                )
+        elif self._checkpoint is not None:
+            raise ValueError("load_state_dict: the state has no \"l2o\" device state (saved by another optimizer?)")
+        super().load_state_dict(sd)
+        if dev is None:
+            return
+        for g, saved in enumerate(dev["groups"]):
+            opts = [LearnedOptimizer(self._checkpoint, ctx=self._ctx) for _ in saved] or [
+                LearnedOptimizer(self._checkpoint, ctx=self._ctx)
+            ]
+            for o, st in zip(opts, saved):
+                o.load_state(_state_from_torch(st))
+            self._learned[g] = opts
+
     def step(self, closure: Optional[Callable] = None):
         """One step of every group. L2L: after ``backward()``; the Hilbert LSTM reads the loss, so give
         ``closure`` (it is called once, as torch's optimizers do); L-BFGS and L-BFGS-π need ``closure`` (called
@@ -178,7 +226,17 @@ class Optimizer(torch.optim.Optimizer):
                 opt.append(LearnedOptimizer(self._checkpoint, ctx=self._ctx))
             new = np.empty_like(theta)
             for o, a in zip(opt, pieces):
-                new[a : a + size] = o.step(theta[None, a : a + size], grad[None, a : a + size], f)[0]
+                try:
+                    new[a : a + size] = o.step(theta[None, a : a + size], grad[None, a : a + size], f)[0]
+                except ValueError as e:
+                    if "not the point" not in str(e):
+                        raise
+                    raise ValueError(
+                        f"group {g}: the parameters are not those the optimizer's state belongs to (the ones its "
+                        "last step left): after load_state_dict, load the model's state_dict saved at the same "
+                        "moment; to start the learned optimizer afresh from changed parameters, build a new "
+                        "l2o.torch.Optimizer"
+                    ) from e
             _unflat(params, new)
             self.state[params[0]]["step"] = opt[0].steps
         return loss
@@ -212,6 +270,27 @@ class Optimizer(torch.optim.Optimizer):
             st["func_evals"] = st.get("func_evals", 0) + int(r.nfev) + 1
             st["status"] = r.status[0]
         return first[0] if first else None
+
+
+def _state_to_torch(st: Optional[dict]) -> Optional[dict]:
+    """A learned optimizer's state with its bytes and arrays as tensors (what ``torch.load(weights_only=True)``
+    reads back)."""
+    if st is None:
+        return None
+    out = dict(st)
+    out["pending"] = torch.from_numpy(np.asarray(st["pending"], dtype=np.float64).copy())
+    out["buffers"] = [torch.frombuffer(bytearray(b), dtype=torch.uint8) if len(b) else torch.zeros(0, dtype=torch.uint8)
+                      for b in st["buffers"]]
+    return out
+
+
+def _state_from_torch(st: Optional[dict]) -> Optional[dict]:
+    if st is None:
+        return None
+    out = dict(st)
+    out["pending"] = np.ascontiguousarray(torch.as_tensor(st["pending"]).to(torch.float64).numpy())
+    out["buffers"] = [bytes(torch.as_tensor(b).to(torch.uint8).numpy().tobytes()) for b in st["buffers"]]
+    return out
 
 
 def task(model: torch.nn.Module, loss_fn: Callable, sample: Callable, *, batch: int, name: str = "torch") -> Task:
