@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Python package's tests: a fresh venv (target/py-venv) with numpy and pytest, the package l2o made from
+# The Python package's tests: a fresh venv (target/py-venv) with numpy, pytest, torch and jax, the package l2o made from
 # crates/l2o-py/python/l2o plus the extension module that `cargo test --workspace` already compiled
 # (target/debug/deps/lib_l2o.so, built with the same crates and features as the Rust tests: no second build of wgpu
 # and the l2o crates), then pytest. L2O_PY_PIP=1 instead installs the package as users do,
@@ -12,10 +12,12 @@ VENV=target/py-venv
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check numpy pytest
-# L2O_PY_TORCH=1: also PyTorch and JAX (PyPI's torch wheel with its CUDA libraries: ~6 GB with jax, 1.5 min on
-# the development machine), so that tests/test_torch.py and tests/test_jax.py run instead of skipping
-if [ "${L2O_PY_TORCH:-0}" = 1 ]; then
-  "$VENV/bin/pip" install -q --disable-pip-version-check torch jax
+# PyTorch and JAX, so that tests/test_torch.py and tests/test_jax.py run (L2O_PY_TORCH=0 skips them): PyPI's
+# torch wheel brings its CUDA libraries (~3 GB of wheels, a 5.9 GB venv with jax; 69 s to download and install
+# on the development machine with an empty pip cache). pip keeps the wheels in its cache (~/.cache/pip), so a
+# second run of this script does not download them again.
+if [ "${L2O_PY_TORCH:-1}" = 1 ]; then
+  "$VENV/bin/pip" install -q --disable-pip-version-check "torch>=2.4" "jax>=0.4.30"
 fi
 if [ "${L2O_PY_PIP:-0}" = 1 ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check ./crates/l2o-py

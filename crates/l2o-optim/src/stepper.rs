@@ -141,6 +141,15 @@ impl Stepper {
         self.steps
     }
 
+    /// Where the run waits (None before the first step): the optimizer's step k ≥ 1 and the evaluation within
+    /// it (0-based) whose gradient the next `step` brings. A line search's trial points are evaluations 1, 2, …
+    /// of one step; a new k means step k − 1 ended at the point evaluated last.
+    pub fn position(&self) -> Option<(u64, u64)> {
+        let w = self.worker.as_ref()?;
+        let p = w.position.lock().unwrap_or_else(|p| p.into_inner());
+        Some((p.step, p.evaluation.saturating_sub(1)))
+    }
+
     /// Forget the optimizer's state: the next step starts a new run from the θ it is given.
     pub fn reset(&mut self) {
         self.worker = None;

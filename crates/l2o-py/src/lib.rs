@@ -623,6 +623,79 @@ impl Learned {
     }
 }
 
+/// A built-in method (or a checkpoint) stepped from a loop the caller drives, one function evaluation per
+/// `step` (a line search's trial points included): what `l2o.torch.Optimizer(method="lbfgs")` keeps between
+/// its `step(closure)` calls, so the L-BFGS memory carries over as in `torch.optim.LBFGS`.
+#[pyclass(name = "MethodStepper", module = "l2o")]
+struct MethodStepper {
+    stepper: Mutex<Stepper>,
+}
+
+#[pymethods]
+impl MethodStepper {
+    #[new]
+    #[pyo3(signature = (ctx, method, n, batch, lr=None, line_search="wolfe", history=5, direction="auto"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        ctx: &PyContext,
+        method: String,
+        n: usize,
+        batch: usize,
+        lr: Option<f64>,
+        line_search: &str,
+        history: usize,
+        direction: &str,
+    ) -> PyResult<Self> {
+        let (ls, dir) = (line_search.to_string(), direction.to_string());
+        // refuse bad options now, not at the first step
+        optimizer_for(&method, lr, &ls, history, &dir).map_err(|e| py_err(e, None))?;
+        let make: l2o_optim::stepper::MakeOptimizer =
+            Box::new(move || optimizer_for(&method, lr, &ls, history, &dir));
+        let c = ctx.ctx.clone();
+        let s = py
+            .detach(|| Stepper::new(c, make, n, batch))
+            .map_err(|e| py_err(e, None))?;
+        Ok(Self {
+            stepper: Mutex::new(s),
+        })
+    }
+
+    /// Give ∇f (and f) at the point the previous step returned (any point at the first step); returns the next
+    /// point the method evaluates.
+    #[pyo3(signature = (theta, grad, loss=None))]
+    fn step<'py>(
+        &self,
+        py: Python<'py>,
+        theta: PyReadonlyArray1<'py, f64>,
+        grad: PyReadonlyArray1<'py, f64>,
+        loss: Option<PyReadonlyArray1<'py, f64>>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let (th, g) = (theta.as_slice()?.to_vec(), grad.as_slice()?.to_vec());
+        let l = loss.map(|l| l.as_slice().map(|s| s.to_vec())).transpose()?;
+        let mut guard = self.stepper.lock().unwrap_or_else(|p| p.into_inner());
+        let s: &mut Stepper = &mut guard;
+        let out = py
+            .detach(|| s.step(&th, &g, l.as_deref()))
+            .map_err(|e| py_err(e, None))?;
+        Ok(PyArray1::from_vec(py, out))
+    }
+
+    /// (k, e): the method's iteration k ≥ 1 and its evaluation e within it that the next step brings the gradient
+    /// of; None before the first step.
+    #[getter]
+    fn position(&self) -> Option<(u64, u64)> {
+        self.stepper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .position()
+    }
+
+    fn reset(&self) {
+        self.stepper.lock().unwrap_or_else(|p| p.into_inner()).reset();
+    }
+}
+
 fn opt_get<'py, T: FromPyObjectOwned<'py>>(
     d: &Bound<'py, PyDict>,
     key: &str,
@@ -845,6 +918,7 @@ fn _l2o(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyContext>()?;
     m.add_class::<BuiltinTask>()?;
     m.add_class::<Learned>()?;
+    m.add_class::<MethodStepper>()?;
     m.add_function(wrap_pyfunction!(adapters, m)?)?;
     m.add_function(wrap_pyfunction!(minimize, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;

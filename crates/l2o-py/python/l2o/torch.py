@@ -37,7 +37,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from . import LearnedOptimizer, Task, _context, minimize
+from . import LearnedOptimizer, Task, _context, _l2o
 
 __all__ = ["Optimizer", "task"]
 
@@ -138,6 +138,9 @@ class Optimizer(torch.optim.Optimizer):
         self._lbfgs = dict(
             steps=int(max_iter), history=int(history_size), line_search=line_search, gtol=float(tolerance_grad)
         )
+        # L-BFGS: each group's paused run and the point it waits at (see _line_search_step)
+        self._steppers = [None for _ in self.param_groups]
+        self._pending = [None for _ in self.param_groups]
 
     @property
     def kind(self) -> str:
@@ -242,34 +245,72 @@ class Optimizer(torch.optim.Optimizer):
         return loss
 
     def _line_search_step(self, closure: Callable):
-        first = []
+        """L-BFGS (or L-BFGS-π) for up to ``max_iter`` iterations per group, its memory carried over from the
+        previous call as in ``torch.optim.LBFGS``: one l2o run per group, driven one function evaluation at a
+        time (:class:`l2o._l2o.MethodStepper`), paused between calls at the start of an iteration. The closure is
+        first evaluated at the parameters the last call left (the loss returned, the stop test on ‖∇f‖); the
+        model is left at the last accepted iterate."""
+        orig = None
         for g, group in enumerate(self.param_groups):
             params = group["params"]
             _check_group(params, g)
+            st = self.state[params[0]]
+            st.setdefault("n_iter", 0)
+            st.setdefault("func_evals", 0)
 
-            def fun(x: np.ndarray):
-                _unflat(params, x)
+            def evaluate():
                 for p in params:
                     p.grad = None
                 with torch.enable_grad():
                     loss = closure()
-                if not first:
-                    first.append(loss)
                 grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
-                return np.array([_scalar(loss)]), _flat(grads)
+                return loss, np.array([_scalar(loss)]), _flat(grads)
 
-            method = self._checkpoint if self._kind == "lbfgs-policy" else "lbfgs"
-            opts = dict(self._lbfgs)
-            if self._kind == "lbfgs-policy":
-                opts.pop("line_search")
-                opts.pop("history")
-            r = minimize(fun, _flat(params), method=method, ctx=self._ctx, **opts)
-            _unflat(params, r.x)
-            st = self.state[params[0]]
-            st["n_iter"] = st.get("n_iter", 0) + int(r.nit)
-            st["func_evals"] = st.get("func_evals", 0) + int(r.nfev) + 1
-            st["status"] = r.status[0]
-        return first[0] if first else None
+            theta = _flat(params)
+            loss, f, grad = evaluate()
+            st["func_evals"] += 1
+            orig = loss if orig is None else orig
+            if not np.isfinite(f[0]):
+                raise ValueError(f"group {g}: the closure returned a non-finite loss ({f[0]}) at the parameters")
+            if np.linalg.norm(grad) <= self._lbfgs["gtol"]:
+                st["status"] = "converged"
+                continue
+            s = self._steppers[g]
+            if s is None or s.position is None:
+                method = self._checkpoint if self._kind == "lbfgs-policy" else "lbfgs"
+                s = _l2o.MethodStepper(
+                    self._ctx, method, theta.size, 1,
+                    line_search=self._lbfgs["line_search"], history=self._lbfgs["history"],
+                )
+                self._steppers[g] = s
+                pending = s.step(theta, grad, f)  # the run's evaluation at θ₀
+            else:
+                pending = self._pending[g]
+            last = theta
+            k0 = s.position[0]
+            status = "running"
+            while True:
+                k, e = s.position
+                if e == 0 and k > k0:
+                    # iteration k − 1 ended at the point evaluated last
+                    if np.linalg.norm(grad) <= self._lbfgs["gtol"]:
+                        status = "converged"
+                        break
+                    if np.array_equal(pending, last):
+                        status = "stalled"  # no step the line search could take (the run is frozen)
+                        break
+                    if k - k0 >= self._lbfgs["steps"]:
+                        break
+                _unflat(params, pending)
+                loss, f, grad = evaluate()
+                st["func_evals"] += 1
+                last = pending
+                pending = s.step(pending, grad, f)
+            _unflat(params, last)
+            self._pending[g] = pending
+            st["n_iter"] += int(k - k0)
+            st["status"] = status
+        return orig
 
 
 def _state_to_torch(st: Optional[dict]) -> Optional[dict]:
