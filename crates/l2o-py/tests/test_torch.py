@@ -361,7 +361,41 @@ def test_an_lbfgs_pi_checkpoint_steps_through_a_closure():
             p.grad = None
         loss = lossf(m0(X), y)
         loss.backward()
-        return float(loss), torch.cat([p.grad.reshape(-1) for p in m0.parameters()]).numpy()
+        return float(loss.detach()), torch.cat([p.grad.reshape(-1) for p in m0.parameters()]).numpy()
 
     r = l2o.minimize(fun, x0, method=str(ckpt), steps=15, precision="f64")
     np.testing.assert_array_equal(got, r.x)
+
+
+def test_the_readmes_torch_example_runs():
+    """README "From Python": the PyTorch snippet, with a committed L2L checkpoint for the one it trains."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## From Python", 1)[1].split("```python")[2].split("```", 1)[0]
+    assert "l2o.torch.Optimizer" in block
+    ns = {}
+    exec(block.replace("out/py/checkpoint.l2o", str(L2L)), ns)
+    assert ns["opt"].state[next(iter(ns["model"].parameters()))]["step"] == 20
+
+
+def test_lbfgs_starts_a_new_run_when_the_parameters_were_changed():
+    """Parameters edited between step(closure) calls (a loaded model, say) start a new L-BFGS run from them: the
+    numbers of a fresh optimizer."""
+    X, y = data()
+    lossf = torch.nn.BCEWithLogitsLoss()
+    out = []
+    for warm in (True, False):
+        m = model()
+        opt = l2o.torch.Optimizer(m.parameters(), method="lbfgs", max_iter=5)
+
+        def closure():
+            opt.zero_grad()
+            loss = lossf(m(X), y)
+            loss.backward()
+            return loss
+
+        if warm:
+            opt.step(closure)
+        m.load_state_dict(model().state_dict())
+        opt.step(closure)
+        out.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy())
+    np.testing.assert_array_equal(out[0], out[1])

@@ -19,7 +19,8 @@ whose state (LSTM cells, memory of pairs) lives on l2o's device; l2o runs on its
 parameters must be CPU tensors (float32 or float64). ``method="lbfgs"`` or an L-BFGS-π checkpoint runs
 ``max_iter`` iterations per ``step(closure)`` with l2o's line search (``line_search="wolfe"`` by default, the
 strong Wolfe conditions as ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``), calling the closure once per
-function evaluation; the L-BFGS memory starts empty at each ``step``.
+function evaluation; the L-BFGS memory and line search carry over from one ``step`` to the next, as in
+``torch.optim.LBFGS`` (the run restarts when the parameters were changed outside the optimizer).
 
 :func:`task` makes a model a meta-training task: B copies of its parameters, evaluated together with
 ``torch.func.functional_call`` and ``vmap``, so ``l2o.train("lstm", l2o.torch.task(...), epochs=...)`` meta-trains
@@ -141,6 +142,7 @@ class Optimizer(torch.optim.Optimizer):
         # L-BFGS: each group's paused run and the point it waits at (see _line_search_step)
         self._steppers = [None for _ in self.param_groups]
         self._pending = [None for _ in self.param_groups]
+        self._last = [None for _ in self.param_groups]
 
     @property
     def kind(self) -> str:
@@ -152,7 +154,8 @@ class Optimizer(torch.optim.Optimizer):
         state of each group's learned optimizer (its LSTM cells or Hilbert LSTM memory, as uint8 and float64
         tensors: ``torch.save`` / ``torch.load`` keep it, ``weights_only`` loading included). Save it with the
         model's ``state_dict`` of the same moment: the saved state belongs to the parameters the last ``step``
-        left. L-BFGS keeps no state between ``step`` calls (its memory starts empty at each), so it has none."""
+        left. L-BFGS has no device state here (its steps branch on values read back, so its run cannot be
+        replayed): after ``load_state_dict`` its memory starts empty."""
         sd = super().state_dict()
         if self._checkpoint is not None:
             sd["l2o"] = {
@@ -276,6 +279,8 @@ class Optimizer(torch.optim.Optimizer):
                 st["status"] = "converged"
                 continue
             s = self._steppers[g]
+            if s is not None and not np.array_equal(theta, self._last[g]):
+                s = None  # the parameters were changed outside the optimizer (loaded, edited): a new run
             if s is None or s.position is None:
                 method = self._checkpoint if self._kind == "lbfgs-policy" else "lbfgs"
                 s = _l2o.MethodStepper(
@@ -307,7 +312,7 @@ class Optimizer(torch.optim.Optimizer):
                 last = pending
                 pending = s.step(pending, grad, f)
             _unflat(params, last)
-            self._pending[g] = pending
+            self._pending[g], self._last[g] = pending, _flat(params)
             st["n_iter"] += int(k - k0)
             st["status"] = status
         return orig
