@@ -26,6 +26,18 @@ def model(dtype=torch.float64):
     return torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).to(dtype)
 
 
+def closure_of(m, opt, X, y, lossf=torch.nn.BCEWithLogitsLoss()):
+    """torch's closure for step(closure): zero the gradients, the loss of m on (X, y), backward."""
+
+    def closure():
+        opt.zero_grad()
+        loss = lossf(m(X), y)
+        loss.backward()
+        return loss
+
+    return closure
+
+
 def test_lbfgs_through_a_closure_matches_torch_lbfgs_strong_wolfe():
     X, y = data()
     lossf = torch.nn.BCEWithLogitsLoss()
@@ -39,11 +51,7 @@ def test_lbfgs_through_a_closure_matches_torch_lbfgs_strong_wolfe():
             opt = l2o.torch.Optimizer(m.parameters(), method="lbfgs", max_iter=100, history_size=5,
                                       tolerance_grad=1e-9)
 
-        def closure():
-            opt.zero_grad()
-            loss = lossf(m(X), y)
-            loss.backward()
-            return loss
+        closure = closure_of(m, opt, X, y)
 
         first = opt.step(closure)
         st = opt.state[next(iter(m.parameters()))]
@@ -121,11 +129,7 @@ def test_the_hilbert_lstm_steps_through_a_closure():
     with pytest.raises(ValueError, match="reads the loss"):
         opt.step()
 
-    def closure():
-        opt.zero_grad()
-        loss = lossf(m(X), y)
-        loss.backward()
-        return loss
+    closure = closure_of(m, opt, X, y)
 
     first = float(opt.step(closure).detach())
     for _ in range(9):
@@ -237,21 +241,11 @@ def test_state_dict_round_trips_the_device_state(ckpt, chunk):
     import io
 
     X, y = data()
-    lossf = torch.nn.BCEWithLogitsLoss()
     kw = {} if chunk is None else {"chunk": chunk}
-
-    def closure_of(m, opt):
-        def closure():
-            opt.zero_grad()
-            loss = lossf(m(X), y)
-            loss.backward()
-            return loss
-
-        return closure
 
     def run(m, opt, k):
         for _ in range(k):
-            opt.step(closure_of(m, opt))
+            opt.step(closure_of(m, opt, X, y))
         return torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy().copy()
 
     m = model()
@@ -304,18 +298,13 @@ def test_lbfgs_memory_carries_over_between_step_calls_as_torchs_does():
     one extra evaluation at its starting point, as torch's. Measured: 33 iterations, 34 and 38 evaluations
     (torch.optim.LBFGS: 31, 34 and 38)."""
     X, y = data()
-    lossf = torch.nn.BCEWithLogitsLoss()
     out = []
     for calls, iters in ((1, 100), (5, 20)):
         m = model()
         opt = l2o.torch.Optimizer(m.parameters(), method="lbfgs", max_iter=iters, history_size=5,
                                   tolerance_grad=1e-9)
 
-        def closure():
-            opt.zero_grad()
-            loss = lossf(m(X), y)
-            loss.backward()
-            return loss
+        closure = closure_of(m, opt, X, y)
 
         for _ in range(calls):
             opt.step(closure)
@@ -340,11 +329,7 @@ def test_an_lbfgs_pi_checkpoint_steps_through_a_closure():
     with pytest.raises(ValueError, match="call step\\(closure\\)"):
         opt.step()
 
-    def closure():
-        opt.zero_grad()
-        loss = lossf(m(X), y)
-        loss.backward()
-        return loss
+    closure = closure_of(m, opt, X, y)
 
     first = float(opt.step(closure).detach())
     got = torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy()
@@ -381,17 +366,12 @@ def test_lbfgs_starts_a_new_run_when_the_parameters_were_changed():
     """Parameters edited between step(closure) calls (a loaded model, say) start a new L-BFGS run from them: the
     numbers of a fresh optimizer."""
     X, y = data()
-    lossf = torch.nn.BCEWithLogitsLoss()
     out = []
     for warm in (True, False):
         m = model()
         opt = l2o.torch.Optimizer(m.parameters(), method="lbfgs", max_iter=5)
 
-        def closure():
-            opt.zero_grad()
-            loss = lossf(m(X), y)
-            loss.backward()
-            return loss
+        closure = closure_of(m, opt, X, y)
 
         if warm:
             opt.step(closure)
