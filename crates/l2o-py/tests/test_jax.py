@@ -59,3 +59,24 @@ def test_meta_train_on_a_jax_model_then_step_a_pytree(tmp_path):
         theta = ref.step(flat, np.asarray(jax.flatten_util.ravel_pytree(g)[0], dtype=np.float64))
         params = stepper.step(params, g)
         np.testing.assert_array_equal(np.asarray(jax.flatten_util.ravel_pytree(params)[0]), theta)
+
+
+def test_a_pytree_steppers_state_resumes_bit_for_bit():
+    ckpt = ROOT / "docs/results/l2l-quadratic/l2l-quadratic.l2o"
+    x, y = sample(3)
+    s = l2o.jax.Stepper(ckpt, precision="f64")
+    params = init(jax.random.key(1))
+
+    def go(st, params, k):
+        for _ in range(k):
+            params = st.step(params, jax.grad(loss)(params, (x[0], y[0])))
+        return params
+
+    params = go(s, params, 4)
+    saved = s.state()
+    want = go(s, params, 3)
+    again = l2o.jax.Stepper(ckpt, precision="f64")
+    again.load_state(saved)
+    got = go(again, params, 3)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

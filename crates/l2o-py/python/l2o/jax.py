@@ -92,3 +92,11 @@ class Stepper:
 
     def reset(self) -> None:
         self._opt.reset()
+
+    def state(self):
+        """The device state (a picklable dict; None before the first step): :meth:`load_state` continues from it
+        bit for bit, given the parameters of the same moment (see ``LearnedOptimizer.state``)."""
+        return self._opt.state()
+
+    def load_state(self, state) -> None:
+        self._opt.load_state(state)
