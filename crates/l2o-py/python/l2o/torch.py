@@ -292,7 +292,7 @@ class Optimizer(torch.optim.Optimizer):
             else:
                 pending = self._pending[g]
             last = theta
-            k0 = s.position[0]
+            k0, n0 = s.position[0], st["n_iter"]
             status = "running"
             while True:
                 k, e = s.position
@@ -307,13 +307,14 @@ class Optimizer(torch.optim.Optimizer):
                     if k - k0 >= self._lbfgs["steps"]:
                         break
                 _unflat(params, pending)
+                st["n_iter"] = n0 + int(k - k0) + 1  # the iteration in progress, as torch counts during its own
                 loss, f, grad = evaluate()
                 st["func_evals"] += 1
                 last = pending
                 pending = s.step(pending, grad, f)
             _unflat(params, last)
             self._pending[g], self._last[g] = pending, _flat(params)
-            st["n_iter"] += int(k - k0)
+            st["n_iter"] = n0 + int(k - k0)
             st["status"] = status
         return orig
 
