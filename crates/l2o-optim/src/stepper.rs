@@ -73,13 +73,125 @@ struct Replay {
     snapshot: Snapshot,
 }
 
+/// The driver's state and the optimizer's buffers, set once the optimizer is initialised (Err: its name, when
+/// it cannot be paused).
+type StateBuffers = Option<Result<Vec<DBuf>, String>>;
+
+/// What the caller and the worker share.
+#[derive(Default)]
+struct Shared {
+    position: Mutex<Position>,
+    buffers: Mutex<StateBuffers>,
+    replay: Mutex<Option<Replay>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// The worker's loop: start the run, publish the state buffers (and, resuming, the step to replay to), then
+    /// step until the caller goes.
+    fn run(&self, ctx: &Context, mut opt: Box<dyn Optimizer>, task: &dyn Task) -> Result<()> {
+        let b = task.batch();
+        let eps = ctx.upload("eps_g", &[0.0])?;
+        let trace = ctx.zeros("trace", b * 5)?;
+        let st = start(ctx, task, opt.as_mut(), &eps, &trace)?;
+        let period = opt.resumable().map(|(p, v)| {
+            let mut all = vec![st.theta.clone(), st.grad.clone(), st.scal.clone(), st.status.clone()];
+            all.extend(v);
+            (p.max(1) as u64, all)
+        });
+        if let Some(rr) = lock(&self.replay).as_mut() {
+            let Some((p, _)) = &period else {
+                bail!("resume: {} cannot be paused", opt.name());
+            };
+            // the same evaluation of a step congruent to the saved one, at most a period in
+            rr.step = (rr.snapshot.step - 1) % p + 1;
+            rr.evaluation = rr.snapshot.evaluation;
+        }
+        *lock(&self.buffers) = Some(match period {
+            Some((_, all)) => Ok(all),
+            None => Err(opt.name()),
+        });
+        loop {
+            // the step after the last (a resumed run's replayed step takes the saved step's number when it
+            // reaches the saved evaluation)
+            let k = {
+                let mut p = lock(&self.position);
+                p.step += 1;
+                p.evaluation = 0;
+                p.step
+            };
+            opt.step(ctx, task, &st, k as usize)?;
+        }
+    }
+
+    /// Count an evaluation at θ. Returns the point to hand the caller; None when it was answered here (with
+    /// zeros, on a resumed run's way to the snapshot's evaluation, where the saved buffers are written in and
+    /// the snapshot's point is handed over instead).
+    fn begin_evaluation(&self, ctx: &Context, theta: &[f64], f: &mut [f64], g: &mut [f64]) -> Result<Option<Vec<f64>>> {
+        let at = {
+            let mut p = lock(&self.position);
+            p.evaluation += 1;
+            (p.step, p.evaluation - 1)
+        };
+        let mut r = lock(&self.replay);
+        let Some(rr) = r.as_ref() else {
+            return Ok(Some(theta.to_vec()));
+        };
+        if at.0 > rr.step {
+            bail!(
+                "resume: the optimizer passed step {} without reaching the snapshot's evaluation {}",
+                rr.step,
+                rr.evaluation
+            );
+        }
+        if (rr.step, rr.evaluation) != at {
+            // any finite answer: everything it leads to is overwritten at the snapshot's evaluation
+            f.fill(0.0);
+            g.fill(0.0);
+            return Ok(None);
+        }
+        let rr = r.take().expect("checked");
+        let guard = lock(&self.buffers);
+        let Some(Ok(list)) = guard.as_ref() else {
+            bail!("resume: the optimizer cannot be paused");
+        };
+        if list.len() != rr.snapshot.buffers.len() {
+            bail!(
+                "resume: the snapshot has {} buffers, the optimizer {}",
+                rr.snapshot.buffers.len(),
+                list.len()
+            );
+        }
+        for (d, bytes) in list.iter().zip(&rr.snapshot.buffers) {
+            ctx.write_bytes(d, bytes)?;
+        }
+        lock(&self.position).step = rr.snapshot.step;
+        Ok(Some(rr.snapshot.pending))
+    }
+
+    /// The state buffers' bytes (while the worker waits in an evaluation: nothing in flight).
+    fn read_state(&self, ctx: &Context) -> Result<Vec<Vec<u8>>> {
+        match lock(&self.buffers).as_ref() {
+            Some(Ok(list)) => ctx.read_bytes(&list.iter().collect::<Vec<_>>()),
+            Some(Err(name)) => Err(anyhow!(
+                "{name} cannot be paused: its state cannot be saved (only optimizers whose steps are fixed \
+                 dispatch lists can; start it again from the parameters)"
+            )),
+            None => Err(anyhow!("snapshot: the optimizer is not initialised yet")),
+        }
+    }
+}
+
 struct Worker {
     reply: SyncSender<ToWorker>,
     request: Receiver<Result<ToCaller>>,
     handle: Option<JoinHandle<()>>,
     /// The point whose gradient the next `step` must bring.
     pending: Vec<f64>,
-    position: Arc<Mutex<Position>>,
+    shared: Arc<Shared>,
 }
 
 impl Drop for Worker {
@@ -145,8 +257,7 @@ impl Stepper {
     /// it (0-based) whose gradient the next `step` brings. A line search's trial points are evaluations 1, 2, …
     /// of one step; a new k means step k − 1 ended at the point evaluated last.
     pub fn position(&self) -> Option<(u64, u64)> {
-        let w = self.worker.as_ref()?;
-        let p = w.position.lock().unwrap_or_else(|p| p.into_inner());
+        let p = lock(&self.worker.as_ref()?.shared.position);
         Some((p.step, p.evaluation.saturating_sub(1)))
     }
 
@@ -173,7 +284,7 @@ impl Stepper {
             Ok(Err(e)) => return Err(e),
             Err(_) => bail!("the stepper's optimizer stopped without saying why"),
         };
-        let pos = w.position.lock().unwrap_or_else(|p| p.into_inner());
+        let pos = lock(&w.shared.position);
         Ok(Some(Snapshot {
             optimizer: self.name.clone(),
             precision: precision_name(&self.ctx).into(),
@@ -224,141 +335,44 @@ impl Stepper {
         let (n, b) = (self.n, self.batch);
         let (req_tx, req_rx) = sync_channel::<Result<ToCaller>>(1);
         let (rep_tx, rep_rx) = sync_channel::<ToWorker>(1);
-        let position = Arc::new(Mutex::new(Position::default()));
-        // the driver's state and the optimizer's buffers (set once the optimizer is initialised; None: it cannot
-        // be paused) and, when resuming, the period
-        let saved: Arc<Mutex<Option<Result<Vec<DBuf>, String>>>> = Arc::new(Mutex::new(None));
-        let replay = Arc::new(Mutex::new(None::<Replay>));
-        let (to_caller, pos, bufs, rp) = (req_tx.clone(), position.clone(), saved.clone(), replay.clone());
-        let ctx_f = self.ctx.clone();
-        let rep_rx = Mutex::new(rep_rx);
+        let shared = Arc::new(Shared::default());
+        if let Some(snap) = resume {
+            // the start's evaluation is answered by the worker; the target step is set once the period is known
+            *lock(&shared.replay) = Some(Replay {
+                step: 0,
+                evaluation: u64::MAX,
+                snapshot: snap,
+            });
+        }
+        let (sh, ctx_f, to_caller, rep_rx) = (shared.clone(), self.ctx.clone(), req_tx.clone(), Mutex::new(rep_rx));
         let fun: l2o_tasks::HostFn =
             Arc::new(move |theta: &[f64], f: &mut [f64], g: &mut [f64]| {
-                let at = {
-                    let mut p = pos.lock().unwrap_or_else(|p| p.into_inner());
-                    p.evaluation += 1;
-                    (p.step, p.evaluation - 1)
+                let Some(point) = sh.begin_evaluation(&ctx_f, theta, f, g)? else {
+                    return Ok(());
                 };
-                let mut point = theta.to_vec();
-                {
-                    let mut r = rp.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(rr) = r.as_ref() {
-                        if at.0 > rr.step {
-                            bail!(
-                                "resume: the optimizer passed step {} without reaching the snapshot's evaluation {}",
-                                rr.step,
-                                rr.evaluation
-                            );
-                        }
-                        if (rr.step, rr.evaluation) != at {
-                            // on the way to the snapshot's evaluation: any finite answer will be overwritten
-                            f.fill(0.0);
-                            g.fill(0.0);
-                            return Ok(());
-                        }
-                        let rr = r.take().expect("checked");
-                        let guard = bufs.lock().unwrap_or_else(|p| p.into_inner());
-                        let Some(Ok(list)) = guard.as_ref() else {
-                            bail!("resume: the optimizer cannot be paused");
-                        };
-                        if list.len() != rr.snapshot.buffers.len() {
-                            bail!(
-                                "resume: the snapshot has {} buffers, the optimizer {}",
-                                rr.snapshot.buffers.len(),
-                                list.len()
-                            );
-                        }
-                        for (d, bytes) in list.iter().zip(&rr.snapshot.buffers) {
-                            ctx_f.write_bytes(d, bytes)?;
-                        }
-                        point = rr.snapshot.pending;
-                        pos.lock().unwrap_or_else(|p| p.into_inner()).step = rr.snapshot.step;
-                    }
-                }
-                to_caller
-                    .send(Ok(ToCaller::Point(point)))
-                    .map_err(|_| anyhow!("the stepper was closed"))?;
+                let closed = || anyhow!("the stepper was closed");
+                to_caller.send(Ok(ToCaller::Point(point))).map_err(|_| closed())?;
                 loop {
-                    let msg = rep_rx
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .recv()
-                        .map_err(|_| anyhow!("the stepper was closed"))?;
-                    match msg {
+                    match lock(&rep_rx).recv().map_err(|_| closed())? {
                         ToWorker::Reply(grad, loss) => {
                             g.copy_from_slice(&grad);
                             f.copy_from_slice(&loss);
                             return Ok(());
                         }
                         ToWorker::Snapshot => {
-                            let state = match bufs.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                                Some(Ok(list)) => ctx_f.read_bytes(&list.iter().collect::<Vec<_>>()),
-                                Some(Err(name)) => Err(anyhow!(
-                                    "{name} cannot be paused: its state cannot be saved (only optimizers whose \
-                                     steps are fixed dispatch lists can; start it again from the parameters)"
-                                )),
-                                None => Err(anyhow!("snapshot: the optimizer is not initialised yet")),
-                            };
-                            to_caller
-                                .send(state.map(ToCaller::State))
-                                .map_err(|_| anyhow!("the stepper was closed"))?;
+                            let state = sh.read_state(&ctx_f).map(ToCaller::State);
+                            to_caller.send(state).map_err(|_| closed())?;
                         }
                     }
                 }
             });
         let problem = HostProblem::new("stepper", n, b, fun)?.on_non_finite(NonFinite::Diverge);
         let task = problem.task_at(&self.ctx, theta0.to_vec())?;
-        let (ctx, make) = (self.ctx.clone(), self.make.clone());
-        let pos = position.clone();
-        if let Some(snap) = resume {
-            // the start's evaluation is answered by the worker; the target step is set once the period is known
-            *replay.lock().unwrap_or_else(|p| p.into_inner()) = Some(Replay {
-                step: 0,
-                evaluation: u64::MAX,
-                snapshot: snap,
-            });
-        }
+        let (ctx, make, sh) = (self.ctx.clone(), self.make.clone(), shared.clone());
         let handle = std::thread::Builder::new()
             .name("l2o-stepper".into())
             .spawn(move || {
-                let r = (|| -> Result<()> {
-                    let mut opt = make()?;
-                    let eps = ctx.upload("eps_g", &[0.0])?;
-                    let trace = ctx.zeros("trace", b * 5)?;
-                    let st = start(&ctx, &task, opt.as_mut(), &eps, &trace)?;
-                    let period = opt.resumable().map(|(p, v)| {
-                        let mut all = vec![st.theta.clone(), st.grad.clone(), st.scal.clone(), st.status.clone()];
-                        all.extend(v);
-                        (p.max(1) as u64, all)
-                    });
-                    {
-                        let mut r = replay.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Some(rr) = r.as_mut() {
-                            let Some((p, _)) = &period else {
-                                bail!("resume: {} cannot be paused", opt.name());
-                            };
-                            // the same evaluation of a step congruent to the saved one, at most a period in
-                            rr.step = (rr.snapshot.step - 1) % p + 1;
-                            rr.evaluation = rr.snapshot.evaluation;
-                        }
-                    }
-                    *saved.lock().unwrap_or_else(|p| p.into_inner()) = Some(match period {
-                        Some((_, all)) => Ok(all),
-                        None => Err(opt.name()),
-                    });
-                    loop {
-                        // the step after the last (a resumed run's replayed step takes the saved step's number
-                        // when it reaches the saved evaluation)
-                        let k = {
-                            let mut p = pos.lock().unwrap_or_else(|p| p.into_inner());
-                            p.step += 1;
-                            p.evaluation = 0;
-                            p.step
-                        };
-                        opt.step(&ctx, &task as &dyn Task, &st, k as usize)?;
-                    }
-                })();
-                if let Err(e) = r {
+                if let Err(e) = make().and_then(|opt| sh.run(&ctx, opt, &task)) {
                     // the caller is gone (closed) or must hear why the run stopped
                     let _ = req_tx.send(Err(e));
                 }
@@ -368,7 +382,7 @@ impl Stepper {
             request: req_rx,
             handle: Some(handle),
             pending: vec![],
-            position,
+            shared,
         };
         w.pending = Self::next(&mut w)?;
         Ok(w)
