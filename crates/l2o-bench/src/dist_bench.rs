@@ -10,7 +10,8 @@ use std::time::Instant;
 use anyhow::Result;
 use l2o_engine::Context;
 use l2o_meta::group::{self, Group, Timed};
-use l2o_meta::learned::{self, LearnedOptions};
+use l2o_meta::kinds::{self, LearnedOptions};
+use l2o_meta::learned;
 use l2o_meta::state::TrainConfig;
 
 #[derive(Clone, Debug)]
@@ -51,7 +52,7 @@ pub fn run_dist_bench(
     let mut rows = vec![];
     let epochs = timed_epochs.max(1) + 2;
     for &(name, task, n, batch, horizon, unroll) in CASES {
-        let lo = learned::by_name(name, &LearnedOptions::default())?;
+        let lo = kinds::by_name(name, &LearnedOptions::default())?;
         let d = lo.about().defaults;
         let tc = TrainConfig {
             task: task.into(),

@@ -16,9 +16,9 @@ use crate::{DeviceArgs, bar, plot};
 
 /// The learned optimizer `--optimizer` names, configured by the other flags.
 fn learned_optimizer(a: &TrainArgs) -> Result<Box<dyn LearnedOptimizer>> {
-    learned::by_name(
+    l2o_meta::kinds::by_name(
         &a.optimizer,
-        &learned::LearnedOptions {
+        &l2o_meta::kinds::LearnedOptions {
             lstm_hidden: a.lstm_hidden,
             preprocess: a.preprocess,
             scale: a.scale,

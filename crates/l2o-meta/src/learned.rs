@@ -8,12 +8,12 @@
 //! **validation score** (lower is better) to keep the best φ, and the **trained optimizer** for the driver.
 //! [`LearnedOptimizer`] is that contract; [`UnrollTrainer`] is the device trainer. Implementations:
 //! [`crate::l2l::train::L2l`], [`crate::policy::train::Policy`], [`crate::hlstm::train::Hlstm`]; the
-//! registry [`crate::kinds`] finds the one a state or checkpoint holds.
+//! registry [`crate::kinds`] finds the one a name, a state or a checkpoint names.
 //!
 //! Adding a fourth learned optimizer means: a folder with its reference and adjoint, a device trainer
 //! implementing [`UnrollTrainer`], an implementation of [`LearnedOptimizer`], a field in
 //! [`crate::state::TrainState`] for its configuration (the checkpoint section), and one arm in
-//! [`crate::kinds::of_state`].
+//! [`crate::kinds::of_state`] and in [`crate::kinds::by_name`].
 
 use anyhow::Result;
 use l2o_engine::Context;
@@ -189,89 +189,4 @@ pub fn new_state(lo: &dyn LearnedOptimizer, train: TrainConfig) -> Result<TrainS
     let mut state = TrainState::start(train, phi)?;
     lo.install(&mut state);
     Ok(state)
-}
-
-/// The architecture options of every learned optimizer, by the names the CLI's flags and the Python package's
-/// keywords use; [`Default`] is what they default to.
-#[derive(Clone, Debug)]
-pub struct LearnedOptions {
-    /// L2L: LSTM hidden units per layer; gradient preprocessing p (0: raw gradient); output scale s.
-    pub lstm_hidden: usize,
-    pub preprocess: f64,
-    pub scale: f64,
-    /// L-BFGS-π and the Hilbert LSTM: memory m.
-    pub memory: usize,
-    /// L-BFGS-π: width n_h of its linear layers.
-    pub policy_width: usize,
-    /// Hilbert LSTM: cell structure (1 or 2), hidden units, meta-loss ("log" or "sum") and its floor, clip,
-    /// and whether the meta-gradient follows the memory.
-    pub cell: u32,
-    pub hlstm_hidden: usize,
-    pub meta_loss: String,
-    pub loss_floor: f64,
-    pub clip: Option<f64>,
-    pub memory_grad: bool,
-}
-
-impl Default for LearnedOptions {
-    fn default() -> Self {
-        Self {
-            lstm_hidden: 20,
-            preprocess: 10.0,
-            scale: 1.0,
-            memory: 5,
-            policy_width: 6,
-            cell: 2,
-            hlstm_hidden: 32,
-            meta_loss: "log".into(),
-            loss_floor: 1e-8,
-            clip: None,
-            memory_grad: true,
-        }
-    }
-}
-
-/// Names accepted by [`by_name`].
-pub const LEARNED_NAMES: &[&str] = &["lstm", "lbfgs-policy", "hlstm"];
-
-/// The learned optimizer `name` names (lstm, lbfgs-policy, hlstm), configured by `o`.
-pub fn by_name(name: &str, o: &LearnedOptions) -> Result<Box<dyn LearnedOptimizer>> {
-    use crate::hlstm::{HlstmConfig, HlstmTraining, MetaLoss};
-    Ok(match name {
-        "lstm" => Box::new(crate::l2l::train::L2l(crate::l2l::LstmConfig {
-            hidden: o.lstm_hidden,
-            preprocess: (o.preprocess > 0.0).then_some(o.preprocess),
-            scale: o.scale,
-        })),
-        "lbfgs-policy" | "lbfgs-pi" => Box::new(crate::policy::train::Policy(
-            l2o_optim::step_policy::PolicyConfig {
-                nh: o.policy_width,
-                m: o.memory,
-                ..Default::default()
-            },
-        )),
-        "hlstm" => Box::new(crate::hlstm::train::Hlstm {
-            cfg: HlstmConfig {
-                cell: o.cell,
-                m: o.memory,
-                hidden: o.hlstm_hidden,
-                curvature_eps: None,
-            },
-            training: HlstmTraining {
-                loss: match o.meta_loss.as_str() {
-                    "log" => MetaLoss::Log {
-                        floor: o.loss_floor,
-                    },
-                    "sum" => MetaLoss::Sum,
-                    other => anyhow::bail!("meta-loss {other:?}: use log or sum"),
-                },
-                clip: o.clip,
-                memory_grad: o.memory_grad,
-            },
-        }),
-        other => anyhow::bail!(
-            "unknown learned optimizer {other:?}: use {}",
-            LEARNED_NAMES.join(", ")
-        ),
-    })
 }

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use l2o_engine::{Context, ContextOptions, Precision, ScalarOut};
-use l2o_meta::learned::{LearnedOptions, by_name, new_state};
+use l2o_meta::kinds::{LearnedOptions, by_name};
+use l2o_meta::learned::new_state;
 use l2o_meta::state::{TrainConfig, TrainState};
 use l2o_meta::train::{HostSource, train_on};
 use l2o_optim::stepper::{Snapshot, Stepper};
