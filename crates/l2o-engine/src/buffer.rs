@@ -338,20 +338,21 @@ impl Context {
     }
 
     fn byte_len(&self, b: &DBuf) -> u64 {
-        (b.len
-            * match b.elem {
-                Elem::Real => self.precision().size(),
-                Elem::U32 => 4,
-            }) as u64
+        (b.len * self.elem_size(b.elem)) as u64
+    }
+
+    /// Bytes per element of `elem` on this device.
+    fn elem_size(&self, elem: Elem) -> usize {
+        match elem {
+            Elem::Real => self.precision().size(),
+            Elem::U32 => 4,
+        }
     }
 
     /// Wrap a buffer the host program owns (usage must include STORAGE; COPY_SRC/COPY_DST for reads/writes)
     /// holding `len` elements of `elem`, so l2o kernels can bind it directly.
     pub fn wrap(&self, buf: wgpu::Buffer, len: usize, elem: Elem) -> Result<DBuf> {
-        let size = match elem {
-            Elem::Real => self.precision().size(),
-            Elem::U32 => 4,
-        } * len;
+        let size = self.elem_size(elem) * len;
         if (buf.size() as usize) < size {
             bail!(
                 "wrap: the buffer has {} bytes, {len} elements need {size}",

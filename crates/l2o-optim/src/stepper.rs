@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{Result, anyhow, bail};
-use l2o_engine::{Context, DBuf, Precision};
+use l2o_engine::{Context, DBuf};
 use l2o_tasks::{HostProblem, NonFinite, Task};
 
 use crate::driver::{Optimizer, start};
@@ -65,12 +65,20 @@ struct Position {
     evaluation: u64,
 }
 
-/// How a resumed worker reaches the snapshot's evaluation: the step (mod the period) and evaluation to stop
-/// at, answering the evaluations before it itself, and the snapshot to write there.
+/// How a resumed worker reaches the snapshot's evaluation: the optimizer's period (None until it is
+/// initialised: the start's evaluation is answered on the way) and the snapshot to write there.
 struct Replay {
-    step: u64,
-    evaluation: u64,
+    period: Option<u64>,
     snapshot: Snapshot,
+}
+
+impl Replay {
+    /// The evaluation to stop at: the snapshot's, in a step congruent to its step mod the period, at most a
+    /// period in.
+    fn target(&self) -> Option<(u64, u64)> {
+        let p = self.period?;
+        Some(((self.snapshot.step - 1) % p + 1, self.snapshot.evaluation))
+    }
 }
 
 /// The driver's state and the optimizer's buffers, set once the optimizer is initialised (Err: its name, when
@@ -106,9 +114,7 @@ impl Shared {
             let Some((p, _)) = &period else {
                 bail!("resume: {} cannot be paused", opt.name());
             };
-            // the same evaluation of a step congruent to the saved one, at most a period in
-            rr.step = (rr.snapshot.step - 1) % p + 1;
-            rr.evaluation = rr.snapshot.evaluation;
+            rr.period = Some(*p);
         }
         *lock(&self.buffers) = Some(match period {
             Some((_, all)) => Ok(all),
@@ -140,14 +146,11 @@ impl Shared {
         let Some(rr) = r.as_ref() else {
             return Ok(Some(theta.to_vec()));
         };
-        if at.0 > rr.step {
-            bail!(
-                "resume: the optimizer passed step {} without reaching the snapshot's evaluation {}",
-                rr.step,
-                rr.evaluation
-            );
+        let target = rr.target();
+        if let Some((step, evaluation)) = target.filter(|t| at.0 > t.0) {
+            bail!("resume: the optimizer passed step {step} without reaching the snapshot's evaluation {evaluation}");
         }
-        if (rr.step, rr.evaluation) != at {
+        if target != Some(at) {
             // any finite answer: everything it leads to is overwritten at the snapshot's evaluation
             f.fill(0.0);
             g.fill(0.0);
@@ -216,13 +219,6 @@ pub struct Stepper {
     steps: u64,
 }
 
-fn precision_name(ctx: &Context) -> &'static str {
-    match ctx.precision() {
-        Precision::F32 => "f32",
-        Precision::F64 => "f64",
-    }
-}
-
 impl Stepper {
     /// A stepper for `batch` problems of dimension n with optimizers from `make`.
     pub fn new(ctx: Arc<Context>, make: MakeOptimizer, n: usize, batch: usize) -> Result<Self> {
@@ -261,6 +257,11 @@ impl Stepper {
         Some((p.step, p.evaluation.saturating_sub(1)))
     }
 
+    /// The point whose gradient the next `step` brings (None before the first step).
+    pub fn pending(&self) -> Option<&[f64]> {
+        self.worker.as_ref().map(|w| w.pending.as_slice())
+    }
+
     /// Forget the optimizer's state: the next step starts a new run from the θ it is given.
     pub fn reset(&mut self) {
         self.worker = None;
@@ -270,24 +271,18 @@ impl Stepper {
     /// The paused run: None before the first step (a fresh run). Fails for an optimizer that cannot be paused
     /// ([`Optimizer::resumable`]).
     pub fn snapshot(&mut self) -> Result<Option<Snapshot>> {
-        let Some(w) = self.worker.as_mut() else {
+        if self.worker.is_none() {
             return Ok(None);
-        };
-        if w.reply.send(ToWorker::Snapshot).is_err() {
-            let e = Self::next(w).err();
-            self.worker = None;
-            return Err(e.unwrap_or_else(|| anyhow!("the stepper's optimizer stopped")));
         }
-        let buffers = match w.request.recv() {
-            Ok(Ok(ToCaller::State(b))) => b,
-            Ok(Ok(ToCaller::Point(_))) => bail!("snapshot: the stepper's worker answered out of turn"),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => bail!("the stepper's optimizer stopped without saying why"),
+        let ToCaller::State(buffers) = self.exchange(ToWorker::Snapshot)? else {
+            self.worker = None;
+            bail!("snapshot: the stepper's worker answered out of turn");
         };
+        let w = self.worker.as_ref().expect("it answered");
         let pos = lock(&w.shared.position);
         Ok(Some(Snapshot {
             optimizer: self.name.clone(),
-            precision: precision_name(&self.ctx).into(),
+            precision: self.ctx.precision().to_string(),
             n: self.n,
             batch: self.batch,
             steps: self.steps,
@@ -313,7 +308,7 @@ impl Stepper {
                 s.name
             );
         }
-        let here = precision_name(&s.ctx);
+        let here = s.ctx.precision().to_string();
         if snap.precision != here {
             bail!(
                 "resume: the snapshot holds {} buffers, this adapter computes in {here}; resume it with precision \
@@ -337,10 +332,8 @@ impl Stepper {
         let (rep_tx, rep_rx) = sync_channel::<ToWorker>(1);
         let shared = Arc::new(Shared::default());
         if let Some(snap) = resume {
-            // the start's evaluation is answered by the worker; the target step is set once the period is known
             *lock(&shared.replay) = Some(Replay {
-                step: 0,
-                evaluation: u64::MAX,
+                period: None,
                 snapshot: snap,
             });
         }
@@ -384,17 +377,38 @@ impl Stepper {
             pending: vec![],
             shared,
         };
-        w.pending = Self::next(&mut w)?;
+        w.pending = Self::next(&w)?;
         Ok(w)
     }
 
-    fn next(w: &mut Worker) -> Result<Vec<f64>> {
+    /// The worker's next message (its error when it stopped).
+    fn receive(w: &Worker) -> Result<ToCaller> {
         match w.request.recv() {
-            Ok(Ok(ToCaller::Point(x))) => Ok(x),
-            Ok(Ok(ToCaller::State(_))) => bail!("the stepper's worker answered out of turn"),
-            Ok(Err(e)) => Err(e),
+            Ok(r) => r,
             Err(_) => bail!("the stepper's optimizer stopped without saying why"),
         }
+    }
+
+    /// The next point the worker asks about.
+    fn next(w: &Worker) -> Result<Vec<f64>> {
+        match Self::receive(w)? {
+            ToCaller::Point(x) => Ok(x),
+            ToCaller::State(_) => bail!("the stepper's worker answered out of turn"),
+        }
+    }
+
+    /// Send the running worker `msg` and take its answer; a worker that stopped is dropped, with its reason.
+    fn exchange(&mut self, msg: ToWorker) -> Result<ToCaller> {
+        let w = self.worker.as_ref().expect("a running worker");
+        let answer = match w.reply.send(msg) {
+            Ok(()) => Self::receive(w),
+            // it stopped before: its last message says why
+            Err(_) => Self::receive(w).and_then(|_| Err(anyhow!("the stepper's optimizer stopped"))),
+        };
+        if answer.is_err() {
+            self.worker = None;
+        }
+        answer
     }
 
     /// One step: `theta` (B × n) must be the point the previous step returned (or any point at the first step
@@ -436,21 +450,12 @@ impl Stepper {
             );
         }
         let reply = ToWorker::Reply(grad.to_vec(), loss.map_or(vec![0.0; b], |l| l.to_vec()));
-        if w.reply.send(reply).is_err() {
-            let e = Self::next(w).err();
+        let ToCaller::Point(x) = self.exchange(reply)? else {
             self.worker = None;
-            return Err(e.unwrap_or_else(|| anyhow!("the stepper's optimizer stopped")));
-        }
-        match Self::next(w) {
-            Ok(x) => {
-                w.pending = x.clone();
-                self.steps += 1;
-                Ok(x)
-            }
-            Err(e) => {
-                self.worker = None;
-                Err(e)
-            }
-        }
+            bail!("the stepper's worker answered out of turn");
+        };
+        self.worker.as_mut().expect("it answered").pending = x.clone();
+        self.steps += 1;
+        Ok(x)
     }
 }

@@ -649,8 +649,7 @@ impl MethodStepper {
         direction: &str,
     ) -> PyResult<Self> {
         let (ls, dir) = (line_search.to_string(), direction.to_string());
-        // refuse bad options now, not at the first step
-        optimizer_for(&method, lr, &ls, history, &dir).map_err(|e| py_err(e, None))?;
+        // Stepper::new builds one (for its name), so bad options are refused here, not at the first step
         let make: l2o_optim::stepper::MakeOptimizer =
             Box::new(move || optimizer_for(&method, lr, &ls, history, &dir));
         let c = ctx.ctx.clone();
@@ -690,6 +689,13 @@ impl MethodStepper {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .position()
+    }
+
+    /// The point whose gradient the next step brings; None before the first step.
+    #[getter]
+    fn pending<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray1<f64>>> {
+        let s = self.stepper.lock().unwrap_or_else(|p| p.into_inner());
+        s.pending().map(|x| PyArray1::from_slice(py, x))
     }
 
     fn reset(&self) {

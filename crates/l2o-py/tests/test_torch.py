@@ -26,6 +26,11 @@ def model(dtype=torch.float64):
     return torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).to(dtype)
 
 
+def flat(m):
+    """The model's parameters as one vector, in their dtype (a copy)."""
+    return torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy().copy()
+
+
 def closure_of(m, opt, X, y, lossf=torch.nn.BCEWithLogitsLoss()):
     """torch's closure for step(closure): zero the gradients, the loss of m on (X, y), backward."""
 
@@ -70,7 +75,7 @@ def test_a_learned_optimizer_steps_a_model_as_its_numpy_api_does():
     opt = l2o.torch.Optimizer(m.parameters(), L2L)
     assert opt.kind == "lstm"
     ref = l2o.load(L2L, precision="f64")
-    theta = torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy().copy()
+    theta = flat(m)
     for _ in range(5):
         opt.zero_grad()
         loss = lossf(m(X), y)
@@ -78,7 +83,7 @@ def test_a_learned_optimizer_steps_a_model_as_its_numpy_api_does():
         g = torch.cat([p.grad.reshape(-1) for p in m.parameters()]).numpy().copy()
         opt.step()
         theta = ref.step(theta, g)
-        got = torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy()
+        got = flat(m)
         np.testing.assert_array_equal(got, theta)
     assert opt.state[next(iter(m.parameters()))]["step"] == 5
 
@@ -211,7 +216,7 @@ def test_l2l_in_chunks_gives_the_numbers_of_one_piece():
             opt.zero_grad()
             lossf(m(X), y).backward()
             opt.step()
-        got.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy())
+        got.append(flat(m))
     np.testing.assert_array_equal(got[0], got[1])
 
 
@@ -229,7 +234,7 @@ def test_a_compiled_model_trains_with_the_optimizer_outside_the_graph():
             opt.zero_grad()
             lossf(fwd(X), y).backward()
             opt.step()
-        got.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy())
+        got.append(flat(m))
     np.testing.assert_array_equal(got[0], got[1])
 
 
@@ -246,7 +251,7 @@ def test_state_dict_round_trips_the_device_state(ckpt, chunk):
     def run(m, opt, k):
         for _ in range(k):
             opt.step(closure_of(m, opt, X, y))
-        return torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy().copy()
+        return flat(m)
 
     m = model()
     opt = l2o.torch.Optimizer(m.parameters(), ckpt, **kw)
@@ -309,7 +314,7 @@ def test_lbfgs_memory_carries_over_between_step_calls_as_torchs_does():
         for _ in range(calls):
             opt.step(closure)
         st = opt.state[next(iter(m.parameters()))]
-        out.append((torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy(), st["n_iter"],
+        out.append((flat(m), st["n_iter"],
                     st["func_evals"], st["status"]))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     assert out[0][1] == out[1][1] and out[0][1] > 20, out
@@ -332,13 +337,13 @@ def test_an_lbfgs_pi_checkpoint_steps_through_a_closure():
     closure = closure_of(m, opt, X, y)
 
     first = float(opt.step(closure).detach())
-    got = torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy()
+    got = flat(m)
     with torch.no_grad():
         last = float(lossf(m(X), y))
     assert last < first, (first, last)
 
     m0 = model()
-    x0 = torch.cat([p.detach().reshape(-1) for p in m0.parameters()]).numpy()
+    x0 = flat(m0)
 
     def fun(x):
         l2o.torch._unflat(list(m0.parameters()), x)
@@ -377,5 +382,5 @@ def test_lbfgs_starts_a_new_run_when_the_parameters_were_changed():
             opt.step(closure)
         m.load_state_dict(model().state_dict())
         opt.step(closure)
-        out.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy())
+        out.append(flat(m))
     np.testing.assert_array_equal(out[0], out[1])

@@ -139,9 +139,8 @@ class Optimizer(torch.optim.Optimizer):
         self._lbfgs = dict(
             steps=int(max_iter), history=int(history_size), line_search=line_search, gtol=float(tolerance_grad)
         )
-        # L-BFGS: each group's paused run and the point it waits at (see _line_search_step)
+        # L-BFGS: each group's paused run and the parameters its last step left (see _line_search_step)
         self._steppers = [None for _ in self.param_groups]
-        self._pending = [None for _ in self.param_groups]
         self._last = [None for _ in self.param_groups]
 
     @property
@@ -281,16 +280,15 @@ class Optimizer(torch.optim.Optimizer):
             s = self._steppers[g]
             if s is not None and not np.array_equal(theta, self._last[g]):
                 s = None  # the parameters were changed outside the optimizer (loaded, edited): a new run
-            if s is None or s.position is None:
+            if s is None or s.pending is None:
                 method = self._checkpoint if self._kind == "lbfgs-policy" else "lbfgs"
                 s = _l2o.MethodStepper(
                     self._ctx, method, theta.size, 1,
                     line_search=self._lbfgs["line_search"], history=self._lbfgs["history"],
                 )
                 self._steppers[g] = s
-                pending = s.step(theta, grad, f)  # the run's evaluation at θ₀
-            else:
-                pending = self._pending[g]
+                s.step(theta, grad, f)  # the run's evaluation at θ₀
+            pending = s.pending
             last = theta
             k0, n0 = s.position[0], st["n_iter"]
             status = "running"
@@ -313,7 +311,7 @@ class Optimizer(torch.optim.Optimizer):
                 last = pending
                 pending = s.step(pending, grad, f)
             _unflat(params, last)
-            self._pending[g], self._last[g] = pending, _flat(params)
+            self._last[g] = _flat(params)
             st["n_iter"] = n0 + int(k - k0)
             st["status"] = status
         return orig
